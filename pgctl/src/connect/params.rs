@@ -1,0 +1,147 @@
+//! The fully resolved inputs of a connection attempt.
+//!
+//! [`crate::conninfo`] produces these from a connection string, the `PG*`
+//! environment variables and `.pgpass`; [`crate::connect`] consumes them.
+//! Nothing here is optional any more except where libpq itself treats a value
+//! as absent.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// libpq's `sslmode`, checked (a bad value is an error at resolution time,
+/// as libpq rejects it when connecting, not when parsing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum SslMode {
+    /// Plain text only.
+    Disable,
+    /// Plain text first; TLS only if the server demands it.
+    Allow,
+    /// TLS first; plain text only if the server declines TLS (libpq's default).
+    #[default]
+    Prefer,
+    /// TLS, without verifying the certificate (unless a root cert file is
+    /// present, in which case libpq behaves as `verify-ca`).
+    Require,
+    /// TLS, certificate chain verified against the root certificates.
+    VerifyCa,
+    /// TLS, chain verified and the host name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The keyword as libpq spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// libpq's `target_session_attrs`, checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum TargetSessionAttrs {
+    /// Any server will do (the default).
+    #[default]
+    Any,
+    /// A server that accepts writes (`transaction_read_only = off`).
+    ReadWrite,
+    /// A server that is read only.
+    ReadOnly,
+    /// A server not in recovery.
+    Primary,
+    /// A server in recovery.
+    Standby,
+    /// A standby if any host is one, else any server.
+    PreferStandby,
+}
+
+impl TargetSessionAttrs {
+    /// The keyword as libpq spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetSessionAttrs::Any => "any",
+            TargetSessionAttrs::ReadWrite => "read-write",
+            TargetSessionAttrs::ReadOnly => "read-only",
+            TargetSessionAttrs::Primary => "primary",
+            TargetSessionAttrs::Standby => "standby",
+            TargetSessionAttrs::PreferStandby => "prefer-standby",
+        }
+    }
+}
+
+/// One entry of the host list, after `host`, `hostaddr` and `port` have been
+/// paired up the way libpq pairs them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostParam {
+    /// The host name as given: a DNS name, a numeric address, or (when it
+    /// starts with `/` or `@`) a unix-socket directory / abstract namespace.
+    /// Empty when only `hostaddr` was given.
+    pub host: String,
+    /// A numeric address that replaces name resolution, when given.
+    pub hostaddr: Option<IpAddr>,
+    /// The TCP port, or the number in the unix socket's file name.
+    pub port: u16,
+}
+
+impl HostParam {
+    /// Whether this entry names a unix-socket directory rather than a TCP host.
+    pub fn is_unix_socket(&self) -> bool {
+        self.hostaddr.is_none() && (self.host.starts_with('/') || self.host.starts_with('@'))
+    }
+}
+
+/// Everything needed to open a connection. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectParams {
+    /// Hosts to try, in order (at least one).
+    pub hosts: Vec<HostParam>,
+    /// The role to log in as.
+    pub user: String,
+    /// The password, from the string, `PGPASSWORD` or `.pgpass`.
+    pub password: Option<String>,
+    /// The database name.
+    pub dbname: String,
+    /// TLS policy.
+    pub sslmode: SslMode,
+    /// Root certificates for verify-ca / verify-full (and for `require` when
+    /// the file exists, as libpq does).
+    pub sslrootcert: Option<PathBuf>,
+    /// Client certificate and key, when given.
+    pub sslcert: Option<PathBuf>,
+    /// Client key for `sslcert`.
+    pub sslkey: Option<PathBuf>,
+    /// Which kind of server is acceptable.
+    pub target_session_attrs: TargetSessionAttrs,
+    /// Per-host connect timeout (libpq: at least 2 s when set, 0 = none).
+    pub connect_timeout: Option<Duration>,
+    /// `application_name`, when given.
+    pub application_name: Option<String>,
+    /// `options` (command-line options sent to the server), when given.
+    pub options: Option<String>,
+}
+
+impl fmt::Debug for ConnectParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectParams")
+            .field("hosts", &self.hosts)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "********"))
+            .field("dbname", &self.dbname)
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
+            .field("sslcert", &self.sslcert)
+            .field("sslkey", &self.sslkey)
+            .field("target_session_attrs", &self.target_session_attrs)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("application_name", &self.application_name)
+            .field("options", &self.options)
+            .finish()
+    }
+}

@@ -1,0 +1,1 @@
+//! libpq-compatible connection strings: parsing, building, resolution.
