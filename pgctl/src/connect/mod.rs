@@ -262,8 +262,8 @@ async fn connect_inner(
     };
     let mut attempts = Vec::new();
     for &wanted in passes {
-        for host in &params.hosts {
-            match ctx.try_host(host, wanted, &mut attempts).await {
+        for index in 0..params.hosts.len() {
+            match ctx.try_host(index, wanted, &mut attempts).await {
                 Some(connected) => return Ok(connected),
                 None => continue,
             }
@@ -317,10 +317,11 @@ enum AddressOutcome {
 impl Ctx<'_> {
     async fn try_host(
         &self,
-        host: &HostParam,
+        index: usize,
         wanted: Wanted,
         attempts: &mut Vec<HostAttempt>,
     ) -> Option<Connected> {
+        let host = &self.params.hosts[index];
         let addresses = match self.addresses(host).await {
             Ok(a) => a,
             Err(attempt) => {
@@ -329,7 +330,7 @@ impl Ctx<'_> {
             }
         };
         for address in addresses {
-            let attempt = self.try_address(host, &address, wanted, attempts);
+            let attempt = self.try_address(index, &address, wanted, attempts);
             let outcome = match self.timeout {
                 Some(limit) => match tokio::time::timeout(limit, attempt).await {
                     Ok(outcome) => outcome,
@@ -413,14 +414,15 @@ impl Ctx<'_> {
 
     async fn try_address(
         &self,
-        host: &HostParam,
+        index: usize,
         address: &Address,
         wanted: Wanted,
         attempts: &mut Vec<HostAttempt>,
     ) -> Result<Connected, AddressOutcome> {
+        let host = &self.params.hosts[index];
         let steps = self.steps(address);
-        for (index, &step) in steps.iter().enumerate() {
-            let attempt = match self.attempt(host, address, step).await {
+        for (step_no, &step) in steps.iter().enumerate() {
+            let mut attempt = match self.attempt(index, address, step).await {
                 Ok(started) => {
                     return self
                         .check_target(host, address, started, wanted, attempts)
@@ -428,6 +430,15 @@ impl Ctx<'_> {
                 }
                 Err(attempt) => attempt,
             };
+            if attempt.kind == ConnectErrorKind::BadPassword && self.params.password.is_none() {
+                if let (Some(_), Some(file)) = (&host.password, &self.params.passfile) {
+                    attempt.message = format!(
+                        "{} (password retrieved from file \"{}\")",
+                        attempt.message,
+                        file.display()
+                    );
+                }
+            }
             let server_error = attempt.sqlstate.is_some();
             let cannot_connect_now = attempt.sqlstate.as_deref() == Some("57P03");
             let used_tls = attempt.tls;
@@ -439,7 +450,7 @@ impl Ctx<'_> {
             // itself rejected the session (an ErrorResponse during startup):
             // allow -> TLS after a plain-text rejection, prefer -> plain
             // text after a rejection over TLS.
-            let retry = index + 1 < steps.len()
+            let retry = step_no + 1 < steps.len()
                 && server_error
                 && match step {
                     Step::Plain => true,
@@ -484,28 +495,23 @@ impl Ctx<'_> {
         }
     }
 
-    fn config(&self, mode: PgSslMode) -> tokio_postgres::Config {
-        let p = self.params;
-        let mut config = tokio_postgres::Config::new();
-        config.user(&p.user).dbname(&p.dbname).ssl_mode(mode);
-        if let Some(password) = &p.password {
-            config.password(password.as_bytes());
-        }
-        if let Some(name) = &p.application_name {
-            config.application_name(name);
-        }
-        if let Some(options) = &p.options {
-            config.options(options);
-        }
+    /// The login settings for one host (conninfo's conversion, which picks
+    /// the host's `.pgpass` password), with this attempt's TLS mode.
+    /// `connect_raw` ignores the host, port and timeout fields: the socket
+    /// and the loop are ours.
+    fn config(&self, host_index: usize, mode: PgSslMode) -> tokio_postgres::Config {
+        let mut config = crate::conninfo::tokio_config(self.params, host_index);
+        config.ssl_mode(mode);
         config
     }
 
     async fn attempt(
         &self,
-        host: &HostParam,
+        index: usize,
         address: &Address,
         step: Step,
     ) -> Result<Started, HostAttempt> {
+        let host = &self.params.hosts[index];
         let mode = match step {
             Step::Plain => PgSslMode::Disable,
             Step::TlsOrPlain => PgSslMode::Prefer,
@@ -552,7 +558,11 @@ impl Ctx<'_> {
                 return Err(attempt);
             }
         };
-        match self.config(mode).connect_raw(stream, connector).await {
+        match self
+            .config(index, mode)
+            .connect_raw(stream, connector)
+            .await
+        {
             Ok((client, connection)) => {
                 let param = |name: &str| connection.parameter(name).map(str::to_owned);
                 let on = |v: Option<String>| v.map(|v| v == "on");
