@@ -101,3 +101,44 @@ fn holder_pid(file: &mut File) -> Option<u32> {
     file.read_to_string(&mut text).ok()?;
     text.trim().parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn a_waiting_caller_is_told_the_holders_pid_then_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = HbaLock::path_for(dir.path(), "pg_hba.conf");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let seen = Mutex::new(Vec::new());
+        let record = |e: InstallEvent| seen.lock().unwrap().push(e);
+        let (held, _) = runtime
+            .block_on(HbaLock::acquire(&path, Duration::from_secs(1), &record))
+            .unwrap();
+        assert!(seen.lock().unwrap().is_empty());
+        let err = runtime
+            .block_on(HbaLock::acquire(&path, Duration::from_millis(50), &record))
+            .unwrap_err();
+        let pid = std::process::id();
+        assert!(
+            matches!(err, InstallError::LockTimeout { holder_pid: Some(p), .. } if p == pid),
+            "{err:?}"
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![InstallEvent::WaitingForLock {
+                lock_file: path.clone(),
+                holder_pid: Some(pid)
+            }]
+        );
+        drop(held);
+        runtime
+            .block_on(HbaLock::acquire(&path, Duration::from_millis(50), &record))
+            .unwrap();
+    }
+}

@@ -472,11 +472,8 @@ where
         reload = Some(confirmation);
     }
 
-    let pruned_backups = if changed {
-        paths.prune_backups(options.backups_kept)?
-    } else {
-        Vec::new()
-    };
+    // Also when unchanged: a killed run may have left one backup too many.
+    let pruned_backups = paths.prune_backups(options.backups_kept)?;
     for path in &pruned_backups {
         events(InstallEvent::BackupPruned { path: path.clone() });
     }
