@@ -1,0 +1,557 @@
+//! The lossless document model: a file is a list of lines, each keeping its
+//! exact bytes, and what the server's tokenizer sees in them.
+//!
+//! Printing a document writes every line's bytes back, so an unedited
+//! document prints byte for byte what was parsed, whatever the input was.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io;
+
+use crate::parser::{self, Dialect, LineSplitter, LogicalLine};
+use crate::version::PgVersion;
+
+/// The connection types a record can start with.
+pub const CONNECTION_TYPES: [&str; 6] = [
+    "local",
+    "host",
+    "hostssl",
+    "hostnossl",
+    "hostgssenc",
+    "hostnogssenc",
+];
+
+/// Which include directive a line is (16+).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IncludeKind {
+    /// `include FILE`: the file must exist.
+    Include,
+    /// `include_if_exists FILE`: a missing file is skipped.
+    IncludeIfExists,
+    /// `include_dir DIR`: every `*.conf` file of DIR not starting with `.`,
+    /// in byte order of their names.
+    IncludeDir,
+}
+
+impl IncludeKind {
+    /// The directive's keyword.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            IncludeKind::Include => "include",
+            IncludeKind::IncludeIfExists => "include_if_exists",
+            IncludeKind::IncludeDir => "include_dir",
+        }
+    }
+
+    /// The directive for a first token, if it is one.
+    pub fn from_keyword(word: &[u8]) -> Option<Self> {
+        match word {
+            b"include" => Some(IncludeKind::Include),
+            b"include_if_exists" => Some(IncludeKind::IncludeIfExists),
+            b"include_dir" => Some(IncludeKind::IncludeDir),
+            _ => None,
+        }
+    }
+}
+
+/// What a line is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LineKind {
+    /// Nothing but blanks (and stray commas).
+    Blank,
+    /// Only a comment (and blanks).
+    Comment,
+    /// A rule: its first field is a connection type (or an `@file`).
+    Record,
+    /// An include directive (16+).
+    Include(IncludeKind),
+    /// A line the server cannot take as a record or directive; the message
+    /// says why (the server's own words).
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Content {
+    /// The content is the first `n` bytes of the raw line.
+    Prefix(usize),
+    /// A continued line: rebuilt content.
+    Owned(Vec<u8>),
+}
+
+/// Span of one token in a line's content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TokenSpan {
+    start: u32,
+    end: u32,
+    quoted: bool,
+}
+
+/// One line of a document (a logical line: with continuations it covers
+/// several physical lines).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    raw: Vec<u8>,
+    line_number: u32,
+    line_count: u32,
+    content: Content,
+    segments: Vec<(usize, usize)>,
+    fields: Vec<Vec<TokenSpan>>,
+    comment_start: Option<usize>,
+    kind: LineKind,
+}
+
+/// A token of a [`Line`], borrowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenRef<'a> {
+    raw: &'a [u8],
+    start: usize,
+    quoted: bool,
+}
+
+impl<'a> TokenRef<'a> {
+    /// The token as written, quotes included.
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// The value with quotes removed.
+    pub fn value(&self) -> Cow<'a, [u8]> {
+        if self.raw.contains(&b'"') {
+            Cow::Owned(parser::dequote(self.raw))
+        } else {
+            Cow::Borrowed(self.raw)
+        }
+    }
+
+    /// The value as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.value()).into_owned()
+    }
+
+    /// Whether a quote preceded the first character (keywords lose meaning).
+    pub fn quoted(&self) -> bool {
+        self.quoted
+    }
+
+    /// Offset in the line's content.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+}
+
+impl Line {
+    fn from_logical(l: &LogicalLine<'_>, version: PgVersion, dialect: &Dialect) -> Line {
+        let tokenized = parser::tokenize(&l.content, dialect);
+        let fields: Vec<Vec<TokenSpan>> = tokenized
+            .fields
+            .iter()
+            .map(|f| {
+                f.tokens
+                    .iter()
+                    .map(|t| TokenSpan {
+                        start: t.start as u32,
+                        end: t.end() as u32,
+                        quoted: t.quoted,
+                    })
+                    .collect()
+            })
+            .collect();
+        let kind = classify(l, &tokenized, version);
+        let content = match &l.content {
+            Cow::Borrowed(b) => Content::Prefix(b.len()),
+            Cow::Owned(v) => Content::Owned(v.clone()),
+        };
+        Line {
+            raw: l.raw.to_vec(),
+            line_number: l.line_number,
+            line_count: l.line_count,
+            content,
+            segments: l.segments.clone(),
+            fields,
+            comment_start: tokenized.comment_start,
+            kind,
+        }
+    }
+
+    /// Parse text that must form exactly one logical line (a trailing line
+    /// terminator is optional). Returns `None` when it would form more.
+    pub fn parse_single(text: &[u8], version: PgVersion) -> Option<Line> {
+        let dialect = Dialect::for_version(version);
+        let mut it = LineSplitter::new(text, dialect);
+        let first = it.next()?;
+        if it.next().is_some() {
+            return None;
+        }
+        Some(Line::from_logical(&first, version, &dialect))
+    }
+
+    /// The exact bytes of the line, terminator(s) included.
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// The text the server tokenizes (terminators and continuation
+    /// backslashes removed).
+    pub fn content(&self) -> &[u8] {
+        match &self.content {
+            Content::Prefix(n) => &self.raw[..*n],
+            Content::Owned(v) => v,
+        }
+    }
+
+    /// Line number of the (first) physical line, 1-based, as parsed.
+    pub fn line_number(&self) -> u32 {
+        self.line_number
+    }
+
+    /// How many physical lines this line covers.
+    pub fn line_count(&self) -> u32 {
+        self.line_count
+    }
+
+    /// What the line is.
+    pub fn kind(&self) -> &LineKind {
+        &self.kind
+    }
+
+    /// Whether the raw bytes end with a line terminator.
+    pub fn has_terminator(&self) -> bool {
+        self.raw.last() == Some(&b'\n')
+    }
+
+    /// Number of fields.
+    pub fn field_count(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// The tokens of field `i` (a comma list has several).
+    pub fn field(&self, i: usize) -> Option<Vec<TokenRef<'_>>> {
+        let content = self.content();
+        self.fields.get(i).map(|f| {
+            f.iter()
+                .map(|t| TokenRef {
+                    raw: &content[t.start as usize..t.end as usize],
+                    start: t.start as usize,
+                    quoted: t.quoted,
+                })
+                .collect()
+        })
+    }
+
+    /// Every field's tokens.
+    pub fn fields(&self) -> Vec<Vec<TokenRef<'_>>> {
+        (0..self.fields.len())
+            .filter_map(|i| self.field(i))
+            .collect()
+    }
+
+    /// Byte span (in [`Line::content`]) of field `i`, from its first
+    /// token's start to its last token's end.
+    pub fn field_span(&self, i: usize) -> Option<(usize, usize)> {
+        self.fields
+            .get(i)
+            .map(|f| (f[0].start as usize, f[f.len() - 1].end as usize))
+    }
+
+    /// The comment (from its `#`), if the line has one.
+    pub fn comment(&self) -> Option<&[u8]> {
+        self.comment_start.map(|s| &self.content()[s..])
+    }
+
+    /// Physical line number and 1-based byte column of a content offset.
+    pub fn line_column(&self, content_offset: usize) -> (u32, u32) {
+        let ll = LogicalLine {
+            raw_start: 0,
+            raw: &self.raw,
+            line_number: self.line_number,
+            line_count: self.line_count,
+            content: Cow::Borrowed(&[]),
+            segments: self.segments.clone(),
+            too_long: false,
+        };
+        ll.line_column(content_offset)
+    }
+}
+
+fn classify(l: &LogicalLine<'_>, t: &parser::TokenizedLine<'_>, version: PgVersion) -> LineKind {
+    if l.too_long {
+        return LineKind::Invalid("authentication file line too long".into());
+    }
+    if t.token_too_long.is_some() {
+        return LineKind::Invalid("authentication file token too long".into());
+    }
+    if t.fields.is_empty() {
+        return if t.comment_start.is_some() {
+            LineKind::Comment
+        } else {
+            LineKind::Blank
+        };
+    }
+    let first = &t.fields[0].tokens[0];
+    if version.has_include_directives() && t.fields.len() == 2 {
+        if let Some(kind) = IncludeKind::from_keyword(&first.value) {
+            return LineKind::Include(kind);
+        }
+    }
+    if t.fields[0].tokens.len() > 1 {
+        return LineKind::Invalid("multiple values specified for connection type".into());
+    }
+    if first.is_file_reference()
+        || CONNECTION_TYPES
+            .iter()
+            .any(|c| c.as_bytes() == &*first.value)
+    {
+        LineKind::Record
+    } else {
+        LineKind::Invalid(format!(
+            "invalid connection type \"{}\"",
+            parser::lossy(&first.value)
+        ))
+    }
+}
+
+/// A parsed `pg_hba.conf`: every line, in order, losslessly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HbaDocument {
+    version: PgVersion,
+    lines: Vec<Line>,
+}
+
+/// An edit could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    /// The index is past the end of the document.
+    #[error("line index {index} out of range (document has {len} lines)")]
+    OutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The number of lines.
+        len: usize,
+    },
+    /// The text given for one line would form several lines (or none).
+    #[error("text must form exactly one line")]
+    NotOneLine,
+}
+
+impl HbaDocument {
+    /// Parse with the newest grammar (PostgreSQL 18).
+    pub fn parse(bytes: &[u8]) -> HbaDocument {
+        Self::parse_for(bytes, PgVersion::LATEST)
+    }
+
+    /// Parse with the grammar of a given version (continuation lines only
+    /// from 14, include directives only from 16, PostgreSQL 13's fixed
+    /// buffers).
+    pub fn parse_for(bytes: &[u8], version: PgVersion) -> HbaDocument {
+        let dialect = Dialect::for_version(version);
+        let lines = LineSplitter::new(bytes, dialect)
+            .map(|l| Line::from_logical(&l, version, &dialect))
+            .collect();
+        HbaDocument { version, lines }
+    }
+
+    /// The version whose grammar the document was parsed with.
+    pub fn version(&self) -> PgVersion {
+        self.version
+    }
+
+    /// The lines, in order.
+    pub fn lines(&self) -> &[Line] {
+        &self.lines
+    }
+
+    /// Lines that are records, with their index.
+    pub fn records(&self) -> impl Iterator<Item = (usize, &Line)> {
+        self.lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| *l.kind() == LineKind::Record)
+    }
+
+    /// The document's bytes: for an unedited document, exactly the input.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.lines.iter().map(|l| l.raw.len()).sum());
+        for l in &self.lines {
+            out.extend_from_slice(&l.raw);
+        }
+        out
+    }
+
+    /// Write the document's bytes.
+    pub fn write_to(&self, w: &mut impl io::Write) -> io::Result<()> {
+        for l in &self.lines {
+            w.write_all(&l.raw)?;
+        }
+        Ok(())
+    }
+
+    /// The line terminator the document mostly uses (`\r\n` or `\n`).
+    pub fn line_terminator(&self) -> &'static [u8] {
+        let crlf = self
+            .lines
+            .iter()
+            .filter(|l| l.raw.ends_with(b"\r\n"))
+            .count();
+        if crlf * 2 > self.lines.len() {
+            b"\r\n"
+        } else {
+            b"\n"
+        }
+    }
+
+    fn make_line(&self, text: &[u8]) -> Result<Line, EditError> {
+        let mut bytes = text.to_vec();
+        if !bytes.ends_with(b"\n") {
+            bytes.extend_from_slice(self.line_terminator());
+        }
+        Line::parse_single(&bytes, self.version).ok_or(EditError::NotOneLine)
+    }
+
+    /// Renumber lines after an edit.
+    fn renumber(&mut self) {
+        let mut n = 1;
+        for l in &mut self.lines {
+            l.line_number = n;
+            n += l.line_count;
+        }
+    }
+
+    /// Insert one line before line `index` (`index == len` appends). A line
+    /// terminator is added to `text` when missing, and to the previous line
+    /// when it had none (the only byte outside `text` an edit may add).
+    pub fn insert_line(&mut self, index: usize, text: &[u8]) -> Result<(), EditError> {
+        if index > self.lines.len() {
+            return Err(EditError::OutOfRange {
+                index,
+                len: self.lines.len(),
+            });
+        }
+        let line = self.make_line(text)?;
+        if index > 0 && !self.lines[index - 1].has_terminator() {
+            let term = self.line_terminator();
+            let prev = &self.lines[index - 1];
+            let mut bytes = prev.raw.clone();
+            bytes.extend_from_slice(term);
+            self.lines[index - 1] =
+                Line::parse_single(&bytes, self.version).ok_or(EditError::NotOneLine)?;
+        }
+        self.lines.insert(index, line);
+        self.renumber();
+        Ok(())
+    }
+
+    /// Replace line `index` with one new line.
+    pub fn replace_line(&mut self, index: usize, text: &[u8]) -> Result<(), EditError> {
+        if index >= self.lines.len() {
+            return Err(EditError::OutOfRange {
+                index,
+                len: self.lines.len(),
+            });
+        }
+        let mut line = self.make_line(text)?;
+        if !self.lines[index].has_terminator() && index + 1 == self.lines.len() {
+            // keep "no final newline" files that way
+            let mut raw = line.raw.clone();
+            while raw.last() == Some(&b'\n') || raw.last() == Some(&b'\r') {
+                raw.pop();
+            }
+            line = Line::parse_single(&raw, self.version).ok_or(EditError::NotOneLine)?;
+        }
+        self.lines[index] = line;
+        self.renumber();
+        Ok(())
+    }
+
+    /// Remove line `index`, returning it.
+    pub fn remove_line(&mut self, index: usize) -> Result<Line, EditError> {
+        if index >= self.lines.len() {
+            return Err(EditError::OutOfRange {
+                index,
+                len: self.lines.len(),
+            });
+        }
+        let line = self.lines.remove(index);
+        self.renumber();
+        Ok(line)
+    }
+}
+
+impl fmt::Display for HbaDocument {
+    /// The document's text; bytes that are not UTF-8 are replaced (use
+    /// [`HbaDocument::to_bytes`] for the exact bytes).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for l in &self.lines {
+            f.write_str(&String::from_utf8_lossy(&l.raw))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_every_byte() {
+        let inputs: [&[u8]; 6] = [
+            b"",
+            b"local all all trust",
+            b"# c\xe9\r\n\r\nhost all all 0/0 md5 \\\n  # x\n",
+            b"\0\0\n\xff",
+            b"a\\\n\\\n\n",
+            b"   \t,,,\n",
+        ];
+        for input in inputs {
+            for v in PgVersion::ALL {
+                assert_eq!(HbaDocument::parse_for(input, v).to_bytes(), input);
+            }
+        }
+    }
+
+    #[test]
+    fn kinds() {
+        let doc = HbaDocument::parse(
+            b"# c\n\nlocal all all trust\ninclude x.conf\nfoo bar\nhost,local a b\n",
+        );
+        let kinds: Vec<_> = doc.lines().iter().map(|l| l.kind().clone()).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                LineKind::Comment,
+                LineKind::Blank,
+                LineKind::Record,
+                LineKind::Include(IncludeKind::Include),
+                LineKind::Invalid("invalid connection type \"foo\"".into()),
+                LineKind::Invalid("multiple values specified for connection type".into()),
+            ]
+        );
+        let doc15 = HbaDocument::parse_for(b"include x.conf\n", PgVersion::V15);
+        assert!(matches!(doc15.lines()[0].kind(), LineKind::Invalid(_)));
+    }
+
+    #[test]
+    fn continuation_line_numbers() {
+        let doc = HbaDocument::parse(b"host all \\\n all 0/0 trust\nlocal all all trust\n");
+        assert_eq!(doc.lines().len(), 2);
+        assert_eq!(doc.lines()[1].line_number(), 3);
+        assert_eq!(doc.lines()[0].field_count(), 5);
+    }
+
+    #[test]
+    fn edits_touch_only_their_line() {
+        let mut doc = HbaDocument::parse(b"# a\r\nlocal all all trust\r\n# b");
+        doc.insert_line(2, b"host all all ::1/128 md5").unwrap();
+        assert_eq!(
+            doc.to_bytes(),
+            b"# a\r\nlocal all all trust\r\nhost all all ::1/128 md5\r\n# b"
+        );
+        doc.remove_line(1).unwrap();
+        assert_eq!(doc.to_bytes(), b"# a\r\nhost all all ::1/128 md5\r\n# b");
+        doc.insert_line(3, b"# end").unwrap();
+        assert_eq!(
+            doc.to_bytes(),
+            b"# a\r\nhost all all ::1/128 md5\r\n# b\r\n# end\r\n"
+        );
+        assert_eq!(doc.lines()[3].line_number(), 4);
+    }
+}
