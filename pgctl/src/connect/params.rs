@@ -77,8 +77,8 @@ impl TargetSessionAttrs {
 }
 
 /// One entry of the host list, after `host`, `hostaddr` and `port` have been
-/// paired up the way libpq pairs them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// paired up the way libpq pairs them. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct HostParam {
     /// The host name as given: a DNS name, a numeric address, or (when it
     /// starts with `/` or `@`) a unix-socket directory / abstract namespace.
@@ -88,9 +88,29 @@ pub struct HostParam {
     pub hostaddr: Option<IpAddr>,
     /// The TCP port, or the number in the unix socket's file name.
     pub port: u16,
+    /// The password `.pgpass` holds for this host (libpq looks it up per
+    /// host/port pair); used only when [`ConnectParams::password`] is `None`.
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for HostParam {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostParam")
+            .field("host", &self.host)
+            .field("hostaddr", &self.hostaddr)
+            .field("port", &self.port)
+            .field("password", &self.password.as_ref().map(|_| "********"))
+            .finish()
+    }
 }
 
 impl HostParam {
+    /// The password to use for this host: the connection's own, else the
+    /// one `.pgpass` gave for this host.
+    pub fn effective_password<'a>(&'a self, params: &'a ConnectParams) -> Option<&'a str> {
+        params.password.as_deref().or(self.password.as_deref())
+    }
+
     /// Whether this entry names a unix-socket directory rather than a TCP host.
     pub fn is_unix_socket(&self) -> bool {
         self.hostaddr.is_none() && (self.host.starts_with('/') || self.host.starts_with('@'))
@@ -104,8 +124,12 @@ pub struct ConnectParams {
     pub hosts: Vec<HostParam>,
     /// The role to log in as.
     pub user: String,
-    /// The password, from the string, `PGPASSWORD` or `.pgpass`.
+    /// The password from the string or `PGPASSWORD`; when `None`, each
+    /// host's [`HostParam::password`] (from `.pgpass`) applies.
     pub password: Option<String>,
+    /// The password file consulted for the hosts' passwords, when it was
+    /// (libpq mentions it when such a password is rejected).
+    pub passfile: Option<PathBuf>,
     /// The database name.
     pub dbname: String,
     /// TLS policy.
@@ -133,6 +157,7 @@ impl fmt::Debug for ConnectParams {
             .field("hosts", &self.hosts)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "********"))
+            .field("passfile", &self.passfile)
             .field("dbname", &self.dbname)
             .field("sslmode", &self.sslmode)
             .field("sslrootcert", &self.sslrootcert)

@@ -8,6 +8,10 @@
 //! - [`ConnInfo`] renders either form ([`ConnInfo::to_uri`],
 //!   [`ConnInfo::to_keyword_value`]); its `Display`/`Debug` never show a
 //!   password.
+//! - [`resolve()`] (separately) fills in the `PG*` environment, defaults and
+//!   `.pgpass` and checks values the way libpq does before connecting,
+//!   producing [`crate::connect::ConnectParams`]; [`tokio_config`] turns one
+//!   of its hosts into a `tokio_postgres::Config`.
 //!
 //! Nothing here needs tokio.
 //!
@@ -28,7 +32,16 @@
 mod info;
 mod keyword;
 mod parse;
+mod passfile;
+pub mod resolve;
+mod tokio_config;
 
 pub use info::{ConnInfo, ConnInfoBuilder, UriScheme};
 pub use keyword::{Keyword, UnknownKeyword};
 pub use parse::{ParseError, ParseErrorKind};
+pub use passfile::ResolveWarning;
+pub use resolve::{
+    resolve, resolve_from_process_env, Environment, MapEnvironment, ProcessEnvironment,
+    ResolveError, Resolved,
+};
+pub use tokio_config::tokio_config;
