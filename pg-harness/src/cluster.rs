@@ -505,18 +505,7 @@ impl Cluster {
     /// `::1` (which the server only listens on if `listen_addresses` says
     /// so).
     pub async fn tcp_stream_from(&self, source: IpAddr) -> io::Result<tokio::net::TcpStream> {
-        let (socket, target) = match source {
-            IpAddr::V4(_) => (
-                tokio::net::TcpSocket::new_v4()?,
-                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.port),
-            ),
-            IpAddr::V6(_) => (
-                tokio::net::TcpSocket::new_v6()?,
-                SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), self.port),
-            ),
-        };
-        socket.bind(SocketAddr::new(source, 0))?;
-        socket.connect(target).await
+        tcp_stream_from(source, self.port).await
     }
 
     /// Creates a login role with `password` (none when `None`). Panics on
@@ -706,6 +695,26 @@ enum Launch {
 fn postmaster_ready(data_dir: &Path) -> bool {
     fs::read_to_string(data_dir.join("postmaster.pid"))
         .is_ok_and(|pid| pid.lines().nth(7).is_some_and(|l| l.trim() == "ready"))
+}
+
+/// A TCP connection to `port` on the loopback address of `source`'s family,
+/// with `source` as the local address.
+pub(crate) async fn tcp_stream_from(
+    source: IpAddr,
+    port: u16,
+) -> io::Result<tokio::net::TcpStream> {
+    let (socket, target) = match source {
+        IpAddr::V4(_) => (
+            tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+        ),
+        IpAddr::V6(_) => (
+            tokio::net::TcpSocket::new_v6()?,
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
+        ),
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(target).await
 }
 
 /// A port that is free on 127.0.0.1 right now.

@@ -210,23 +210,64 @@ impl DebianCluster {
         Ok(client)
     }
 
+    /// Connection settings for `postgres` over TCP to `127.0.0.1` (Debian's
+    /// pg_hba.conf wants a password there: set one first).
+    pub fn tcp_config(&self) -> Config {
+        let mut config = Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user("postgres")
+            .dbname("postgres");
+        config
+    }
+
+    /// Connects as `user` to `db` over TCP from the loopback address
+    /// `source` (see [`crate::Cluster::connect_from`]); the server only
+    /// listens there if `listen_addresses` allows it (Debian's default is
+    /// `localhost`, which accepts any 127.x source address on 127.0.0.1).
+    pub async fn connect_from<'a>(
+        &self,
+        source: std::net::IpAddr,
+        user: &str,
+        password: impl Into<Option<&'a str>>,
+        db: &str,
+    ) -> Result<Client, tokio_postgres::Error> {
+        let stream = crate::cluster::tcp_stream_from(source, self.port)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "pg-harness: cannot connect from {source} to port {}: {e}",
+                    self.port
+                )
+            });
+        let mut config = self.tcp_config();
+        config.user(user).dbname(db);
+        if let Some(password) = password.into() {
+            config.password(password);
+        }
+        let (client, connection) = config.connect_raw(stream, NoTls).await?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
     /// `pg_ctlcluster MAJOR NAME reload`.
-    pub fn reload(&self) {
+    pub async fn reload(&self) {
         self.ctl("reload");
     }
 
     /// `pg_ctlcluster MAJOR NAME restart`.
-    pub fn restart(&self) {
+    pub async fn restart(&self) {
         self.ctl("restart");
     }
 
     /// `pg_ctlcluster MAJOR NAME stop`.
-    pub fn stop(&self) {
+    pub async fn stop(&self) {
         self.ctl("stop");
     }
 
     /// `pg_ctlcluster MAJOR NAME start`.
-    pub fn start(&self) {
+    pub async fn start(&self) {
         self.ctl("start");
     }
 

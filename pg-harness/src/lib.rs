@@ -144,7 +144,7 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
 
 /// Defines one test per PostgreSQL major version.
 ///
-/// ```ignore
+/// ```no_run
 /// pg_harness::pg_test!(async fn creates_role(major: u32) {
 ///     let pg = pg_harness::Cluster::start(major).await;
 ///     let client = pg.connect().await;

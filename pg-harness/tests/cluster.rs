@@ -197,6 +197,37 @@ pg_harness::pg_test!(
         let client = pg.connect().await;
         let row = client.query_one("SHOW ssl", &[]).await.unwrap();
         assert_eq!(row.get::<_, String>(0), "on");
+
+        // A verifying TLS client that trusts only ca_cert_pem() gets in over
+        // 127.0.0.1 (the certificate names that IP address).
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut pg.ca_cert_pem().as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut config = pg.config();
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        let (tls_client, connection) = config
+            .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+            .await
+            .expect("TLS with the harness CA");
+        tokio::spawn(connection);
+        let pid: i32 = tls_client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let row = client
+            .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = $1", &[&pid])
+            .await
+            .unwrap();
+        assert!(row.get::<_, bool>(0), "the connection uses TLS");
         assert!(
             pg.log().contains("ready to accept connections"),
             "{}",

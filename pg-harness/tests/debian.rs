@@ -69,7 +69,30 @@ fn debian_cluster_peer_auth_as_postgres_from_root() {
             "{err}"
         );
 
-        cluster.reload();
+        // TCP from another loopback address, with a password (Debian's rule
+        // for 127.0.0.1/32 is scram-sha-256; 127.0.0.2 matches no line).
+        client
+            .batch_execute("ALTER ROLE postgres PASSWORD 'pw'")
+            .await
+            .unwrap();
+        let local = std::net::IpAddr::from([127, 0, 0, 1]);
+        let tcp = cluster
+            .connect_from(local, "postgres", "pw", "postgres")
+            .await
+            .expect("127.0.0.1 with password");
+        drop(tcp);
+        let other = std::net::IpAddr::from([127, 0, 0, 2]);
+        let err = cluster
+            .connect_from(other, "postgres", "pw", "postgres")
+            .await
+            .expect_err("127.0.0.2 matches no Debian rule");
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION),
+            "{err}"
+        );
+
+        cluster.reload().await;
         let name = cluster.name().to_owned();
         drop(client);
         drop(cluster);
