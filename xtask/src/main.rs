@@ -4,10 +4,12 @@
 //! * `cargo xtask test`: provision, then fmt check, clippy, doc tests, the
 //!   fuzz corpora replay and every test (nextest, last so that its summary
 //!   closes the output).
+//! * `cargo xtask bench hba`: the pg_hba benchmark (see `bench_hba`).
 //! * `cargo xtask bench-start [RUNS]` (or `bench cluster-start [RUNS]`):
 //!   throwaway cluster start time per version.
 
 mod bench;
+mod bench_hba;
 mod fuzz;
 mod provision;
 
@@ -27,6 +29,7 @@ commands:
                               doc tests, fuzz corpora replay, cargo nextest run --workspace
   bench-start [RUNS]          median throwaway-cluster start time per version
   bench cluster-start [RUNS]  same as bench-start
+  bench hba [--sizes N,...]   knocker hba lint vs PostgreSQL vs pgtoolkit (BENCHMARKS.md)
 ";
 
 fn main() -> ExitCode {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["pg"] => provision::provision_all(),
         ["test"] => test(),
+        ["bench", "hba", rest @ ..] => bench_hba::run(rest),
         ["bench-start", rest @ ..] | ["bench", "cluster-start", rest @ ..] => {
             bench::cluster_start(rest)
         }
