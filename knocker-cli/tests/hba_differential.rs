@@ -95,7 +95,7 @@ pg_harness::pg_test!(
             remove_installed(&installed);
             writeln!(oracle, "{}", observed.to_oracle_line(&case.name, &hba_dir))
                 .expect("write to string");
-            report.compare(major, &case.name, &observed, &linted, &hba_dir);
+            report.compare(major, &case.name, &case.files, &observed, &linted, &hba_dir);
         }
         let corpus_time = started.elapsed();
 
@@ -107,7 +107,8 @@ pg_harness::pg_test!(
             let observed = server.observe().await;
             let linted = lint.run(&server.hba_file);
             let before = report.disagreements.len();
-            report.compare(major, &name, &observed, &linted, &hba_dir);
+            let files = [(PathBuf::from("pg_hba.conf"), Some(text.clone()))];
+            report.compare(major, &name, &files, &observed, &linted, &hba_dir);
             if report.disagreements.len() > before {
                 report.disagreements.push(format!(
                     "pg{major} {name}: the generated file was:\n{}",
@@ -538,6 +539,24 @@ impl Lint {
     }
 }
 
+/// How many physical lines the logical line starting at physical line
+/// `start` (1-based) spans: a line whose end (before `\n` or `\r\n`) is a
+/// backslash continues on the next one.
+fn physical_lines_of(content: &[u8], start: u32) -> u32 {
+    let lines: Vec<&[u8]> = content.split(|&b| b == b'\n').collect();
+    let mut span = 1;
+    let mut i = start as usize - 1;
+    while let Some(line) = lines.get(i) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.last() != Some(&b'\\') || i + 1 >= lines.len() {
+            break;
+        }
+        span += 1;
+        i += 1;
+    }
+    span
+}
+
 /// `(file, line)` of a `FILE:LINE:COL: message` line.
 fn problem_location(line: &str) -> Option<(String, u32)> {
     let bytes = line.as_bytes();
@@ -606,6 +625,7 @@ impl Report {
         &mut self,
         major: u32,
         case: &str,
+        files: &[(PathBuf, Option<Vec<u8>>)],
         observed: &Observed,
         linted: &Linted,
         hba_dir: &Path,
@@ -635,7 +655,15 @@ impl Report {
             .collect();
         for (file, line) in server_problem_locations(&observed.reload_log_lines()) {
             let file = file.replace(&dir, "");
-            if !lint_locations.contains(&(file.clone(), line)) {
+            // The server names the first physical line of a continued line;
+            // the lint may name the physical line of the offending token.
+            let span = files
+                .iter()
+                .find(|(path, _)| path.to_string_lossy() == file)
+                .and_then(|(_, content)| content.as_deref())
+                .map_or(1, |content| physical_lines_of(content, line));
+            let named = (line..line + span).any(|l| lint_locations.contains(&(file.clone(), l)));
+            if !named {
                 found.push(format!(
                     "the server logs a problem at {file}:{line}, the lint's human output does not name that line (it names {lint_locations:?})"
                 ));
