@@ -12,7 +12,7 @@ use std::io;
 
 use crate::error::{EditError, ParseError, ParseErrorKind};
 use crate::parser;
-use crate::redact::redact_secrets;
+use crate::redact::{redact_secrets, MASK};
 use crate::value::{format_value, Value, ValueStyle};
 
 const BOM: &str = "\u{FEFF}";
@@ -75,6 +75,14 @@ impl Line {
         }
     }
 
+    /// The line's bytes without its ending.
+    fn raw_bytes(&self) -> Vec<u8> {
+        let mut raw = Vec::new();
+        self.write_raw(&mut raw);
+        raw.truncate(raw.len() - self.ending.as_str().len());
+        raw
+    }
+
     /// Whether the line has no content at all (not even blanks).
     fn is_empty(&self) -> bool {
         matches!(&self.content, LineContent::Blank(b) if b.is_empty())
@@ -105,6 +113,13 @@ impl Line {
                 redacted.write_raw(&mut raw);
                 raw.extend_from_slice(self.ending.as_str().as_bytes());
                 return String::from_utf8_lossy(&raw).into_owned();
+            }
+            LineContent::Invalid(InvalidLine { key: Some(key), .. }) if is_secret_key(key) => {
+                // A mangled secret line: the redactor may not recognise its
+                // shape, so show none of its value.
+                let text = String::from_utf8_lossy(&self.raw_bytes()).into_owned();
+                let key_end = text.find(key.as_str()).map_or(0, |i| i + key.len());
+                return format!("{} {MASK}{}", &text[..key_end], self.ending.as_str());
             }
             _ => self.write_raw(&mut raw),
         }
@@ -304,6 +319,13 @@ impl fmt::Debug for InvalidLine {
             .field("kind", &self.kind)
             .finish()
     }
+}
+
+/// Keys whose invalid lines are never shown: the connection string and
+/// anything named like a password.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key == "databaseurl" || key.contains("password") || key.contains("secret")
 }
 
 /// A knocknoc.conf file, held losslessly.

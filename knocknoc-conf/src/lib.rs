@@ -15,7 +15,7 @@
 //! assert_eq!(
 //!     String::from_utf8(doc.to_bytes())?,
 //!     "# Knocknoc\r\n\
-//!      listen=\"[::1]:8756\"   # web app\r\n\
+//!      listen=[::1]:8756   # web app\r\n\
 //!      CustomScripts = true\r\n\
 //!      DatabaseURL=\"postgres://knocknoc:pa#ss@db/knocknoc\"\r\n"
 //! );

@@ -11,7 +11,8 @@
 //! array    = "[" blank* ( item ( blank* "," blank* item )* ( blank* "," )? )? blank* "]"
 //! item     = double | single
 //! bare     = everything up to "#" or the end of the line, minus trailing blanks;
-//!            no quotes, no control characters except tab
+//!            no quotes, no control characters except tab; it may start with
+//!            "[" when that does not start a well-formed array ([::1]:8756)
 //! comment  = "#" anything
 //! blank    = space | tab | carriage return
 //! ```
@@ -169,7 +170,15 @@ pub(crate) fn parse_value(text: &str) -> Result<ParsedValue, Failure> {
                 item_offsets: Vec::new(),
             })
         }
-        Some('[') => array(text),
+        Some('[') => {
+            // `[::1]:8756` is not an array: a `[` that does not start a
+            // well-formed array starts a bare word, if it is one.
+            let parsed = array(text);
+            match parsed {
+                Err(_) => bare(text).or(parsed),
+                ok => ok,
+            }
+        }
         Some(_) => bare(text),
     }
 }

@@ -59,8 +59,11 @@ pub fn redact_secrets(text: &str) -> Cow<'_, str> {
 
 /// Userinfo passwords and `password` query parameters of URIs.
 fn uri_passwords(text: &str, ranges: &mut Vec<(usize, usize)>) {
-    for (pos, _) in text.match_indices("://") {
-        let start = pos + 3;
+    let starts: Vec<usize> = text.match_indices("://").map(|(pos, _)| pos + 3).collect();
+    for (n, &start) in starts.iter().enumerate() {
+        // Each URI is searched only up to the next one: linear time on any
+        // input.
+        let text = &text[..starts.get(n + 1).map_or(text.len(), |next| next - 3)];
         let end = text[start..].find('/').map_or(text.len(), |i| start + i);
         let authority = &text[start..end];
         if let Some(at) = authority.rfind('@') {
@@ -98,7 +101,12 @@ fn keyword_passwords(text: &str, ranges: &mut Vec<(usize, usize)>) {
         }
         at
     };
+    let mut masked_until = 0;
     for (pos, word) in lower.match_indices("password") {
+        if pos < masked_until {
+            // Inside a value already masked (and skipping keeps this linear).
+            continue;
+        }
         let eq = skip_blanks(pos + word.len());
         if bytes.get(eq) != Some(&b'=') {
             continue;
@@ -131,6 +139,7 @@ fn keyword_passwords(text: &str, ranges: &mut Vec<(usize, usize)>) {
         }
         if at > start {
             ranges.push((start, at));
+            masked_until = at;
         }
     }
 }
@@ -215,6 +224,17 @@ mod tests {
         ];
         for (input, expected) in cases {
             assert_eq!(redact_secrets(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn hostile_repetitions_take_linear_time() {
+        // Regression guard: these took quadratic time in a first version.
+        for unit in ["://", "password=", "a://b?c&", "p://u:x@"] {
+            let text = unit.repeat(200_000);
+            let started = std::time::Instant::now();
+            let _ = redact_secrets(&text);
+            assert!(started.elapsed().as_secs() < 20, "{unit}");
         }
     }
 

@@ -135,19 +135,20 @@ pub(crate) fn classify_bare(word: &str) -> Value {
 }
 
 /// Whether `s` can be written without quotes and still read back as the
-/// string `s`.
+/// string `s`: the parser is asked.
 fn bare_writable(s: &str) -> bool {
-    let Some(first) = s.chars().next() else {
+    let (Some(first), Some(last)) = (s.chars().next(), s.chars().next_back()) else {
         return false;
     };
-    let last = s.chars().next_back().unwrap_or(first);
-    !is_blank(first)
-        && !is_blank(last)
-        && first != '['
-        && !s
-            .chars()
-            .any(|c| c.is_control() || matches!(c, '#' | '"' | '\''))
-        && matches!(classify_bare(s), Value::String(_))
+    if is_blank(first) || is_blank(last) || s.contains('#') {
+        return false;
+    }
+    matches!(
+        crate::parser::parse_value(s),
+        Ok(parsed) if parsed.style == ValueStyle::Bare
+            && parsed.len == s.len()
+            && parsed.value.as_str() == Some(s)
+    )
 }
 
 /// Whether `s` can be written as a single-quoted literal.
@@ -223,13 +224,15 @@ mod tests {
     #[test]
     fn bare_words_that_look_like_other_kinds_are_quoted() {
         for s in [
-            "true", "false", "42", "-7", "+3", "", " a", "a ", "[x", "a#b", "a\"b", "it's",
+            "true", "false", "42", "-7", "+3", "", " a", "a ", "[]", "[ ]", "a#b", "a\"b", "it's",
         ] {
             let (text, style) = format_value(&Value::from(s), ValueStyle::Bare);
             assert_ne!(style, ValueStyle::Bare, "{s:?} written as {text}");
         }
-        let (text, style) = format_value(&Value::from("127.0.0.1:8756"), ValueStyle::Bare);
-        assert_eq!((text.as_str(), style), ("127.0.0.1:8756", ValueStyle::Bare));
+        for s in ["127.0.0.1:8756", "[::1]:8756", "[x", "a b"] {
+            let (text, style) = format_value(&Value::from(s), ValueStyle::Bare);
+            assert_eq!((text.as_str(), style), (s, ValueStyle::Bare));
+        }
     }
 
     #[test]

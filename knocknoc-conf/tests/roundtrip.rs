@@ -60,6 +60,19 @@ proptest! {
         // Neither view panics, and Debug never fails.
         let _ = doc.settings();
         let _ = format!("{doc:?} {}", doc.redacted());
+
+        // The fuzz target's edit check: the input itself as a hostile value.
+        let value = String::from_utf8_lossy(&input).replace('\0', "");
+        let mut edited = doc.clone();
+        if edited.set("DatabaseURL", value.as_str()).is_ok() {
+            let again = Document::parse(edited.to_bytes());
+            prop_assert_eq!(again.get("databaseurl"), Some(&Value::from(value.as_str())));
+            let existed = doc
+                .lines()
+                .iter()
+                .any(|l| l.key().is_some_and(|k| k.eq_ignore_ascii_case("DatabaseURL")));
+            prop_assert_eq!(again.lines().len(), doc.lines().len() + usize::from(!existed));
+        }
     }
 }
 
@@ -90,6 +103,7 @@ fn written_string() -> impl Strategy<Value = (String, Value)> {
     prop_oneof![
         // Bare text: starts with a letter, cannot spell a boolean or number.
         "x[a-zA-Z0-9_./:, -]{0,10}[a-z0-9]".prop_map(|s| (s.clone(), Value::String(s))),
+        "\\[[0-9a-f:]{1,8}\\]:[0-9]{1,5}".prop_map(|s| (s.clone(), Value::String(s))),
         (text(), prop::collection::vec(any::<bool>(), 12)).prop_map(|(s, escape_more)| {
             let mut out = String::from("\"");
             for (i, c) in s.chars().enumerate() {

@@ -1,1 +1,373 @@
-//! (work in progress)
+//! Linking a login role to an application database so that it acts as the
+//! application's owner role, and undoing that.
+//!
+//! The link has three parts, made in one transaction and each only when
+//! missing (so running it twice changes nothing):
+//!
+//! - membership in the owner role (`WITH INHERIT TRUE, SET TRUE` on
+//!   PostgreSQL 16+, where membership options exist; plain `GRANT` and the
+//!   role's INHERIT attribute on 15), so the role can use everything the
+//!   owner can;
+//! - `ALTER ROLE role IN DATABASE db SET role = owner`, so every session of
+//!   the role in that database runs as the owner, and tables it creates
+//!   belong to the owner (the application keeps full use of them);
+//! - `GRANT CONNECT ON DATABASE db`, so the role can connect even where
+//!   CONNECT was revoked from PUBLIC.
+//!
+//! ```no_run
+//! # async fn demo(mut client: tokio_postgres::Client) -> Result<(), pgctl::error::Error> {
+//! let owner = pgctl::grants::find_owner_role(&client, "knocknoc", Some("knocknoc")).await?;
+//! pgctl::grants::link_role(&mut client, "knocknoc_remote", "knocknoc", &owner).await?;
+//! # Ok(()) }
+//! ```
+
+use postgres_protocol::escape::{escape_identifier, escape_literal};
+use tokio_postgres::GenericClient;
+
+use crate::error::{Error, Result};
+use crate::roles::{role_info, terminate_sessions, validate_name};
+
+/// Which parts of the link a call added (or, for [`unlink_role`], removed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkChanges {
+    /// Membership in the owner role (or its INHERIT/SET options).
+    pub membership: bool,
+    /// The per-database `role` setting.
+    pub role_setting: bool,
+    /// The CONNECT privilege.
+    pub connect: bool,
+}
+
+impl LinkChanges {
+    /// Whether anything changed.
+    pub fn any(&self) -> bool {
+        self.membership || self.role_setting || self.connect
+    }
+}
+
+/// The role whose rights a remote login role should get: `app_role` (the
+/// user of the application's connection string) when given, else the
+/// database's owner. Refuses superusers ([`Error::OwnerIsSuperuser`]).
+pub async fn find_owner_role(
+    client: &impl GenericClient,
+    database: &str,
+    app_role: Option<&str>,
+) -> Result<String> {
+    validate_name("database", database)?;
+    let owner = client
+        .query_opt(
+            "SELECT pg_catalog.pg_get_userbyid(datdba)::text FROM pg_catalog.pg_database WHERE datname = $1",
+            &[&database],
+        )
+        .await
+        .map_err(Error::sql(format!(
+            "looking up database {}",
+            escape_identifier(database)
+        )))?
+        .ok_or_else(|| Error::DatabaseMissing {
+            database: database.to_owned(),
+        })?
+        .get::<_, String>(0);
+    let role = app_role.map_or(owner, str::to_owned);
+    let info = role_info(client, &role)
+        .await?
+        .ok_or_else(|| Error::RoleMissing { role: role.clone() })?;
+    if info.superuser {
+        return Err(Error::OwnerIsSuperuser { role });
+    }
+    Ok(role)
+}
+
+/// The link's current state: (member, member with inherit+set, has setting, has connect).
+struct LinkState {
+    member: bool,
+    member_options_ok: bool,
+    role_setting: bool,
+    connect: bool,
+    major: i32,
+}
+
+async fn link_state(
+    client: &impl GenericClient,
+    role: &str,
+    database: &str,
+    owner: &str,
+) -> Result<LinkState> {
+    let action = || {
+        format!(
+            "reading how role {} is linked to database {}",
+            escape_identifier(role),
+            escape_identifier(database)
+        )
+    };
+    let major: i32 = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int / 10000",
+            &[],
+        )
+        .await
+        .map_err(Error::sql(action()))?
+        .get(0);
+    let membership_sql = if major >= 16 {
+        "SELECT count(*) > 0, coalesce(bool_or(m.inherit_option AND m.set_option), false) \
+         FROM pg_catalog.pg_auth_members m \
+         JOIN pg_catalog.pg_roles g ON g.oid = m.roleid \
+         JOIN pg_catalog.pg_roles u ON u.oid = m.member \
+         WHERE g.rolname = $1 AND u.rolname = $2"
+    } else {
+        "SELECT count(*) > 0, count(*) > 0 AND bool_and(u.rolinherit) \
+         FROM pg_catalog.pg_auth_members m \
+         JOIN pg_catalog.pg_roles g ON g.oid = m.roleid \
+         JOIN pg_catalog.pg_roles u ON u.oid = m.member \
+         WHERE g.rolname = $1 AND u.rolname = $2"
+    };
+    let row = client
+        .query_one(membership_sql, &[&owner, &role])
+        .await
+        .map_err(Error::sql(action()))?;
+    let (member, member_options_ok): (bool, bool) = (row.get(0), row.get(1));
+    let setting = format!("role={owner}");
+    let row = client
+        .query_one(
+            "SELECT \
+               EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting s \
+                       JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase \
+                       JOIN pg_catalog.pg_roles r ON r.oid = s.setrole \
+                       WHERE d.datname = $1 AND r.rolname = $2 AND $3 = ANY (s.setconfig)), \
+               EXISTS (SELECT 1 FROM pg_catalog.pg_database d, \
+                       LATERAL pg_catalog.aclexplode(d.datacl) a \
+                       JOIN pg_catalog.pg_roles r ON r.oid = a.grantee \
+                       WHERE d.datname = $1 AND r.rolname = $2 AND a.privilege_type = 'CONNECT')",
+            &[&database, &role, &setting],
+        )
+        .await
+        .map_err(Error::sql(action()))?;
+    Ok(LinkState {
+        member,
+        member_options_ok,
+        role_setting: row.get(0),
+        connect: row.get(1),
+        major,
+    })
+}
+
+async fn check_link_names(
+    client: &impl GenericClient,
+    role: &str,
+    database: &str,
+    owner: &str,
+) -> Result<()> {
+    validate_name("role", role)?;
+    validate_name("database", database)?;
+    validate_name("role", owner)?;
+    if role == owner {
+        return Err(Error::SelfLink {
+            role: role.to_owned(),
+        });
+    }
+    if role_info(client, role).await?.is_none() {
+        return Err(Error::RoleMissing {
+            role: role.to_owned(),
+        });
+    }
+    let owner_info = role_info(client, owner)
+        .await?
+        .ok_or_else(|| Error::RoleMissing {
+            role: owner.to_owned(),
+        })?;
+    if owner_info.superuser {
+        return Err(Error::OwnerIsSuperuser {
+            role: owner.to_owned(),
+        });
+    }
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1)",
+            &[&database],
+        )
+        .await
+        .map_err(Error::sql(format!(
+            "looking up database {}",
+            escape_identifier(database)
+        )))?
+        .get(0);
+    if !exists {
+        return Err(Error::DatabaseMissing {
+            database: database.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Links `role` to `database` so that it acts as `owner` there (see the
+/// module docs), in one transaction (a savepoint when `client` is already
+/// a transaction). Idempotent: returns what had to be added.
+pub async fn link_role(
+    client: &mut impl GenericClient,
+    role: &str,
+    database: &str,
+    owner: &str,
+) -> Result<LinkChanges> {
+    let (r, d, o) = (
+        escape_identifier(role),
+        escape_identifier(database),
+        escape_identifier(owner),
+    );
+    let action = format!("linking role {r} to database {d} as {o}");
+    let tx = client
+        .transaction()
+        .await
+        .map_err(Error::sql(action.clone()))?;
+    check_link_names(&tx, role, database, owner).await?;
+    let state = link_state(&tx, role, database, owner).await?;
+    let mut sql = String::new();
+    let mut changes = LinkChanges::default();
+    if !state.member_options_ok {
+        changes.membership = true;
+        if state.major >= 16 {
+            sql += &format!("GRANT {o} TO {r} WITH INHERIT TRUE, SET TRUE;");
+        } else {
+            // On 15 inheritance is an attribute of the member role.
+            sql += &format!("ALTER ROLE {r} INHERIT;");
+            if !state.member {
+                sql += &format!("GRANT {o} TO {r};");
+            }
+        }
+    }
+    if !state.role_setting {
+        changes.role_setting = true;
+        sql += &format!(
+            "ALTER ROLE {r} IN DATABASE {d} SET role = {};",
+            escape_literal(owner)
+        );
+    }
+    if !state.connect {
+        changes.connect = true;
+        sql += &format!("GRANT CONNECT ON DATABASE {d} TO {r};");
+    }
+    if !sql.is_empty() {
+        tx.batch_execute(&sql)
+            .await
+            .map_err(Error::sql(action.clone()))?;
+    }
+    tx.commit().await.map_err(Error::sql(action))?;
+    Ok(changes)
+}
+
+/// Undoes [`link_role`]: revokes CONNECT, removes the per-database `role`
+/// setting and the membership, in one transaction. Idempotent: returns what
+/// had to be removed. Does not drop the role (see [`drop_linked_role`]).
+pub async fn unlink_role(
+    client: &mut impl GenericClient,
+    role: &str,
+    database: &str,
+    owner: &str,
+) -> Result<LinkChanges> {
+    let action = format!(
+        "unlinking role {} from database {}",
+        escape_identifier(role),
+        escape_identifier(database)
+    );
+    let tx = client
+        .transaction()
+        .await
+        .map_err(Error::sql(action.clone()))?;
+    let changes = unlink_in(&tx, role, database, owner).await?;
+    tx.commit().await.map_err(Error::sql(action))?;
+    Ok(changes)
+}
+
+async fn unlink_in(
+    tx: &impl GenericClient,
+    role: &str,
+    database: &str,
+    owner: &str,
+) -> Result<LinkChanges> {
+    validate_name("role", role)?;
+    validate_name("database", database)?;
+    validate_name("role", owner)?;
+    let (r, d, o) = (
+        escape_identifier(role),
+        escape_identifier(database),
+        escape_identifier(owner),
+    );
+    if role_info(tx, role).await?.is_none() {
+        return Ok(LinkChanges::default());
+    }
+    let state = link_state(tx, role, database, owner).await?;
+    let mut sql = String::new();
+    let changes = LinkChanges {
+        membership: state.member,
+        role_setting: state.role_setting,
+        connect: state.connect,
+    };
+    if state.connect {
+        sql += &format!("REVOKE CONNECT ON DATABASE {d} FROM {r};");
+    }
+    if state.role_setting {
+        sql += &format!("ALTER ROLE {r} IN DATABASE {d} RESET role;");
+    }
+    if state.member {
+        sql += &format!("REVOKE {o} FROM {r};");
+    }
+    if !sql.is_empty() {
+        tx.batch_execute(&sql)
+            .await
+            .map_err(Error::sql(format!("unlinking role {r} from database {d}")))?;
+    }
+    Ok(changes)
+}
+
+/// What [`drop_linked_role`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropOutcome {
+    /// Parts of the link removed.
+    pub unlinked: LinkChanges,
+    /// Sessions of the role that were ended.
+    pub terminated_sessions: u64,
+    /// Whether the role existed and was dropped.
+    pub dropped: bool,
+}
+
+/// The inverse of role creation plus [`link_role`], for `--deinit`: in one
+/// transaction, forbids new logins of `role`, ends its sessions, unlinks it
+/// from `database`/`owner` and drops it. A missing role is not an error
+/// (nothing to do); a role not marked as managed by knocker is refused
+/// unless `force`. If anything fails, nothing changes (sessions already
+/// ended stay ended).
+pub async fn drop_linked_role(
+    client: &mut impl GenericClient,
+    role: &str,
+    database: &str,
+    owner: &str,
+    force: bool,
+) -> Result<DropOutcome> {
+    let r = escape_identifier(role);
+    let action = format!("dropping role {r}");
+    let tx = client
+        .transaction()
+        .await
+        .map_err(Error::sql(action.clone()))?;
+    let Some(info) = role_info(&tx, role).await? else {
+        return Ok(DropOutcome::default());
+    };
+    if info.superuser || (!info.managed && !force) {
+        return Err(Error::RoleNotManaged {
+            role: role.to_owned(),
+        });
+    }
+    tx.batch_execute(&format!("ALTER ROLE {r} NOLOGIN"))
+        .await
+        .map_err(Error::sql(action.clone()))?;
+    let terminated_sessions = terminate_sessions(&tx, role).await?;
+    let unlinked = unlink_in(&tx, role, database, owner).await?;
+    tx.batch_execute(&format!("DROP ROLE {r}"))
+        .await
+        .map_err(Error::sql(action.clone()))?;
+    tx.commit().await.map_err(Error::sql(action))?;
+    Ok(DropOutcome {
+        unlinked,
+        terminated_sessions,
+        dropped: true,
+    })
+}

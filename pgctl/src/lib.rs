@@ -6,6 +6,7 @@
 
 pub mod connect;
 pub mod conninfo;
+pub mod error;
 pub mod grants;
 pub mod hba_install;
 pub mod listen;

@@ -1,1 +1,344 @@
-//! (work in progress)
+//! Login roles whose password never reaches the server in plain text.
+//!
+//! The password is turned into a SCRAM-SHA-256 verifier on the client, so
+//! only the verifier appears in `CREATE ROLE` / `ALTER ROLE`; statement
+//! logging is switched off for the session where the session may do so, so
+//! not even the verifier lands in the server log. Roles created here carry
+//! the comment [`MANAGED_COMMENT`]; a role without it is never taken over
+//! unless forced.
+//!
+//! ```no_run
+//! # async fn demo(client: &tokio_postgres::Client) -> Result<(), pgctl::error::Error> {
+//! use pgctl::roles::{ensure_login_role, EnsureRole, RoleOutcome};
+//! match ensure_login_role(client, "app_remote", &EnsureRole::default()).await? {
+//!     RoleOutcome::Created(password) => println!("password: {}", password.expose()),
+//!     other => println!("{other:?}"),
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+
+use postgres_protocol::escape::{escape_identifier, escape_literal};
+use tokio_postgres::GenericClient;
+
+use crate::error::{Error, Result};
+
+/// The comment that marks a role as created by knocker.
+pub const MANAGED_COMMENT: &str = "managed by knocker";
+
+/// Longest role or database name PostgreSQL keeps (NAMEDATALEN - 1 bytes);
+/// longer names are silently truncated by the server, so they are refused.
+pub const MAX_NAME_BYTES: usize = 63;
+
+/// Characters of generated passwords: URL-safe, so a connection URI needs
+/// no percent-encoding.
+const PASSWORD_ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Length of generated passwords: 32 characters of 6 bits = 192 bits.
+pub const PASSWORD_LEN: usize = 32;
+
+// Each character carries 6 bits; the brief asks for at least 128.
+const _: () = assert!(PASSWORD_LEN * 6 >= 128);
+
+/// A plaintext password. `Debug` and `Display` never show it; use
+/// [`Password::expose`] where it must be shown (once, to the operator).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// A new random password: [`PASSWORD_LEN`] characters from a URL-safe
+    /// alphabet of 64, drawn from the operating system's CSPRNG (192 bits).
+    pub fn generate() -> Password {
+        use rand::TryRngCore;
+        let mut bytes = [0u8; PASSWORD_LEN];
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut bytes)
+            .expect("the operating system's random number generator failed");
+        // 64 symbols: the low 6 bits of a uniform byte pick one uniformly.
+        let text = bytes
+            .iter()
+            .map(|b| char::from(PASSWORD_ALPHABET[usize::from(b & 63)]))
+            .collect();
+        Password(text)
+    }
+
+    /// Wraps a password chosen elsewhere.
+    pub fn new(text: impl Into<String>) -> Password {
+        Password(text.into())
+    }
+
+    /// The plaintext.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(********)")
+    }
+}
+
+impl fmt::Display for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("********")
+    }
+}
+
+/// Checks that `name` can be used exactly as given for a role or database.
+pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > MAX_NAME_BYTES {
+        "it is longer than 63 bytes, and PostgreSQL would silently truncate it"
+    } else if name.contains('\0') {
+        "it contains a NUL byte"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidName {
+        what,
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+/// What [`ensure_login_role`] may do to an existing role.
+#[derive(Clone, Debug, Default)]
+pub struct EnsureRole {
+    /// Give an existing managed role a new password.
+    pub rotate_password: bool,
+    /// Take over an existing role that is not marked as managed by knocker
+    /// (it gets a new password and the mark).
+    pub force: bool,
+    /// Use this password instead of generating one.
+    pub password: Option<Password>,
+}
+
+/// What [`ensure_login_role`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoleOutcome {
+    /// The role was created with this password.
+    Created(Password),
+    /// The managed role existed and got this new password.
+    Rotated(Password),
+    /// An unmarked role was taken over (forced): new password, now marked.
+    Adopted(Password),
+    /// The managed role existed and was left as it was (its password is
+    /// not known).
+    Unchanged,
+}
+
+impl RoleOutcome {
+    /// The new password, when one was set.
+    pub fn password(&self) -> Option<&Password> {
+        match self {
+            RoleOutcome::Created(p) | RoleOutcome::Rotated(p) | RoleOutcome::Adopted(p) => Some(p),
+            RoleOutcome::Unchanged => None,
+        }
+    }
+}
+
+/// An existing role as seen in the catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleInfo {
+    /// Name.
+    pub name: String,
+    /// Carries [`MANAGED_COMMENT`].
+    pub managed: bool,
+    /// Has LOGIN.
+    pub can_login: bool,
+    /// Is a superuser.
+    pub superuser: bool,
+    /// Has INHERIT.
+    pub inherit: bool,
+}
+
+/// Looks a role up; `None` when it does not exist.
+pub async fn role_info(client: &impl GenericClient, name: &str) -> Result<Option<RoleInfo>> {
+    let row = client
+        .query_opt(
+            "SELECT rolname::text, \
+                    coalesce(pg_catalog.shobj_description(oid, 'pg_authid') = $2, false), \
+                    rolcanlogin, rolsuper, rolinherit \
+             FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[&name, &MANAGED_COMMENT],
+        )
+        .await
+        .map_err(Error::sql(format!(
+            "looking up role {}",
+            escape_identifier(name)
+        )))?;
+    Ok(row.map(|row| RoleInfo {
+        name: row.get(0),
+        managed: row.get(1),
+        can_login: row.get(2),
+        superuser: row.get(3),
+        inherit: row.get(4),
+    }))
+}
+
+/// Switches off statement logging for this session where the session may
+/// set those parameters (superusers, or roles granted SET on them), so that
+/// not even a password verifier reaches the log. Returns whether it could.
+pub async fn suppress_statement_logging(client: &impl GenericClient) -> Result<bool> {
+    let settings = [
+        ("log_statement", "none"),
+        ("log_min_duration_statement", "-1"),
+        ("log_min_error_statement", "panic"),
+        ("log_duration", "off"),
+    ];
+    let names: Vec<&str> = settings.iter().map(|(n, _)| *n).collect();
+    let allowed: bool = client
+        .query_one(
+            "SELECT bool_and(pg_catalog.has_parameter_privilege(n, 'SET')) FROM unnest($1::text[]) AS n",
+            &[&names],
+        )
+        .await
+        .map_err(Error::sql("checking whether statement logging can be switched off"))?
+        .get::<_, Option<bool>>(0)
+        .unwrap_or(false);
+    if !allowed {
+        return Ok(false);
+    }
+    let sql: String = settings
+        .iter()
+        .map(|(name, value)| format!("SET {name} = {};", escape_literal(value)))
+        .collect();
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(Error::sql("switching off statement logging"))?;
+    Ok(true)
+}
+
+/// SQL that sets a role's password from a client-side SCRAM verifier.
+fn password_clause(password: &Password) -> String {
+    let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+    format!("PASSWORD {}", escape_literal(&verifier))
+}
+
+/// Creates the login role `name`, or makes sure the existing one is usable:
+///
+/// - missing: created with LOGIN, a SCRAM verifier of a new password and the
+///   [`MANAGED_COMMENT`] mark → [`RoleOutcome::Created`];
+/// - present and marked: LOGIN ensured, password kept
+///   ([`RoleOutcome::Unchanged`]) unless `rotate_password`
+///   ([`RoleOutcome::Rotated`]);
+/// - present and unmarked: [`Error::RoleNotManaged`] unless `force`
+///   ([`RoleOutcome::Adopted`]).
+///
+/// Statement logging is switched off for the session first where allowed
+/// ([`suppress_statement_logging`]). Superuser roles are never touched.
+pub async fn ensure_login_role(
+    client: &impl GenericClient,
+    name: &str,
+    options: &EnsureRole,
+) -> Result<RoleOutcome> {
+    validate_name("role", name)?;
+    let ident = escape_identifier(name);
+    suppress_statement_logging(client).await?;
+    let password = || options.password.clone().unwrap_or_else(Password::generate);
+
+    let Some(info) = role_info(client, name).await? else {
+        let password = password();
+        let sql = format!(
+            "CREATE ROLE {ident} LOGIN NOSUPERUSER INHERIT {}; COMMENT ON ROLE {ident} IS {}",
+            password_clause(&password),
+            escape_literal(MANAGED_COMMENT)
+        );
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(Error::sql(format!("creating role {ident}")))?;
+        return Ok(RoleOutcome::Created(password));
+    };
+    if info.superuser || (!info.managed && !options.force) {
+        return Err(Error::RoleNotManaged {
+            role: name.to_owned(),
+        });
+    }
+    if info.managed && !options.rotate_password {
+        if !info.can_login {
+            client
+                .batch_execute(&format!("ALTER ROLE {ident} LOGIN"))
+                .await
+                .map_err(Error::sql(format!("allowing role {ident} to log in")))?;
+        }
+        return Ok(RoleOutcome::Unchanged);
+    }
+    let password = password();
+    let sql = format!(
+        "ALTER ROLE {ident} LOGIN {}; COMMENT ON ROLE {ident} IS {}",
+        password_clause(&password),
+        escape_literal(MANAGED_COMMENT)
+    );
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(Error::sql(format!("setting the password of role {ident}")))?;
+    Ok(if info.managed {
+        RoleOutcome::Rotated(password)
+    } else {
+        RoleOutcome::Adopted(password)
+    })
+}
+
+/// Ends every session logged in as `name` (waiting up to 5 s each for them
+/// to go) and returns how many there were.
+pub async fn terminate_sessions(client: &impl GenericClient, name: &str) -> Result<u64> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000)) \
+             FROM pg_catalog.pg_stat_activity \
+             WHERE usename = $1 AND pid <> pg_catalog.pg_backend_pid()",
+            &[&name],
+        )
+        .await
+        .map_err(Error::sql(format!(
+            "ending the sessions of role {}",
+            escape_identifier(name)
+        )))?;
+    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_passwords_are_long_url_safe_and_distinct() {
+        let a = Password::generate();
+        let b = Password::generate();
+        assert_ne!(a, b);
+        assert_eq!(a.expose().len(), PASSWORD_LEN);
+        assert!(a
+            .expose()
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+
+    #[test]
+    fn password_debug_and_display_are_redacted() {
+        let p = Password::new("hunter2");
+        assert!(!format!("{p:?} {p}").contains("hunter2"));
+    }
+
+    #[test]
+    fn names_that_the_server_would_truncate_are_refused() {
+        assert!(validate_name("role", &"a".repeat(63)).is_ok());
+        assert!(validate_name("role", &"a".repeat(64)).is_err());
+        assert!(validate_name("role", "").is_err());
+        assert!(validate_name("role", "a\0b").is_err());
+        assert!(validate_name("role", "we\"ird; DROP TABLE x; --").is_ok());
+    }
+
+    #[test]
+    fn password_clause_carries_only_the_verifier() {
+        let clause = password_clause(&Password::new("s3cret-plain"));
+        assert!(clause.starts_with("PASSWORD 'SCRAM-SHA-256$4096:"));
+        assert!(!clause.contains("s3cret-plain"));
+    }
+}

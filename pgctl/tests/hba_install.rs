@@ -1,0 +1,137 @@
+//! The basic installation path of `pgctl::hba_install` on every provisioned
+//! PostgreSQL version: a rule added through `edit` lets the new client in as
+//! soon as `edit` returns (the reload is confirmed, not hoped for).
+
+mod hba_install_support;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+
+use hba_install_support::{backups, temp_files, with_line};
+use pg_harness::Cluster;
+use pgctl::hba_install::{
+    edit, install, InstallEvent, InstallOptions, InstallStep, ReloadConfirmation,
+};
+
+/// Not a child host in this binary; kept so the shared support compiles the
+/// same everywhere.
+#[test]
+fn child_process_entry() {
+    if std::env::var_os("HBA_CHILD").is_some() {
+        hba_install_support::child_main();
+    }
+}
+
+pg_harness::pg_test!(
+    async fn added_rule_admits_the_client_when_edit_returns(major: u32) {
+        let pg = Cluster::start(major).await;
+        pg.create_role("alice", "s3cret-pw").await;
+        let client = pg.connect().await;
+        let hba = pg.hba_file();
+        let remote = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        let refused = pg
+            .connect_from(remote, "alice", "s3cret-pw", "postgres")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Some(&tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+        );
+
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let options = InstallOptions {
+            reconnect: Some(Arc::new(pg.config())),
+            events: Some(Arc::new(move |e: InstallEvent| {
+                sink.lock().unwrap().push(e)
+            })),
+            ..InstallOptions::default()
+        };
+        let old = std::fs::read(&hba).unwrap();
+        let line = "host postgres alice 127.0.0.2/32 scram-sha-256";
+        let report = edit(
+            &client,
+            &hba,
+            |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, line)),
+            &options,
+        )
+        .await
+        .unwrap();
+        assert!(report.changed);
+        assert_eq!(report.server_major, major);
+        assert_eq!(report.reload, Some(ReloadConfirmation::NewSession));
+        assert_eq!(std::fs::read(&hba).unwrap(), with_line(&old, line));
+        assert_eq!(std::fs::read(report.backup.as_ref().unwrap()).unwrap(), old);
+        assert!(temp_files(&hba).is_empty());
+        let steps: Vec<InstallStep> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                InstallEvent::Step(s) => Some(*s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(steps, InstallStep::ALL_SUCCESSFUL);
+
+        // No sleep, no harness reload: the rule is live.
+        pg.connect_from(remote, "alice", "s3cret-pw", "postgres")
+            .await
+            .unwrap();
+
+        // Idempotent: the same edit again changes nothing and reloads nothing.
+        let again = edit(
+            &client,
+            &hba,
+            |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, line)),
+            &options,
+        )
+        .await
+        .unwrap();
+        assert!(!again.changed);
+        assert_eq!(again.reload, None);
+        assert_eq!(backups(&hba).len(), 1);
+    }
+);
+
+pg_harness::pg_test!(
+    async fn install_without_reconnect_confirms_on_its_own_session(major: u32) {
+        let pg = Cluster::start(major).await;
+        let client = pg.connect().await;
+        let hba = pg.hba_file();
+        let new = with_line(
+            &std::fs::read(&hba).unwrap(),
+            "host knocknoc app_remote 203.0.113.7/32 scram-sha-256",
+        );
+        let report = install(&client, &hba, &new, &InstallOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(report.reload, Some(ReloadConfirmation::OwnSession));
+        assert_eq!(std::fs::read(&hba).unwrap(), new);
+    }
+);
+
+#[test]
+fn a_path_that_is_not_the_servers_hba_file_is_refused_pg17() {
+    pg_harness::block_on(async {
+        let pg = Cluster::start(17).await;
+        let client = pg.connect().await;
+        let elsewhere = tempfile::NamedTempFile::new().unwrap();
+        let err = install(
+            &client,
+            elsewhere.path(),
+            b"local all all trust\n",
+            &InstallOptions::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                pgctl::hba_install::InstallError::NotTheServersHbaFile { .. }
+            ),
+            "{err:?}"
+        );
+        assert!(std::fs::read(elsewhere.path()).unwrap().is_empty());
+    });
+}

@@ -1,0 +1,52 @@
+//! `cargo xtask bench-start`: how long a throwaway cluster takes to start.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use pg_harness::{Cluster, ClusterOptions, MAJOR_VERSIONS};
+
+/// Starts `RUNS` (default 15) clusters per version one after another (after
+/// one warm-up start that may build the template) and prints the median,
+/// minimum and maximum start and stop times.
+pub fn cluster_start(args: &[&str]) -> Result<()> {
+    let runs: usize = match args {
+        [] => 15,
+        [n] => n
+            .parse()
+            .with_context(|| format!("RUNS must be a number, not {n:?}"))?,
+        _ => anyhow::bail!("usage: cargo xtask bench-start [RUNS]"),
+    };
+    let runs = runs.max(1);
+    crate::provision::provision_all()?;
+    println!(
+        "throwaway cluster start (Cluster::start_blocking until ready), {runs} runs per version"
+    );
+    println!("version  median_start  min_start  max_start  median_drop");
+    for major in MAJOR_VERSIONS {
+        drop(Cluster::start_blocking(major, &ClusterOptions::default()));
+        let mut starts = Vec::with_capacity(runs);
+        let mut drops = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let t = Instant::now();
+            let cluster = Cluster::start_blocking(major, &ClusterOptions::default());
+            starts.push(t.elapsed());
+            let t = Instant::now();
+            drop(cluster);
+            drops.push(t.elapsed());
+        }
+        starts.sort();
+        drops.sort();
+        println!(
+            "{major:>7}  {:>12}  {:>9}  {:>9}  {:>11}",
+            ms(starts[runs / 2]),
+            ms(starts[0]),
+            ms(starts[runs - 1]),
+            ms(drops[runs / 2])
+        );
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}

