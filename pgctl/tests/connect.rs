@@ -448,3 +448,35 @@ async fn network_error_classes() {
     assert_eq!(e.attempts().len(), 2);
     assert!(e.to_string().contains("attempts:"), "{e}");
 }
+
+/// The path knocker and the installer take: a libpq connection string,
+/// resolved by conninfo (no process environment), connected by `connect`.
+#[test]
+fn connection_string_to_connection_pg17() {
+    use pgctl::conninfo::{resolve, ConnInfo, MapEnvironment};
+    pg_harness::block_on(async {
+        let stopped = Cluster::start(17).await;
+        stopped.stop().await;
+        let pg = Cluster::start(17).await;
+        pg.create_role("app", "s3cret").await;
+        let url = format!(
+            "postgresql://app:s3cret@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write&sslmode=disable&connect_timeout=5",
+            stopped.port(),
+            pg.port()
+        );
+        let info = ConnInfo::parse(&url).unwrap();
+        let env = MapEnvironment::new()
+            .with_os_user("nobody")
+            .with_passwd_home("/nonexistent");
+        let resolved = resolve(&info, &env).unwrap();
+        let c = connect(&resolved.params).await.expect("second host");
+        assert_eq!(c.host().port, pg.port());
+        let who: String = c
+            .client()
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(who, "app");
+    });
+}

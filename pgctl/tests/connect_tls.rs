@@ -370,3 +370,73 @@ fn fetches_the_server_certificate_pg17() {
         assert_eq!(e.kind(), ConnectErrorKind::TlsUnsupported);
     });
 }
+
+/// A CA of the test's own and a client certificate for `cn` it signed,
+/// written as PEM files: (CA file, client certificate, client key).
+fn client_certificate(dir: &Path, cn: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "client CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    (
+        write_pem(dir, "client-ca.crt", &ca.pem()),
+        write_pem(dir, "client.crt", &cert.pem()),
+        write_pem(dir, "client.key", &key.serialize_pem()),
+    )
+}
+
+#[test]
+fn client_certificate_authentication_pg17() {
+    use std::os::unix::fs::PermissionsExt;
+    pg_harness::block_on(async {
+        // The server (another OS user) must read the client CA file.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (client_ca, cert, key) = client_certificate(dir.path(), "postgres");
+        std::fs::set_permissions(&client_ca, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let pg = Cluster::start_with(
+            17,
+            ClusterOptions {
+                ssl: true,
+                hba: Some(
+                    "local all all trust\nhostssl all postgres 127.0.0.1/32 cert\n".to_owned(),
+                ),
+                settings: vec![("ssl_ca_file".into(), client_ca.to_str().unwrap().into())],
+                ..Default::default()
+            },
+        )
+        .await;
+        let mut p = params(
+            "127.0.0.1",
+            pg.port(),
+            SslMode::Require,
+            no_root_file(dir.path()),
+        );
+        let e = connect(&p).await.expect_err("no client certificate");
+        assert_eq!(e.kind(), ConnectErrorKind::AuthenticationFailed, "{e}");
+
+        p.sslcert = Some(cert);
+        p.sslkey = Some(key);
+        let c = connect(&p).await.expect("cert authentication");
+        let client_dn: Option<String> = c
+            .client()
+            .query_one(
+                "SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(client_dn.as_deref(), Some("/CN=postgres"));
+    });
+}

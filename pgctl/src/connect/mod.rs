@@ -23,7 +23,8 @@
 //!   TLS, and a second plain-text attempt when the server rejected the TLS
 //!   session with an error; a failed handshake is not retried.
 //!   `require`: TLS without verification, unless a root certificate file
-//!   exists (`sslrootcert`, else `~/.postgresql/root.crt`), in which case the
+//!   exists (`sslrootcert`; conninfo fills in libpq's default
+//!   `~/.postgresql/root.crt` when that file exists), in which case the
 //!   chain is verified as for `verify-ca` (this applies to allow/prefer too).
 //!   `verify-ca`: chain. `verify-full`: chain and host name (IP addresses
 //!   against IP SANs). `sslrootcert=system` takes the OS roots and requires

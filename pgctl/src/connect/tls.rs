@@ -5,7 +5,7 @@
 use std::fmt;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -63,18 +63,6 @@ impl fmt::Debug for TlsPolicy {
 /// Why the TLS settings could not be turned into a configuration.
 #[derive(Debug)]
 pub(crate) struct TlsSetupError(pub(crate) String);
-
-/// The home directory of the effective user, as libpq finds `~/.postgresql`.
-fn home_dir() -> Option<PathBuf> {
-    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        return Some(PathBuf::from(home));
-    }
-    None
-}
-
-fn default_file(name: &str) -> Option<PathBuf> {
-    home_dir().map(|h| h.join(".postgresql").join(name))
-}
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
     let data = fs::read(path).map_err(|e| {
@@ -144,11 +132,9 @@ impl TlsPolicy {
             roots = system_roots();
             true
         } else {
-            let path = params
-                .sslrootcert
-                .clone()
-                .or_else(|| default_file("root.crt"));
-            match path {
+            // conninfo already put libpq's default (~/.postgresql/root.crt)
+            // here when that file exists: `None` means no root file.
+            match params.sslrootcert.clone() {
                 Some(path) if path.exists() => {
                     let certs = read_certs(&path)?;
                     let (added, _ignored) = roots.add_parsable_certificates(certs.iter().cloned());
@@ -171,9 +157,10 @@ impl TlsPolicy {
                 }
                 None if matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) => {
                     return Err(TlsSetupError(
-                        "could not get home directory to locate root certificate file; either \
-                         provide the file (sslrootcert) or change sslmode to disable server \
-                         certificate verification"
+                        "root certificate file \"~/.postgresql/root.crt\" does not exist; either \
+                         provide the file (sslrootcert), use the system's trusted roots with \
+                         sslrootcert=system, or change sslmode to disable server certificate \
+                         verification"
                             .to_owned(),
                     ));
                 }
@@ -228,16 +215,13 @@ impl TlsPolicy {
 }
 
 /// libpq loads a client certificate when the file exists (given, or
-/// `~/.postgresql/postgresql.crt`), and silently goes without one otherwise.
+/// `~/.postgresql/postgresql.crt`, which conninfo fills in when present), and
+/// silently goes without one otherwise.
 #[allow(clippy::type_complexity)]
 fn client_certificate(
     params: &ConnectParams,
 ) -> Result<Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>, TlsSetupError> {
-    let Some(cert_path) = params
-        .sslcert
-        .clone()
-        .or_else(|| default_file("postgresql.crt"))
-    else {
+    let Some(cert_path) = params.sslcert.clone() else {
         return Ok(None);
     };
     if !cert_path.exists() {
@@ -256,11 +240,12 @@ fn client_certificate(
             cert_path.display()
         ))
     })?;
-    let key_path = params
-        .sslkey
-        .clone()
-        .or_else(|| default_file("postgresql.key"))
-        .ok_or_else(|| TlsSetupError("no client key file (sslkey)".to_owned()))?;
+    let key_path = params.sslkey.clone().ok_or_else(|| {
+        TlsSetupError(format!(
+            "certificate present, but not private key file (sslkey) for \"{}\"",
+            cert_path.display()
+        ))
+    })?;
     let key_data = fs::read(&key_path).map_err(|e| {
         TlsSetupError(format!(
             "certificate present, but not private key file \"{}\": {e}",
