@@ -183,6 +183,7 @@ fn old_file(dir: &Path) -> (PathBuf, Vec<u8>) {
     let path = dir.join("knocknoc.conf");
     let old = b"# old\nListen = 127.0.0.1:8756\n".to_vec();
     fs::write(&path, &old).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
     (path, old)
 }
 
@@ -201,12 +202,17 @@ fn killed_mid_save_leaves_the_old_file() {
     // cut short, is never read, and is not the file.
     let stale = leftovers(dir.path(), "knocknoc.conf");
     assert_eq!(stale.len(), 1, "{stale:?}");
-    assert_eq!(fs::metadata(&stale[0]).unwrap().len(), SIZE_LIMIT);
+    let stale_meta = fs::metadata(&stale[0]).unwrap();
+    assert_eq!(stale_meta.len(), SIZE_LIMIT);
+    // It held the content (a password) with mode 0600 from the start, even
+    // though the file it replaces is 0644.
+    assert_eq!(stale_meta.mode() & 0o7777, 0o600);
+    assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o644);
     assert!(stale[0]
         .file_name()
         .unwrap()
         .to_string_lossy()
-        .starts_with(".knocknoc.conf."));
+        .starts_with(".knocknoc.conf.knocknoc-save-"));
     // The next save works and is whole.
     let mut doc = Document::load(&path).unwrap();
     doc.set("Big", "x".repeat(64 * 1024)).unwrap();
@@ -229,4 +235,35 @@ fn failed_write_mid_save_leaves_the_old_file_and_no_temp() {
     assert_eq!(status.code(), Some(3), "{status:?}");
     assert_eq!(fs::read(&path).unwrap(), old);
     assert!(leftovers(dir.path(), "knocknoc.conf").is_empty());
+}
+
+#[test]
+fn stale_temp_files_of_killed_saves_are_removed_once_old() {
+    let dir = temp_dir();
+    let path = dir.path().join("knocknoc.conf");
+    let old_enough = std::time::SystemTime::now() - knocknoc_conf::STALE_TEMP_AGE * 2;
+    let make = |name: &str, old: bool| {
+        let file = fs::File::create(dir.path().join(name)).unwrap();
+        if old {
+            file.set_modified(old_enough).unwrap();
+        }
+    };
+    make(".knocknoc.conf.knocknoc-save-a1B2c3.tmp", true); // stale: removed
+    make(".knocknoc.conf.knocknoc-save-x9y8z7.tmp", false); // a save still running: kept
+    make(".knocknoc.conf.backup.tmp", true); // not ours: kept
+    make(".other.conf.knocknoc-save-a1B2c3.tmp", true); // another file's: kept
+    write_atomic(&path, b"A = 1\n").unwrap();
+    let mut left: Vec<_> = leftovers(dir.path(), "knocknoc.conf")
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            ".knocknoc.conf.backup.tmp",
+            ".knocknoc.conf.knocknoc-save-x9y8z7.tmp",
+            ".other.conf.knocknoc-save-a1B2c3.tmp"
+        ]
+    );
 }
