@@ -183,6 +183,7 @@ fn old_file(dir: &Path) -> (PathBuf, Vec<u8>) {
     let path = dir.join("knocknoc.conf");
     let old = b"# old\nListen = 127.0.0.1:8756\n".to_vec();
     fs::write(&path, &old).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
     (path, old)
 }
 
@@ -201,7 +202,12 @@ fn killed_mid_save_leaves_the_old_file() {
     // cut short, is never read, and is not the file.
     let stale = leftovers(dir.path(), "knocknoc.conf");
     assert_eq!(stale.len(), 1, "{stale:?}");
-    assert_eq!(fs::metadata(&stale[0]).unwrap().len(), SIZE_LIMIT);
+    let stale_meta = fs::metadata(&stale[0]).unwrap();
+    assert_eq!(stale_meta.len(), SIZE_LIMIT);
+    // It held the content (a password) with mode 0600 from the start, even
+    // though the file it replaces is 0644.
+    assert_eq!(stale_meta.mode() & 0o7777, 0o600);
+    assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o644);
     assert!(stale[0]
         .file_name()
         .unwrap()
