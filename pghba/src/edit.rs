@@ -491,7 +491,9 @@ mod tests {
             String::from_utf8(rec.clone()).unwrap(),
             "hostssl knocknoc        knocknoc_remote 203.0.113.7/32          scram-sha-256 # added by test"
         );
-        let r = doc.set_block(BEGIN, END, std::slice::from_ref(&rec), 3).unwrap();
+        let r = doc
+            .set_block(BEGIN, END, std::slice::from_ref(&rec), 3)
+            .unwrap();
         assert_eq!(r, BlockRange { begin: 3, end: 5 });
         let once = doc.to_bytes();
         let (removed, added) = diff_lines(text, &once);
