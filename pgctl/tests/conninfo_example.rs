@@ -26,7 +26,10 @@ fn example() -> PathBuf {
 }
 
 fn run(arg: &str) -> Output {
-    Command::new(example()).arg(arg).output().expect("run example")
+    Command::new(example())
+        .arg(arg)
+        .output()
+        .expect("run example")
 }
 
 #[test]
