@@ -142,7 +142,7 @@ pg_harness::pg_test!(
 );
 
 #[test]
-fn untrusted_root_fails_the_handshake_without_plain_fallback_pg17() {
+fn untrusted_root_fails_the_handshake_and_prefer_falls_back_to_plain_text_pg17() {
     pg_harness::block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let on = Cluster::start_with(
@@ -154,12 +154,7 @@ fn untrusted_root_fails_the_handshake_without_plain_fallback_pg17() {
         )
         .await;
         let other = write_pem(dir.path(), "other.crt", &other_ca_pem());
-        for mode in [
-            SslMode::Prefer,
-            SslMode::Require,
-            SslMode::VerifyCa,
-            SslMode::VerifyFull,
-        ] {
+        for mode in [SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull] {
             let e = connect(&params("127.0.0.1", on.port(), mode, Some(other.clone())))
                 .await
                 .expect_err("certificate signed by an unknown CA");
@@ -174,6 +169,17 @@ fn untrusted_root_fails_the_handshake_without_plain_fallback_pg17() {
             );
             assert_eq!(e.attempts().len(), 1, "{mode:?}: no plain-text retry: {e}");
         }
+        // libpq 17 retries without TLS after a failed handshake in prefer
+        // mode (see tests/connect_libpq17.rs).
+        let c = connect(&params(
+            "127.0.0.1",
+            on.port(),
+            SslMode::Prefer,
+            Some(other),
+        ))
+        .await
+        .expect("prefer falls back to plain text");
+        assert!(!c.is_tls());
     });
 }
 
