@@ -705,6 +705,13 @@ where
         .stdin(Stdio::null())
         .current_dir("/")
         .kill_on_drop(true);
+    // The server started by the command inherits its environment, and
+    // PGPORT/PGDATA/PGOPTIONS there would change where and how it runs.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PG") {
+            cmd.env_remove(name);
+        }
+    }
     let out = output_file
         .try_clone()
         .and_then(|o| Ok((o.try_clone()?, o)));
