@@ -14,7 +14,7 @@ use pgctl::connect::connect;
 use pgctl::conninfo::{resolve, ConnInfo, MapEnvironment};
 
 /// Reads connection strings, one a line, from stdin; prints one line each:
-/// `ok|failed ssl|plain <error text on one line>`.
+/// `ok|failed ssl|plain PORT|- <error text on one line>`.
 const LIBPQ_PROBE: &str = r#"
 import ctypes, sys
 lib = ctypes.CDLL(sys.argv[1])
@@ -25,11 +25,14 @@ lib.PQsslInUse.argtypes = [ctypes.c_void_p]
 lib.PQerrorMessage.argtypes = [ctypes.c_void_p]
 lib.PQerrorMessage.restype = ctypes.c_char_p
 lib.PQfinish.argtypes = [ctypes.c_void_p]
+lib.PQport.argtypes = [ctypes.c_void_p]
+lib.PQport.restype = ctypes.c_char_p
 for line in sys.stdin:
     conn = lib.PQconnectdb(line.rstrip("\n").encode())
     ok = lib.PQstatus(conn) == 0
     err = lib.PQerrorMessage(conn).decode(errors="replace").replace("\n", " ")
-    print("ok" if ok else "failed", "ssl" if lib.PQsslInUse(conn) else "plain", err, flush=True)
+    port = lib.PQport(conn).decode() if ok else "-"
+    print("ok" if ok else "failed", "ssl" if lib.PQsslInUse(conn) else "plain", port, err, flush=True)
     lib.PQfinish(conn)
 "#;
 
@@ -43,8 +46,29 @@ fn libpq17_path() -> PathBuf {
     path
 }
 
-/// (connected, encrypted, libpq's error text) for each connection string.
-fn libpq17(libpq: &Path, conninfos: &[String]) -> Vec<(bool, bool, String)> {
+/// What one connection attempt gave.
+struct Outcome {
+    connected: bool,
+    encrypted: bool,
+    /// The port of the host that answered.
+    port: Option<u16>,
+    message: String,
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.connected {
+            "connected"
+        } else {
+            "failed"
+        };
+        let tls = if self.encrypted { "TLS" } else { "plain" };
+        write!(f, "{state} {tls} port {:?}: {}", self.port, self.message)
+    }
+}
+
+/// libpq 17's outcome for each connection string.
+fn libpq17(libpq: &Path, conninfos: &[String]) -> Vec<Outcome> {
     use std::io::Write;
     let mut child = Command::new("python3")
         .arg("-c")
@@ -68,10 +92,13 @@ fn libpq17(libpq: &Path, conninfos: &[String]) -> Vec<(bool, bool, String)> {
     let results: Vec<_> = text
         .lines()
         .map(|line| {
-            let mut words = line.splitn(3, ' ');
-            let ok = words.next() == Some("ok");
-            let ssl = words.next() == Some("ssl");
-            (ok, ssl, words.next().unwrap_or_default().to_owned())
+            let mut words = line.splitn(4, ' ');
+            Outcome {
+                connected: words.next() == Some("ok"),
+                encrypted: words.next() == Some("ssl"),
+                port: words.next().and_then(|p| p.parse().ok()),
+                message: words.next().unwrap_or_default().to_owned(),
+            }
         })
         .collect();
     assert_eq!(
@@ -82,18 +109,29 @@ fn libpq17(libpq: &Path, conninfos: &[String]) -> Vec<(bool, bool, String)> {
     results
 }
 
-async fn ours(conninfo: &str) -> (bool, bool, String) {
+async fn ours(conninfo: &str) -> Outcome {
     let info = ConnInfo::parse(conninfo).unwrap();
     let env = MapEnvironment::new()
         .with_os_user("root")
         .with_passwd_home("/nonexistent");
+    let failed = |message: String| Outcome {
+        connected: false,
+        encrypted: false,
+        port: None,
+        message,
+    };
     let resolved = match resolve(&info, &env) {
         Ok(r) => r,
-        Err(e) => return (false, false, e.to_string()),
+        Err(e) => return failed(e.to_string()),
     };
     match connect(&resolved.params).await {
-        Ok(c) => (true, c.is_tls(), String::new()),
-        Err(e) => (false, false, e.to_string()),
+        Ok(c) => Outcome {
+            connected: true,
+            encrypted: c.is_tls(),
+            port: Some(c.host().port),
+            message: String::new(),
+        },
+        Err(e) => failed(e.to_string()),
     }
 }
 
@@ -195,7 +233,8 @@ fn sslmode_behaviour_matches_libpq17_pg17() {
             let mine = ours(conninfo).await;
             // libpq reports SSL in use on failed connections too: compare
             // encryption only for connections that were made.
-            if (theirs.0, theirs.0 && theirs.1) != (mine.0, mine.0 && mine.1) {
+            let theirs_key = (theirs.connected, theirs.connected && theirs.encrypted);
+            if theirs_key != (mine.connected, mine.encrypted) {
                 mismatches.push(format!("{label}: libpq 17 {theirs:?} / ours {mine:?}"));
             }
         }
@@ -204,6 +243,88 @@ fn sslmode_behaviour_matches_libpq17_pg17() {
             mismatches.is_empty(),
             "{} of {compared} cases differ from libpq 17:\n{}",
             mismatches.len(),
+            mismatches.join("\n")
+        );
+    });
+}
+
+/// Turns a running cluster into a hot standby without a primary.
+async fn make_standby(pg: &Cluster) {
+    pg.stop().await;
+    let signal = pg.data_dir().join("standby.signal");
+    std::fs::write(&signal, "").unwrap();
+    pg.os_user().chown(&signal).unwrap();
+    pg.restart().await;
+}
+
+#[test]
+fn host_lists_and_target_session_attrs_match_libpq17_pg17() {
+    let libpq = libpq17_path();
+    pg_harness::block_on(async {
+        let primary = Cluster::start(17).await;
+        let read_only = Cluster::start_with(
+            17,
+            ClusterOptions {
+                settings: vec![("default_transaction_read_only".into(), "on".into())],
+                ..Default::default()
+            },
+        )
+        .await;
+        let standby = Cluster::start(17).await;
+        make_standby(&standby).await;
+        let stopped = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (p, r, s) = (primary.port(), read_only.port(), standby.port());
+        let lists: [&[u16]; 11] = [
+            &[stopped, p],
+            &[r, p],
+            &[p, r],
+            &[s, p],
+            &[p, s],
+            &[r, s],
+            &[s],
+            &[r],
+            &[p],
+            &[stopped],
+            &[s, r, p],
+        ];
+        let mut cases = Vec::new();
+        for list in lists {
+            for tsa in [
+                "any",
+                "read-write",
+                "read-only",
+                "primary",
+                "standby",
+                "prefer-standby",
+            ] {
+                let hosts = vec!["127.0.0.1"; list.len()].join(",");
+                let ports: Vec<String> = list.iter().map(u16::to_string).collect();
+                let conninfo = format!(
+                    "host={hosts} port={} user=postgres dbname=postgres sslmode=disable \
+                     target_session_attrs={tsa} connect_timeout=10",
+                    ports.join(",")
+                );
+                cases.push((format!("{list:?} {tsa}"), conninfo));
+            }
+        }
+        let conninfos: Vec<String> = cases.iter().map(|c| c.1.clone()).collect();
+        let theirs = libpq17(&libpq, &conninfos);
+        let mut mismatches = Vec::new();
+        for ((label, conninfo), theirs) in cases.iter().zip(theirs) {
+            let mine = ours(conninfo).await;
+            if (theirs.connected, theirs.port) != (mine.connected, mine.port) {
+                mismatches.push(format!("{label}: libpq 17 {theirs:?} / ours {mine:?}"));
+            }
+        }
+        assert!(
+            mismatches.is_empty(),
+            "{} of {} cases differ from libpq 17 (primary {p}, read-only {r}, standby {s}, stopped {stopped}):\n{}",
+            mismatches.len(),
+            cases.len(),
             mismatches.join("\n")
         );
     });
