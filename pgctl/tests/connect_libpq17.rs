@@ -47,13 +47,24 @@ fn libpq17_path() -> PathBuf {
 }
 
 /// What one connection attempt gave.
-#[derive(Debug)]
 struct Outcome {
     connected: bool,
     encrypted: bool,
     /// The port of the host that answered.
     port: Option<u16>,
     message: String,
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.connected {
+            "connected"
+        } else {
+            "failed"
+        };
+        let tls = if self.encrypted { "TLS" } else { "plain" };
+        write!(f, "{state} {tls} port {:?}: {}", self.port, self.message)
+    }
 }
 
 /// libpq 17's outcome for each connection string.
