@@ -734,10 +734,12 @@ pub fn parse_hba_line(fields: &[Vec<InputToken<'_>>], opts: &ValidateOptions) ->
                 || o.ldapsearchattribute.is_some()
                 || o.ldapsearchfilter.is_some()
             {
-                return cx.fail(
-                    "cannot mix options for simple bind and search+bind modes".into(),
-                    t.offset,
-                );
+                let msg = if v.major() >= 18 {
+                    "cannot mix options for simple bind and search+bind modes"
+                } else {
+                    "cannot use ldapbasedn, ldapbinddn, ldapbindpasswd, ldapsearchattribute, ldapsearchfilter, or ldapurl together with ldapprefix"
+                };
+                return cx.fail(msg.into(), t.offset);
             }
         } else if o.ldapbasedn.is_none() {
             return cx.fail(
