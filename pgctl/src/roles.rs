@@ -142,7 +142,7 @@ impl RoleOutcome {
 }
 
 /// An existing role as seen in the catalog.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RoleInfo {
     /// Name.
     pub name: String,
