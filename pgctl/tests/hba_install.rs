@@ -79,7 +79,10 @@ pg_harness::pg_test!(
             .await
             .unwrap();
 
-        // Idempotent: the same edit again changes nothing and reloads nothing.
+        // Idempotent: the same edit again changes nothing and reloads nothing
+        // (once the file is older than the last reload by more than the
+        // installer's 20 ms margin for coarse file timestamps).
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let again = edit(
             &client,
             &hba,
