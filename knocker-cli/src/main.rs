@@ -1,1 +1,42 @@
-fn main() {}
+//! `knocker`: command-line tools for a shared Knocknoc PostgreSQL.
+//!
+//! This file only parses the command line and dispatches; each command lives
+//! in its own module and returns the process exit code.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod hba_lint;
+
+/// Tools to share a Knocknoc server's PostgreSQL database safely.
+#[derive(Debug, Parser)]
+#[command(name = "knocker", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with pg_hba.conf files.
+    Hba {
+        #[command(subcommand)]
+        command: HbaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HbaCommand {
+    /// Check a pg_hba.conf offline, as a given PostgreSQL version would load it.
+    Lint(hba_lint::LintArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Hba {
+            command: HbaCommand::Lint(args),
+        } => hba_lint::run(&args),
+    }
+}

@@ -4,8 +4,11 @@
 //! 0600 from the start, as the file holds a password), gives it the existing
 //! file's owner and mode (or 0600 for a new file), flushes it to disk, renames
 //! it over the target and flushes the directory. A crash at any point leaves
-//! the old file or the new one, never a partial one; a crash before the rename
-//! may leave a stale `.NAME.XXXXXX.tmp` file next to it, which is never read.
+//! the old file or the new one, never a partial one. A crash before the
+//! rename may leave a stale `.NAME.knocknoc-save-XXXXXX.tmp` file next to it,
+//! which is never read; the next successful save removes such files once they
+//! are older than [`STALE_TEMP_AGE`] (younger ones may belong to a save still
+//! running).
 //!
 //! If the path is a symbolic link, the file it points to is replaced (the link
 //! stays). ACLs, extended attributes and SELinux labels of the old file are
@@ -15,6 +18,7 @@ use std::fs::{self, File, Permissions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use crate::document::Document;
 use crate::error::{LoadError, LoadErrorKind, SaveError, SaveStep};
@@ -25,6 +29,12 @@ pub const MAX_FILE_SIZE: u64 = 16 << 20;
 
 /// Mode of a newly created file: the file holds a database password.
 pub const NEW_FILE_MODE: u32 = 0o600;
+
+/// Age after which a leftover temporary file of a killed save is removed.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
+
+/// Length of the random part tempfile puts in a temporary file's name.
+const TEMP_RANDOM_LEN: usize = 6;
 
 impl Document {
     /// Reads and parses the file at `path` (any bytes; see
@@ -90,9 +100,11 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> Result<(), SaveError> {
             )
         })?;
 
+    let prefix = format!(".{name}.{TEMP_MARKER}");
     let mut temp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
+        .prefix(&prefix)
+        .suffix(TEMP_SUFFIX)
+        .rand_bytes(TEMP_RANDOM_LEN)
         .permissions(Permissions::from_mode(NEW_FILE_MODE))
         .tempfile_in(&dir)
         .map_err(|e| error(SaveStep::CreateTemp, e))?;
@@ -125,7 +137,46 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> Result<(), SaveError> {
     File::open(&dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| error(SaveStep::SyncDir, e))?;
+    remove_stale_temps(&dir, &prefix);
     Ok(())
+}
+
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Marks temporary files as this crate's, so that no other file is ever
+/// taken for a stale one.
+const TEMP_MARKER: &str = "knocknoc-save-";
+
+/// Best effort: removes temporary files of earlier, killed saves of the same
+/// file (`PREFIX` + random part + `.tmp`, older than [`STALE_TEMP_AGE`]).
+fn remove_stale_temps(dir: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(random) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|n| n.strip_suffix(TEMP_SUFFIX))
+        else {
+            continue;
+        };
+        if random.len() != TEMP_RANDOM_LEN || !random.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            continue;
+        }
+        let stale = entry
+            .metadata()
+            .ok()
+            .filter(|meta| meta.is_file())
+            .and_then(|meta| meta.modified().ok())
+            .and_then(|modified| now.duration_since(modified).ok())
+            .is_some_and(|age| age > STALE_TEMP_AGE);
+        if stale {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The file a path finally names: a symbolic link is followed (so that

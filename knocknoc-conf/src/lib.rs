@@ -53,6 +53,8 @@
 //! the `Debug`/`Display` of [`DatabaseUrl`] and [`Settings`] mask passwords
 //! with [`redact_secrets`].
 
+#![warn(missing_docs)]
+
 mod document;
 mod error;
 pub mod file;
@@ -67,7 +69,7 @@ pub use document::{
 pub use error::{
     EditError, LoadError, LoadErrorKind, ParseError, ParseErrorKind, SaveError, SaveStep,
 };
-pub use file::{write_atomic, MAX_FILE_SIZE, NEW_FILE_MODE};
+pub use file::{write_atomic, MAX_FILE_SIZE, NEW_FILE_MODE, STALE_TEMP_AGE};
 pub use redact::{redact_secrets, MASK};
 pub use settings::{
     keys, CidrError, CidrErrorKind, DatabaseUrl, DatabaseUrlError, Listen, ListenError, Settings,

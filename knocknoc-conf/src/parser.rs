@@ -186,15 +186,13 @@ pub(crate) fn parse_value(text: &str) -> Result<ParsedValue, Failure> {
 fn bare(text: &str) -> Result<ParsedValue, Failure> {
     let region = &text[..text.find('#').unwrap_or(text.len())];
     let word = region.trim_end_matches(is_blank);
-    for (i, c) in word.char_indices() {
-        if c == '"' || c == '\'' {
+    let bytes = word.as_bytes();
+    for i in 0..bytes.len() {
+        if matches!(bytes[i], b'"' | b'\'') {
             return Err((i, ParseErrorKind::QuoteInBareValue));
         }
-        if c == '\0' {
-            return Err((i, ParseErrorKind::Nul));
-        }
-        if c.is_control() && c != '\t' {
-            return Err((i, ParseErrorKind::ControlCharacter(u32::from(c))));
+        if let Some(kind) = raw_char_problem(bytes, i) {
+            return Err((i, kind));
         }
     }
     Ok(ParsedValue {
@@ -205,38 +203,56 @@ fn bare(text: &str) -> Result<ParsedValue, Failure> {
     })
 }
 
-fn check_raw_char(c: char, at: usize) -> Result<(), Failure> {
-    if c == '\0' {
-        Err((at, ParseErrorKind::Nul))
-    } else if c.is_control() && c != '\t' {
-        Err((at, ParseErrorKind::ControlCharacter(u32::from(c))))
-    } else {
-        Ok(())
+/// Whether the character starting at byte `i` may not appear raw in a value:
+/// NUL, or a control character other than tab (C0, DEL, and C1, which UTF-8
+/// encodes as 0xC2 0x80-0x9F). Works on bytes so that scanning long values
+/// is fast.
+fn raw_char_problem(bytes: &[u8], i: usize) -> Option<ParseErrorKind> {
+    match bytes[i] {
+        0 => Some(ParseErrorKind::Nul),
+        b'\t' => None,
+        b if b < 0x20 || b == 0x7f => Some(ParseErrorKind::ControlCharacter(u32::from(b))),
+        0xc2 => match bytes.get(i + 1) {
+            Some(&next @ 0x80..=0x9f) => Some(ParseErrorKind::ControlCharacter(u32::from(next))),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
 /// `text` starts with `'`; returns the string and the byte length read.
 fn single_quoted(text: &str) -> Result<(String, usize), Failure> {
-    for (i, c) in text.char_indices().skip(1) {
-        if c == '\'' {
+    let bytes = text.as_bytes();
+    for i in 1..bytes.len() {
+        if bytes[i] == b'\'' {
             return Ok((text[1..i].to_owned(), i + 1));
         }
-        check_raw_char(c, i)?;
+        if let Some(kind) = raw_char_problem(bytes, i) {
+            return Err((i, kind));
+        }
     }
     Err((0, ParseErrorKind::UnterminatedString))
 }
 
 /// `text` starts with `"`; returns the string and the byte length read.
 fn double_quoted(text: &str) -> Result<(String, usize), Failure> {
+    let bytes = text.as_bytes();
     let mut out = String::new();
-    let mut chars = text.char_indices().skip(1);
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' => return Ok((out, i + 1)),
-            '\\' => {
-                let Some((_, escaped)) = chars.next() else {
+    // Start of the run of plain text not yet copied to `out`.
+    let mut run = 1;
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                out.push_str(&text[run..i]);
+                return Ok((out, i + 1));
+            }
+            b'\\' => {
+                out.push_str(&text[run..i]);
+                let Some(escaped) = text[i + 1..].chars().next() else {
                     break;
                 };
+                let mut len = 1 + escaped.len_utf8();
                 match escaped {
                     '"' => out.push('"'),
                     '\\' => out.push('\\'),
@@ -244,10 +260,9 @@ fn double_quoted(text: &str) -> Result<(String, usize), Failure> {
                     't' => out.push('\t'),
                     'r' => out.push('\r'),
                     'u' => {
-                        let hex = text
+                        let decoded = text
                             .get(i + 2..i + 6)
-                            .filter(|h| h.len() == 4 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-                        let decoded = hex
+                            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
                             .and_then(|h| u32::from_str_radix(h, 16).ok())
                             .and_then(char::from_u32);
                         match decoded {
@@ -255,16 +270,18 @@ fn double_quoted(text: &str) -> Result<(String, usize), Failure> {
                             Some(ch) => out.push(ch),
                             None => return Err((i, ParseErrorKind::BadUnicodeEscape)),
                         }
-                        for _ in 0..4 {
-                            chars.next();
-                        }
+                        len += 4;
                     }
                     other => return Err((i, ParseErrorKind::UnknownEscape(other))),
                 }
+                i += len;
+                run = i;
             }
-            c => {
-                check_raw_char(c, i)?;
-                out.push(c);
+            _ => {
+                if let Some(kind) = raw_char_problem(bytes, i) {
+                    return Err((i, kind));
+                }
+                i += 1;
             }
         }
     }

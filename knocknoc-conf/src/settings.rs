@@ -455,6 +455,19 @@ impl Document {
     /// Unknown keys are not looked at, and invalid lines that do not start
     /// with a known key are not errors here; see [`Document::parse_errors`].
     pub fn settings(&self) -> Result<Settings, SettingsErrors> {
+        let (settings, errors) = self.settings_and_errors();
+        if errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(SettingsErrors(errors))
+        }
+    }
+
+    /// Like [`Document::settings`], but keeps what could be read: a key with
+    /// any problem (including one given twice) is `None` in the settings and
+    /// has its errors in the list. Useful to offer the current values as
+    /// defaults while asking again for a broken one.
+    pub fn settings_and_errors(&self) -> (Settings, Vec<SettingsError>) {
         let mut settings = Settings::default();
         let mut errors = Vec::new();
         let mut first_seen: [Option<usize>; 3] = [None; 3];
@@ -554,11 +567,16 @@ impl Document {
                 },
             }
         }
-        if errors.is_empty() {
-            Ok(settings)
-        } else {
-            Err(SettingsErrors(errors))
+        // A key with any problem (bad, duplicated) has no trustworthy value.
+        for error in &errors {
+            match self.lines()[error.line - 1].key().and_then(Known::of) {
+                Some(Known::Listen) => settings.listen = None,
+                Some(Known::TrustedForwarders) => settings.trusted_forwarders = None,
+                Some(Known::DatabaseUrl) => settings.database_url = None,
+                None => {}
+            }
         }
+        (settings, errors)
     }
 
     /// Sets `Listen` (see [`Document::set`] for what is kept).

@@ -206,7 +206,7 @@ fn killed_mid_save_leaves_the_old_file() {
         .file_name()
         .unwrap()
         .to_string_lossy()
-        .starts_with(".knocknoc.conf."));
+        .starts_with(".knocknoc.conf.knocknoc-save-"));
     // The next save works and is whole.
     let mut doc = Document::load(&path).unwrap();
     doc.set("Big", "x".repeat(64 * 1024)).unwrap();
@@ -229,4 +229,35 @@ fn failed_write_mid_save_leaves_the_old_file_and_no_temp() {
     assert_eq!(status.code(), Some(3), "{status:?}");
     assert_eq!(fs::read(&path).unwrap(), old);
     assert!(leftovers(dir.path(), "knocknoc.conf").is_empty());
+}
+
+#[test]
+fn stale_temp_files_of_killed_saves_are_removed_once_old() {
+    let dir = temp_dir();
+    let path = dir.path().join("knocknoc.conf");
+    let old_enough = std::time::SystemTime::now() - knocknoc_conf::STALE_TEMP_AGE * 2;
+    let make = |name: &str, old: bool| {
+        let file = fs::File::create(dir.path().join(name)).unwrap();
+        if old {
+            file.set_modified(old_enough).unwrap();
+        }
+    };
+    make(".knocknoc.conf.knocknoc-save-a1B2c3.tmp", true); // stale: removed
+    make(".knocknoc.conf.knocknoc-save-x9y8z7.tmp", false); // a save still running: kept
+    make(".knocknoc.conf.backup.tmp", true); // not ours: kept
+    make(".other.conf.knocknoc-save-a1B2c3.tmp", true); // another file's: kept
+    write_atomic(&path, b"A = 1\n").unwrap();
+    let mut left: Vec<_> = leftovers(dir.path(), "knocknoc.conf")
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            ".knocknoc.conf.backup.tmp",
+            ".knocknoc.conf.knocknoc-save-x9y8z7.tmp",
+            ".other.conf.knocknoc-save-a1B2c3.tmp"
+        ]
+    );
 }

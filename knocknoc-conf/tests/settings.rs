@@ -279,3 +279,16 @@ fn mangled_database_url_line_is_not_shown() {
     assert_eq!(shown, "  databaseurl ********\r\n");
     assert!(!format!("{doc:?}").contains("hunter2"));
 }
+
+#[test]
+fn settings_and_errors_keeps_the_good_keys() {
+    let doc = Document::parse(
+        "Listen = 127.0.0.1:1\nTrustedForwarders = 10.0.0.1/8\nDatabaseURL = host=a\nlisten = 127.0.0.1:2\n",
+    );
+    let (settings, errors) = doc.settings_and_errors();
+    assert_eq!(settings.listen, None, "given twice: neither is trusted");
+    assert_eq!(settings.trusted_forwarders, None);
+    assert_eq!(settings.database_url.unwrap().expose_secret(), "host=a");
+    assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [2, 4]);
+    assert_eq!(doc.settings().unwrap_err().0, errors);
+}

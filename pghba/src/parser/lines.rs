@@ -62,12 +62,22 @@ impl LogicalLine<'_> {
 }
 
 /// Iterator over the logical lines of an input, following one version's rules.
+///
+/// From 14 on, the server reads lines with `pg_get_line_append()`: `fgets()`
+/// into a growing buffer, advancing by `strlen()`. A NUL byte therefore
+/// drops the rest of what that `fgets()` call read, and when the dropped
+/// part held the newline, the next physical line is appended. This reader
+/// simulates the buffer (its capacity included) to get that right.
 #[derive(Debug, Clone)]
 pub struct LineSplitter<'a> {
     src: &'a [u8],
     pos: usize,
     line_number: u32,
     dialect: Dialect,
+    /// Simulated capacity of the server's line buffer (`StringInfo.maxlen`).
+    cap: usize,
+    /// Pieces of the input that make up the current buffer.
+    segs: Vec<(usize, usize)>,
 }
 
 impl<'a> LineSplitter<'a> {
@@ -78,23 +88,88 @@ impl<'a> LineSplitter<'a> {
             pos: 0,
             line_number: 1,
             dialect,
+            cap: 1024,
+            segs: Vec::new(),
         }
     }
 
-    /// The next physical line from `self.pos`: up to and including `\n`.
-    fn physical(&mut self, limit: Option<usize>) -> (usize, &'a [u8]) {
+    /// PostgreSQL 13: one `fgets()` into a fixed buffer.
+    fn next_pg13(&mut self, max_line: usize) -> LogicalLine<'a> {
         let start = self.pos;
         let rest = &self.src[start..];
-        let mut end = match rest.iter().position(|&c| c == b'\n') {
+        let limit = rest.len().min(max_line - 1);
+        let end = match rest[..limit].iter().position(|&c| c == b'\n') {
             Some(i) => i + 1,
-            None => rest.len(),
+            None => limit,
         };
-        if let Some(max) = limit {
-            // fgets() reads at most max - 1 bytes.
-            end = end.min(max - 1);
-        }
         self.pos = start + end;
-        (start, &rest[..end])
+        let phys = &rest[..end];
+        let text = until_nul(phys);
+        let too_long = text.len() == max_line - 1;
+        let line_number = self.line_number;
+        self.line_number += 1;
+        LogicalLine {
+            raw_start: start,
+            raw: phys,
+            line_number,
+            line_count: 1,
+            content: Cow::Borrowed(strip_crlf(text)),
+            segments: Vec::new(),
+            too_long,
+        }
+    }
+
+    fn buf_last(&self) -> Option<u8> {
+        self.segs.last().map(|&(_, e)| self.src[e - 1])
+    }
+
+    fn buf_pop(&mut self) {
+        if let Some(last) = self.segs.last_mut() {
+            last.1 -= 1;
+            if last.0 == last.1 {
+                self.segs.pop();
+            }
+        }
+    }
+
+    /// `pg_get_line_append()`: returns whether anything was appended.
+    fn get_line_append(&mut self, buf_len: &mut usize) -> bool {
+        let orig = *buf_len;
+        loop {
+            if self.pos >= self.src.len() {
+                return *buf_len > orig;
+            }
+            // fgets(ptr, cap - len, f) reads at most cap - len - 1 bytes
+            let max_read = self.cap - *buf_len - 1;
+            let rest = &self.src[self.pos..];
+            let window = &rest[..rest.len().min(max_read)];
+            let chunk_len = match window.iter().position(|&c| c == b'\n') {
+                Some(i) => i + 1,
+                None => window.len(),
+            };
+            let chunk_start = self.pos;
+            self.pos += chunk_len;
+            let kept = until_nul(&rest[..chunk_len]).len();
+            if kept > 0 {
+                match self.segs.last_mut() {
+                    Some(last) if last.1 == chunk_start => last.1 += kept,
+                    _ => self.segs.push((chunk_start, chunk_start + kept)),
+                }
+                *buf_len += kept;
+                if self.src[chunk_start + kept - 1] == b'\n' {
+                    return true;
+                }
+            }
+            // enlargeStringInfo(buf, 128)
+            let needed = 128 + *buf_len + 1;
+            if needed > self.cap {
+                let mut cap = 2 * self.cap;
+                while needed > cap {
+                    cap *= 2;
+                }
+                self.cap = cap;
+            }
+        }
     }
 }
 
@@ -122,67 +197,53 @@ impl<'a> Iterator for LineSplitter<'a> {
         if self.pos >= self.src.len() {
             return None;
         }
-        let line_number = self.line_number;
         if let Some(max_line) = self.dialect.max_line {
-            let (start, phys) = self.physical(Some(max_line));
-            let text = until_nul(phys);
-            let too_long = text.len() == max_line - 1;
-            self.line_number += 1;
-            return Some(LogicalLine {
-                raw_start: start,
-                raw: phys,
-                line_number,
-                line_count: 1,
-                content: Cow::Borrowed(strip_crlf(text)),
-                segments: Vec::new(),
-                too_long,
-            });
+            return Some(self.next_pg13(max_line));
         }
-
-        let (start, phys) = self.physical(None);
-        let first = strip_crlf(until_nul(phys));
-        let continued =
-            self.dialect.continuations && !first.is_empty() && first[first.len() - 1] == b'\\';
-        if !continued {
-            self.line_number += 1;
-            return Some(LogicalLine {
-                raw_start: start,
-                raw: phys,
-                line_number,
-                line_count: 1,
-                content: Cow::Borrowed(first),
-                segments: Vec::new(),
-                too_long: false,
-            });
-        }
-
-        // Slow path: a continuation. Rebuild the server's buffer exactly,
-        // including its habit of stripping CR/LF from the whole buffer.
-        let mut buf = first[..first.len() - 1].to_vec();
-        let mut last_backslash_len = buf.len();
-        let mut line_count = 1;
-        let mut segments = vec![(0, 0)];
-        while self.pos < self.src.len() {
-            let (part_start, phys) = self.physical(None);
-            segments.push((buf.len(), part_start - start));
-            buf.extend_from_slice(until_nul(phys));
-            let stripped = strip_crlf(&buf).len();
-            buf.truncate(stripped);
-            line_count += 1;
-            if buf.len() > last_backslash_len && buf[buf.len() - 1] == b'\\' {
-                buf.pop();
-                last_backslash_len = buf.len();
+        let start = self.pos;
+        let line_number = self.line_number;
+        self.segs.clear();
+        let mut buf_len = 0usize;
+        let mut last_backslash_len = 0usize;
+        let mut continuations = 0u32;
+        while self.get_line_append(&mut buf_len) {
+            while buf_len > 0 && matches!(self.buf_last(), Some(b'\n' | b'\r')) {
+                self.buf_pop();
+                buf_len -= 1;
+            }
+            if self.dialect.continuations
+                && buf_len > last_backslash_len
+                && self.buf_last() == Some(b'\\')
+            {
+                self.buf_pop();
+                buf_len -= 1;
+                last_backslash_len = buf_len;
+                continuations += 1;
                 continue;
             }
             break;
         }
-        self.line_number += line_count;
+        self.line_number += continuations + 1;
+        let raw = &self.src[start..self.pos];
+        let (content, segments) = match self.segs.as_slice() {
+            [] => (Cow::Borrowed(&raw[..0]), Vec::new()),
+            [(s, e)] if *s == start => (Cow::Borrowed(&self.src[*s..*e]), Vec::new()),
+            segs => {
+                let mut buf = Vec::with_capacity(buf_len);
+                let mut map = Vec::with_capacity(segs.len());
+                for &(s, e) in segs {
+                    map.push((buf.len(), s - start));
+                    buf.extend_from_slice(&self.src[s..e]);
+                }
+                (Cow::Owned(buf), map)
+            }
+        };
         Some(LogicalLine {
             raw_start: start,
-            raw: &self.src[start..self.pos],
+            raw,
             line_number,
-            line_count,
-            content: Cow::Owned(buf),
+            line_count: continuations + 1,
+            content,
             segments,
             too_long: false,
         })
@@ -239,11 +300,28 @@ mod tests {
     }
 
     #[test]
-    fn nul_byte_cuts_the_line() {
+    fn nul_byte_drops_rest_of_chunk_and_swallows_next_line_from_14() {
+        // fgets() read "ab\0cd\n"; strlen() keeps "ab" and loses the
+        // newline, so the next physical line is appended (verified on 15-18)
         assert_eq!(
-            contents(b"ab\0cd\nx\n", 16),
+            contents(b"ab\0cd\nx\ny\n", 16),
+            vec![(1, b"abx".to_vec()), (2, b"y".to_vec())]
+        );
+        // 13: one fgets() per line, cut at the NUL
+        assert_eq!(
+            contents(b"ab\0cd\nx\n", 13),
             vec![(1, b"ab".to_vec()), (2, b"x".to_vec())]
         );
+    }
+
+    #[test]
+    fn long_lines_read_in_growing_chunks_keep_their_text() {
+        let mut src = vec![b'x'; 5000];
+        src.push(b'\n');
+        src.extend_from_slice(b"y\n");
+        let got = contents(&src, 16);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].1.len(), 5000);
     }
 
     #[test]

@@ -1,0 +1,125 @@
+//! `knocker hba lint FILE [--pg-version N] [--json] [--without FEATURE]...`
+//!
+//! Exit status: 0 when PostgreSQL N would load the file, 1 when it would
+//! not, 2 when the file cannot be read or the usage is wrong.
+
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use pghba::check::canonicalize_path;
+use pghba::{
+    check_bytes, BuildFeatures, Diagnostic, FsLoader, PgVersion, RuleRow, ValidateOptions,
+};
+
+/// A feature the server may be built without.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Feature {
+    /// SSL (then hostssl lines warn and `cert` is unsupported).
+    Ssl,
+    /// LDAP.
+    Ldap,
+    /// GSSAPI (then hostgssenc lines warn and `gss` is unsupported).
+    Gssapi,
+    /// PAM.
+    Pam,
+}
+
+/// Arguments of `knocker hba lint`.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// The pg_hba.conf file to check.
+    pub file: PathBuf,
+    /// PostgreSQL major version whose rules apply (13 to 18).
+    #[arg(long = "pg-version", value_name = "N", default_value_t = 18,
+          value_parser = clap::value_parser!(u32).range(13..=18))]
+    pub pg_version: u32,
+    /// Print the rows of pg_hba_file_rules, one JSON object per line, and nothing else.
+    #[arg(long)]
+    pub json: bool,
+    /// The server is built without this feature (repeatable; npm builds lack ldap, gssapi, pam).
+    #[arg(long, value_enum, value_name = "FEATURE", value_delimiter = ',')]
+    pub without: Vec<Feature>,
+}
+
+fn options(args: &LintArgs) -> ValidateOptions {
+    let mut build = BuildFeatures::default();
+    for f in &args.without {
+        match f {
+            Feature::Ssl => build.ssl = false,
+            Feature::Ldap => build.ldap = false,
+            Feature::Gssapi => build.gssapi = false,
+            Feature::Pam => build.pam = false,
+        }
+    }
+    ValidateOptions {
+        // the range check of clap makes this infallible
+        version: PgVersion::new(args.pg_version).unwrap_or(PgVersion::LATEST),
+        build,
+        ..ValidateOptions::default()
+    }
+}
+
+/// Run the command; returns the exit status.
+pub fn run(args: &LintArgs) -> ExitCode {
+    let given = args.file.to_string_lossy().into_owned();
+    let bytes = match std::fs::read(&args.file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("knocker: cannot read {given}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The server names files by absolute path; so do the JSON rows.
+    let absolute = std::path::absolute(&args.file)
+        .map(|p| canonicalize_path(&p.to_string_lossy()))
+        .unwrap_or_else(|_| given.clone());
+    let opts = options(args);
+
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut write_error: Option<io::Error> = None;
+    let verdict = check_bytes(&absolute, &bytes, &mut FsLoader, &opts, &mut |line| {
+        if write_error.is_some() {
+            return;
+        }
+        let result = if args.json {
+            serde_json::to_writer(&mut out, &RuleRow::from_checked(line))
+                .map_err(io::Error::from)
+                .and_then(|()| out.write_all(b"\n"))
+        } else if let Some(mut d) = Diagnostic::from_checked(line) {
+            if d.file_name == absolute {
+                d.file_name.clone_from(&given);
+            }
+            writeln!(out, "{d}")
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            write_error = Some(e);
+        }
+    });
+    if !args.json {
+        if let Some(msg) = &verdict.file_error {
+            let msg = msg.replace(&absolute, &given);
+            if let Err(e) = writeln!(out, "{given}:1:1: {msg}") {
+                write_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Err(e) = out.flush() {
+        write_error.get_or_insert(e);
+    }
+    if let Some(e) = write_error {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("knocker: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    if verdict.loads {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

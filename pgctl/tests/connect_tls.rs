@@ -1,0 +1,442 @@
+//! `pgctl::connect` TLS behaviour against real servers: every sslmode
+//! against a server with ssl on and off, root certificates, host-name
+//! checks, hostssl/hostnossl rules, and fetching the server certificate.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pg_harness::{Cluster, ClusterOptions};
+use pgctl::connect::{
+    connect, fetch_server_certificate, CertificateCheck, ConnectErrorKind, ConnectParams,
+    HostParam, SslMode, TargetSessionAttrs, TlsFailureReason,
+};
+
+fn params(host: &str, port: u16, sslmode: SslMode, sslrootcert: Option<PathBuf>) -> ConnectParams {
+    ConnectParams {
+        hosts: vec![HostParam {
+            host: host.to_owned(),
+            hostaddr: None,
+            port,
+            password: None,
+        }],
+        user: "postgres".to_owned(),
+        password: None,
+        passfile: None,
+        dbname: "postgres".to_owned(),
+        sslmode,
+        sslrootcert,
+        sslcert: None,
+        sslkey: None,
+        target_session_attrs: TargetSessionAttrs::Any,
+        connect_timeout: Some(Duration::from_secs(10)),
+        application_name: None,
+        options: None,
+    }
+}
+
+/// A path that does not exist: keeps a `~/.postgresql/root.crt` of the
+/// machine out of tests of the unverified modes.
+fn no_root_file(dir: &Path) -> Option<PathBuf> {
+    Some(dir.join("absent-root.crt"))
+}
+
+fn write_pem(dir: &Path, name: &str, pem: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, pem).unwrap();
+    path
+}
+
+fn other_ca_pem() -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "some other CA");
+    params.self_signed(&key).unwrap().pem()
+}
+
+pg_harness::pg_test!(
+    async fn every_sslmode_against_ssl_on_and_off(major: u32) {
+        let dir = tempfile::tempdir().unwrap();
+        let on = Cluster::start_with(
+            major,
+            ClusterOptions {
+                ssl: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        let off = Cluster::start(major).await;
+        let ca = write_pem(dir.path(), "ca.crt", on.ca_cert_pem());
+
+        // (mode, root file, expected TLS on the ssl server, expected check)
+        let cases = [
+            (SslMode::Disable, no_root_file(dir.path()), false, None),
+            (SslMode::Allow, no_root_file(dir.path()), false, None),
+            (
+                SslMode::Prefer,
+                no_root_file(dir.path()),
+                true,
+                Some(CertificateCheck::None),
+            ),
+            (
+                SslMode::Require,
+                no_root_file(dir.path()),
+                true,
+                Some(CertificateCheck::None),
+            ),
+            // require with an existing root file verifies the chain, as libpq does
+            (
+                SslMode::Require,
+                Some(ca.clone()),
+                true,
+                Some(CertificateCheck::Chain),
+            ),
+            (
+                SslMode::VerifyCa,
+                Some(ca.clone()),
+                true,
+                Some(CertificateCheck::Chain),
+            ),
+            (
+                SslMode::VerifyFull,
+                Some(ca.clone()),
+                true,
+                Some(CertificateCheck::ChainAndName),
+            ),
+        ];
+        for (mode, root, tls, check) in cases {
+            let c = connect(&params("127.0.0.1", on.port(), mode, root.clone()))
+                .await
+                .unwrap_or_else(|e| panic!("{mode:?} vs ssl=on: {e}"));
+            assert_eq!(c.is_tls(), tls, "{mode:?} vs ssl=on");
+            assert_eq!(c.certificate_check(), check, "{mode:?} vs ssl=on");
+            assert_eq!(c.server_certificate().is_some(), tls);
+            let ssl_in_use: bool = c
+                .client()
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(ssl_in_use, tls, "{mode:?}: pg_stat_ssl agrees");
+
+            let against_off = connect(&params("127.0.0.1", off.port(), mode, root)).await;
+            match mode {
+                SslMode::Disable | SslMode::Allow | SslMode::Prefer => {
+                    let c = against_off.unwrap_or_else(|e| panic!("{mode:?} vs ssl=off: {e}"));
+                    assert!(!c.is_tls());
+                }
+                _ => {
+                    let e = against_off.expect_err("TLS required but server has ssl off");
+                    assert_eq!(e.kind(), ConnectErrorKind::TlsUnsupported, "{mode:?}: {e}");
+                    assert!(e.to_string().contains("does not support TLS"), "{e}");
+                }
+            }
+        }
+    }
+);
+
+#[test]
+fn untrusted_root_fails_the_handshake_without_plain_fallback_pg17() {
+    pg_harness::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let on = Cluster::start_with(
+            17,
+            ClusterOptions {
+                ssl: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        let other = write_pem(dir.path(), "other.crt", &other_ca_pem());
+        for mode in [
+            SslMode::Prefer,
+            SslMode::Require,
+            SslMode::VerifyCa,
+            SslMode::VerifyFull,
+        ] {
+            let e = connect(&params("127.0.0.1", on.port(), mode, Some(other.clone())))
+                .await
+                .expect_err("certificate signed by an unknown CA");
+            assert_eq!(e.kind(), ConnectErrorKind::TlsFailure, "{mode:?}: {e}");
+            assert_eq!(
+                e.tls_reason(),
+                Some(&TlsFailureReason::UntrustedCertificate)
+            );
+            assert!(
+                e.to_string().contains("not signed by a trusted root"),
+                "{e}"
+            );
+            assert_eq!(e.attempts().len(), 1, "{mode:?}: no plain-text retry: {e}");
+        }
+    });
+}
+
+#[test]
+fn verify_full_checks_the_host_name_and_verify_ca_does_not_pg17() {
+    pg_harness::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let on = Cluster::start_with(
+            17,
+            ClusterOptions {
+                ssl: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        let ca = write_pem(dir.path(), "ca.crt", on.ca_cert_pem());
+        // A name the certificate does not carry, reached through hostaddr so
+        // that nothing is resolved.
+        let mut p = params(
+            "db.example.test",
+            on.port(),
+            SslMode::VerifyFull,
+            Some(ca.clone()),
+        );
+        p.hosts[0].hostaddr = Some("127.0.0.1".parse().unwrap());
+        let e = connect(&p).await.expect_err("name mismatch");
+        assert_eq!(e.kind(), ConnectErrorKind::TlsFailure, "{e}");
+        match e.tls_reason() {
+            Some(TlsFailureReason::NameMismatch { .. }) => {}
+            other => panic!("expected a name mismatch, got {other:?}: {e}"),
+        }
+        p.sslmode = SslMode::VerifyCa;
+        let c = connect(&p).await.expect("verify-ca ignores the name");
+        assert_eq!(c.certificate_check(), Some(CertificateCheck::Chain));
+
+        // IP hosts are checked against IP SANs; localhost against DNS SANs.
+        for host in ["127.0.0.1", "localhost"] {
+            connect(&params(
+                host,
+                on.port(),
+                SslMode::VerifyFull,
+                Some(ca.clone()),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{host}: {e}"));
+        }
+    });
+}
+
+#[test]
+fn verify_modes_need_a_root_certificate_file_pg17() {
+    pg_harness::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [SslMode::VerifyCa, SslMode::VerifyFull] {
+            let e = connect(&params("127.0.0.1", 1, mode, no_root_file(dir.path())))
+                .await
+                .expect_err("no root file");
+            assert_eq!(e.kind(), ConnectErrorKind::InvalidParameters);
+            assert!(e.to_string().contains("does not exist"), "{e}");
+        }
+        let e = connect(&params(
+            "127.0.0.1",
+            1,
+            SslMode::Require,
+            Some("system".into()),
+        ))
+        .await
+        .expect_err("system roots need verify-full");
+        assert_eq!(e.kind(), ConnectErrorKind::InvalidParameters);
+        assert!(e.to_string().contains("verify-full"), "{e}");
+    });
+}
+
+const HOSTSSL_ONLY: &str = "\
+local   all   all                       trust
+hostssl all   postgres   127.0.0.1/32   trust
+";
+
+const HOSTNOSSL_ONLY: &str = "\
+local     all   all                     trust
+hostnossl all   postgres   127.0.0.1/32 trust
+";
+
+#[test]
+fn allow_retries_with_tls_when_the_server_demands_it_pg17() {
+    pg_harness::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = Cluster::start_with(
+            17,
+            ClusterOptions {
+                ssl: true,
+                hba: Some(HOSTSSL_ONLY.to_owned()),
+                ..Default::default()
+            },
+        )
+        .await;
+        let root = no_root_file(dir.path());
+        let c = connect(&params(
+            "127.0.0.1",
+            pg.port(),
+            SslMode::Allow,
+            root.clone(),
+        ))
+        .await
+        .expect("allow falls back to TLS");
+        assert!(c.is_tls());
+
+        let e = connect(&params("127.0.0.1", pg.port(), SslMode::Disable, root))
+            .await
+            .expect_err("plain text has no rule");
+        assert_eq!(e.kind(), ConnectErrorKind::TlsRequired, "{e}");
+        assert_eq!(e.sqlstate(), Some("28000"));
+        let hba = e.hba_rejection().expect("parsed pg_hba verdict");
+        assert_eq!(hba.client_address, "127.0.0.1");
+        assert_eq!(hba.user, "postgres");
+        assert_eq!(hba.database.as_deref(), Some("postgres"));
+        assert_eq!(hba.encryption.as_deref(), Some("no encryption"));
+        assert!(e.to_string().contains("sslmode=require"), "{e}");
+    });
+}
+
+#[test]
+fn prefer_retries_plain_text_when_the_tls_session_is_rejected_pg17() {
+    pg_harness::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = Cluster::start_with(
+            17,
+            ClusterOptions {
+                ssl: true,
+                hba: Some(HOSTNOSSL_ONLY.to_owned()),
+                ..Default::default()
+            },
+        )
+        .await;
+        let root = no_root_file(dir.path());
+        let c = connect(&params(
+            "127.0.0.1",
+            pg.port(),
+            SslMode::Prefer,
+            root.clone(),
+        ))
+        .await
+        .expect("prefer retries without TLS");
+        assert!(!c.is_tls());
+
+        let e = connect(&params("127.0.0.1", pg.port(), SslMode::Require, root))
+            .await
+            .expect_err("TLS has no rule");
+        assert_eq!(e.kind(), ConnectErrorKind::NoHbaEntry, "{e}");
+        let hba = e.hba_rejection().unwrap();
+        assert_eq!(hba.encryption.as_deref(), Some("SSL encryption"));
+    });
+}
+
+#[test]
+fn fetches_the_server_certificate_pg17() {
+    pg_harness::block_on(async {
+        let on = Cluster::start_with(
+            17,
+            ClusterOptions {
+                ssl: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        let addr = SocketAddr::from(([127, 0, 0, 1], on.port()));
+        let cert = fetch_server_certificate(addr, "localhost", Duration::from_secs(10))
+            .await
+            .expect("fetch certificate");
+        let pem = std::fs::read(on.data_dir().join("server.crt")).unwrap();
+        let der = rustls_pemfile::certs(&mut pem.as_slice())
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(cert.der(), der.as_ref());
+        assert!(!cert.is_self_signed(), "signed by the harness CA");
+        let fingerprint = cert.sha256_fingerprint();
+        assert_eq!(fingerprint.len(), 95);
+
+        // The same certificate is reported by a TLS connection.
+        let c = connect(&params("127.0.0.1", on.port(), SslMode::Require, None))
+            .await
+            .unwrap();
+        assert_eq!(
+            c.server_certificate().unwrap().sha256_fingerprint(),
+            fingerprint
+        );
+
+        let off = Cluster::start(17).await;
+        let addr = SocketAddr::from(([127, 0, 0, 1], off.port()));
+        let e = fetch_server_certificate(addr, "localhost", Duration::from_secs(10))
+            .await
+            .expect_err("ssl off");
+        assert_eq!(e.kind(), ConnectErrorKind::TlsUnsupported);
+    });
+}
+
+/// A CA of the test's own and a client certificate for `cn` it signed,
+/// written as PEM files: (CA file, client certificate, client key).
+fn client_certificate(dir: &Path, cn: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "client CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    (
+        write_pem(dir, "client-ca.crt", &ca.pem()),
+        write_pem(dir, "client.crt", &cert.pem()),
+        write_pem(dir, "client.key", &key.serialize_pem()),
+    )
+}
+
+#[test]
+fn client_certificate_authentication_pg17() {
+    use std::os::unix::fs::PermissionsExt;
+    pg_harness::block_on(async {
+        // The server (another OS user) must read the client CA file.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (client_ca, cert, key) = client_certificate(dir.path(), "postgres");
+        std::fs::set_permissions(&client_ca, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let pg = Cluster::start_with(
+            17,
+            ClusterOptions {
+                ssl: true,
+                hba: Some(
+                    "local all all trust\nhostssl all postgres 127.0.0.1/32 cert\n".to_owned(),
+                ),
+                settings: vec![("ssl_ca_file".into(), client_ca.to_str().unwrap().into())],
+                ..Default::default()
+            },
+        )
+        .await;
+        let mut p = params(
+            "127.0.0.1",
+            pg.port(),
+            SslMode::Require,
+            no_root_file(dir.path()),
+        );
+        let e = connect(&p).await.expect_err("no client certificate");
+        assert_eq!(e.kind(), ConnectErrorKind::AuthenticationFailed, "{e}");
+
+        p.sslcert = Some(cert);
+        p.sslkey = Some(key);
+        let c = connect(&p).await.expect("cert authentication");
+        let client_dn: Option<String> = c
+            .client()
+            .query_one(
+                "SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(client_dn.as_deref(), Some("/CN=postgres"));
+    });
+}

@@ -1,0 +1,284 @@
+//! Addresses exactly as the server reads them: `getaddrinfo()` with
+//! `AI_NUMERICHOST` (glibc: `inet_aton` leniencies such as `127.1`, hex and
+//! octal parts, then `inet_pton` for IPv6 with an optional `%scope`), CIDR
+//! prefix lengths through `strtol()`, and `getnameinfo()`-style printing.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// glibc's `inet_aton_exact()`: `a.b.c.d`, `a.b.c` (c: 16 bits), `a.b`
+/// (b: 24 bits) or `a` (32 bits), each part decimal, `0x` hex or `0` octal.
+pub fn inet_aton(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut parts: Vec<u32> = Vec::with_capacity(4);
+    let mut i = 0;
+    loop {
+        if i >= s.len() || !s[i].is_ascii_digit() {
+            return None;
+        }
+        let (val, used) = strtoul_base0(&s[i..])?;
+        i += used;
+        if i < s.len() && s[i] == b'.' {
+            if parts.len() >= 3 || val > 0xff {
+                return None;
+            }
+            parts.push(val);
+            i += 1;
+        } else {
+            if i != s.len() {
+                return None;
+            }
+            let max: u32 = match parts.len() {
+                0 => u32::MAX,
+                1 => 0x00ff_ffff,
+                2 => 0xffff,
+                _ => 0xff,
+            };
+            if val > max {
+                return None;
+            }
+            let mut addr = val;
+            for (k, p) in parts.iter().enumerate() {
+                addr |= p << (24 - 8 * k);
+            }
+            return Some(Ipv4Addr::from(addr));
+        }
+    }
+}
+
+/// `strtoul(s, &end, 0)` for a string starting with a digit: returns the
+/// value (None when above 32 bits) and the bytes used.
+fn strtoul_base0(s: &[u8]) -> Option<(u32, usize)> {
+    let (base, mut i) = if s.len() >= 2 && s[0] == b'0' && (s[1] == b'x' || s[1] == b'X') {
+        if s.len() > 2 && s[2].is_ascii_hexdigit() {
+            (16, 2)
+        } else {
+            // "0x" without hex digits: strtoul takes just the "0"
+            return Some((0, 1));
+        }
+    } else if s[0] == b'0' {
+        (8, 0)
+    } else {
+        (10, 0)
+    };
+    let mut val: u64 = 0;
+    let start = i;
+    while i < s.len() {
+        let d = match (s[i] as char).to_digit(base) {
+            Some(d) => d as u64,
+            None => break,
+        };
+        val = val.saturating_mul(base as u64).saturating_add(d);
+        i += 1;
+    }
+    debug_assert!(i > start || base == 8);
+    if val > u32::MAX as u64 {
+        return None;
+    }
+    Some((val as u32, i))
+}
+
+/// A numeric host as `getaddrinfo(AI_NUMERICHOST)` accepts it: IPv4 by
+/// `inet_aton`, else IPv6 with an optional numeric `%scope`.
+pub fn parse_numeric_host(s: &[u8]) -> Option<IpAddr> {
+    if let Some(v4) = inet_aton(s) {
+        return Some(IpAddr::V4(v4));
+    }
+    let text = std::str::from_utf8(s).ok()?;
+    let (addr, scope) = match text.split_once('%') {
+        Some((a, scope)) => (a, Some(scope)),
+        None => (text, None),
+    };
+    if let Some(scope) = scope {
+        // glibc takes a numeric scope id or an interface name of the host;
+        // only numeric ones are known offline.
+        if scope.is_empty() || !scope.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+    }
+    addr.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+}
+
+/// `strtol(s, &end, 10)` that must consume the whole string (leading
+/// whitespace and a sign allowed), as `pg_sockaddr_cidr_mask()` uses it.
+pub fn strtol_whole(s: &[u8]) -> Option<i64> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut i = 0;
+    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r') {
+        i += 1;
+    }
+    let mut neg = false;
+    if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
+        neg = s[i] == b'-';
+        i += 1;
+    }
+    let digits_start = i;
+    let mut val: i64 = 0;
+    while i < s.len() && s[i].is_ascii_digit() {
+        val = val.saturating_mul(10).saturating_add((s[i] - b'0') as i64);
+        i += 1;
+    }
+    if i == digits_start {
+        // no conversion: end = start of string, which is not its end
+        return None;
+    }
+    if i != s.len() {
+        return None;
+    }
+    Some(if neg { -val } else { val })
+}
+
+/// The netmask of a prefix length, per family (`pg_sockaddr_cidr_mask()`).
+pub fn cidr_mask(bits: &[u8], v6: bool) -> Option<IpAddr> {
+    let n = strtol_whole(bits)?;
+    if v6 {
+        if !(0..=128).contains(&n) {
+            return None;
+        }
+        let m: u128 = if n == 0 { 0 } else { u128::MAX << (128 - n) };
+        Some(IpAddr::V6(Ipv6Addr::from(m)))
+    } else {
+        if !(0..=32).contains(&n) {
+            return None;
+        }
+        let m: u32 = if n == 0 { 0 } else { u32::MAX << (32 - n) };
+        Some(IpAddr::V4(Ipv4Addr::from(m)))
+    }
+}
+
+/// Print an address as `getnameinfo(NI_NUMERICHOST)` does on glibc
+/// (`inet_ntop`), without a scope.
+pub fn format_ip(addr: &IpAddr) -> String {
+    match addr {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format_ipv6(a),
+    }
+}
+
+fn format_ipv6(a: &Ipv6Addr) -> String {
+    let w = a.segments();
+    // longest run of zero words (first one wins), at least 2 long
+    let (mut best_base, mut best_len) = (usize::MAX, 0);
+    let (mut cur_base, mut cur_len) = (usize::MAX, 0);
+    for (i, &word) in w.iter().enumerate() {
+        if word == 0 {
+            if cur_base == usize::MAX {
+                cur_base = i;
+                cur_len = 1;
+            } else {
+                cur_len += 1;
+            }
+        } else if cur_base != usize::MAX {
+            if best_base == usize::MAX || cur_len > best_len {
+                best_base = cur_base;
+                best_len = cur_len;
+            }
+            cur_base = usize::MAX;
+        }
+    }
+    if cur_base != usize::MAX && (best_base == usize::MAX || cur_len > best_len) {
+        best_base = cur_base;
+        best_len = cur_len;
+    }
+    if best_base != usize::MAX && best_len < 2 {
+        best_base = usize::MAX;
+    }
+    let mut out = String::new();
+    let mut i = 0;
+    while i < 8 {
+        if best_base != usize::MAX && i >= best_base && i < best_base + best_len {
+            if i == best_base {
+                out.push(':');
+            }
+            i += 1;
+            continue;
+        }
+        if i != 0 {
+            out.push(':');
+        }
+        if i == 6 && best_base == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff)) {
+            let o = a.octets();
+            let _ = write!(out, "{}.{}.{}.{}", o[12], o[13], o[14], o[15]);
+            return out;
+        }
+        let _ = write!(out, "{:x}", w[i]);
+        i += 1;
+    }
+    if best_base != usize::MAX && best_base + best_len == 8 {
+        out.push(':');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(s: &str) -> Option<String> {
+        inet_aton(s.as_bytes()).map(|a| a.to_string())
+    }
+
+    #[test]
+    fn inet_aton_leniencies() {
+        assert_eq!(v4("127.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(v4("10.1.2").as_deref(), Some("10.1.0.2"));
+        assert_eq!(v4("2130706433").as_deref(), Some("127.0.0.1"));
+        assert_eq!(v4("0x7f.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(v4("0177.0.0.01").as_deref(), Some("127.0.0.1"));
+        assert_eq!(v4("0").as_deref(), Some("0.0.0.0"));
+        assert_eq!(v4("1.2.3.4.5"), None);
+        assert_eq!(v4("256.1.1.1"), None);
+        assert_eq!(v4("1.2.3.256"), None);
+        assert_eq!(v4("1.2.65535").as_deref(), Some("1.2.255.255"));
+        assert_eq!(v4("08"), None);
+        assert_eq!(v4("0x"), None);
+        assert_eq!(v4("1.2.3."), None);
+        assert_eq!(v4(" 1.2.3.4"), None);
+        assert_eq!(v4("1.2.3.4 "), None);
+        assert_eq!(v4("4294967296"), None);
+    }
+
+    #[test]
+    fn ipv6_and_scope() {
+        assert!(parse_numeric_host(b"::1").is_some());
+        assert!(parse_numeric_host(b"fe80::1%2").is_some());
+        assert!(parse_numeric_host(b"fe80::1%eth0").is_none());
+        assert!(parse_numeric_host(b"::ffff:1.2.3.4").is_some());
+        assert!(parse_numeric_host(b"example.com").is_none());
+    }
+
+    #[test]
+    fn prefix_lengths_like_strtol() {
+        assert_eq!(strtol_whole(b"24"), Some(24));
+        assert_eq!(strtol_whole(b"+24"), Some(24));
+        assert_eq!(strtol_whole(b" 024"), Some(24));
+        assert_eq!(strtol_whole(b"-0"), Some(0));
+        assert_eq!(strtol_whole(b""), None);
+        assert_eq!(strtol_whole(b"24 "), None);
+        assert_eq!(strtol_whole(b"x"), None);
+        assert!(cidr_mask(b"33", false).is_none());
+        assert!(cidr_mask(b"-1", false).is_none());
+        assert_eq!(
+            format_ip(&cidr_mask(b"20", false).unwrap()),
+            "255.255.240.0"
+        );
+        assert_eq!(
+            format_ip(&cidr_mask(b"64", true).unwrap()),
+            "ffff:ffff:ffff:ffff::"
+        );
+    }
+
+    #[test]
+    fn ipv6_printing_like_inet_ntop() {
+        let p = |s: &str| format_ip(&s.parse::<IpAddr>().unwrap());
+        assert_eq!(p("::1"), "::1");
+        assert_eq!(p("::"), "::");
+        assert_eq!(p("::ffff:1.2.3.4"), "::ffff:1.2.3.4");
+        assert_eq!(p("::1.2.3.4"), "::1.2.3.4");
+        assert_eq!(p("1:0:0:1:0:0:0:1"), "1:0:0:1::1");
+        assert_eq!(p("1:0:1:1:1:1:1:1"), "1:0:1:1:1:1:1:1");
+        assert_eq!(p("fe80::"), "fe80::");
+        assert_eq!(p("1:0:0:2:0:0:3:4"), "1::2:0:0:3:4");
+    }
+}

@@ -1,0 +1,485 @@
+//! The whole-file verdict: tokenize a file the way the server does
+//! (`tokenize_auth_file()`), expanding `@file` tokens and, from 16, include
+//! directives through a [`FileLoader`], check every record
+//! ([`crate::rule::parse_hba_line`]), and decide whether the server would
+//! load the file (`load_hba()`).
+//!
+//! Work is streamed line by line to a callback, so checking a large file
+//! needs memory for the file and one line, not for every token.
+
+use std::io;
+use std::path::Path;
+
+use crate::parser::{self, lossy, Dialect, LineSplitter, LogicalLine};
+use crate::rule::{parse_hba_line, InputToken, LineVerdict};
+use crate::version::ValidateOptions;
+
+/// Deepest include nesting the server accepts (`CONF_FILE_MAX_DEPTH`).
+pub const MAX_INCLUDE_DEPTH: u32 = 10;
+
+/// An entry of a directory read for `include_dir`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// File name (no directory part).
+    pub name: String,
+    /// Whether it is a directory (after following symlinks).
+    pub is_dir: bool,
+}
+
+/// How included files are read. Paths are absolute, as the server builds them.
+pub trait FileLoader {
+    /// Read a whole file.
+    fn read_file(&mut self, path: &str) -> io::Result<Vec<u8>>;
+    /// List a directory.
+    fn read_dir(&mut self, path: &str) -> io::Result<Vec<DirEntry>>;
+}
+
+/// Reads from the file system.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FsLoader;
+
+impl FileLoader for FsLoader {
+    fn read_file(&mut self, path: &str) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn read_dir(&mut self, path: &str) -> io::Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(path)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let is_dir = std::fs::metadata(e.path()).map(|m| m.is_dir())?;
+            out.push(DirEntry { name, is_dir });
+        }
+        Ok(out)
+    }
+}
+
+/// A loader for text that has no includes: every read fails with
+/// "No such file or directory".
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoFiles;
+
+impl FileLoader for NoFiles {
+    fn read_file(&mut self, _: &str) -> io::Result<Vec<u8>> {
+        Err(io::Error::from_raw_os_error(2))
+    }
+    fn read_dir(&mut self, _: &str) -> io::Result<Vec<DirEntry>> {
+        Err(io::Error::from_raw_os_error(2))
+    }
+}
+
+/// One line the server reports on: a record, or an include directive or
+/// line that failed.
+#[derive(Clone, Debug)]
+pub struct CheckedLine<'a> {
+    /// File the line is in (the top file's name as given, included files
+    /// as the server names them).
+    pub file_name: &'a str,
+    /// Line number in that file (first physical line).
+    pub line_number: u32,
+    /// Where the message points: physical line number and 1-based byte
+    /// column.
+    pub position: (u32, u32),
+    /// `rule_number` of the view (16+): counts lines without error.
+    pub rule_number: Option<u32>,
+    /// The verdict.
+    pub verdict: LineVerdict,
+}
+
+/// The verdict on a whole file.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct FileVerdict {
+    /// Whether the server would load the file.
+    pub loads: bool,
+    /// Number of rules the server would keep.
+    pub entries: usize,
+    /// A problem with the file as a whole ("contains no entries").
+    pub file_error: Option<String>,
+}
+
+/// `strerror()` text of an I/O error.
+fn strerror(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// `canonicalize_path()`, lexically: no `.`, no empty components, `..`
+/// folded where possible, no trailing slash.
+pub fn canonicalize_path(path: &str) -> String {
+    let absolute = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for comp in path.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => {
+                if matches!(parts.last(), Some(p) if *p != "..") {
+                    parts.pop();
+                } else if !absolute {
+                    parts.push("..");
+                }
+            }
+            c => parts.push(c),
+        }
+    }
+    let joined = parts.join("/");
+    if absolute {
+        format!("/{joined}")
+    } else if joined.is_empty() {
+        ".".to_string()
+    } else {
+        joined
+    }
+}
+
+/// `AbsoluteConfigLocation()`: absolute paths as they are, relative ones
+/// against the directory of the including file.
+pub fn absolute_config_location(location: &str, calling_file: &str) -> String {
+    if location.starts_with('/') {
+        return location.to_string();
+    }
+    let parent = match calling_file.trim_end_matches('/').rfind('/') {
+        Some(0) => "/",
+        Some(i) => &calling_file[..i],
+        None => "",
+    };
+    let joined = if parent.is_empty() {
+        location.to_string()
+    } else {
+        format!("{parent}/{location}")
+    };
+    canonicalize_path(&joined)
+}
+
+/// A tokenized line, tokens owned (used for `@file` contents).
+struct OwnedLine {
+    tokens: Vec<InputToken<'static>>,
+    error: Option<String>,
+}
+
+struct Walker<'s> {
+    opts: &'s ValidateOptions,
+    dialect: Dialect,
+    loader: &'s mut dyn FileLoader,
+    sink: &'s mut dyn FnMut(&CheckedLine<'_>),
+    rule_number: u32,
+    ok: bool,
+    entries: usize,
+}
+
+/// Where the lines of a tokenized file go.
+enum Out<'o> {
+    /// Checked and reported.
+    Emit,
+    /// Collected for an `@file` expansion.
+    Collect(&'o mut Vec<OwnedLine>),
+}
+
+impl Walker<'_> {
+    fn nesting_error(&self, full: &str) -> String {
+        format!("could not open file \"{full}\": maximum nesting depth exceeded")
+    }
+
+    /// Read an included file; `Err` carries the server's message, with
+    /// `missing` telling whether the file did not exist.
+    fn open(&mut self, full: &str, depth: u32) -> Result<Vec<u8>, (String, bool)> {
+        if depth > MAX_INCLUDE_DEPTH {
+            return Err((self.nesting_error(full), false));
+        }
+        self.loader.read_file(full).map_err(|e| {
+            (
+                format!("could not open file \"{full}\": {}", strerror(&e)),
+                e.kind() == io::ErrorKind::NotFound,
+            )
+        })
+    }
+
+    /// `tokenize_expand_file()`: the tokens of an `@file`.
+    fn expand_file(
+        &mut self,
+        outer: &str,
+        inc: &[u8],
+        depth: u32,
+        offset: usize,
+        into: &mut Vec<InputToken<'static>>,
+    ) -> Option<String> {
+        let inc = lossy(inc).into_owned();
+        let full = absolute_config_location(&inc, outer);
+        let bytes = if self.opts.version.has_include_directives() {
+            match self.open(&full, depth) {
+                Ok(b) => b,
+                Err((msg, _)) => return Some(msg),
+            }
+        } else {
+            // 13-15 have no nesting limit (they recurse until the stack
+            // ends); stop somewhere sane with the 16+ message.
+            if depth > 64 {
+                return Some(self.nesting_error(&full));
+            }
+            match self.loader.read_file(&full) {
+                Ok(b) => b,
+                Err(e) => {
+                    return Some(format!(
+                        "could not open secondary authentication file \"@{inc}\" as \"{full}\": {}",
+                        strerror(&e)
+                    ))
+                }
+            }
+        };
+        let mut lines = Vec::new();
+        self.tokenize_file(&full, &bytes, depth, &mut Out::Collect(&mut lines));
+        for l in lines {
+            if let Some(e) = l.error {
+                return Some(e);
+            }
+            into.extend(l.tokens.into_iter().map(|mut t| {
+                t.offset = offset;
+                t
+            }));
+        }
+        None
+    }
+
+    /// `tokenize_include_file()`: process an included file in place.
+    fn include_file(
+        &mut self,
+        outer: &str,
+        inc: &str,
+        depth: u32,
+        missing_ok: bool,
+    ) -> Option<String> {
+        let full = absolute_config_location(inc, outer);
+        match self.open(&full, depth) {
+            Ok(bytes) => {
+                self.tokenize_file(&full, &bytes, depth, &mut Out::Emit);
+                None
+            }
+            Err((_, true)) if missing_ok => None,
+            Err((msg, _)) => Some(msg),
+        }
+    }
+
+    /// The `include_dir` case of `tokenize_auth_file()`.
+    fn include_dir(&mut self, outer: &str, dir: &str, depth: u32) -> Option<String> {
+        if dir
+            .bytes()
+            .all(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
+        {
+            return Some("empty configuration directory name".into());
+        }
+        let directory = absolute_config_location(dir, outer);
+        let entries = match self.loader.read_dir(&directory) {
+            Ok(e) => e,
+            Err(_) => return Some(format!("could not open directory \"{directory}\"")),
+        };
+        let mut files: Vec<String> = entries
+            .into_iter()
+            .filter(|e| {
+                e.name.len() >= 6
+                    && !e.name.starts_with('.')
+                    && e.name.ends_with(".conf")
+                    && !e.is_dir
+            })
+            .map(|e| canonicalize_path(&format!("{directory}/{}", e.name)))
+            .collect();
+        files.sort();
+        let mut errors: Vec<String> = Vec::new();
+        for f in files {
+            if let Some(e) = self.include_file(outer, &f, depth, false) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            None
+        } else {
+            Some(errors.join("\n"))
+        }
+    }
+
+    fn tokenize_file(&mut self, name: &str, bytes: &[u8], depth: u32, out: &mut Out<'_>) {
+        let dialect = self.dialect;
+        for ll in LineSplitter::new(bytes, dialect) {
+            let mut error: Option<(String, usize)> = None;
+            let mut fields: Vec<Vec<InputToken<'_>>> = Vec::new();
+            if ll.too_long {
+                error = Some(("authentication file line too long".into(), 0));
+            } else {
+                let t = parser::tokenize(&ll.content, &dialect);
+                'fields: for f in &t.fields {
+                    let mut tokens = Vec::with_capacity(f.tokens.len());
+                    for tok in &f.tokens {
+                        if tok.is_file_reference() {
+                            let mut expanded = Vec::new();
+                            let e = self.expand_file(
+                                name,
+                                &tok.value[1..],
+                                depth + 1,
+                                tok.start,
+                                &mut expanded,
+                            );
+                            tokens.extend(expanded);
+                            if let Some(e) = e {
+                                error = Some((e, tok.start));
+                                if !tokens.is_empty() {
+                                    fields.push(tokens);
+                                }
+                                break 'fields;
+                            }
+                        } else {
+                            tokens.push(InputToken {
+                                value: tok.value.clone(),
+                                quoted: tok.quoted,
+                                offset: tok.start,
+                            });
+                        }
+                    }
+                    if !tokens.is_empty() {
+                        fields.push(tokens);
+                    }
+                }
+                if error.is_none() {
+                    if let Some(at) = t.token_too_long {
+                        error = Some(("authentication file token too long".into(), at));
+                    }
+                }
+            }
+            if fields.is_empty() && error.is_none() {
+                continue;
+            }
+            if error.is_none() && fields.len() == 2 && self.opts.version.has_include_directives() {
+                let first: &[u8] = &fields[0][0].value;
+                let second = lossy(&fields[1][0].value).into_owned();
+                let at = fields[0][0].offset;
+                let result = match first {
+                    b"include" => Some(self.include_file(name, &second, depth + 1, false)),
+                    b"include_if_exists" => Some(self.include_file(name, &second, depth + 1, true)),
+                    b"include_dir" => Some(self.include_dir(name, &second, depth + 1)),
+                    _ => None,
+                };
+                match result {
+                    Some(None) => continue,
+                    Some(Some(e)) => error = Some((e, at)),
+                    None => {}
+                }
+            }
+            match out {
+                Out::Collect(lines) => lines.push(OwnedLine {
+                    tokens: fields
+                        .into_iter()
+                        .flatten()
+                        .map(|t| InputToken {
+                            value: std::borrow::Cow::Owned(t.value.into_owned()),
+                            quoted: t.quoted,
+                            offset: t.offset,
+                        })
+                        .collect(),
+                    error: error.map(|e| e.0),
+                }),
+                Out::Emit => {
+                    let verdict = match error {
+                        Some((msg, at)) => LineVerdict {
+                            rule: None,
+                            error: Some(msg.clone()),
+                            message: Some((msg, at)),
+                        },
+                        None => parse_hba_line(&fields, self.opts),
+                    };
+                    self.emit(name, &ll, verdict);
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, name: &str, ll: &LogicalLine<'_>, verdict: LineVerdict) {
+        let rule_number = if verdict.error.is_none() {
+            self.rule_number += 1;
+            Some(self.rule_number)
+        } else {
+            None
+        };
+        if verdict.loads() {
+            self.entries += 1;
+        } else {
+            self.ok = false;
+        }
+        let at = verdict.message.as_ref().map_or(0, |m| m.1);
+        let position = ll.line_column(at.min(ll.content.len()));
+        (self.sink)(&CheckedLine {
+            file_name: name,
+            line_number: ll.line_number,
+            position,
+            rule_number,
+            verdict,
+        });
+    }
+}
+
+/// Check a file's bytes as the server would load it. `name` is the file's
+/// path (relative includes are resolved against its directory; make it
+/// absolute to get the server's file names). Every reported line is passed
+/// to `sink` in the server's order.
+pub fn check_bytes(
+    name: &str,
+    bytes: &[u8],
+    loader: &mut dyn FileLoader,
+    opts: &ValidateOptions,
+    sink: &mut dyn FnMut(&CheckedLine<'_>),
+) -> FileVerdict {
+    let mut w = Walker {
+        opts,
+        dialect: Dialect::for_version(opts.version),
+        loader,
+        sink,
+        rule_number: 0,
+        ok: true,
+        entries: 0,
+    };
+    w.tokenize_file(name, bytes, 0, &mut Out::Emit);
+    let mut verdict = FileVerdict {
+        loads: w.ok,
+        entries: w.entries,
+        file_error: None,
+    };
+    if w.ok && w.entries == 0 {
+        verdict.loads = false;
+        verdict.file_error = Some(format!("configuration file \"{name}\" contains no entries"));
+    }
+    verdict
+}
+
+/// Read and check a file from disk (includes read from disk too).
+pub fn check_path(
+    path: &Path,
+    opts: &ValidateOptions,
+    sink: &mut dyn FnMut(&CheckedLine<'_>),
+) -> io::Result<FileVerdict> {
+    let bytes = std::fs::read(path)?;
+    let name = path.to_string_lossy();
+    Ok(check_bytes(&name, &bytes, &mut FsLoader, opts, sink))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_like_the_server() {
+        assert_eq!(canonicalize_path("/a//b/./c/../d/"), "/a/b/d");
+        assert_eq!(canonicalize_path("/../a"), "/a");
+        assert_eq!(
+            absolute_config_location("x.conf", "/etc/pg/pg_hba.conf"),
+            "/etc/pg/x.conf"
+        );
+        assert_eq!(
+            absolute_config_location("../x", "/etc/pg/pg_hba.conf"),
+            "/etc/x"
+        );
+        assert_eq!(
+            absolute_config_location("/abs//x", "/etc/pg/pg_hba.conf"),
+            "/abs//x"
+        );
+    }
+}
