@@ -79,10 +79,9 @@ pg_harness::pg_test!(
             .await
             .unwrap();
 
-        // Idempotent: the same edit again changes nothing and reloads nothing
-        // (once the file is older than the last reload by more than the
-        // installer's 20 ms margin for coarse file timestamps).
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Idempotent: the same edit again changes nothing and, right after
+        // (file timestamps cannot tell within their coarse resolution; the
+        // lock file's record of the loaded file version can), reloads nothing.
         let again = edit(
             &client,
             &hba,

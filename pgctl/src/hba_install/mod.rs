@@ -77,7 +77,7 @@ use tokio_postgres::{Client, NoTls};
 pub use error::{HbaProblem, InstallError};
 
 use files::{HbaPaths, Ownership, Syncer, TempFile};
-use lock::HbaLock;
+use lock::{FileId, HbaLock};
 
 /// A future returned by [`Reconnect::reconnect`].
 pub type ConnectFuture =
@@ -368,7 +368,7 @@ where
     let paths = HbaPaths::new(hba_path)?;
 
     let lock_path = HbaLock::path_for(&paths.dir, &paths.name);
-    let (_lock, lock_wait) = HbaLock::acquire(&lock_path, options.lock_timeout, &events).await?;
+    let (mut lock, lock_wait) = HbaLock::acquire(&lock_path, options.lock_timeout, &events).await?;
     let stale_temps_removed = paths.remove_stale_temps()?;
     for path in &stale_temps_removed {
         events(InstallEvent::StaleTempRemoved { path: path.clone() });
@@ -435,7 +435,13 @@ where
         backup = Some(backup_path);
     }
 
-    let needs_reload = changed || modified_since_reload(&meta, facts.conf_load_time_us);
+    // Unchanged: reload only when the server may not run the file on disk,
+    // i.e. a run was killed between rename and reload, or someone else
+    // edited the file. Known when the last confirmed reload recorded this
+    // very file version; guessed from the modification time otherwise.
+    let needs_reload = changed
+        || (lock.loaded() != Some(FileId::of(&meta))
+            && modified_since_reload(&meta, facts.conf_load_time_us));
     let mut reload = None;
     if needs_reload {
         let sent_at = match server::send_reload(client).await {
@@ -471,6 +477,9 @@ where
                 path: hba_path.to_path_buf(),
             });
         }
+        let loaded =
+            std::fs::metadata(hba_path).map_err(|e| InstallError::from_io("stat", hba_path, e))?;
+        lock.record_loaded(FileId::of(&loaded));
         events(InstallEvent::Step(InstallStep::ReloadConfirmed));
         reload = Some(confirmation);
     }
