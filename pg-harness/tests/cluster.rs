@@ -293,3 +293,14 @@ where
     }
     out
 }
+
+pg_harness::pg_test!(
+    /// The body may return a `Result`; `?` works inside it.
+    async fn body_may_return_result(major: u32) -> Result<(), tokio_postgres::Error> {
+        let pg = Cluster::start(major).await;
+        let client = pg.connect().await;
+        let row = client.query_one("SELECT $1::int + 1", &[&41i32]).await?;
+        assert_eq!(row.get::<_, i32>(0), 42);
+        Ok(())
+    }
+);

@@ -106,6 +106,14 @@ pub enum Error {
         /// The role.
         role: String,
     },
+    /// A `listen_addresses` value that cannot be set safely.
+    #[error("invalid listen_addresses value {value:?}: {reason}")]
+    InvalidListenAddresses {
+        /// The value as given.
+        value: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// `listen_addresses` cannot be changed from a configuration file
     /// because a higher-priority source sets it.
     #[error("listen_addresses is set by the server's {source_kind}, which no configuration file can override; change it there")]

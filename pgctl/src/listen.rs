@@ -45,7 +45,7 @@ use crate::server::{require_superuser, shell_word, user_groups, user_name, Serve
 pub const INCLUDE_FILE_NAME: &str = "zz-knocker-listen.conf";
 
 /// The result of [`plan_listen_addresses`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ListenPlan {
     /// The value before.
     pub current: String,
@@ -221,8 +221,51 @@ pub fn plan_listen_addresses_with(
     }
 }
 
+/// Refuses values that could not be written safely into a configuration
+/// file or that the server would not parse as a list of hosts: control
+/// characters, backslashes, quotes, `#`, and entries that are neither `*`,
+/// an IP address nor a host name.
+pub fn validate_listen_addresses(value: &str) -> Result<()> {
+    let bad = |reason: &'static str| {
+        Err(Error::InvalidListenAddresses {
+            value: value.to_owned(),
+            reason,
+        })
+    };
+    if value.len() > 1024 {
+        return bad("it is longer than 1024 bytes");
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() || "\\'\"#".contains(c))
+    {
+        return bad("it contains a control character, quote, backslash or '#'");
+    }
+    for entry in split_listen_addresses(value) {
+        let host_name = entry.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+        let scoped_ipv6 = entry.split_once('%').is_some_and(|(ip, zone)| {
+            ip.parse::<Ipv6Addr>().is_ok()
+                && !zone.is_empty()
+                && zone
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        });
+        if entry != "*" && entry.parse::<IpAddr>().is_err() && !host_name && !scoped_ipv6 {
+            return bad("an entry is not *, an IP address or a host name");
+        }
+    }
+    Ok(())
+}
+
 /// Where a `listen_addresses` value was written.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WrittenTo {
     /// `ALTER SYSTEM` (the data directory's `postgresql.auto.conf`).
     AlterSystem,
@@ -231,7 +274,7 @@ pub enum WrittenTo {
 }
 
 /// What [`set_listen_addresses`] did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ListenChange {
     /// The value the server runs with now.
     pub running: String,
@@ -314,6 +357,7 @@ pub async fn set_listen_addresses(
     client: &impl GenericClient,
     value: &str,
 ) -> Result<ListenChange> {
+    validate_listen_addresses(value)?;
     require_superuser(client, "changing listen_addresses").await?;
     check_source(client).await?;
     let running = running_value(client).await?;
@@ -662,6 +706,13 @@ where
         .stdin(Stdio::null())
         .current_dir("/")
         .kill_on_drop(true);
+    // The server started by the command inherits its environment, and
+    // PGPORT/PGDATA/PGOPTIONS there would change where and how it runs.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PG") {
+            cmd.env_remove(name);
+        }
+    }
     let out = output_file
         .try_clone()
         .and_then(|o| Ok((o.try_clone()?, o)));
@@ -713,13 +764,20 @@ where
             }
         }
         if exited {
-            match connect().await {
-                Ok(client) => match start_time(&client).await {
-                    Ok(t) if t != started_before => return Ok(client),
-                    Ok(_) => last_error = Some("the server has not restarted yet".into()),
-                    Err(e) => last_error = Some(e.to_string()),
-                },
-                Err(e) => last_error = Some(e.to_string()),
+            // A connection attempt may hang (e.g. no connect timeout):
+            // the deadline bounds it too.
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let attempt = tokio::time::timeout(remaining, async {
+                let client = connect().await?;
+                let started = start_time(&client).await?;
+                Ok::<_, tokio_postgres::Error>((client, started))
+            })
+            .await;
+            match attempt {
+                Ok(Ok((client, t))) if t != started_before => return Ok(client),
+                Ok(Ok(_)) => last_error = Some("the server has not restarted yet".into()),
+                Ok(Err(e)) => last_error = Some(e.to_string()),
+                Err(_) => last_error = Some("the connection attempt timed out".into()),
             }
         }
         // A manager that reported failure while the old server runs on will
@@ -876,6 +934,64 @@ mod tests {
                 "::1".parse().unwrap()
             ]
         );
+    }
+
+    #[test]
+    fn hostile_values_are_refused() {
+        for bad in [
+            "0.0.0.0\nssl = off",
+            "0.0.0.0' ; x",
+            "a\\b",
+            "0.0.0.0 # c",
+            "not a host",
+            "10.0.0.0/8",
+        ] {
+            assert!(validate_listen_addresses(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "*",
+            "0.0.0.0,::1",
+            "fe80::1%eth0",
+            "localhost",
+            "db-1.example.com, 10.1.2.3",
+            "",
+        ] {
+            assert!(validate_listen_addresses(good).is_ok(), "{good:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Adding 0.0.0.0 to any list of addresses keeps every IPv6 entry,
+        /// drops every specific IPv4 one (it would fail to bind next to the
+        /// wildcard), and adding it again changes nothing.
+        #[test]
+        fn adding_the_ipv4_wildcard_keeps_ipv6_and_is_idempotent(
+            v4 in proptest::collection::vec(proptest::arbitrary::any::<[u8; 4]>(), 0..4),
+            v6 in proptest::collection::vec(proptest::arbitrary::any::<[u16; 8]>(), 0..4),
+        ) {
+            let mut entries: Vec<String> = v4.iter().map(|o| Ipv4Addr::from(*o).to_string()).collect();
+            entries.extend(v6.iter().map(|s| Ipv6Addr::from(*s).to_string()));
+            let current = entries.join(",");
+            let p = plan_listen_addresses_with(&current, &["0.0.0.0"], &resolve, &|_| true);
+            let new = split_listen_addresses(&p.new);
+            proptest::prop_assert!(new.contains(&"0.0.0.0".to_owned()) || new.contains(&"*".to_owned()));
+            for entry in &new {
+                if let Ok(IpAddr::V4(ip)) = entry.parse::<IpAddr>() {
+                    proptest::prop_assert!(ip.is_unspecified(), "{}", p.new);
+                }
+            }
+            for s in &v6 {
+                let ip = Ipv6Addr::from(*s);
+                proptest::prop_assert!(
+                    ip.is_unspecified() || new.iter().any(|e| e.parse::<IpAddr>() == Ok(IpAddr::V6(ip)))
+                        || new.contains(&"::".to_owned()),
+                    "{} lost {}", p.new, ip
+                );
+            }
+            let again = plan_listen_addresses_with(&p.new, &["0.0.0.0"], &resolve, &|_| true);
+            proptest::prop_assert!(!again.changes(), "{} -> {}", p.new, again.new);
+            proptest::prop_assert!(validate_listen_addresses(&p.new).is_ok());
+        }
     }
 
     #[test]

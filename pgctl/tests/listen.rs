@@ -265,7 +265,53 @@ pg_harness::pg_test!(
             .await
             .unwrap_err();
         assert_eq!(err.os_error(), Some(libc::ENOENT), "{err}");
+        // A connection attempt that hangs does not outlast the deadline.
+        let how = RestartWith::Command(vec!["true".into()]);
+        let started = std::time::Instant::now();
+        let err = restart_and_wait(&client, &how, Duration::from_secs(2), || {
+            std::future::pending::<Result<Client, tokio_postgres::Error>>()
+        })
+        .await
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(matches!(err, Error::RestartTimeout { .. }), "{err}");
         // The server was never touched.
         client.query_one("SELECT 1", &[]).await.unwrap();
+    }
+);
+
+pg_harness::pg_test!(
+    async fn hostile_listen_values_are_refused_and_change_nothing(major: u32) {
+        let pg = Cluster::start(major).await;
+        let client = pg.connect().await;
+        for bad in ["0.0.0.0\nssl = off", "0.0.0.0'; x", "10.0.0.0/8", "a#b"] {
+            let err = set_listen_addresses(&client, bad).await.unwrap_err();
+            assert!(matches!(err, Error::InvalidListenAddresses { .. }), "{err}");
+        }
+        let auto = std::fs::read_to_string(pg.data_dir().join("postgresql.auto.conf")).unwrap();
+        assert!(!auto.contains("listen_addresses"), "{auto}");
+        let plain = {
+            pg.create_role("plain", "pw").await;
+            pg.connect_as("plain", "pw", "postgres").await.unwrap()
+        };
+        let err = set_listen_addresses(&plain, "0.0.0.0").await.unwrap_err();
+        assert!(matches!(err, Error::NotSuperuser { .. }), "{err}");
+    }
+);
+
+pg_harness::pg_test!(
+    async fn printed_restart_command_works_as_a_caller_supplied_command(major: u32) {
+        let pg = Cluster::start(major).await;
+        let _stop = StopServer(&pg);
+        let client = pg.connect().await;
+        let facts = read_facts(&client).await.unwrap();
+        let manager = detect_manager(&facts);
+        // What `--no-restart` tells the operator to run, run by a shell.
+        let line = manager.restart_command_line().unwrap();
+        assert!(line.starts_with("runuser -u "), "{line}");
+        let how = RestartWith::Command(vec!["sh".into(), "-c".into(), line]);
+        let client = restart(&pg, &client, &how).await;
+        client.query_one("SELECT 1", &[]).await.unwrap();
+        assert!(pg.log().matches("database system is ready").count() >= 2);
     }
 );

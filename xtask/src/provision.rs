@@ -101,7 +101,7 @@ fn provision_npm(major: u32, version: &str) -> Result<()> {
 
 fn unpack_npm(major: u32, spec: &str, work: &Path, cache: &Path) -> Result<()> {
     let output = Command::new("npm")
-        .args(["pack", "--silent", "--pack-destination"])
+        .args(["pack", "--loglevel=error", "--pack-destination"])
         .arg(work)
         .arg(spec)
         .current_dir(work)

@@ -14,6 +14,14 @@
 //! `/var/run/postgresql` (upstream's default is `/tmp`), which is also the
 //! directory `.pgpass` calls `localhost`. The port defaults to 5432.
 //!
+//! Options that `ConnectParams` cannot carry are ignored when harmless
+//! (keepalives, `client_encoding`, Kerberos names ...) and refused when
+//! ignoring them would weaken the connection: `require_auth`, `requirepeer`,
+//! `sslcrl`, `sslcrldir`, `replication`, `channel_binding=require`,
+//! `sslcertmode=require`, `ssl_min_protocol_version=TLSv1.3`,
+//! `gssencmode=require` and `sslnegotiation=direct`
+//! ([`ResolveError::Unsupported`] and friends).
+//!
 //! The environment is an input ([`Environment`]) so that callers and tests
 //! decide what it holds; [`ProcessEnvironment`] reads the real one.
 
@@ -178,9 +186,25 @@ pub enum ResolveError {
     /// A port outside 1-65535.
     #[error("invalid port number: \"{0}\"")]
     InvalidPort(String),
-    /// A `hostaddr` entry that is not a numeric IP address.
-    #[error("could not parse network address \"{0}\": Name or service not known")]
-    InvalidHostaddr(String),
+    /// A `hostaddr` entry that is not a numeric IP address (as the C
+    /// library's `getaddrinfo` with `AI_NUMERICHOST` reads them, so `127.1`
+    /// is 127.0.0.1, as in libpq).
+    #[error("could not parse network address \"{value}\": {reason}")]
+    InvalidHostaddr {
+        /// The entry.
+        value: String,
+        /// `gai_strerror`'s reason.
+        reason: String,
+    },
+    /// `ssl_min_protocol_version` / `ssl_max_protocol_version` is not a TLS
+    /// version libpq knows.
+    #[error("invalid \"{keyword}\" value: \"{value}\"")]
+    InvalidSslProtocolVersion {
+        /// The keyword.
+        keyword: &'static str,
+        /// Its value.
+        value: String,
+    },
     /// `sslrootcert=system` with an sslmode weaker than verify-full.
     #[error("weak sslmode \"{0}\" may not be used with sslrootcert=system (use \"verify-full\")")]
     WeakSslmodeWithSystemRoots(String),
@@ -203,6 +227,17 @@ pub enum ResolveError {
     /// not read by this crate.
     #[error("service \"{0}\" given, but connection service files are not supported")]
     ServiceNotSupported(String),
+    /// A security-relevant option this client cannot honour; refusing it is
+    /// safer than connecting with less protection than asked for.
+    #[error(
+        "connection option \"{keyword}\" with value \"{value}\" is not supported by this client"
+    )]
+    Unsupported {
+        /// The keyword.
+        keyword: &'static str,
+        /// Its value.
+        value: String,
+    },
     /// `sslnegotiation=direct`, which this client cannot do yet.
     #[error("sslnegotiation value \"direct\" is not supported by this client")]
     DirectSslNotSupported,
@@ -270,6 +305,51 @@ fn parse_int(value: &str, keyword: &'static str) -> Result<i32, ResolveError> {
     t.parse::<i32>().map_err(|_| bad())
 }
 
+/// A numeric address as libpq reads `hostaddr`: `getaddrinfo` with
+/// `AI_NUMERICHOST` (never a DNS query), so the C library's rules apply
+/// (`127.1`, `0x7f.1`, IPv6 scope ids). The error is `gai_strerror`'s text.
+fn parse_numeric_address(s: &str) -> Result<IpAddr, String> {
+    use std::ffi::{CStr, CString};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    let Ok(c) = CString::new(s) else {
+        return Err("Name or service not known".to_owned());
+    };
+    // SAFETY: getaddrinfo gets a valid C string and zeroed hints, and fills
+    // `res` with a list we read (checking the family before casting the
+    // address) and then free with freeaddrinfo; gai_strerror returns a
+    // static string.
+    unsafe {
+        let mut hints: libc::addrinfo = std::mem::zeroed();
+        hints.ai_flags = libc::AI_NUMERICHOST;
+        hints.ai_family = libc::AF_UNSPEC;
+        hints.ai_socktype = libc::SOCK_STREAM;
+        let mut res: *mut libc::addrinfo = std::ptr::null_mut();
+        let rc = libc::getaddrinfo(c.as_ptr(), std::ptr::null(), &hints, &mut res);
+        if rc != 0 || res.is_null() {
+            return Err(CStr::from_ptr(libc::gai_strerror(rc))
+                .to_string_lossy()
+                .into_owned());
+        }
+        let ai = &*res;
+        let addr = match ai.ai_family {
+            libc::AF_INET if !ai.ai_addr.is_null() => {
+                let sin = &*(ai.ai_addr as *const libc::sockaddr_in);
+                Ok(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    sin.sin_addr.s_addr,
+                ))))
+            }
+            libc::AF_INET6 if !ai.ai_addr.is_null() => {
+                let sin6 = &*(ai.ai_addr as *const libc::sockaddr_in6);
+                Ok(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+            }
+            _ => Err("Address family for hostname not supported".to_owned()),
+        };
+        libc::freeaddrinfo(res);
+        addr
+    }
+}
+
 fn split_list(s: &str) -> Vec<&str> {
     s.split(',').collect()
 }
@@ -329,6 +409,41 @@ impl<'a> Resolver<'a> {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// Options libpq would honour but `ConnectParams` cannot carry, where
+    /// ignoring them would weaken the connection (or change its kind).
+    fn refuse_unsupported(&self) -> Result<(), ResolveError> {
+        let refused = |k: Keyword, value: &str| ResolveError::Unsupported {
+            keyword: k.as_str(),
+            value: value.to_owned(),
+        };
+        for k in [
+            Keyword::RequireAuth,
+            Keyword::Requirepeer,
+            Keyword::Sslcrl,
+            Keyword::Sslcrldir,
+            Keyword::Replication,
+        ] {
+            if let Some(v) = self.nonempty(k) {
+                return Err(refused(k, v));
+            }
+        }
+        for (k, bad) in [
+            (Keyword::ChannelBinding, "require"),
+            (Keyword::Sslcertmode, "require"),
+        ] {
+            if self.get(k) == Some(bad) {
+                return Err(refused(k, bad));
+            }
+        }
+        if let Some(v) = self
+            .get(Keyword::SslMinProtocolVersion)
+            .filter(|v| v.eq_ignore_ascii_case("TLSv1.3"))
+        {
+            return Err(refused(Keyword::SslMinProtocolVersion, v));
+        }
+        Ok(())
     }
 
     fn run(self) -> Result<Resolved, ResolveError> {
@@ -456,7 +571,7 @@ impl<'a> Resolver<'a> {
             Keyword::SslMaxProtocolVersion,
         ] {
             if !version_ok(self.get(k)) {
-                return Err(ResolveError::InvalidValue {
+                return Err(ResolveError::InvalidSslProtocolVersion {
                     keyword: k.as_str(),
                     value: self.get(k).unwrap_or_default().to_owned(),
                 });
@@ -491,6 +606,7 @@ impl<'a> Resolver<'a> {
             }
         };
         self.check_choice(Keyword::LoadBalanceHosts, &["disable", "random"])?;
+        self.refuse_unsupported()?;
 
         // What libpq checks when it starts on each host.
         let mut resolved_hosts = Vec::with_capacity(count);
@@ -507,11 +623,12 @@ impl<'a> Resolver<'a> {
             let hostaddr = if hostaddr_text.is_empty() {
                 None
             } else {
-                Some(
-                    hostaddr_text
-                        .parse::<IpAddr>()
-                        .map_err(|_| ResolveError::InvalidHostaddr(hostaddr_text.to_owned()))?,
-                )
+                Some(parse_numeric_address(hostaddr_text).map_err(|reason| {
+                    ResolveError::InvalidHostaddr {
+                        value: hostaddr_text.to_owned(),
+                        reason,
+                    }
+                })?)
             };
             let entry = HostParam {
                 host,
