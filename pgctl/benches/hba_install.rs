@@ -2,11 +2,13 @@
 //! side by side with `psql -c 'select pg_reload_conf()'` in the same run.
 //!
 //! Run: `cargo bench -p pgctl --bench hba_install [-- RUNS]` (default 25
-//! runs per series, after 3 warm-up runs). Needs the PostgreSQL 17 binaries
-//! (`cargo xtask pg`).
+//! runs per series, after 3 warm-up runs). Needs the PostgreSQL 15 and 17
+//! binaries (`cargo xtask pg`).
 //!
-//! One PostgreSQL 17 throwaway cluster, pg_hba.conf grown to 1000 rules
-//! first. The series are interleaved (one run of each in turn), so load on
+//! For PostgreSQL 15 and 17, one throwaway cluster each, pg_hba.conf grown
+//! to 1000 rules first. psql is the provisioned one of the server's version
+//! when it has one, else PostgreSQL 15's (the npm builds of 16-18 ship no
+//! psql); the output says which. The series are interleaved (one run of each in turn), so load on
 //! the machine hits them alike:
 //! - `knocker add`: connect over the unix socket, read the server facts,
 //!   edit (append one new rule) + offline validation + lock, backup, temp
@@ -34,11 +36,13 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(25);
-    pg_harness::block_on(run(runs.max(1)));
+    for major in [15, 17] {
+        pg_harness::block_on(run(major, runs.max(1)));
+    }
 }
 
-async fn run(runs: usize) {
-    let pg = Cluster::start(17).await;
+async fn run(major: u32, runs: usize) {
+    let pg = Cluster::start(major).await;
     let hba = pg.hba_file();
     let client = pg.connect_unix().await;
 
@@ -58,7 +62,11 @@ async fn run(runs: usize) {
         .await
         .unwrap();
 
-    let psql = pg.bin_dir().join("psql");
+    let psql = [pg.bin_dir(), pg_harness::bin_dir(15)]
+        .into_iter()
+        .map(|dir| dir.join("psql"))
+        .find(|p| p.exists())
+        .expect("a provisioned psql (PostgreSQL 15's, from `cargo xtask pg`)");
     let mut with_fsync = Vec::new();
     let mut without_fsync = Vec::new();
     let mut fsync_time = Vec::new();
@@ -82,7 +90,8 @@ async fn run(runs: usize) {
     }
     let lines = std::fs::read_to_string(&hba).unwrap().lines().count();
     println!(
-        "PostgreSQL 17, pg_hba.conf {RULES}+ rules ({lines} lines at the end), {runs} runs per series, interleaved"
+        "\nPostgreSQL {major}, pg_hba.conf {RULES}+ rules ({lines} lines at the end), {runs} runs per series, interleaved, psql: {}",
+        psql.display()
     );
     println!("| series | median | min | max |");
     println!("|---|---|---|---|");
