@@ -555,6 +555,8 @@ impl Ctx<'_> {
         let stream = match self.open(address).await {
             Ok(s) => s,
             Err(e) => {
+                // The socket never opened: no TLS was attempted.
+                attempt.tls = false;
                 attempt.set_io(&e);
                 if self.peer.is_some() && e.kind() == std::io::ErrorKind::PermissionDenied {
                     attempt.kind = ConnectErrorKind::OsUser;
