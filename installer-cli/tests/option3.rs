@@ -7,31 +7,52 @@ use common::*;
 use knocknoc_conf::{DatabaseUrl, Listen, TrustedForwarders};
 use pg_harness::{Cluster, ClusterOptions, DebianCluster};
 
-pg_harness::pg_test!(async fn option3_accepts_existing_database_and_writes_exact_answers(major: u32) {
-    let pg = server(major).await;
-    prepare_app_db(&pg).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("knocknoc.conf");
-    let url = app_url(&pg, "knocknoc", APP_PASSWORD);
-    let out = run_yes(
-        &config,
-        Some(&url),
-        &["--listen", "0.0.0.0:8080", "--trusted-forwarders", "10.0.0.0/8, 192.168.1.0/24", "--db-option", "3"],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(!text(&out).contains(APP_PASSWORD), "password printed: {}", text(&out));
-    let s = written(&config);
-    assert_eq!(s.listen, Some("0.0.0.0:8080".parse::<Listen>().unwrap()));
-    assert_eq!(
-        s.trusted_forwarders,
-        Some("10.0.0.0/8,192.168.1.0/24".parse::<TrustedForwarders>().unwrap())
-    );
-    assert_eq!(s.database_url, Some(DatabaseUrl::new(url).unwrap()));
-});
+pg_harness::pg_test!(
+    async fn option3_accepts_existing_database_and_writes_exact_answers(major: u32) {
+        let pg = server(major).await;
+        prepare_app_db(&pg).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("knocknoc.conf");
+        let url = app_url(&pg, "knocknoc", APP_PASSWORD);
+        let out = run_yes(
+            &config,
+            Some(&url),
+            &[
+                "--listen",
+                "0.0.0.0:8080",
+                "--trusted-forwarders",
+                "10.0.0.0/8, 192.168.1.0/24",
+                "--db-option",
+                "3",
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(
+            !text(&out).contains(APP_PASSWORD),
+            "password printed: {}",
+            text(&out)
+        );
+        let s = written(&config);
+        assert_eq!(s.listen, Some("0.0.0.0:8080".parse::<Listen>().unwrap()));
+        assert_eq!(
+            s.trusted_forwarders,
+            Some(
+                "10.0.0.0/8,192.168.1.0/24"
+                    .parse::<TrustedForwarders>()
+                    .unwrap()
+            )
+        );
+        assert_eq!(s.database_url, Some(DatabaseUrl::new(url).unwrap()));
+    }
+);
 
 fn assert_fails(config: &std::path::Path, out: &std::process::Output, needle: &str) {
     assert_eq!(out.status.code(), Some(1), "{}", text(out));
-    assert!(text(out).contains(needle), "expected {needle:?} in:\n{}", text(out));
+    assert!(
+        text(out).contains(needle),
+        "expected {needle:?} in:\n{}",
+        text(out)
+    );
     assert!(!config.exists(), "nothing may be written on failure");
 }
 
@@ -41,7 +62,11 @@ async fn option3_wrong_password_names_the_password() {
     prepare_app_db(&pg).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("knocknoc.conf");
-    let out = run_yes(&config, Some(&app_url(&pg, "knocknoc", "wrong")), &["--db-option", "3"]);
+    let out = run_yes(
+        &config,
+        Some(&app_url(&pg, "knocknoc", "wrong")),
+        &["--db-option", "3"],
+    );
     assert_fails(&config, &out, "password authentication failed");
 }
 
@@ -51,7 +76,11 @@ async fn option3_missing_database_is_named() {
     prepare_app_db(&pg).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("knocknoc.conf");
-    let out = run_yes(&config, Some(&app_url(&pg, "nosuchdb", APP_PASSWORD)), &["--db-option", "3"]);
+    let out = run_yes(
+        &config,
+        Some(&app_url(&pg, "nosuchdb", APP_PASSWORD)),
+        &["--db-option", "3"],
+    );
     assert_fails(&config, &out, "\"nosuchdb\" does not exist");
 }
 
@@ -62,7 +91,11 @@ async fn option3_database_without_application_schema_is_refused() {
     pg.create_database("empty", "app").await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("knocknoc.conf");
-    let out = run_yes(&config, Some(&app_url(&pg, "empty", APP_PASSWORD)), &["--db-option", "3"]);
+    let out = run_yes(
+        &config,
+        Some(&app_url(&pg, "empty", APP_PASSWORD)),
+        &["--db-option", "3"],
+    );
     assert_fails(&config, &out, "holds no tables");
 }
 
@@ -107,8 +140,16 @@ async fn option3_pg_hba_refusal_prints_exact_exposedb_command() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("knocknoc.conf");
     let url = app_url(&pg, "knocknoc", APP_PASSWORD);
-    let out = run_yes(&config, Some(&url), &["--db-option", "3", "--bind-source", "127.0.0.3"]);
-    assert_fails(&config, &out, "\nsudo knocker exposedb --add \"127.0.0.3/32\"\n");
+    let out = run_yes(
+        &config,
+        Some(&url),
+        &["--db-option", "3", "--bind-source", "127.0.0.3"],
+    );
+    assert_fails(
+        &config,
+        &out,
+        "\nsudo knocker exposedb --add \"127.0.0.3/32\"\n",
+    );
 }
 
 #[tokio::test]
@@ -127,9 +168,18 @@ async fn option3_two_hosts_first_down_reports_each_and_succeeds() {
     let out = run_yes(&config, Some(&url), &["--db-option", "3"]);
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
-    assert!(t.contains(&format!("127.0.0.1:{down_port}: unavailable")), "{t}");
-    assert!(t.contains(&format!("127.0.0.1:{}: primary", pg.port())), "{t}");
-    assert_eq!(written(&config).database_url, Some(DatabaseUrl::new(url).unwrap()));
+    assert!(
+        t.contains(&format!("127.0.0.1:{down_port}: unavailable")),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("127.0.0.1:{}: primary", pg.port())),
+        "{t}"
+    );
+    assert_eq!(
+        written(&config).database_url,
+        Some(DatabaseUrl::new(url).unwrap())
+    );
 }
 
 #[tokio::test]
@@ -144,17 +194,28 @@ async fn option3_on_debian_cluster() {
         .batch_execute("CREATE DATABASE knocknoc OWNER app")
         .await
         .unwrap();
-    let url = format!("postgres://app:s3cret%20pass@127.0.0.1:{}/knocknoc?sslmode=require", deb.port());
+    let url = format!(
+        "postgres://app:s3cret%20pass@127.0.0.1:{}/knocknoc?sslmode=require",
+        deb.port()
+    );
     {
         let info = pgctl::conninfo::ConnInfo::parse(&url).unwrap();
-        let params = pgctl::conninfo::resolve_from_process_env(&info).unwrap().params;
+        let params = pgctl::conninfo::resolve_from_process_env(&info)
+            .unwrap()
+            .params;
         let c = pgctl::connect::connect(&params).await.expect("app logs in");
-        c.client().batch_execute("CREATE TABLE users (id int)").await.unwrap();
+        c.client()
+            .batch_execute("CREATE TABLE users (id int)")
+            .await
+            .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("knocknoc.conf");
     let out = run_yes(&config, Some(&url), &["--db-option", "3"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("over TLS"), "{}", text(&out));
-    assert_eq!(written(&config).database_url, Some(DatabaseUrl::new(url).unwrap()));
+    assert_eq!(
+        written(&config).database_url,
+        Some(DatabaseUrl::new(url).unwrap())
+    );
 }
