@@ -243,9 +243,10 @@ async fn dialogue_rerun_takes_every_default_keeping_comments_and_unknown_keys() 
     prepare_app_db(&pg).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("knocknoc.conf");
-    // A primary on another address makes the current choice option 3.
+    // A primary named by a non-local name makes the current choice option 3
+    // (hostaddr keeps the test on loopback, with no DNS lookup).
     let url = format!(
-        "postgres://app:s3cret%20pass@db.invalid:{},127.0.0.1:{}/knocknoc",
+        "postgres://app:s3cret%20pass@primary.example:{},127.0.0.1:{}/knocknoc?hostaddr=127.0.0.1,127.0.0.1",
         pg.port(),
         pg.port()
     );

@@ -219,3 +219,39 @@ async fn option3_on_debian_cluster() {
         Some(DatabaseUrl::new(url).unwrap())
     );
 }
+
+#[tokio::test]
+async fn yes_on_existing_config_rechecks_current_string_and_failed_check_changes_nothing() {
+    let pg = server(17).await;
+    prepare_app_db(&pg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("knocknoc.conf");
+    let url = format!(
+        "postgres://app:s3cret%20pass@primary.example:{}/knocknoc?hostaddr=127.0.0.1",
+        pg.port()
+    );
+    let original = format!(
+        "# managed by hand\nListen = 0.0.0.0:9000\nExtra = 'kept'\nDatabaseURL = '{url}'\n"
+    );
+    std::fs::write(&config, &original).unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+
+    // A failing check (wrong password given) leaves the file byte for byte.
+    let bad = app_url(&pg, "knocknoc", "wrong");
+    let out = run_yes(&config, Some(&bad), &["--db-option", "3"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
+
+    // Every default: option 3 (a non-local host), the current string re-checked.
+    let out = run_yes(&config, None, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let after = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        after.starts_with("# managed by hand\nListen = 0.0.0.0:9000\nExtra = 'kept'\n"),
+        "{after}"
+    );
+    let s = written(&config);
+    assert_eq!(s.listen, Some("0.0.0.0:9000".parse::<Listen>().unwrap()));
+    assert_eq!(s.trusted_forwarders, Some(TrustedForwarders::default()));
+    assert_eq!(s.database_url, Some(DatabaseUrl::new(url).unwrap()));
+}
