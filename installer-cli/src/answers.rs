@@ -163,11 +163,34 @@ pub fn run(args: &Args, term: &mut Term) -> Result<(), Abort> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Abort::Check(format!("cannot create {}: {e}", dir.display())))?;
     }
+    tighten_mode(&args.config, term)?;
     doc.save(&args.config)
         .map_err(|e| Abort::Check(format!("cannot write {}: {e}", args.config.display())))?;
     term.ok(&format!("Wrote {}:", args.config.display()));
     term.say(&format!("  Listen = {listen}"));
     term.say(&format!("  TrustedForwarders = {forwarders}"));
     term.say(&format!("  DatabaseURL = {url}"));
+    Ok(())
+}
+
+/// The file holds a password: an existing file readable by group or others
+/// is narrowed to its owner before the new content goes in (the save keeps
+/// the mode it finds).
+fn tighten_mode(path: &Path, term: &Term) -> Result<(), Abort> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let narrowed = mode & 0o700;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(narrowed))
+        .map_err(|e| Abort::Check(format!("cannot restrict {}: {e}", path.display())))?;
+    term.say(&format!(
+        "Restricted {} from mode {mode:04o} to {narrowed:04o}: it holds the database password.",
+        path.display()
+    ));
     Ok(())
 }
