@@ -255,3 +255,22 @@ async fn yes_on_existing_config_rechecks_current_string_and_failed_check_changes
     assert_eq!(s.trusted_forwarders, Some(TrustedForwarders::default()));
     assert_eq!(s.database_url, Some(DatabaseUrl::new(url).unwrap()));
 }
+
+#[tokio::test]
+async fn option3_pg_hba_refusal_over_ipv6_gives_a_128_prefix() {
+    let pg = Cluster::start_with(
+        17,
+        ClusterOptions {
+            hba: Some(HBA.to_owned()),
+            settings: vec![("listen_addresses".into(), "127.0.0.1,::1".into())],
+            ..Default::default()
+        },
+    )
+    .await;
+    prepare_app_db(&pg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("knocknoc.conf");
+    let url = format!("postgres://app:s3cret%20pass@[::1]:{}/knocknoc", pg.port());
+    let out = run_yes(&config, Some(&url), &["--db-option", "3"]);
+    assert_fails(&config, &out, "\nsudo knocker exposedb --add \"::1/128\"\n");
+}
