@@ -111,7 +111,7 @@ async fn option3_server_down_says_connection_refused() {
 }
 
 #[tokio::test]
-async fn option3_tls_required_by_server_with_sslmode_disable() {
+async fn option3_tls_required_by_server_with_sslmode_disable_gives_no_exposedb_hint() {
     let pg = Cluster::start_with(
         17,
         ClusterOptions {
@@ -131,6 +131,11 @@ async fn option3_tls_required_by_server_with_sslmode_disable() {
     let url = format!("{}?sslmode=disable", app_url(&pg, "knocknoc", APP_PASSWORD));
     let out = run_yes(&config, Some(&url), &["--db-option", "3"]);
     assert_fails(&config, &out, "refused the connection without TLS");
+    assert!(
+        !text(&out).contains("sudo knocker exposedb"),
+        "TLS required is not a missing pg_hba entry: {}",
+        text(&out)
+    );
 }
 
 #[tokio::test]
