@@ -243,9 +243,10 @@ async fn dialogue_rerun_takes_every_default_keeping_comments_and_unknown_keys() 
     prepare_app_db(&pg).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("knocknoc.conf");
-    // A primary on another address makes the current choice option 3.
+    // A primary named by a non-local name makes the current choice option 3
+    // (hostaddr keeps the test on loopback, with no DNS lookup).
     let url = format!(
-        "postgres://app:s3cret%20pass@db.invalid:{},127.0.0.1:{}/knocknoc",
+        "postgres://app:s3cret%20pass@primary.example:{},127.0.0.1:{}/knocknoc?hostaddr=127.0.0.1,127.0.0.1",
         pg.port(),
         pg.port()
     );
@@ -361,5 +362,37 @@ fn end_of_input_midway_exits_2_and_writes_nothing() {
     assert!(
         !stdout.contains('\x1b'),
         "no escapes when stdout is not a terminal"
+    );
+}
+
+#[tokio::test]
+async fn dialogue_option2_nonempty_database_asks_to_confirm() {
+    let pg = server(17).await;
+    prepare_app_db(&pg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("knocknoc.conf");
+    let url = app_url(&pg, "knocknoc", APP_PASSWORD);
+    let mut s = spawn(&config, &[], &[("NO_COLOR", "1")]);
+    let mut t = Transcript::default();
+    t.expect(&mut s, LISTEN_FRESH);
+    s.send_line("").unwrap();
+    t.expect(&mut s, FORWARDERS_FRESH);
+    s.send_line("").unwrap();
+    t.expect(&mut s, OPTION_FRESH);
+    s.send_line("2").unwrap();
+    t.expect(
+        &mut s,
+        "Enter new external PostgreSQL database connection string: ",
+    );
+    s.send_line(&url).unwrap();
+    t.expect(&mut s, "already holds 1 table(s) (public.users)");
+    t.expect(&mut s, "Use it anyway? [y/N]: ");
+    s.send_line("y").unwrap();
+    let all = t.finish(&mut s);
+    let st = status(&s);
+    assert!(st.ends_with(", 0)"), "{st}\n{all}");
+    assert_eq!(
+        written(&config).database_url,
+        Some(DatabaseUrl::new(url).unwrap())
     );
 }

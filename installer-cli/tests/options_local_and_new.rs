@@ -204,3 +204,31 @@ fn db_url_file_is_read_and_a_bad_string_exits_2() {
     assert!(text(&out).contains("sslmod"), "{}", text(&out));
     assert!(!config.exists());
 }
+
+#[tokio::test]
+async fn option1_on_debian_cluster_uses_peer_authentication_as_postgres() {
+    // The out-of-the-box path: no --admin-conn, peer as OS user postgres over
+    // /var/run/postgresql, the port taken from PGPORT.
+    let deb = pg_harness::DebianCluster::create(15).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("knocknoc.conf");
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["--yes", "--db-option", "1"])
+        .env("PGPORT", deb.port().to_string())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let url = written(&config).database_url.unwrap().into_secret();
+    assert!(
+        url.contains(&format!("@127.0.0.1:{}/knocknoc", deb.port())),
+        "{url}"
+    );
+    let app = login(&url).await;
+    app.client()
+        .batch_execute("CREATE TABLE t (id int)")
+        .await
+        .unwrap();
+}
