@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use knocknoc_conf::DatabaseUrl;
 use pgctl::appdb;
-use pgctl::connect::{self, ConnectError, ConnectParams, Connected};
+use pgctl::connect::{self, ConnectError, ConnectErrorKind, ConnectParams, Connected};
 use pgctl::conninfo::{resolve_from_process_env, ConnInfo, Keyword};
 use pgctl::roles::{self, EnsureRole};
 
@@ -122,9 +122,13 @@ async fn open(params: &ConnectParams, source: Option<IpAddr>) -> Result<Connecte
 /// when its pg_hba.conf has no entry for the address it saw.
 fn explain(e: &ConnectError) -> String {
     let mut text = format!("Cannot connect: {e}");
+    // Only a plain "no entry" refusal: a server that refuses plain text but
+    // accepts TLS (TlsRequired) needs sslmode, not a new rule.
     let hba = e
-        .hba_rejection()
-        .or_else(|| e.attempts().iter().find_map(|a| a.hba.as_ref()));
+        .attempts()
+        .iter()
+        .filter(|a| a.kind == ConnectErrorKind::NoHbaEntry)
+        .find_map(|a| a.hba.as_ref());
     if let Some(hba) = hba {
         if let Some(command) = exposedb_command(&hba.client_address) {
             text.push_str(&format!(

@@ -111,7 +111,7 @@ async fn option3_server_down_says_connection_refused() {
 }
 
 #[tokio::test]
-async fn option3_tls_required_by_server_with_sslmode_disable() {
+async fn option3_tls_required_by_server_with_sslmode_disable_gives_no_exposedb_hint() {
     let pg = Cluster::start_with(
         17,
         ClusterOptions {
@@ -131,6 +131,11 @@ async fn option3_tls_required_by_server_with_sslmode_disable() {
     let url = format!("{}?sslmode=disable", app_url(&pg, "knocknoc", APP_PASSWORD));
     let out = run_yes(&config, Some(&url), &["--db-option", "3"]);
     assert_fails(&config, &out, "refused the connection without TLS");
+    assert!(
+        !text(&out).contains("sudo knocker exposedb"),
+        "TLS required is not a missing pg_hba entry: {}",
+        text(&out)
+    );
 }
 
 #[tokio::test]
@@ -254,4 +259,23 @@ async fn yes_on_existing_config_rechecks_current_string_and_failed_check_changes
     assert_eq!(s.listen, Some("0.0.0.0:9000".parse::<Listen>().unwrap()));
     assert_eq!(s.trusted_forwarders, Some(TrustedForwarders::default()));
     assert_eq!(s.database_url, Some(DatabaseUrl::new(url).unwrap()));
+}
+
+#[tokio::test]
+async fn option3_pg_hba_refusal_over_ipv6_gives_a_128_prefix() {
+    let pg = Cluster::start_with(
+        17,
+        ClusterOptions {
+            hba: Some(HBA.to_owned()),
+            settings: vec![("listen_addresses".into(), "127.0.0.1,::1".into())],
+            ..Default::default()
+        },
+    )
+    .await;
+    prepare_app_db(&pg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("knocknoc.conf");
+    let url = format!("postgres://app:s3cret%20pass@[::1]:{}/knocknoc", pg.port());
+    let out = run_yes(&config, Some(&url), &["--db-option", "3"]);
+    assert_fails(&config, &out, "\nsudo knocker exposedb --add \"::1/128\"\n");
 }
