@@ -1,5 +1,8 @@
 //! knocknoc.conf: any bytes print back exactly, print -> parse -> print is
 //! stable, the views never panic, and any string set reads back exactly.
+//!
+//! Seeds: `../knocknoc-conf/tests/corpus` (replayed by that crate's
+//! `corpus` test in the ordinary test run, so no cargo-fuzz is needed there).
 
 #![no_main]
 

@@ -19,7 +19,7 @@
 //!
 //! Every disagreement is printed with version, case and line; the test fails
 //! unless all of them are in the explicit allow-list [`ALLOWED`] (view quirks)
-//! or in [`KNOWN_LINT_BUGS`] (lint bugs found here and not fixed yet, which
+//! or in `pghba/corpus/known-lint-bugs.txt` (lint bugs found here and not fixed yet, which
 //! are still printed, and which fail the test once they no longer disagree,
 //! so that the list only ever shrinks).
 //!
@@ -49,43 +49,28 @@ const OPTIONS_EXEMPT: [&str; 7] = ["ldap", "radius", "gss", "sspi", "pam", "bsd"
 /// nothing needs allowing.
 const ALLOWED: &[(&str, &[u32], &str)] = &[];
 
-/// Disagreements that are bugs of the lint (pghba), found by this test and
-/// reported, not yet fixed: `(case name, versions, what is wrong)`. An entry
-/// whose case agrees again fails the test: remove it then.
-const KNOWN_LINT_BUGS: &[(&str, &[u32], &str)] = &[
-    (
-        "addr-ipv6-scope.conf",
-        &[15, 16, 17, 18],
-        "`fe80::1%lo/128`: getaddrinfo accepts an interface name as IPv6 scope \
-         (if_nametoindex), the lint only a numeric one",
-    ),
-    (
-        "regex-backref-bad.conf",
-        &[16, 17, 18],
-        "`/\\2`: PostgreSQL's regex compiler rejects a backreference to a missing \
-         group (invalid backreference number), the lint accepts it",
-    ),
-    (
-        "long-token-10240.conf",
-        &[15],
-        "15 still has the 10240-byte token buffer (a token of 10240 bytes or more: \
-         \"authentication file token too long\"); the lint applies it to 13 only",
-    ),
-    ("long-token-10241.conf", &[15], "as long-token-10240"),
-    ("long-token-20000.conf", &[15], "as long-token-10240"),
-    ("long-quoted-token.conf", &[15], "as long-token-10240"),
-    (
-        "long-token-in-atfile",
-        &[15],
-        "as long-token-10240, inside an @file",
-    ),
-    (
-        "opt-ldap-mixed-modes.conf",
-        &[15],
-        "15 words this error \"cannot use ldapbasedn, ldapbinddn, ldapbindpasswd, \
-         ldapsearchattribute, ldapsearchfilter, or ldapurl together with ldapprefix\"",
-    ),
-];
+/// Disagreements that are bugs of the lint (pghba), found by the differential
+/// tests and reported, not yet fixed: `pghba/corpus/known-lint-bugs.txt`,
+/// `(case name, versions, what is wrong)`. An entry whose case agrees again
+/// fails the test: remove it then.
+fn known_lint_bugs() -> Vec<(String, Vec<u32>, String)> {
+    let text = std::fs::read_to_string(corpus_dir().join("known-lint-bugs.txt"))
+        .expect("read pghba/corpus/known-lint-bugs.txt");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut parts = l.splitn(3, '\t');
+            let case = parts.next().unwrap_or_default().to_string();
+            let versions = parts
+                .next()
+                .unwrap_or_default()
+                .split(',')
+                .map(|v| v.trim().parse().expect("known-lint-bugs.txt: versions"))
+                .collect();
+            (case, versions, parts.next().unwrap_or_default().to_string())
+        })
+        .collect()
+}
 
 /// How many generated files each version checks.
 const GENERATED_FILES: usize = 250;
@@ -771,13 +756,15 @@ impl Report {
             return;
         }
         let text = format!("pg{major} {case}:\n{}", indent(&found.join("\n")));
-        let listed = |list: &[(&str, &[u32], &str)]| {
-            list.iter()
-                .any(|(name, versions, _)| *name == case && versions.contains(&major))
-        };
-        if listed(ALLOWED) {
+        let allowed = ALLOWED
+            .iter()
+            .any(|(name, versions, _)| *name == case && versions.contains(&major));
+        let known = known_lint_bugs()
+            .iter()
+            .any(|(name, versions, _)| name == case && versions.contains(&major));
+        if allowed {
             self.allowed.push(text);
-        } else if listed(KNOWN_LINT_BUGS) {
+        } else if known {
             self.known_bugs.push(text);
         } else {
             self.disagreements.push(text);
@@ -789,16 +776,16 @@ impl Report {
             println!("allowed (see ALLOWED): {text}");
         }
         for text in &self.known_bugs {
-            println!("KNOWN LINT BUG (see KNOWN_LINT_BUGS): {text}");
+            println!("KNOWN LINT BUG (see pghba/corpus/known-lint-bugs.txt): {text}");
         }
-        for (name, versions, _) in KNOWN_LINT_BUGS {
+        for (name, versions, _) in known_lint_bugs() {
             let agrees_now = self
                 .ran
                 .iter()
-                .any(|(case, disagreed)| case == name && !disagreed);
+                .any(|(case, disagreed)| *case == name && !disagreed);
             if versions.contains(&major) && agrees_now {
                 self.disagreements.push(format!(
-                    "pg{major} {name}: listed in KNOWN_LINT_BUGS but the lint agrees with the server now: remove the entry"
+                    "pg{major} {name}: listed in pghba/corpus/known-lint-bugs.txt but the lint agrees with the server now: remove its line"
                 ));
             }
         }
@@ -892,7 +879,7 @@ mod generate {
 
     fn address() -> impl Strategy<Value = String> {
         // A named IPv6 scope (`fe80::1%lo`) is a known lint bug (see
-        // KNOWN_LINT_BUGS, case addr-ipv6-scope); generated files use a
+        // pghba/corpus/known-lint-bugs.txt, case addr-ipv6-scope); generated files use a
         // numeric one until it is fixed.
         prop_oneof![
             4 => pick(&["127.0.0.1/32", "10.0.0.0/8", "0.0.0.0/0", "::1/128", "::/0",

@@ -138,7 +138,8 @@ pub enum SaveStep {
     CreateTemp,
     /// Writing the content.
     Write,
-    /// Giving the temporary file the existing file's owner.
+    /// Giving the temporary file the existing file's owner (only root can
+    /// give a file to another user).
     KeepOwner,
     /// Giving the temporary file the existing (or new-file) mode.
     SetMode,

@@ -68,6 +68,10 @@ impl Document {
 /// Replaces the file at `path` with `content` atomically, keeping the owner
 /// and mode of an existing file and creating a new one with mode 0600 (see
 /// the [module documentation](self)).
+///
+/// Run by a user who may not give the file its owner back (not root, file
+/// owned by someone else), it fails at [`SaveStep::KeepOwner`] and changes
+/// nothing, rather than silently handing the file to that user.
 pub fn write_atomic(path: &Path, content: &[u8]) -> Result<(), SaveError> {
     let error = |step, source| SaveError {
         path: path.to_owned(),

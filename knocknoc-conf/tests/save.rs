@@ -267,3 +267,46 @@ fn stale_temp_files_of_killed_saves_are_removed_once_old() {
         ]
     );
 }
+
+/// Set in the child process that saves as an unprivileged user.
+const CHILD_UNPRIVILEGED_PATH: &str = "KNOCKNOC_CONF_TEST_CHILD_UNPRIVILEGED_PATH";
+
+#[test]
+fn saving_a_file_one_cannot_give_back_to_its_owner_fails_and_changes_nothing() {
+    if let Some(path) = std::env::var_os(CHILD_UNPRIVILEGED_PATH) {
+        let mut doc = Document::load(&path).unwrap();
+        doc.set("A", 2).unwrap();
+        match doc.save(&path) {
+            Err(e) if e.step == SaveStep::KeepOwner => std::process::exit(4),
+            other => panic!("expected a KeepOwner failure, got {other:?}"),
+        }
+    }
+    if !is_root() {
+        // Unprivileged already: a root-owned file cannot be prepared here,
+        // and the test below needs root to switch users.
+        return;
+    }
+    // A root-owned file in a directory the unprivileged user may write to:
+    // it could create the temporary file but not give it to root.
+    let dir = temp_dir();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let path = dir.path().join("knocknoc.conf");
+    fs::write(&path, "A = 1\n").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    use std::os::unix::process::CommandExt;
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "saving_a_file_one_cannot_give_back_to_its_owner_fails_and_changes_nothing",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(CHILD_UNPRIVILEGED_PATH, &path)
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(4), "{status:?}");
+    assert_eq!(fs::read(&path).unwrap(), b"A = 1\n");
+    assert_eq!(fs::metadata(&path).unwrap().uid(), 0);
+    assert!(leftovers(dir.path(), "knocknoc.conf").is_empty());
+}

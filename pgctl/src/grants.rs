@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::roles::{role_info, terminate_sessions, validate_name};
 
 /// Which parts of the link a call added (or, for [`unlink_role`], removed).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct LinkChanges {
     /// Membership in the owner role (or its INHERIT/SET options).
     pub membership: bool,
@@ -319,7 +319,7 @@ async fn unlink_in(
 }
 
 /// What [`drop_linked_role`] did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DropOutcome {
     /// Parts of the link removed.
     pub unlinked: LinkChanges,

@@ -45,7 +45,7 @@ use crate::server::{require_superuser, shell_word, user_groups, user_name, Serve
 pub const INCLUDE_FILE_NAME: &str = "zz-knocker-listen.conf";
 
 /// The result of [`plan_listen_addresses`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ListenPlan {
     /// The value before.
     pub current: String,
@@ -264,7 +264,8 @@ pub fn validate_listen_addresses(value: &str) -> Result<()> {
 }
 
 /// Where a `listen_addresses` value was written.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WrittenTo {
     /// `ALTER SYSTEM` (the data directory's `postgresql.auto.conf`).
     AlterSystem,
@@ -273,7 +274,7 @@ pub enum WrittenTo {
 }
 
 /// What [`set_listen_addresses`] did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ListenChange {
     /// The value the server runs with now.
     pub running: String,
@@ -705,6 +706,13 @@ where
         .stdin(Stdio::null())
         .current_dir("/")
         .kill_on_drop(true);
+    // The server started by the command inherits its environment, and
+    // PGPORT/PGDATA/PGOPTIONS there would change where and how it runs.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PG") {
+            cmd.env_remove(name);
+        }
+    }
     let out = output_file
         .try_clone()
         .and_then(|o| Ok((o.try_clone()?, o)));

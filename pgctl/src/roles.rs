@@ -142,7 +142,7 @@ impl RoleOutcome {
 }
 
 /// An existing role as seen in the catalog.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RoleInfo {
     /// Name.
     pub name: String,
@@ -301,6 +301,29 @@ pub async fn terminate_sessions(client: &impl GenericClient, name: &str) -> Resu
             "ending the sessions of role {}",
             escape_identifier(name)
         )))?;
+    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+}
+
+/// Ends the sessions whose client address lies in `network` (only those
+/// logged in as `role`, when given), waiting up to 5 s each for them to go;
+/// returns how many there were. For `--remove CIDR --terminate`: removing a
+/// pg_hba.conf rule does not end sessions already authenticated by it.
+pub async fn terminate_sessions_from(
+    client: &impl GenericClient,
+    network: &ipnet::IpNet,
+    role: Option<&str>,
+) -> Result<u64> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000)) \
+             FROM pg_catalog.pg_stat_activity \
+             WHERE client_addr <<= $1::text::inet \
+               AND ($2::text IS NULL OR usename = $2) \
+               AND pid <> pg_catalog.pg_backend_pid()",
+            &[&network.to_string(), &role],
+        )
+        .await
+        .map_err(Error::sql(format!("ending the sessions from {network}")))?;
     Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
 }
 

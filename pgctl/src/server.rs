@@ -20,7 +20,7 @@ use tokio_postgres::GenericClient;
 use crate::error::{Error, Result};
 
 /// Settings and session facts read from a running server.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ServerFacts {
     /// `server_version_num`, e.g. 150004.
     pub version_num: u32,
@@ -129,7 +129,8 @@ pub async fn require_superuser(client: &impl GenericClient, action: &str) -> Res
 }
 
 /// How the server is started and stopped on this host.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ServerManager {
     /// A systemd service, e.g. `postgresql@15-main` (without `.service`).
     Systemd {
@@ -369,7 +370,8 @@ pub(crate) fn shell_word(word: &str) -> String {
 }
 
 /// A tool that owns pg_hba.conf: edits made by anyone else are overwritten.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum HbaOwnerKind {
     /// Patroni (writes pg_hba.conf from its YAML / DCS configuration).
@@ -400,7 +402,7 @@ impl fmt::Display for HbaOwnerKind {
 }
 
 /// Who owns pg_hba.conf and the evidence for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct HbaOwner {
     /// The owning tool.
     pub kind: HbaOwnerKind,
@@ -595,6 +597,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(systemd_unit(proc_root.path(), 42), None);
+    }
+
+    #[test]
+    fn manager_serializes_with_a_kind_tag_for_json_output() {
+        let json = serde_json::to_value(ServerManager::PgCtlCluster {
+            version: "15".into(),
+            cluster: "main".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "pg_ctl_cluster", "version": "15", "cluster": "main"})
+        );
     }
 
     #[test]

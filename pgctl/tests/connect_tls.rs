@@ -142,7 +142,7 @@ pg_harness::pg_test!(
 );
 
 #[test]
-fn untrusted_root_fails_the_handshake_without_plain_fallback_pg17() {
+fn untrusted_root_fails_the_handshake_and_prefer_falls_back_to_plain_text_pg17() {
     pg_harness::block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let on = Cluster::start_with(
@@ -154,12 +154,7 @@ fn untrusted_root_fails_the_handshake_without_plain_fallback_pg17() {
         )
         .await;
         let other = write_pem(dir.path(), "other.crt", &other_ca_pem());
-        for mode in [
-            SslMode::Prefer,
-            SslMode::Require,
-            SslMode::VerifyCa,
-            SslMode::VerifyFull,
-        ] {
+        for mode in [SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull] {
             let e = connect(&params("127.0.0.1", on.port(), mode, Some(other.clone())))
                 .await
                 .expect_err("certificate signed by an unknown CA");
@@ -174,6 +169,17 @@ fn untrusted_root_fails_the_handshake_without_plain_fallback_pg17() {
             );
             assert_eq!(e.attempts().len(), 1, "{mode:?}: no plain-text retry: {e}");
         }
+        // libpq 17 retries without TLS after a failed handshake in prefer
+        // mode (see tests/connect_libpq17.rs).
+        let c = connect(&params(
+            "127.0.0.1",
+            on.port(),
+            SslMode::Prefer,
+            Some(other),
+        ))
+        .await
+        .expect("prefer falls back to plain text");
+        assert!(!c.is_tls());
     });
 }
 
@@ -438,5 +444,92 @@ fn client_certificate_authentication_pg17() {
             .unwrap()
             .get(0);
         assert_eq!(client_dn.as_deref(), Some("/CN=postgres"));
+    });
+}
+
+/// Replaces the server's certificate with a self-signed one for
+/// `localhost` (like Debian's "snakeoil" certificate; `is_ca` makes it a
+/// CA:TRUE one as `openssl req -x509` makes by default) and reloads.
+/// Returns the certificate's PEM.
+async fn use_self_signed_certificate(pg: &Cluster, is_ca: bool) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    if is_ca {
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    }
+    let cert = params.self_signed(&key).unwrap();
+    for (name, contents, mode) in [
+        ("server.crt", cert.pem(), 0o644),
+        ("server.key", key.serialize_pem(), 0o600),
+    ] {
+        let path = pg.data_dir().join(name);
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        pg.os_user().chown(&path).unwrap();
+    }
+    pg.reload().await;
+    cert.pem()
+}
+
+#[test]
+fn self_signed_server_certificate_exported_as_sslrootcert_pg17() {
+    pg_harness::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = Cluster::start_with(
+            17,
+            ClusterOptions {
+                ssl: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        // CA:TRUE guards the verifier's "certificate listed in the root file"
+        // rule: webpki alone rejects it (CaUsedAsEndEntity), OpenSSL accepts.
+        for is_ca in [false, true] {
+            let pem = use_self_signed_certificate(&pg, is_ca).await;
+            // What knocker does after --init: fetch, report, export.
+            let addr = SocketAddr::from(([127, 0, 0, 1], pg.port()));
+            let cert = fetch_server_certificate(addr, "localhost", Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert!(cert.is_self_signed(), "CA:{is_ca}");
+            assert_eq!(cert.to_pem().trim(), pem.trim().replace("\r\n", "\n"));
+            let exported = write_pem(dir.path(), "exported.crt", &cert.to_pem());
+
+            let c = connect(&params(
+                "localhost",
+                pg.port(),
+                SslMode::VerifyFull,
+                Some(exported.clone()),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("CA:{is_ca}: pinned self-signed certificate: {e}"));
+            assert_eq!(c.certificate_check(), Some(CertificateCheck::ChainAndName));
+            // The certificate names localhost only.
+            let e = connect(&params(
+                "127.0.0.1",
+                pg.port(),
+                SslMode::VerifyFull,
+                Some(exported.clone()),
+            ))
+            .await
+            .expect_err("no IP SAN");
+            assert!(
+                matches!(e.tls_reason(), Some(TlsFailureReason::NameMismatch { .. })),
+                "CA:{is_ca}: {e}"
+            );
+            connect(&params(
+                "127.0.0.1",
+                pg.port(),
+                SslMode::VerifyCa,
+                Some(exported),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("CA:{is_ca}: verify-ca: {e}"));
+        }
     });
 }

@@ -322,6 +322,36 @@ fn pgpass_defaults_to_home_then_passwd_home() {
 }
 
 #[test]
+fn options_this_client_cannot_honour_are_refused_not_ignored() {
+    for (s, keyword) in [
+        ("require_auth=scram-sha-256", "require_auth"),
+        ("channel_binding=require", "channel_binding"),
+        ("sslcertmode=require", "sslcertmode"),
+        ("sslcrl=/crl.pem", "sslcrl"),
+        ("requirepeer=postgres", "requirepeer"),
+        ("replication=database", "replication"),
+        (
+            "ssl_min_protocol_version=tlsv1.3",
+            "ssl_min_protocol_version",
+        ),
+    ] {
+        match run(s, &env()) {
+            Err(ResolveError::Unsupported { keyword: k, .. }) => assert_eq!(k, keyword, "{s}"),
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        run("gssencmode=require", &env()),
+        Err(ResolveError::GssNotSupported(_))
+    ));
+    // Harmless ones are accepted.
+    ok(
+        "keepalives=0 client_encoding=UTF8 channel_binding=disable sslsni=0",
+        &env(),
+    );
+}
+
+#[test]
 fn missing_user_is_an_error_and_service_files_are_refused() {
     assert_eq!(
         run("", &MapEnvironment::new()).unwrap_err(),

@@ -409,7 +409,7 @@ fn resolution_matches_libpq17() {
         ("host={SOCK} application_name=a", &[("PGAPPNAME", "env")]),
         ("host={SOCK}", &[("PGAPPNAME", "env")]),
         ("host={SOCK} channel_binding=yes", &[]),
-        ("host={SOCK}", &[("PGCHANNELBINDING", "require")]),
+        ("host={SOCK}", &[("PGCHANNELBINDING", "disable")]),
         (
             "host={SOCK} ssl_min_protocol_version=TLSv1.3 ssl_max_protocol_version=tlsv1.2",
             &[],

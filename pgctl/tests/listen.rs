@@ -298,3 +298,20 @@ pg_harness::pg_test!(
         assert!(matches!(err, Error::NotSuperuser { .. }), "{err}");
     }
 );
+
+pg_harness::pg_test!(
+    async fn printed_restart_command_works_as_a_caller_supplied_command(major: u32) {
+        let pg = Cluster::start(major).await;
+        let _stop = StopServer(&pg);
+        let client = pg.connect().await;
+        let facts = read_facts(&client).await.unwrap();
+        let manager = detect_manager(&facts);
+        // What `--no-restart` tells the operator to run, run by a shell.
+        let line = manager.restart_command_line().unwrap();
+        assert!(line.starts_with("runuser -u "), "{line}");
+        let how = RestartWith::Command(vec!["sh".into(), "-c".into(), line]);
+        let client = restart(&pg, &client, &how).await;
+        client.query_one("SELECT 1", &[]).await.unwrap();
+        assert!(pg.log().matches("database system is ready").count() >= 2);
+    }
+);

@@ -3,7 +3,9 @@
 
 use pg_harness::{Cluster, ClusterOptions};
 use pgctl::error::Error;
-use pgctl::roles::{ensure_login_role, role_info, EnsureRole, Password, RoleOutcome};
+use pgctl::roles::{
+    ensure_login_role, role_info, terminate_sessions_from, EnsureRole, Password, RoleOutcome,
+};
 
 fn logging_everything() -> ClusterOptions {
     ClusterOptions {
@@ -221,5 +223,45 @@ pg_harness::pg_test!(
             .await
             .unwrap_err();
         assert!(matches!(err, Error::InvalidName { .. }));
+    }
+);
+
+pg_harness::pg_test!(
+    async fn sessions_from_a_removed_network_can_be_ended(major: u32) {
+        let pg = Cluster::start_with(
+            major,
+            ClusterOptions {
+                hba: Some("local all all trust\nhost all all 127.0.0.0/8 trust\n".into()),
+                ..Default::default()
+            },
+        )
+        .await;
+        let admin = pg.connect().await;
+        pg.create_role("web", None).await;
+        let from_2 = pg
+            .connect_from("127.0.0.2".parse().unwrap(), "web", None, "postgres")
+            .await
+            .unwrap();
+        let from_3 = pg
+            .connect_from("127.0.0.3".parse().unwrap(), "web", None, "postgres")
+            .await
+            .unwrap();
+        let other_role = pg
+            .connect_from("127.0.0.2".parse().unwrap(), "postgres", None, "postgres")
+            .await
+            .unwrap();
+        let net: ipnet::IpNet = "127.0.0.2/32".parse().unwrap();
+        let ended = terminate_sessions_from(&admin, &net, Some("web"))
+            .await
+            .unwrap();
+        assert_eq!(ended, 1);
+        assert!(from_2.query_one("SELECT 1", &[]).await.is_err());
+        from_3.query_one("SELECT 1", &[]).await.unwrap();
+        other_role.query_one("SELECT 1", &[]).await.unwrap();
+        // The admin's own session is never ended.
+        let all: ipnet::IpNet = "127.0.0.0/8".parse().unwrap();
+        let ended = terminate_sessions_from(&admin, &all, None).await.unwrap();
+        assert_eq!(ended, 2);
+        admin.query_one("SELECT 1", &[]).await.unwrap();
     }
 );

@@ -328,7 +328,8 @@ pub enum EditError {
         /// The number of lines.
         len: usize,
     },
-    /// The text given for one line would form several lines (or none).
+    /// The text given for one line would form several lines (or none), or
+    /// would run into the next line (a trailing backslash, a NUL byte).
     #[error("text must form exactly one line")]
     NotOneLine,
 }
@@ -404,7 +405,22 @@ impl HbaDocument {
         if !bytes.ends_with(b"\n") {
             bytes.extend_from_slice(self.line_terminator());
         }
-        Line::parse_single(&bytes, self.version).ok_or(EditError::NotOneLine)
+        self.exact_line(&bytes)
+    }
+
+    /// Parse `bytes` as one line that also ends there when more lines
+    /// follow (no continuation or NUL byte reaching into the next line).
+    fn exact_line(&self, bytes: &[u8]) -> Result<Line, EditError> {
+        let dialect = Dialect::for_version(self.version);
+        let mut probe = bytes.to_vec();
+        probe.extend_from_slice(b"#\n");
+        let first = LineSplitter::new(&probe, dialect)
+            .next()
+            .ok_or(EditError::NotOneLine)?;
+        if first.raw.len() != bytes.len() {
+            return Err(EditError::NotOneLine);
+        }
+        Line::parse_single(bytes, self.version).ok_or(EditError::NotOneLine)
     }
 
     /// Renumber lines after an edit.
@@ -432,8 +448,9 @@ impl HbaDocument {
             let prev = &self.lines[index - 1];
             let mut bytes = prev.raw.clone();
             bytes.extend_from_slice(term);
-            self.lines[index - 1] =
-                Line::parse_single(&bytes, self.version).ok_or(EditError::NotOneLine)?;
+            let mut fixed = self.exact_line(&bytes)?;
+            fixed.line_number = prev.line_number;
+            self.lines[index - 1] = fixed;
         }
         self.lines.insert(index, line);
         self.renumber();
@@ -455,7 +472,10 @@ impl HbaDocument {
             while raw.last() == Some(&b'\n') || raw.last() == Some(&b'\r') {
                 raw.pop();
             }
-            line = Line::parse_single(&raw, self.version).ok_or(EditError::NotOneLine)?;
+            // an empty last line cannot exist without its terminator
+            if let Some(unterminated) = Line::parse_single(&raw, self.version) {
+                line = unterminated;
+            }
         }
         self.lines[index] = line;
         self.renumber();
@@ -535,6 +555,20 @@ mod tests {
         assert_eq!(doc.lines().len(), 2);
         assert_eq!(doc.lines()[1].line_number(), 3);
         assert_eq!(doc.lines()[0].field_count(), 5);
+    }
+
+    #[test]
+    fn regression_inserted_text_may_not_continue_into_the_next_line() {
+        let mut doc = HbaDocument::parse(b"local all all trust\n");
+        assert_eq!(
+            doc.insert_line(0, b"host all all all md5 \\"),
+            Err(EditError::NotOneLine)
+        );
+        assert_eq!(doc.insert_line(0, b"a\0b"), Err(EditError::NotOneLine));
+        assert_eq!(doc.to_bytes(), b"local all all trust\n");
+        // a last line ending in a backslash cannot get a line after it
+        let mut doc = HbaDocument::parse(b"local all all trust \\");
+        assert_eq!(doc.insert_line(1, b"# x"), Err(EditError::NotOneLine));
     }
 
     #[test]

@@ -48,6 +48,7 @@
 pub mod address;
 pub mod check;
 pub mod document;
+pub mod edit;
 pub mod lint;
 pub mod parser;
 mod regex_check;
@@ -56,6 +57,7 @@ pub mod version;
 
 pub use check::{check_bytes, check_path, CheckedLine, FileLoader, FileVerdict, FsLoader, NoFiles};
 pub use document::{EditError, HbaDocument, IncludeKind, Line, LineKind, TokenRef};
+pub use edit::{quote_name, BlockError, BlockRange};
 pub use lint::{lint_bytes, Diagnostic, LintReport, RuleRow};
 pub use rule::{AuthMethod, AuthToken, ConnectionType, HbaAddress, HbaRule, LineVerdict};
 pub use version::{BuildFeatures, PgVersion, UnsupportedVersion, ValidateOptions};

@@ -37,17 +37,34 @@ pub fn replay_fuzz_corpora(root: &Path) -> Result<()> {
 }
 
 /// Replays one corpus through its fuzz target without fuzzing (libFuzzer
-/// `-runs=0`), failing if any input crashes it.
-///
-/// To be filled by whoever adds the fuzz targets (pghba): e.g. `cargo fuzz run
-/// -s none TARGET DIR -- -runs=0` in `fuzz/`, with cargo-fuzz installed by
-/// `cargo xtask pg`-style provisioning. Until then a committed corpus fails
-/// the test run rather than being silently skipped.
+/// `-runs=0`), failing if any input crashes it:
+/// `cargo fuzz run -s none TARGET fuzz/corpus/TARGET -- -runs=0` in `fuzz/`
+/// (stable Rust; needs `cargo install cargo-fuzz`).
 pub fn replay_fuzz_corpus(root: &Path, target: &str, corpus: &Path) -> Result<()> {
-    let _ = root;
-    bail!(
-        "fuzz corpus {} for target `{target}` is present but replaying is not implemented yet \
-         (xtask/src/fuzz.rs: replay_fuzz_corpus)",
-        corpus.display()
-    )
+    let fuzz_dir = root.join("fuzz");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let have_cargo_fuzz = std::process::Command::new(&cargo)
+        .args(["fuzz", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_cargo_fuzz {
+        bail!(
+            "cannot replay fuzz corpus {}: cargo-fuzz is not installed (cargo install cargo-fuzz)",
+            corpus.display()
+        );
+    }
+    eprintln!("xtask test: == fuzz corpus replay: {target}");
+    let status = std::process::Command::new(&cargo)
+        .current_dir(&fuzz_dir)
+        .args(["fuzz", "run", "-s", "none", target])
+        .arg(corpus)
+        .args(["--", "-runs=0"])
+        .status()
+        .with_context(|| format!("cannot run cargo fuzz for {target}"))?;
+    if !status.success() {
+        bail!("fuzz corpus replay failed for target `{target}` ({status})");
+    }
+    Ok(())
 }

@@ -384,7 +384,9 @@ impl HostAttempt {
                 _ => "check the server's ssl settings and certificate".to_owned(),
             },
             TlsUnsupported => "turn ssl on in the server's configuration, or use sslmode=prefer".to_owned(),
-            TlsRequired => "connect with sslmode=require (or stronger)".to_owned(),
+            TlsRequired => {
+                "the server accepts TLS: connect with sslmode=require (or stronger)".to_owned()
+            }
             NoHbaEntry => match &self.hba {
                 Some(hba) if hba.rejected_by_rule => format!(
                     "a reject rule in the server's pg_hba.conf matches {}; change that rule if this client should get in",
@@ -551,7 +553,7 @@ impl fmt::Display for ConnectError {
             }
             ConnectErrorKind::TlsRequired => write!(
                 f,
-                "{target} refused the connection without TLS ({}); the server accepts TLS",
+                "{target} refused the connection without TLS: {}",
                 main.message
             )?,
             ConnectErrorKind::WrongSessionType => {

@@ -21,7 +21,9 @@
 //!   TLS only when the server rejected the plain one with an error.
 //!   `prefer`: TLS, on the same socket plain text when the server declines
 //!   TLS, and a second plain-text attempt when the server rejected the TLS
-//!   session with an error; a failed handshake is not retried.
+//!   session with an error or the TLS handshake failed (libpq 17 does so
+//!   even when a root file made it verify the certificate: `prefer` never
+//!   protects against an active attacker).
 //!   `require`: TLS without verification, unless a root certificate file
 //!   exists (`sslrootcert`; conninfo fills in libpq's default
 //!   `~/.postgresql/root.crt` when that file exists), in which case the
@@ -441,21 +443,22 @@ impl Ctx<'_> {
                 }
             }
             let server_error = attempt.sqlstate.is_some();
+            let tls_failed = attempt.kind == ConnectErrorKind::TlsFailure;
             let cannot_connect_now = attempt.sqlstate.as_deref() == Some("57P03");
             let used_tls = attempt.tls;
             attempts.push(attempt);
             if cannot_connect_now {
                 return Err(AddressOutcome::NextHost);
             }
-            // libpq retries with the other encryption only after the server
-            // itself rejected the session (an ErrorResponse during startup):
-            // allow -> TLS after a plain-text rejection, prefer -> plain
-            // text after a rejection over TLS.
+            // libpq 17 tries the other encryption after the server rejected
+            // the session (an ErrorResponse during startup): allow -> TLS
+            // after a plain-text rejection; and prefer -> plain text after a
+            // rejection over TLS or a failed TLS handshake (certificate
+            // verification included; tests/connect_libpq17.rs shows it).
             let retry = step_no + 1 < steps.len()
-                && server_error
                 && match step {
-                    Step::Plain => true,
-                    Step::TlsOrPlain => used_tls,
+                    Step::Plain => server_error,
+                    Step::TlsOrPlain => used_tls && (server_error || tls_failed),
                     Step::Tls => false,
                 };
             if !retry {
@@ -552,6 +555,8 @@ impl Ctx<'_> {
         let stream = match self.open(address).await {
             Ok(s) => s,
             Err(e) => {
+                // The socket never opened: no TLS was attempted.
+                attempt.tls = false;
                 attempt.set_io(&e);
                 if self.peer.is_some() && e.kind() == std::io::ErrorKind::PermissionDenied {
                     attempt.kind = ConnectErrorKind::OsUser;

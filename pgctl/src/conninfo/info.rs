@@ -8,7 +8,7 @@ use super::parse::{self, is_c_space, ParseError};
 use crate::connect::{SslMode, TargetSessionAttrs};
 
 /// The keyword -> value pairs a connection string sets, nothing else: no
-/// defaults, no environment, no `.pgpass` (see [`super::resolve`] for those).
+/// defaults, no environment, no `.pgpass` (see [`super::resolve()`] for those).
 ///
 /// Values are kept verbatim, as libpq's `PQconninfoParse` returns them (a
 /// multi-host value such as `host=a,,b` stays one comma-separated string,

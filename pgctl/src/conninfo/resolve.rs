@@ -14,6 +14,14 @@
 //! `/var/run/postgresql` (upstream's default is `/tmp`), which is also the
 //! directory `.pgpass` calls `localhost`. The port defaults to 5432.
 //!
+//! Options that `ConnectParams` cannot carry are ignored when harmless
+//! (keepalives, `client_encoding`, Kerberos names ...) and refused when
+//! ignoring them would weaken the connection: `require_auth`, `requirepeer`,
+//! `sslcrl`, `sslcrldir`, `replication`, `channel_binding=require`,
+//! `sslcertmode=require`, `ssl_min_protocol_version=TLSv1.3`,
+//! `gssencmode=require` and `sslnegotiation=direct`
+//! ([`ResolveError::Unsupported`] and friends).
+//!
 //! The environment is an input ([`Environment`]) so that callers and tests
 //! decide what it holds; [`ProcessEnvironment`] reads the real one.
 
@@ -219,6 +227,17 @@ pub enum ResolveError {
     /// not read by this crate.
     #[error("service \"{0}\" given, but connection service files are not supported")]
     ServiceNotSupported(String),
+    /// A security-relevant option this client cannot honour; refusing it is
+    /// safer than connecting with less protection than asked for.
+    #[error(
+        "connection option \"{keyword}\" with value \"{value}\" is not supported by this client"
+    )]
+    Unsupported {
+        /// The keyword.
+        keyword: &'static str,
+        /// Its value.
+        value: String,
+    },
     /// `sslnegotiation=direct`, which this client cannot do yet.
     #[error("sslnegotiation value \"direct\" is not supported by this client")]
     DirectSslNotSupported,
@@ -392,6 +411,41 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// Options libpq would honour but `ConnectParams` cannot carry, where
+    /// ignoring them would weaken the connection (or change its kind).
+    fn refuse_unsupported(&self) -> Result<(), ResolveError> {
+        let refused = |k: Keyword, value: &str| ResolveError::Unsupported {
+            keyword: k.as_str(),
+            value: value.to_owned(),
+        };
+        for k in [
+            Keyword::RequireAuth,
+            Keyword::Requirepeer,
+            Keyword::Sslcrl,
+            Keyword::Sslcrldir,
+            Keyword::Replication,
+        ] {
+            if let Some(v) = self.nonempty(k) {
+                return Err(refused(k, v));
+            }
+        }
+        for (k, bad) in [
+            (Keyword::ChannelBinding, "require"),
+            (Keyword::Sslcertmode, "require"),
+        ] {
+            if self.get(k) == Some(bad) {
+                return Err(refused(k, bad));
+            }
+        }
+        if let Some(v) = self
+            .get(Keyword::SslMinProtocolVersion)
+            .filter(|v| v.eq_ignore_ascii_case("TLSv1.3"))
+        {
+            return Err(refused(Keyword::SslMinProtocolVersion, v));
+        }
+        Ok(())
+    }
+
     fn run(self) -> Result<Resolved, ResolveError> {
         if let Some(service) = self.nonempty(Keyword::Service) {
             return Err(ResolveError::ServiceNotSupported(service.to_owned()));
@@ -552,6 +606,7 @@ impl<'a> Resolver<'a> {
             }
         };
         self.check_choice(Keyword::LoadBalanceHosts, &["disable", "random"])?;
+        self.refuse_unsupported()?;
 
         // What libpq checks when it starts on each host.
         let mut resolved_hosts = Vec::with_capacity(count);
