@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod exposedb;
 mod hba_lint;
 
 /// Tools to share a Knocknoc server's PostgreSQL database safely.
@@ -19,6 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Share this host's Knocknoc database with other web nodes.
+    Exposedb(exposedb::ExposedbArgs),
     /// Work with pg_hba.conf files.
     Hba {
         #[command(subcommand)]
@@ -35,6 +38,7 @@ enum HbaCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Exposedb(args) => exposedb::run(&args),
         Command::Hba {
             command: HbaCommand::Lint(args),
         } => hba_lint::run(&args),

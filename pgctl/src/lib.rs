@@ -4,6 +4,7 @@
 //!
 //! Every function here returns this crate's own error types; nothing prints.
 
+pub mod appdb;
 pub mod connect;
 pub mod conninfo;
 pub mod error;

@@ -79,7 +79,9 @@ pg_harness::pg_test!(
             .await
             .unwrap();
 
-        // Idempotent: the same edit again changes nothing and reloads nothing.
+        // Idempotent: the same edit again changes nothing and, right after
+        // (file timestamps cannot tell within their coarse resolution; the
+        // lock file's record of the loaded file version can), reloads nothing.
         let again = edit(
             &client,
             &hba,

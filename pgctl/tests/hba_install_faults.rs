@@ -299,33 +299,41 @@ fn not_a_superuser_gives_not_superuser_and_changes_nothing_pg17() {
     });
 }
 
+/// `chattr +i` is caught before anything is written; `chattr +a` (which
+/// `faccessat` lets through) at the rename, before anything changed.
 #[test]
-fn immutable_hba_file_gives_not_writable_and_changes_nothing_pg17() {
+fn immutable_or_append_only_hba_file_gives_not_writable_and_changes_nothing_pg17() {
     pg_harness::block_on(async {
         let pg = Cluster::start(MAJOR).await;
         let hba = pg.hba_file();
         let client = pg.connect().await;
         let before = std::fs::read(&hba).unwrap();
-        let guard = Immutable::set(&hba);
-        let err = edit(
-            &client,
-            &hba,
-            |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, &rule(1))),
-            &options_for(&pg).await,
-        )
-        .await
-        .unwrap_err();
-        drop(guard);
-        match &err {
-            InstallError::NotWritable { path, source } => {
-                assert_eq!(path, &hba);
-                assert_eq!(source.raw_os_error(), Some(libc::EPERM));
+        for attribute in ['i', 'a'] {
+            let guard = Attribute::set(&hba, attribute);
+            let err = edit(
+                &client,
+                &hba,
+                |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, &rule(1))),
+                &options_for(&pg).await,
+            )
+            .await
+            .unwrap_err();
+            drop(guard);
+            match &err {
+                InstallError::NotWritable { path, source } => {
+                    assert_eq!(path, &hba, "+{attribute}");
+                    assert_eq!(source.raw_os_error(), Some(libc::EPERM), "+{attribute}");
+                }
+                other => panic!("+{attribute}: expected NotWritable, got {other:?}"),
             }
-            other => panic!("expected NotWritable, got {other:?}"),
+            assert!(
+                err.to_string().contains("immutable or append-only"),
+                "{err}"
+            );
+            assert_eq!(std::fs::read(&hba).unwrap(), before, "+{attribute}");
+            assert!(temp_files(&hba).is_empty(), "+{attribute}");
+            assert!(backups(&hba).is_empty(), "+{attribute}");
         }
-        assert!(err.to_string().contains("immutable"), "{err}");
-        assert_eq!(std::fs::read(&hba).unwrap(), before);
-        assert!(temp_files(&hba).is_empty() && backups(&hba).is_empty());
     });
 }
 

@@ -250,11 +250,12 @@ impl Walker<'_> {
         inc: &str,
         depth: u32,
         missing_ok: bool,
+        out: &mut Out<'_>,
     ) -> Option<String> {
         let full = absolute_config_location(inc, outer);
         match self.open(&full, depth) {
             Ok(bytes) => {
-                self.tokenize_file(&full, &bytes, depth, &mut Out::Emit);
+                self.tokenize_file(&full, &bytes, depth, out);
                 None
             }
             Err((_, true)) if missing_ok => None,
@@ -263,7 +264,13 @@ impl Walker<'_> {
     }
 
     /// The `include_dir` case of `tokenize_auth_file()`.
-    fn include_dir(&mut self, outer: &str, dir: &str, depth: u32) -> Option<String> {
+    fn include_dir(
+        &mut self,
+        outer: &str,
+        dir: &str,
+        depth: u32,
+        out: &mut Out<'_>,
+    ) -> Option<String> {
         if dir
             .bytes()
             .all(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
@@ -288,7 +295,7 @@ impl Walker<'_> {
         files.sort();
         let mut errors: Vec<String> = Vec::new();
         for f in files {
-            if let Some(e) = self.include_file(outer, &f, depth, false) {
+            if let Some(e) = self.include_file(outer, &f, depth, false, out) {
                 errors.push(e);
             }
         }
@@ -354,9 +361,11 @@ impl Walker<'_> {
                 let second = lossy(&fields[1][0].value).into_owned();
                 let at = fields[0][0].offset;
                 let result = match first {
-                    b"include" => Some(self.include_file(name, &second, depth + 1, false)),
-                    b"include_if_exists" => Some(self.include_file(name, &second, depth + 1, true)),
-                    b"include_dir" => Some(self.include_dir(name, &second, depth + 1)),
+                    b"include" => Some(self.include_file(name, &second, depth + 1, false, out)),
+                    b"include_if_exists" => {
+                        Some(self.include_file(name, &second, depth + 1, true, out))
+                    }
+                    b"include_dir" => Some(self.include_dir(name, &second, depth + 1, out)),
                     _ => None,
                 };
                 match result {

@@ -49,6 +49,7 @@ pub mod address;
 pub mod check;
 pub mod document;
 pub mod edit;
+pub mod exposedb_block;
 pub mod lint;
 pub mod parser;
 mod regex_check;

@@ -192,7 +192,7 @@ impl Connected {
 
 /// Connects as libpq would (see the module documentation).
 pub async fn connect(params: &ConnectParams) -> Result<Connected, ConnectError> {
-    connect_inner(params, None).await
+    connect_inner(params, None, None).await
 }
 
 /// Like [`connect`], but unix-socket hosts are connected with the effective
@@ -212,7 +212,19 @@ pub async fn connect_as_os_user(
 ) -> Result<Connected, ConnectError> {
     let who = transport::lookup_os_user(os_user)
         .map_err(|e| ConnectError::invalid(format!("cannot use OS user \"{os_user}\": {e}")))?;
-    connect_inner(params, Some(who)).await
+    connect_inner(params, Some(who), None).await
+}
+
+/// Like [`connect`], but TCP sockets are bound to the local address
+/// `source` before connecting, so the server sees that client address (the
+/// way a host with several addresses picks the one a primary's pg_hba.conf
+/// allows; tests use 127.0.0.x to play remote hosts). Unix sockets are
+/// unaffected.
+pub async fn connect_from(
+    params: &ConnectParams,
+    source: IpAddr,
+) -> Result<Connected, ConnectError> {
+    connect_inner(params, None, Some(source)).await
 }
 
 /// libpq's rule: unset or zero means no timeout, anything else at least 2 s.
@@ -237,6 +249,7 @@ enum Wanted {
 async fn connect_inner(
     params: &ConnectParams,
     peer: Option<OsIdentity>,
+    source: Option<IpAddr>,
 ) -> Result<Connected, ConnectError> {
     if params.hosts.is_empty() {
         return Err(ConnectError::invalid("no host given"));
@@ -261,6 +274,7 @@ async fn connect_inner(
         params,
         policy: &policy,
         peer,
+        source,
         timeout,
     };
     let mut attempts = Vec::new();
@@ -306,6 +320,7 @@ struct Ctx<'a> {
     params: &'a ConnectParams,
     policy: &'a TlsPolicy,
     peer: Option<OsIdentity>,
+    source: Option<IpAddr>,
     timeout: Option<Duration>,
 }
 
@@ -491,7 +506,7 @@ impl Ctx<'_> {
 
     async fn open(&self, address: &Address) -> std::io::Result<PgStream> {
         match address {
-            Address::Tcp(addr) => transport::tcp(*addr).await,
+            Address::Tcp(addr) => transport::tcp(*addr, self.source).await,
             Address::Unix(path) => match self.peer {
                 Some(who) => transport::unix_as(path.clone(), who).await,
                 None => transport::unix(path.clone()).await,

@@ -3,7 +3,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -60,9 +60,21 @@ impl AsyncWrite for PgStream {
     }
 }
 
-/// Opens a TCP connection (no delay, like libpq).
-pub(crate) async fn tcp(addr: SocketAddr) -> io::Result<PgStream> {
-    let stream = TcpStream::connect(addr).await?;
+/// Opens a TCP connection (no delay, like libpq), from local address
+/// `source` when given.
+pub(crate) async fn tcp(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<PgStream> {
+    let stream = match source {
+        None => TcpStream::connect(addr).await?,
+        Some(ip) => {
+            let socket = if ip.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(addr).await?
+        }
+    };
     stream.set_nodelay(true)?;
     Ok(PgStream::Tcp(stream))
 }

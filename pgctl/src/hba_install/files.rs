@@ -271,15 +271,39 @@ pub(crate) fn replace_atomically(
     syncer.sync_dir(&paths.dir)
 }
 
-/// Checks that `path` can be opened for writing, without changing it:
-/// catches immutable/append-only files (EPERM) and read-only mounts (EROFS)
-/// before anything is written.
+/// Checks that `path` may be written by this process, without opening it:
+/// catches immutable files (EPERM) and read-only mounts (EROFS) before
+/// anything is written. (`faccessat` rather than an open for writing, which
+/// would wake inotify watchers with a close-after-write event.) An
+/// append-only file passes here and fails at the rename, before anything
+/// changed.
 pub(crate) fn check_writable(path: &Path) -> Result<(), InstallError> {
-    OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map(drop)
-        .map_err(|e| InstallError::from_io("open for writing", path, e))
+    use std::os::unix::ffi::OsStrExt;
+    let c_path =
+        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| InstallError::Io {
+            action: "use",
+            path: path.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, e),
+        })?;
+    // SAFETY: `c_path` is a NUL-terminated string alive for the whole call;
+    // faccessat only reads it.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            libc::W_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(InstallError::from_io(
+            "write",
+            path,
+            io::Error::last_os_error(),
+        ))
+    }
 }
 
 /// `YYYYMMDDTHHMMSS.ffffffZ` in UTC.

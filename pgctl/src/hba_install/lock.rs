@@ -26,6 +26,56 @@ const POLL: Duration = Duration::from_millis(5);
 #[derive(Debug)]
 pub(crate) struct HbaLock {
     file: File,
+    loaded: Option<FileId>,
+}
+
+/// Identity of a version of a file: any rename over it or write to it
+/// changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId {
+    dev: u64,
+    ino: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+    size: u64,
+}
+
+impl FileId {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            size: meta.size(),
+        }
+    }
+
+    fn parse(line: &str) -> Option<FileId> {
+        let mut fields = line
+            .strip_prefix("loaded ")?
+            .split(' ')
+            .map(str::parse::<i128>);
+        let mut next = || fields.next()?.ok();
+        Some(FileId {
+            dev: u64::try_from(next()?).ok()?,
+            ino: u64::try_from(next()?).ok()?,
+            mtime: i64::try_from(next()?).ok()?,
+            mtime_nsec: i64::try_from(next()?).ok()?,
+            size: u64::try_from(next()?).ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for FileId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "loaded {} {} {} {} {}",
+            self.dev, self.ino, self.mtime, self.mtime_nsec, self.size
+        )
+    }
 }
 
 impl HbaLock {
@@ -70,9 +120,35 @@ impl HbaLock {
             tokio::time::sleep(POLL).await;
         }
         let waited = start.elapsed();
+        let loaded =
+            read_all(&mut file).and_then(|text| text.lines().nth(1).and_then(FileId::parse));
+        let mut lock = HbaLock { file, loaded };
         // Best effort: the pid only feeds a message.
-        let _ = write_pid(&mut file);
-        Ok((HbaLock { file }, waited))
+        let _ = lock.write();
+        Ok((lock, waited))
+    }
+
+    /// The hba file the server loaded after the last confirmed reload, as
+    /// recorded by [`HbaLock::record_loaded`].
+    pub(crate) fn loaded(&self) -> Option<FileId> {
+        self.loaded
+    }
+
+    /// Records that the server has loaded the file identified by `id`.
+    pub(crate) fn record_loaded(&mut self, id: FileId) {
+        self.loaded = Some(id);
+        // Best effort: without the record the next run only reloads once more.
+        let _ = self.write();
+    }
+
+    fn write(&mut self) -> std::io::Result<()> {
+        let mut text = format!("{}\n", std::process::id());
+        if let Some(id) = self.loaded {
+            text.push_str(&format!("{id}\n"));
+        }
+        self.file.set_len(0)?;
+        self.file.seek(SeekFrom::Start(0))?;
+        self.file.write_all(text.as_bytes())
     }
 
     /// The path of the lock file for `hba_path`.
@@ -89,17 +165,15 @@ impl Drop for HbaLock {
     }
 }
 
-fn write_pid(file: &mut File) -> std::io::Result<()> {
-    file.set_len(0)?;
-    file.seek(SeekFrom::Start(0))?;
-    writeln!(file, "{}", std::process::id())
-}
-
-fn holder_pid(file: &mut File) -> Option<u32> {
+fn read_all(file: &mut File) -> Option<String> {
     let mut text = String::new();
     file.seek(SeekFrom::Start(0)).ok()?;
     file.read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
+    Some(text)
+}
+
+fn holder_pid(file: &mut File) -> Option<u32> {
+    read_all(file)?.lines().next()?.trim().parse().ok()
 }
 
 #[cfg(test)]

@@ -77,7 +77,7 @@ use tokio_postgres::{Client, NoTls};
 pub use error::{HbaProblem, InstallError};
 
 use files::{HbaPaths, Ownership, Syncer, TempFile};
-use lock::HbaLock;
+use lock::{FileId, HbaLock};
 
 /// A future returned by [`Reconnect::reconnect`].
 pub type ConnectFuture =
@@ -368,7 +368,7 @@ where
     let paths = HbaPaths::new(hba_path)?;
 
     let lock_path = HbaLock::path_for(&paths.dir, &paths.name);
-    let (_lock, lock_wait) = HbaLock::acquire(&lock_path, options.lock_timeout, &events).await?;
+    let (mut lock, lock_wait) = HbaLock::acquire(&lock_path, options.lock_timeout, &events).await?;
     let stale_temps_removed = paths.remove_stale_temps()?;
     for path in &stale_temps_removed {
         events(InstallEvent::StaleTempRemoved { path: path.clone() });
@@ -411,17 +411,19 @@ where
         let backup_path = paths.new_backup_path();
         files::replace_atomically(&paths, &backup_path, owner, &old, &mut syncer)?;
         events(InstallEvent::Step(InstallStep::BackupWritten));
-        let replaced = write_new(&paths, owner, &new, &mut syncer, &events);
-        if let Err(err) = replaced {
-            let _ = std::fs::remove_file(&backup_path);
-            return Err(err);
-        }
-        backup = Some(backup_path);
-        let backup_path = backup.as_deref().expect("just set");
-
+        let written = write_new(&paths, owner, &new, &mut syncer, &events);
         let undo = |failure: InstallError, syncer: &mut Syncer| {
-            rollback(&paths, owner, &old, backup_path, failure, syncer, &events)
+            rollback(&paths, owner, &old, &backup_path, failure, syncer, &events)
         };
+        match written {
+            Ok(()) => {}
+            Err(NewFileError::BeforeRename(err)) => {
+                // Nothing replaced: the backup would only duplicate the file.
+                let _ = std::fs::remove_file(&backup_path);
+                return Err(err);
+            }
+            Err(NewFileError::AfterRename(err)) => return Err(undo(err, &mut syncer)),
+        }
         match server::file_problems(client, facts.major, "check the new pg_hba.conf").await {
             Ok(problems) if problems.is_empty() => {}
             Ok(problems) => {
@@ -430,9 +432,16 @@ where
             Err(err) => return Err(undo(mark_restored(err), &mut syncer)),
         }
         events(InstallEvent::Step(InstallStep::ServerChecked));
+        backup = Some(backup_path);
     }
 
-    let needs_reload = changed || modified_since_reload(&meta, facts.conf_load_time_us);
+    // Unchanged: reload only when the server may not run the file on disk,
+    // i.e. a run was killed between rename and reload, or someone else
+    // edited the file. Known when the last confirmed reload recorded this
+    // very file version; guessed from the modification time otherwise.
+    let needs_reload = changed
+        || (lock.loaded() != Some(FileId::of(&meta))
+            && modified_since_reload(&meta, facts.conf_load_time_us));
     let mut reload = None;
     if needs_reload {
         let sent_at = match server::send_reload(client).await {
@@ -468,6 +477,9 @@ where
                 path: hba_path.to_path_buf(),
             });
         }
+        let loaded =
+            std::fs::metadata(hba_path).map_err(|e| InstallError::from_io("stat", hba_path, e))?;
+        lock.record_loaded(FileId::of(&loaded));
         events(InstallEvent::Step(InstallStep::ReloadConfirmed));
         reload = Some(confirmation);
     }
@@ -498,20 +510,30 @@ pub async fn server_hba_file(client: &Client) -> Result<PathBuf, InstallError> {
     Ok(server::facts(client).await?.hba_file)
 }
 
-/// Steps 8 of the module documentation: temp file, fsync, rename, fsync dir.
+/// A failure of [`write_new`]: before the rename the file is untouched,
+/// after it the new file is in place and must be rolled back.
+enum NewFileError {
+    BeforeRename(InstallError),
+    AfterRename(InstallError),
+}
+
+/// Step 8 of the module documentation: temp file, fsync, rename, fsync dir.
 fn write_new(
     paths: &HbaPaths,
     owner: Ownership,
     new: &[u8],
     syncer: &mut Syncer,
     events: &dyn Fn(InstallEvent),
-) -> Result<(), InstallError> {
-    let mut temp = TempFile::create(paths, owner, new)?;
+) -> Result<(), NewFileError> {
+    let mut temp = TempFile::create(paths, owner, new).map_err(NewFileError::BeforeRename)?;
     events(InstallEvent::Step(InstallStep::TempWritten));
-    temp.sync(syncer)?;
+    temp.sync(syncer).map_err(NewFileError::BeforeRename)?;
     events(InstallEvent::Step(InstallStep::TempSynced));
-    temp.rename_to(&paths.file)?;
-    syncer.sync_dir(&paths.dir)?;
+    temp.rename_to(&paths.file)
+        .map_err(NewFileError::BeforeRename)?;
+    syncer
+        .sync_dir(&paths.dir)
+        .map_err(NewFileError::AfterRename)?;
     events(InstallEvent::Step(InstallStep::Renamed));
     Ok(())
 }
@@ -568,8 +590,13 @@ fn modified_since_reload(meta: &std::fs::Metadata, conf_load_time_us: i64) -> bo
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    modified_us >= conf_load_time_us
+    // File times come from the kernel's coarse clock (a tick, up to 10 ms,
+    // behind); err on the side of one reload too many.
+    modified_us + COARSE_CLOCK_MARGIN_US >= conf_load_time_us
 }
+
+/// Margin for coarse file timestamps (see [`modified_since_reload`]).
+const COARSE_CLOCK_MARGIN_US: i64 = 20_000;
 
 fn check_same_file(given: &Path, server: &Path) -> Result<(), InstallError> {
     let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());

@@ -287,30 +287,31 @@ pub async fn server_errors(client: &tokio_postgres::Client) -> Vec<String> {
         .collect()
 }
 
-/// `chattr +i` on a file, undone on drop (also during a panic).
-pub struct Immutable(PathBuf);
+/// A file attribute set with `chattr` (`i` immutable, `a` append-only),
+/// removed on drop (also during a panic).
+pub struct Attribute(PathBuf, char);
 
-impl Immutable {
+impl Attribute {
     /// Sets the attribute, panicking when the file system refuses it.
-    pub fn set(path: &Path) -> Immutable {
+    pub fn set(path: &Path, attribute: char) -> Attribute {
         let status = std::process::Command::new("chattr")
-            .arg("+i")
+            .arg(format!("+{attribute}"))
             .arg(path)
             .status()
             .expect("run chattr");
         assert!(
             status.success(),
-            "chattr +i {} failed: the file system must support it",
+            "chattr +{attribute} {} failed: the file system must support it",
             path.display()
         );
-        Immutable(path.to_path_buf())
+        Attribute(path.to_path_buf(), attribute)
     }
 }
 
-impl Drop for Immutable {
+impl Drop for Attribute {
     fn drop(&mut self) {
         let _ = std::process::Command::new("chattr")
-            .arg("-i")
+            .arg(format!("-{}", self.1))
             .arg(&self.0)
             .status();
     }

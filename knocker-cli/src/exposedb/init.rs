@@ -1,0 +1,450 @@
+//! `--init` and `--deinit`: listen on the network, the remote role and its
+//! link to the application database, the (empty) managed block; and undoing
+//! all of it.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+use pgctl::conninfo::{ConnInfo, UriScheme};
+use pgctl::listen::{plan_listen_addresses, RestartWith};
+use pgctl::roles::{EnsureRole, RoleOutcome};
+use pghba::exposedb_block;
+
+use super::output::{Failure, Out};
+use super::target::{Admin, AppConn};
+use super::{diff, network, read_hba, rule_comment, scope, version, ExposedbArgs};
+
+/// Connections a typical web node's pool opens.
+const POOL_PER_NODE: u32 = 20;
+
+fn pg(e: pgctl::error::Error) -> Failure {
+    Failure::failed(e.to_string())
+}
+
+/// Restart the server if the operator agrees; returns whether it restarted.
+async fn restart(
+    args: &ExposedbArgs,
+    admin: &mut Admin,
+    plan: Option<&pgctl::listen::ListenPlan>,
+    out: &mut Out,
+) -> Result<bool, Failure> {
+    let manager = pgctl::server::detect_manager(&admin.facts);
+    let command = manager
+        .restart_command_line()
+        .unwrap_or_else(|| "restart PostgreSQL with your service manager".into());
+    out.set("restart_command", command.clone());
+    if args.no_restart {
+        out.set("restarted", false);
+        out.warn(format!(
+            "PostgreSQL must be restarted for listen_addresses to take effect; run: {command}"
+        ));
+        return Ok(false);
+    }
+    eprintln!(
+        "PostgreSQL will be restarted ({manager}) to change listen_addresses; \
+         the Knocknoc web app on this host loses its database connections for a few seconds."
+    );
+    if !args.yes && std::io::stdin().is_terminal() {
+        eprint!("Restart PostgreSQL now? [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            out.set("restarted", false);
+            out.warn(format!(
+                "not restarted; listen_addresses takes effect after: {command}"
+            ));
+            return Ok(false);
+        }
+    }
+    let how = RestartWith::Manager(manager);
+    let client = pgctl::listen::restart_and_wait(
+        admin.client(),
+        &how,
+        Duration::from_secs(120),
+        admin.reconnector(),
+    )
+    .await
+    .map_err(|e| Failure::failed(format!("restarting PostgreSQL: {e}")))?;
+    if let Some(plan) = plan {
+        pgctl::listen::verify_listening(&client, admin.facts.port, plan)
+            .await
+            .map_err(pg)?;
+    }
+    admin.replace(client).await?;
+    out.set("restarted", true);
+    Ok(true)
+}
+
+pub(super) fn listen_additions(args: &ExposedbArgs) -> Result<Vec<String>, Failure> {
+    let list = args.listen.clone().unwrap_or_else(|| "0.0.0.0".into());
+    let items: Vec<String> = list
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for i in &items {
+        if i != "*" && i.parse::<std::net::IpAddr>().is_err() {
+            return Err(Failure::usage(format!(
+                "--listen: {i:?} is not an IP address or *"
+            )));
+        }
+    }
+    if items.is_empty() {
+        return Err(Failure::usage("--listen: no address given"));
+    }
+    Ok(items)
+}
+
+/// `--init` (and `--rotate-password`).
+pub async fn init(
+    args: &ExposedbArgs,
+    app: &AppConn,
+    admin: &mut Admin,
+    out: &mut Out,
+) -> Result<(), Failure> {
+    let adds = listen_additions(args)?;
+    admin.check_hba_owner(args.force)?;
+    let scope = scope(args, app, admin);
+    pgctl::roles::validate_name("role", &scope.user)
+        .map_err(|e| Failure::usage(format!("--user: {e}")))?;
+    let version = version(admin)?;
+    let (path, old) = read_hba(admin)?;
+    let hba = exposedb_block::plan(&old, version, &scope, &[], &[], &rule_comment(), args.force)
+        .map_err(super::plan_error)?;
+    let adds_ref: Vec<&str> = adds.iter().map(String::as_str).collect();
+    let listen = plan_listen_addresses(&admin.facts.listen_addresses, &adds_ref);
+    let existing = pgctl::roles::role_info(admin.client(), &scope.user)
+        .await
+        .map_err(pg)?;
+    out.set("role", scope.user.clone());
+    out.set("database", scope.database.clone());
+    out.set("hba_file", path.display().to_string());
+    out.set("listen_addresses", listen.new.clone());
+    out.set("hostssl", scope.hostssl);
+
+    if args.dry_run {
+        let d = diff::unified(&path.display().to_string(), &old, &hba.new_text);
+        let mut sql = Vec::new();
+        match &existing {
+            None => sql.push(format!(
+                "CREATE ROLE {} LOGIN PASSWORD '<SCRAM-SHA-256 verifier of a new random password>'; COMMENT ON ROLE {0} IS 'managed by knocker'",
+                postgres_ident(&scope.user)
+            )),
+            Some(_) if args.rotate_password => sql.push(format!(
+                "ALTER ROLE {} PASSWORD '<SCRAM-SHA-256 verifier of a new random password>'",
+                postgres_ident(&scope.user)
+            )),
+            Some(_) => {}
+        }
+        sql.push(format!(
+            "GRANT <owner of {}> TO {} (membership, ALTER ROLE ... IN DATABASE ... SET role, GRANT CONNECT), where missing",
+            postgres_ident(&scope.database),
+            postgres_ident(&scope.user)
+        ));
+        if listen.changes() {
+            sql.push(format!(
+                "ALTER SYSTEM SET listen_addresses = '{}'",
+                listen.new.replace('\'', "''")
+            ));
+        }
+        out.set("dry_run", true);
+        out.set("diff", d.clone());
+        out.set("sql", sql.clone());
+        out.say("Dry run: nothing changed.");
+        if !d.is_empty() {
+            out.say(format!("pg_hba.conf would change like this:\n{d}"));
+        }
+        for s in &sql {
+            out.say(format!("SQL: {s};"));
+        }
+        if listen.changes() {
+            out.say("Then PostgreSQL would be restarted for listen_addresses.");
+        }
+        return Ok(());
+    }
+
+    // The role, with a password hashed on this side.
+    let outcome = pgctl::roles::ensure_login_role(
+        admin.client(),
+        &scope.user,
+        &EnsureRole {
+            rotate_password: args.rotate_password,
+            force: args.force,
+            password: None,
+        },
+    )
+    .await
+    .map_err(|e| {
+        Failure::failed(format!(
+            "{e}\n(use --user NAME for another role, or --force to take it over)"
+        ))
+    })?;
+    let owner = pgctl::grants::find_owner_role(admin.client(), &scope.database, Some(&app.user))
+        .await
+        .map_err(pg)?;
+    let link = pgctl::grants::link_role(admin.client_mut(), &scope.user, &scope.database, &owner)
+        .await
+        .map_err(pg)?;
+    let hba_changed = if hba.changed() {
+        let (scope2, comment, force) = (scope.clone(), rule_comment(), args.force);
+        admin
+            .install_hba(&path, move |cur: &[u8]| {
+                exposedb_block::plan(cur, version, &scope2, &[], &[], &comment, force)
+                    .map(|c| c.new_text)
+            })
+            .await?
+    } else {
+        false
+    };
+    let mut listen_changed = false;
+    let mut restarted = false;
+    if listen.changes() {
+        let change = pgctl::listen::set_listen_addresses(admin.client(), &listen.new)
+            .await
+            .map_err(pg)?;
+        listen_changed = true;
+        if change.restart_needed {
+            restarted = restart(args, admin, Some(&listen), out).await?;
+        }
+    }
+
+    let host = match &args.advertise {
+        Some(h) => h.clone(),
+        None => {
+            let (chosen, others) = network::advertise_candidates();
+            out.set(
+                "other_addresses",
+                others.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            );
+            if !others.is_empty() {
+                out.warn(format!(
+                    "this host has other addresses too ({}); pick one with --advertise HOST if secondaries reach it there",
+                    others.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            match chosen {
+                Some(a) => a.to_string(),
+                None => {
+                    out.warn("no non-loopback IPv4 address found; using 127.0.0.1 (give --advertise HOST)");
+                    "127.0.0.1".into()
+                }
+            }
+        }
+    };
+    out.set("advertise", host.clone());
+
+    let password = outcome.password().cloned();
+    let created = matches!(outcome, RoleOutcome::Created(_) | RoleOutcome::Adopted(_));
+    let nothing_changed =
+        matches!(outcome, RoleOutcome::Unchanged) && !link.any() && !hba_changed && !listen_changed;
+    out.set(
+        "role_outcome",
+        match outcome {
+            RoleOutcome::Created(_) => "created",
+            RoleOutcome::Rotated(_) => "rotated",
+            RoleOutcome::Adopted(_) => "adopted",
+            RoleOutcome::Unchanged => "unchanged",
+        },
+    );
+    out.set("changed", !nothing_changed);
+    match &password {
+        Some(p) => {
+            let mut b = ConnInfo::builder()
+                .host(host.clone())
+                .port(admin.facts.port)
+                .user(scope.user.clone())
+                .password(p.expose().to_string())
+                .dbname(scope.database.clone());
+            if scope.hostssl {
+                b = b.sslmode(pgctl::connect::SslMode::Require);
+            }
+            let uri = b.build().to_uri_with(UriScheme::Postgres);
+            out.set("connection_string", uri.clone());
+            out.set("password", p.expose().to_string());
+            out.say(format!(
+                "Connection string for the secondary web nodes (shown only now; keep it safe):\n\n  {uri}\n"
+            ));
+        }
+        None => {
+            out.set("connection_string", serde_json::Value::Null);
+            out.say(format!(
+                "Already set up: role {} exists (its password is not shown again; \
+                 --rotate-password sets a new one).",
+                scope.user
+            ));
+        }
+    }
+    if nothing_changed {
+        out.say("Nothing changed: listen_addresses, the role, its grants and the pg_hba.conf block were already in place.");
+    } else {
+        if created {
+            out.say(format!(
+                "Created login role {} (scram-sha-256), acting as {owner} in database {}.",
+                scope.user, scope.database
+            ));
+        }
+        if hba_changed {
+            out.say(format!(
+                "Added the (empty) knocker block to {}.",
+                path.display()
+            ));
+        }
+        if listen_changed {
+            out.say(format!(
+                "listen_addresses = '{}'{}.",
+                listen.new,
+                if restarted {
+                    " (PostgreSQL restarted)"
+                } else {
+                    " (takes effect after a restart)"
+                }
+            ));
+        }
+    }
+    out.say(format!(
+        "Next: allow each secondary with: knocker exposedb --add \"ADDRESS/32\"\n\
+         Firewall: open TCP port {} only to those addresses (e.g. ufw allow from ADDRESS to any port {0} proto tcp).",
+        admin.facts.port
+    ));
+    let needed = args.nodes.saturating_mul(POOL_PER_NODE);
+    out.set("max_connections", admin.facts.max_connections);
+    if needed + 10 > admin.facts.max_connections {
+        out.warn(format!(
+            "{} web nodes with pools of {POOL_PER_NODE} need about {needed} connections; \
+             max_connections is {} (raise it, or shrink the pools)",
+            args.nodes, admin.facts.max_connections
+        ));
+    }
+    if scope.hostssl {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], admin.facts.port));
+        match pgctl::connect::fetch_server_certificate(addr, "localhost", Duration::from_secs(5))
+            .await
+        {
+            Ok(cert) => {
+                out.set("certificate_sha256", cert.sha256_fingerprint());
+                out.set("certificate_self_signed", cert.is_self_signed());
+                if cert.is_self_signed() {
+                    out.set("certificate_pem", cert.to_pem());
+                    out.say(format!(
+                        "The server certificate is self-signed; its SHA-256 fingerprint is\n  {}\n\
+                         Secondaries connect with sslmode=require (encrypted, not verified). To verify it, \
+                         save the certificate (the certificate_pem field of --json) and use sslrootcert=FILE with sslmode=verify-ca.",
+                        cert.sha256_fingerprint()
+                    ));
+                }
+            }
+            Err(e) => out.warn(format!("could not read the server certificate: {e}")),
+        }
+    }
+    Ok(())
+}
+
+fn postgres_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// `--deinit`: undo `--init` completely.
+pub async fn deinit(
+    args: &ExposedbArgs,
+    app: &AppConn,
+    admin: &mut Admin,
+    out: &mut Out,
+) -> Result<(), Failure> {
+    admin.check_hba_owner(args.force)?;
+    let scope = scope(args, app, admin);
+    let version = version(admin)?;
+    let (path, old) = read_hba(admin)?;
+    let (new, had_block) = exposedb_block::remove(&old, version).map_err(super::plan_error)?;
+    out.set("role", scope.user.clone());
+    out.set("hba_file", path.display().to_string());
+    if args.dry_run {
+        let d = diff::unified(&path.display().to_string(), &old, &new);
+        let sql = vec![
+            format!(
+                "DROP ROLE {} (after ending its sessions and removing its grants)",
+                postgres_ident(&scope.user)
+            ),
+            "ALTER SYSTEM RESET listen_addresses".to_string(),
+        ];
+        out.set("dry_run", true);
+        out.set("diff", d.clone());
+        out.set("sql", sql.clone());
+        out.say("Dry run: nothing changed.");
+        if !d.is_empty() {
+            out.say(format!("pg_hba.conf would change like this:\n{d}"));
+        }
+        for s in &sql {
+            out.say(format!("SQL: {s};"));
+        }
+        return Ok(());
+    }
+    let hba_changed = if had_block {
+        admin
+            .install_hba(&path, move |cur: &[u8]| {
+                exposedb_block::remove(cur, version).map(|(t, _)| t)
+            })
+            .await?
+    } else {
+        false
+    };
+    let dropped = match pgctl::roles::role_info(admin.client(), &scope.user)
+        .await
+        .map_err(pg)?
+    {
+        Some(_) => {
+            let owner =
+                pgctl::grants::find_owner_role(admin.client(), &scope.database, Some(&app.user))
+                    .await
+                    .map_err(pg)?;
+            pgctl::grants::drop_linked_role(
+                admin.client_mut(),
+                &scope.user,
+                &scope.database,
+                &owner,
+                args.force,
+            )
+            .await
+            .map_err(pg)?
+            .dropped
+        }
+        None => false,
+    };
+    let change = pgctl::listen::reset_listen_addresses(admin.client())
+        .await
+        .map_err(pg)?;
+    let mut restarted = false;
+    if change.restart_needed {
+        restarted = restart(args, admin, None, out).await?;
+    }
+    out.set("hba_changed", hba_changed);
+    out.set("role_dropped", dropped);
+    out.set("listen_addresses", change.new.clone());
+    out.set("changed", hba_changed || dropped || change.restart_needed);
+    if hba_changed {
+        out.say(format!(
+            "Removed the knocker block from {}.",
+            path.display()
+        ));
+    }
+    if dropped {
+        out.say(format!("Dropped role {}.", scope.user));
+    }
+    if change.restart_needed {
+        out.say(format!(
+            "listen_addresses reset to '{}'{}.",
+            change.new,
+            if restarted {
+                " (PostgreSQL restarted)"
+            } else {
+                " (takes effect after a restart)"
+            }
+        ));
+    }
+    if !hba_changed && !dropped && !change.restart_needed {
+        out.say(
+            "Nothing to undo: no knocker block, no remote role, listen_addresses as configured.",
+        );
+    }
+    Ok(())
+}

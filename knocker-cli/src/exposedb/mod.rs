@@ -1,0 +1,559 @@
+//! `knocker exposedb`: share this host's Knocknoc database with other web
+//! nodes. Parses arguments, calls pgctl and pghba, prints; nothing else.
+
+mod cidr;
+mod diff;
+mod init;
+mod network;
+mod output;
+mod target;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use ipnet::IpNet;
+use pghba::exposedb_block::{self, PlanError, Scope};
+use pghba::{HbaDocument, PgVersion};
+
+use output::{Failure, Out};
+
+/// The reference usage text (DESIGN.md section 1), printed when no action is
+/// given.
+pub const REFERENCE_USAGE: &str = "\
+knocker exposedb [--init | --add <CIDR> | --remove <CIDR> | --list] [--conn URI]
+  --init          Initialize/expose the database for external access
+  --add <CIDR>    Add access rule to pg_hba.conf for the specified CIDR
+  --remove <CIDR> Remove access rule from pg_hba.conf for the specified CIDR
+  --list          List all IP addresses currently allowed to access the database
+  --conn <URI>    PostgreSQL connection string (default: from knocknoc.conf)
+  -h, --help
+";
+
+const ABOUT: &str = "Expose this host's Knocknoc PostgreSQL database to other web nodes \
+(shared-primary topology): listen on the network, a remote login role, and an \
+allow-list of source CIDRs in pg_hba.conf.";
+
+const EXAMPLES: &str = "\
+Examples:
+  sudo knocker exposedb --init
+  sudo knocker exposedb --add \"203.0.113.7/32\"
+  sudo knocker exposedb --add 203.0.113.7 --add 2001:db8::/64 --dry-run
+  sudo knocker exposedb --remove 203.0.113.7/32 --terminate
+  sudo knocker exposedb --list --json
+  sudo knocker exposedb --explain 203.0.113.7
+  knocker exposedb --list --conn \"postgres://knocknoc:PASSWORD@127.0.0.1:5432/knocknoc\" \\
+      --admin-conn \"host=/var/run/postgresql user=postgres\"
+
+Exit status: 0 done (or nothing to do), 1 failed (nothing changed), 2 bad usage or input.";
+
+/// Arguments of `knocker exposedb`.
+#[derive(Debug, Args)]
+#[command(
+    about = ABOUT,
+    override_usage = "knocker exposedb [--init | --add <CIDR> | --remove <CIDR> | --list] [--conn URI]",
+    after_help = EXAMPLES
+)]
+pub struct ExposedbArgs {
+    /// Initialize/expose the database for external access
+    #[arg(long)]
+    init: bool,
+    /// Add access rule to pg_hba.conf for the specified CIDR (repeatable)
+    #[arg(long, value_name = "CIDR")]
+    add: Vec<String>,
+    /// Remove access rule from pg_hba.conf for the specified CIDR (repeatable)
+    #[arg(long, value_name = "CIDR")]
+    remove: Vec<String>,
+    /// List all IP addresses currently allowed to access the database
+    #[arg(long)]
+    list: bool,
+    /// PostgreSQL connection string (default: from knocknoc.conf)
+    #[arg(long, value_name = "URI")]
+    conn: Option<String>,
+    /// Undo --init: drop the remote role, remove the block, restore listen_addresses
+    #[arg(long)]
+    deinit: bool,
+    /// Say which pg_hba.conf line a connection from ADDR would hit, and why
+    #[arg(long, value_name = "ADDR")]
+    explain: Option<String>,
+    /// Give the remote role a new password (with or without --init)
+    #[arg(long)]
+    rotate_password: bool,
+    /// knocknoc.conf to read the application's connection string from
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/opt/knocknoc/etc/knocknoc.conf"
+    )]
+    config: PathBuf,
+    /// Superuser connection string (default: peer login as `postgres` over the unix socket)
+    #[arg(long, value_name = "URI")]
+    admin_conn: Option<String>,
+    /// Name of the remote role (default: <application role>_remote)
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// listen_addresses entries to add with --init (default: 0.0.0.0)
+    #[arg(long, value_name = "ADDRS")]
+    listen: Option<String>,
+    /// Host name or address secondaries use to reach this server
+    #[arg(long, value_name = "HOST")]
+    advertise: Option<String>,
+    /// Number of web nodes expected (for the max_connections check)
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    nodes: u32,
+    /// Do not restart PostgreSQL; print the command instead
+    #[arg(long)]
+    no_restart: bool,
+    /// With --remove: end sessions already open from the removed CIDRs
+    #[arg(long)]
+    terminate: bool,
+    /// Print what would change (unified diff and SQL); change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Print one JSON object ("version": 1)
+    #[arg(long)]
+    json: bool,
+    /// Do not ask for confirmation before restarting PostgreSQL
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Allow 0.0.0.0/0 and ::/0, override an operator's reject, adopt an unmarked role, edit a managed file
+    #[arg(long)]
+    force: bool,
+}
+
+/// Which action was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    Init,
+    Deinit,
+    Change { add: Vec<IpNet>, remove: Vec<IpNet> },
+    List,
+    Explain(std::net::IpAddr),
+}
+
+fn action(args: &ExposedbArgs) -> Result<Option<Action>, Failure> {
+    let mut chosen = Vec::new();
+    if args.init {
+        chosen.push("--init");
+    }
+    if args.deinit {
+        chosen.push("--deinit");
+    }
+    if !args.add.is_empty() || !args.remove.is_empty() {
+        chosen.push("--add/--remove");
+    }
+    if args.list {
+        chosen.push("--list");
+    }
+    if args.explain.is_some() {
+        chosen.push("--explain");
+    }
+    if args.rotate_password && !args.init {
+        chosen.push("--rotate-password");
+    }
+    if chosen.len() > 1 {
+        return Err(Failure::usage(format!(
+            "choose one action, not {}",
+            chosen.join(" and ")
+        )));
+    }
+    check_names(args)?;
+    if args.terminate && args.remove.is_empty() {
+        return Err(Failure::usage("--terminate goes with --remove CIDR"));
+    }
+    let cidrs = |list: &[String]| {
+        list.iter()
+            .map(|a| cidr::parse_cidr(a, args.force).map_err(|e| Failure::usage(e.0)))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(Some(if args.init || args.rotate_password {
+        Action::Init
+    } else if args.deinit {
+        Action::Deinit
+    } else if !args.add.is_empty() || !args.remove.is_empty() {
+        let (add, remove) = (cidrs(&args.add)?, cidrs(&args.remove)?);
+        if let Some(both) = add.iter().find(|n| remove.contains(n)) {
+            return Err(Failure::usage(format!("{both} is both added and removed")));
+        }
+        Action::Change { add, remove }
+    } else if args.list {
+        Action::List
+    } else if let Some(addr) = &args.explain {
+        let net = cidr::parse_cidr(addr, true).map_err(|e| Failure::usage(e.0))?;
+        if net.prefix_len() != net.max_prefix_len() {
+            return Err(Failure::usage(format!(
+                "--explain takes one address, not the network {net}"
+            )));
+        }
+        Action::Explain(net.addr())
+    } else {
+        return Ok(None);
+    }))
+}
+
+/// Check `--user`, `--listen` and `--advertise` before anything is touched.
+fn check_names(args: &ExposedbArgs) -> Result<(), Failure> {
+    if let Some(u) = &args.user {
+        let ok = !u.is_empty()
+            && u.len() <= pgctl::roles::MAX_NAME_BYTES
+            && u.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && u.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return Err(Failure::usage(format!(
+                "--user: {u:?} is not accepted; use letters, digits and _ (at most 63, not starting with a digit)"
+            )));
+        }
+    }
+    if let Some(h) = &args.advertise {
+        let ok = !h.is_empty()
+            && h.len() <= 253
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+        if !ok {
+            return Err(Failure::usage(format!(
+                "--advertise: {h:?} is not a host name or IP address"
+            )));
+        }
+    }
+    init::listen_additions(args).map(|_| ())
+}
+
+/// Run `knocker exposedb`; returns the exit code.
+pub fn run(args: &ExposedbArgs) -> ExitCode {
+    let mut out = Out::new(args.json);
+    let result = match action(args) {
+        Ok(None) => {
+            println!("{ABOUT}\n\nUsage: {REFERENCE_USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Some(action)) => {
+            out.set("action", action_name(&action));
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(execute(args, action, &mut out)),
+                Err(e) => Err(Failure::failed(format!("cannot start the runtime: {e}"))),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    out.finish(result)
+}
+
+fn action_name(a: &Action) -> &'static str {
+    match a {
+        Action::Init => "init",
+        Action::Deinit => "deinit",
+        Action::Change { .. } => "change",
+        Action::List => "list",
+        Action::Explain(_) => "explain",
+    }
+}
+
+async fn execute(args: &ExposedbArgs, action: Action, out: &mut Out) -> Result<(), Failure> {
+    let app = target::AppConn::load(args)?;
+    let mut admin = target::Admin::connect(args, &app).await?;
+    match action {
+        Action::Init => init::init(args, &app, &mut admin, out).await,
+        Action::Deinit => init::deinit(args, &app, &mut admin, out).await,
+        Action::Change { add, remove } => change(args, &app, &mut admin, &add, &remove, out).await,
+        Action::List => list(args, &app, &admin, out),
+        Action::Explain(addr) => explain(args, &app, &admin, addr, out),
+    }
+}
+
+/// The scope of the block's rules on this server.
+fn scope(args: &ExposedbArgs, app: &target::AppConn, admin: &target::Admin) -> Scope {
+    Scope {
+        database: app.database.clone(),
+        user: app.remote_role(args),
+        hostssl: admin.facts.ssl,
+    }
+}
+
+fn version(admin: &target::Admin) -> Result<PgVersion, Failure> {
+    PgVersion::new(admin.facts.major())
+        .map_err(|e| Failure::failed(format!("unsupported server version: {e}")))
+}
+
+fn read_hba(admin: &target::Admin) -> Result<(PathBuf, Vec<u8>), Failure> {
+    let path = admin.hba_path()?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| Failure::failed(format!("cannot read {}: {e}", path.display())))?;
+    Ok((path, bytes))
+}
+
+fn net_strings(nets: &[IpNet]) -> Vec<String> {
+    nets.iter().map(|n| n.to_string()).collect()
+}
+
+/// Who is making the change, for the rule's comment.
+pub(crate) fn rule_comment() -> String {
+    let who = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    let who: String = who
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
+        .take(64)
+        .collect();
+    format!("added {} by {who}", output::utc_now())
+}
+
+fn plan_error(e: PlanError) -> Failure {
+    match e {
+        PlanError::RejectedBy { net, line } => Failure::failed(format!(
+            "pg_hba.conf line {} rejects connections from part of {net} before the knocker block:\n  {}\n\
+             The operator's reject wins: narrow the CIDR, change that line, or add --force.",
+            line.line_number, line.text
+        )),
+        other => Failure::failed(format!("pg_hba.conf: {other}")),
+    }
+}
+
+async fn change(
+    args: &ExposedbArgs,
+    app: &target::AppConn,
+    admin: &mut target::Admin,
+    add: &[IpNet],
+    remove: &[IpNet],
+    out: &mut Out,
+) -> Result<(), Failure> {
+    admin.check_hba_owner(args.force)?;
+    let scope = scope(args, app, admin);
+    let version = version(admin)?;
+    let (path, old) = read_hba(admin)?;
+    let comment = rule_comment();
+    let planned = exposedb_block::plan(&old, version, &scope, add, remove, &comment, args.force)
+        .map_err(plan_error)?;
+    for (net, line) in &planned.shadowed_by {
+        let how = if line.rejects { "rejects" } else { "decides" };
+        out.warn(format!(
+            "line {} comes first and {how} {} connections from {net}: {}",
+            line.line_number,
+            if line.covers_all { "all" } else { "some" },
+            line.text
+        ));
+    }
+    for net in add.iter().chain(remove) {
+        if net.addr().is_ipv6() && !admin.listens_on_ipv6() {
+            out.warn(format!(
+                "{net} is IPv6 but the server does not listen on IPv6 (listen_addresses = '{}')",
+                admin.facts.listen_addresses
+            ));
+        }
+    }
+    out.set("hba_file", path.display().to_string());
+    out.set("added", net_strings(&planned.added));
+    out.set("already_present", net_strings(&planned.already_present));
+    out.set("removed", net_strings(&planned.removed));
+    out.set("absent", net_strings(&planned.absent));
+    for n in &planned.already_present {
+        out.say(format!("{n} is already allowed; nothing to add."));
+    }
+    for n in &planned.absent {
+        out.say(format!("{n} is not in the list; nothing to remove."));
+    }
+    if args.dry_run {
+        let d = diff::unified(&path.display().to_string(), &old, &planned.new_text);
+        out.set("dry_run", true);
+        out.set("diff", d.clone());
+        let sql: Vec<String> = if args.terminate {
+            planned
+                .removed
+                .iter()
+                .map(|n| format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE client_addr <<= '{n}' AND usename = {}", postgres_protocol_literal(&scope.user)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        out.set("sql", sql.clone());
+        if d.is_empty() {
+            out.say("Dry run: pg_hba.conf would not change.");
+        } else {
+            out.say(format!(
+                "Dry run: nothing changed. pg_hba.conf would change like this:\n{d}"
+            ));
+            if planned.changed() {
+                out.say("Then: SELECT pg_reload_conf();");
+            }
+        }
+        for s in sql {
+            out.say(format!("SQL: {s};"));
+        }
+        return Ok(());
+    }
+    let changed = if planned.changed() {
+        let force = args.force;
+        let scope2 = scope.clone();
+        let (add2, remove2) = (add.to_vec(), remove.to_vec());
+        admin
+            .install_hba(&path, move |current: &[u8]| {
+                exposedb_block::plan(current, version, &scope2, &add2, &remove2, &comment, force)
+                    .map(|c| c.new_text)
+            })
+            .await?
+    } else {
+        false
+    };
+    out.set("changed", changed);
+    for n in &planned.added {
+        out.say(format!(
+            "Allowed {n} to connect to database {} as {} ({}, scram-sha-256).",
+            scope.database,
+            scope.user,
+            if scope.hostssl { "hostssl" } else { "host" }
+        ));
+    }
+    for n in &planned.removed {
+        out.say(format!("Removed {n}."));
+    }
+    if changed {
+        out.say(format!("{} updated and reloaded.", path.display()));
+    }
+    if args.terminate && !planned.removed.is_empty() {
+        let mut ended = 0;
+        for n in &planned.removed {
+            ended += pgctl::roles::terminate_sessions_from(admin.client(), n, Some(&scope.user))
+                .await
+                .map_err(|e| Failure::failed(format!("ending sessions from {n}: {e}")))?;
+        }
+        out.set("terminated_sessions", ended);
+        out.say(format!(
+            "Ended {ended} open session(s) from the removed CIDRs."
+        ));
+    }
+    Ok(())
+}
+
+fn postgres_protocol_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn list(
+    args: &ExposedbArgs,
+    app: &target::AppConn,
+    admin: &target::Admin,
+    out: &mut Out,
+) -> Result<(), Failure> {
+    let version = version(admin)?;
+    let (path, bytes) = read_hba(admin)?;
+    let doc = HbaDocument::parse_for(&bytes, version);
+    let rules = exposedb_block::list(&doc, version)
+        .map_err(|e| Failure::failed(format!("{}: {e}", path.display())))?;
+    let scope = scope(args, app, admin);
+    out.set("hba_file", path.display().to_string());
+    out.set(
+        "cidrs",
+        rules.iter().map(|r| r.net.to_string()).collect::<Vec<_>>(),
+    );
+    out.set(
+        "rules",
+        rules
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "cidr": r.net.to_string(),
+                    "line": r.line_number,
+                    "type": r.connection_type.as_str(),
+                    "databases": r.databases,
+                    "users": r.users,
+                    "comment": r.comment,
+                })
+            })
+            .collect::<Vec<_>>(),
+    );
+    if !out.json() {
+        if rules.is_empty() {
+            eprintln!(
+                "No CIDR is allowed yet{}; add one with: knocker exposedb --add CIDR",
+                if doc
+                    .find_block(exposedb_block::BEGIN_MARKER, exposedb_block::END_MARKER)
+                    .ok()
+                    .flatten()
+                    .is_none()
+                {
+                    " (no knocker block in pg_hba.conf; run knocker exposedb --init)"
+                } else {
+                    ""
+                }
+            );
+        }
+        for r in &rules {
+            println!("{}", r.net);
+        }
+    }
+    let _ = scope;
+    Ok(())
+}
+
+fn explain(
+    args: &ExposedbArgs,
+    app: &target::AppConn,
+    admin: &target::Admin,
+    addr: std::net::IpAddr,
+    out: &mut Out,
+) -> Result<(), Failure> {
+    let version = version(admin)?;
+    let (path, bytes) = read_hba(admin)?;
+    let doc = HbaDocument::parse_for(&bytes, version);
+    let scope = scope(args, app, admin);
+    let conn = exposedb_block::Connection {
+        addr,
+        database: scope.database.clone(),
+        user: scope.user.clone(),
+        ssl: scope.hostssl,
+    };
+    let e = exposedb_block::first_match(&doc, version, &conn);
+    out.set("hba_file", path.display().to_string());
+    out.set("address", addr.to_string());
+    out.set("database", scope.database.clone());
+    out.set("user", scope.user.clone());
+    out.set("ssl", scope.hostssl);
+    out.set(
+        "maybe",
+        e.maybe
+            .iter()
+            .map(|(n, t)| serde_json::json!({"line": n, "text": t}))
+            .collect::<Vec<_>>(),
+    );
+    let head = format!(
+        "A connection from {addr} to database {} as {}{}",
+        scope.database,
+        scope.user,
+        if scope.hostssl { " over SSL" } else { "" }
+    );
+    for (n, t) in &e.maybe {
+        out.say(format!(
+            "Line {n} may match first (depends on group membership, a regular expression or a host name): {t}"
+        ));
+    }
+    match &e.hit {
+        Some((n, t, method)) => {
+            out.set("line", *n);
+            out.set("text", t.clone());
+            out.set("method", method.as_str());
+            out.set("allowed", *method != pghba::AuthMethod::Reject);
+            let verdict = if *method == pghba::AuthMethod::Reject {
+                "is rejected".to_string()
+            } else {
+                format!("is admitted with {}", method.as_str())
+            };
+            out.say(format!(
+                "{head} hits {}:{n} and {verdict}:\n  {t}",
+                path.display()
+            ));
+        }
+        None => {
+            out.set("line", serde_json::Value::Null);
+            out.set("allowed", false);
+            out.say(format!(
+                "{head} matches no line of {} and is refused (\"no pg_hba.conf entry\"). \
+                 Allow it with: knocker exposedb --add {addr}",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! What `exposedb` works on: the application's connection string and an
+//! administrator's session on the same server.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pgctl::connect::ConnectParams;
+use pgctl::conninfo::{ConnInfo, Keyword};
+use pgctl::server::ServerFacts;
+use tokio_postgres::Client;
+
+use super::output::Failure;
+use super::ExposedbArgs;
+
+/// The socket directory of a stock Debian/Ubuntu server.
+pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
+
+/// The application's connection string, read from `--conn` or knocknoc.conf.
+#[derive(Debug)]
+pub struct AppConn {
+    /// The Knocknoc database.
+    pub database: String,
+    /// The application's role.
+    pub user: String,
+    /// The server's port as the application reaches it.
+    pub port: u16,
+}
+
+impl AppConn {
+    /// Read and check the application's connection string.
+    pub fn load(args: &ExposedbArgs) -> Result<AppConn, Failure> {
+        let (text, from) = match &args.conn {
+            Some(c) => (c.clone(), "--conn".to_string()),
+            None => {
+                let doc = knocknoc_conf::Document::load(&args.config).map_err(|e| {
+                    Failure::failed(format!(
+                        "{e}\nGive the application's connection string with --conn URI, or --config PATH."
+                    ))
+                })?;
+                let settings = doc
+                    .settings()
+                    .map_err(|e| Failure::failed(format!("{}: {e}", args.config.display())))?;
+                let url = settings.database_url.ok_or_else(|| {
+                    Failure::failed(format!(
+                        "{} has no DatabaseURL; give the connection string with --conn URI",
+                        args.config.display()
+                    ))
+                })?;
+                (
+                    url.expose_secret().to_string(),
+                    format!("DatabaseURL in {}", args.config.display()),
+                )
+            }
+        };
+        let info = ConnInfo::parse(&text)
+            .map_err(|e| Failure::usage(format!("{from}: not a valid connection string: {e}")))?;
+        let user = info
+            .get(Keyword::User)
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| Failure::usage(format!("{from}: the connection string names no user")))?
+            .to_string();
+        let database = info
+            .get(Keyword::Dbname)
+            .filter(|d| !d.is_empty())
+            .unwrap_or(&user)
+            .to_string();
+        let port = match info.get(Keyword::Port) {
+            None | Some("") => 5432,
+            Some(p) => p
+                .split(',')
+                .next()
+                .and_then(|p| p.trim().parse().ok())
+                .ok_or_else(|| Failure::usage(format!("{from}: bad port {p:?}")))?,
+        };
+        pgctl::roles::validate_name("database", &database)
+            .map_err(|e| Failure::usage(format!("{from}: {e}")))?;
+        Ok(AppConn {
+            database,
+            user,
+            port,
+        })
+    }
+
+    /// The remote role's name: `--user` or `<application role>_remote`.
+    pub fn remote_role(&self, args: &ExposedbArgs) -> String {
+        args.user.clone().unwrap_or_else(|| {
+            let mut base = self.user.clone();
+            while base.len() + "_remote".len() > pgctl::roles::MAX_NAME_BYTES {
+                base.pop();
+            }
+            format!("{base}_remote")
+        })
+    }
+}
+
+/// A superuser session on the server, with what it told about itself.
+pub struct Admin {
+    client: Client,
+    params: ConnectParams,
+    os_user: Option<String>,
+    /// Server settings and version.
+    pub facts: ServerFacts,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+async fn open(params: &ConnectParams, os_user: Option<&str>) -> Result<Client, Failure> {
+    let connected = match os_user {
+        Some(u) => pgctl::connect::connect_as_os_user(params, u).await,
+        None => pgctl::connect::connect(params).await,
+    };
+    connected.map(|c| c.into_client()).map_err(|e| {
+        Failure::failed(format!(
+            "cannot connect as the database administrator: {e}\n\
+             Run as root on the database server (peer login as postgres over {DEFAULT_SOCKET_DIR}), \
+             or give a superuser connection string with --admin-conn."
+        ))
+    })
+}
+
+impl Admin {
+    /// Connect as the local superuser: `--admin-conn`, else peer login as
+    /// `postgres` over the unix socket of the application's port (as that
+    /// OS user when running as root).
+    pub async fn connect(args: &ExposedbArgs, app: &AppConn) -> Result<Admin, Failure> {
+        let (info, os_user) = match &args.admin_conn {
+            Some(text) => (
+                ConnInfo::parse(text).map_err(|e| {
+                    Failure::usage(format!("--admin-conn: not a valid connection string: {e}"))
+                })?,
+                None,
+            ),
+            None => {
+                let info = ConnInfo::builder()
+                    .host(DEFAULT_SOCKET_DIR)
+                    .port(app.port)
+                    .user("postgres")
+                    .dbname("postgres")
+                    .build();
+                // SAFETY: geteuid has no preconditions and cannot fail.
+                let root = unsafe { libc::geteuid() } == 0;
+                (info, root.then(|| "postgres".to_string()))
+            }
+        };
+        let params = pgctl::conninfo::resolve_from_process_env(&info)
+            .map_err(|e| Failure::usage(format!("admin connection: {e}")))?
+            .params;
+        let client = open(&params, os_user.as_deref()).await?;
+        let facts = pgctl::server::read_facts(&client)
+            .await
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        if !facts.is_superuser {
+            return Err(Failure::failed(format!(
+                "the admin connection logs in as {:?}, which is not a superuser; use --admin-conn with a superuser",
+                facts.user
+            )));
+        }
+        Ok(Admin {
+            client,
+            params,
+            os_user,
+            facts,
+        })
+    }
+
+    /// The session.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The session, mutable (transactions).
+    pub fn client_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// Replace the session and reread the facts (after a restart).
+    pub async fn replace(&mut self, client: Client) -> Result<(), Failure> {
+        self.facts = pgctl::server::read_facts(&client)
+            .await
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        self.client = client;
+        Ok(())
+    }
+
+    /// A closure that reconnects, for `restart_and_wait`.
+    pub fn reconnector(
+        &self,
+    ) -> impl FnMut() -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Client, tokio_postgres::Error>> + Send>,
+    > {
+        let params = Arc::new(self.params.clone());
+        let os_user = self.os_user.clone();
+        move || {
+            let (params, os_user) = (params.clone(), os_user.clone());
+            Box::pin(async move {
+                let r = match &os_user {
+                    Some(u) => pgctl::connect::connect_as_os_user(&params, u).await,
+                    None => pgctl::connect::connect(&params).await,
+                };
+                match r {
+                    Ok(c) => Ok(c.into_client()),
+                    // restart_and_wait only keeps the message of a failed
+                    // attempt; tokio-postgres errors cannot be built by
+                    // hand, so fail a connection to a path that cannot exist.
+                    Err(_) => Err(tokio_postgres::Config::new()
+                        .host_path("/nonexistent/knocker-restart-wait")
+                        .port(1)
+                        .user("postgres")
+                        .connect(tokio_postgres::NoTls)
+                        .await
+                        .err()
+                        .expect("a socket under /nonexistent cannot be connected")),
+                }
+            })
+        }
+    }
+
+    /// The server's pg_hba.conf.
+    pub fn hba_path(&self) -> Result<PathBuf, Failure> {
+        self.facts
+            .hba_file
+            .clone()
+            .ok_or_else(|| Failure::failed("the server did not report its hba_file"))
+    }
+
+    /// Refuse a pg_hba.conf that another tool manages, unless forced.
+    pub fn check_hba_owner(&self, force: bool) -> Result<(), Failure> {
+        pgctl::server::check_hba_owner(&self.facts, force)
+            .map(|_| ())
+            .map_err(|e| Failure::failed(format!("{e}\nAdd --force to edit it anyway.")))
+    }
+
+    /// Whether `listen_addresses` includes an IPv6 address or `*`.
+    pub fn listens_on_ipv6(&self) -> bool {
+        pgctl::listen::split_listen_addresses(&self.facts.listen_addresses)
+            .iter()
+            .any(|a| a == "*" || a.contains(':') || a == "localhost")
+    }
+
+    /// Edit pg_hba.conf safely (lock, backup, validate, atomic write,
+    /// reload). Returns whether the file changed.
+    pub async fn install_hba<F, E>(&self, path: &Path, edit: F) -> Result<bool, Failure>
+    where
+        F: FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        let options = pgctl::hba_install::InstallOptions {
+            events: Some(Arc::new(|e: pgctl::hba_install::InstallEvent| {
+                if matches!(e, pgctl::hba_install::InstallEvent::WaitingForLock { .. }) {
+                    eprintln!("{e}");
+                }
+            })),
+            ..Default::default()
+        };
+        pgctl::hba_install::edit(&self.client, path, edit, &options)
+            .await
+            .map(|r| r.changed)
+            .map_err(|e| Failure::failed(format!("{}: {e}", path.display())))
+    }
+}

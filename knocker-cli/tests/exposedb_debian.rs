@@ -1,0 +1,118 @@
+//! `knocker exposedb` on a stock Debian cluster (pg_createcluster), run as
+//! root the way an operator would: no --admin-conn (peer login as
+//! `postgres` over /var/run/postgresql), no --yes with standard input not a
+//! terminal, restart through pg_ctlcluster, `hostssl` rules with the
+//! snakeoil certificate, and a secondary connecting with exactly the
+//! printed string.
+
+use std::process::{Command, Output, Stdio};
+
+use pg_harness::DebianCluster;
+
+fn knocker(conf: &std::path::Path, args: &[&str]) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_knocker"))
+        .arg("exposedb")
+        .arg("--config")
+        .arg(conf)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?}: exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+async fn connect(uri: &str, source: &str) -> Result<tokio_postgres::Client, String> {
+    let info = pgctl::conninfo::ConnInfo::parse(uri).map_err(|e| e.to_string())?;
+    let params = pgctl::conninfo::resolve_from_process_env(&info)
+        .map_err(|e| e.to_string())?
+        .params;
+    pgctl::connect::connect_from(&params, source.parse().unwrap())
+        .await
+        .map(|c| c.into_client())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn debian_cluster_as_root_without_admin_conn_or_yes() {
+    pg_harness::block_on(async {
+        let cluster = DebianCluster::create(15).await;
+        let admin = cluster.connect().await.unwrap();
+        for sql in [
+            "CREATE ROLE knocknoc LOGIN PASSWORD 'app-secret'",
+            "CREATE DATABASE knocknoc OWNER knocknoc",
+        ] {
+            admin.batch_execute(sql).await.unwrap();
+        }
+        let ssl: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+        assert_eq!(ssl, "on", "Debian clusters use the snakeoil certificate");
+        drop(admin);
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("knocknoc.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "DatabaseURL = \"postgres://knocknoc:app-secret@127.0.0.1:{}/knocknoc\"\n",
+                cluster.port()
+            ),
+        )
+        .unwrap();
+        let hba_meta = std::fs::metadata(cluster.hba_file()).unwrap();
+
+        // The secondary at 127.0.0.2 reaches the primary at 127.0.0.1.
+        let init = knocker(&conf, &["--init", "--advertise", "127.0.0.1"]);
+        let text = String::from_utf8(init.stdout).unwrap();
+        let uris: Vec<&str> = text
+            .split_whitespace()
+            .filter(|w| w.starts_with("postgres://") || w.starts_with("postgresql://"))
+            .collect();
+        assert_eq!(uris.len(), 1, "exactly one connection string:\n{text}");
+        let uri = uris[0];
+        assert!(uri.ends_with("?sslmode=require"), "{uri}");
+        assert!(text.contains("SHA-256 fingerprint"), "{text}");
+        assert!(cluster.log().lines().count() > 0);
+
+        // Not yet allowed.
+        assert!(connect(uri, "127.0.0.2").await.is_err());
+        knocker(&conf, &["--add", "127.0.0.2/32"]);
+        let hba = std::fs::read_to_string(cluster.hba_file()).unwrap();
+        assert!(hba.contains("hostssl"), "{hba}");
+        let client = connect(uri, "127.0.0.2")
+            .await
+            .expect("the printed string works from 127.0.0.2");
+        let who: String = client
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(who, "knocknoc");
+        // The same string from 127.0.0.3 is refused.
+        let err = connect(uri, "127.0.0.3")
+            .await
+            .expect_err("127.0.0.3 is not allowed");
+        assert!(err.contains("pg_hba.conf"), "{err}");
+
+        use std::os::unix::fs::MetadataExt;
+        let after = std::fs::metadata(cluster.hba_file()).unwrap();
+        assert_eq!(
+            (after.mode(), after.uid(), after.gid()),
+            (hba_meta.mode(), hba_meta.uid(), hba_meta.gid())
+        );
+        let password = uri.split(':').nth(2).unwrap().split('@').next().unwrap();
+        assert!(
+            !cluster.log().contains(password),
+            "password in the server log"
+        );
+
+        knocker(&conf, &["--deinit"]);
+        assert!(connect(uri, "127.0.0.2").await.is_err());
+        let hba = std::fs::read_to_string(cluster.hba_file()).unwrap();
+        assert!(!hba.contains("knocker"));
+    });
+}

@@ -1,0 +1,326 @@
+//! `knocker exposedb` end to end through the built binary against real
+//! servers 15-18: allow/deny proven from other loopback addresses.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use pg_harness::{Cluster, ClusterOptions};
+
+/// A primary with a Knocknoc database and a knocknoc.conf pointing at it.
+struct Primary {
+    pg: Cluster,
+    _dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+impl Primary {
+    async fn start(major: u32, hba: Option<&str>) -> Primary {
+        let pg = Cluster::start_with(
+            major,
+            ClusterOptions {
+                hba: hba.map(str::to_string),
+                settings: vec![
+                    ("log_connections".into(), "on".into()),
+                    ("log_statement".into(), "all".into()),
+                ],
+                ..Default::default()
+            },
+        )
+        .await;
+        pg.create_role("knocknoc", "app-secret").await;
+        pg.create_database("knocknoc", "knocknoc").await;
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("knocknoc.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "Listen = 127.0.0.1:8756\nDatabaseURL = \"postgres://knocknoc:app-secret@127.0.0.1:{}/knocknoc\"\n",
+                pg.port()
+            ),
+        )
+        .unwrap();
+        Primary {
+            pg,
+            _dir: dir,
+            conf,
+        }
+    }
+
+    fn knocker(&self, args: &[&str]) -> Output {
+        let admin = format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.pg.port()
+        );
+        let mut all: Vec<&str> = vec!["exposedb", "--config", self.conf.to_str().unwrap()];
+        all.extend(["--admin-conn", &admin]);
+        all.extend(args);
+        run(&all)
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_knocker"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn ok(o: Output) -> Output {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn snapshot(p: &Primary) -> (Vec<u8>, Vec<u8>) {
+    (
+        std::fs::read(p.pg.hba_file()).unwrap(),
+        std::fs::read(p.pg.data_dir().join("postgresql.auto.conf")).unwrap_or_default(),
+    )
+}
+
+async fn roles(p: &Primary) -> Vec<String> {
+    p.pg.connect()
+        .await
+        .query("SELECT rolname::text FROM pg_roles ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+fn mode_and_owner(path: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.mode(), m.uid(), m.gid())
+}
+
+/// The whole flow on one primary: init, add, list, allow from 127.0.0.2 and
+/// deny from 127.0.0.3, idempotence, explain, remove --terminate, deinit.
+async fn whole_flow(p: &Primary) {
+    let before = mode_and_owner(&p.pg.hba_file());
+    let init = json(&ok(p.knocker(&[
+        "--init",
+        "--no-restart",
+        "--advertise",
+        "127.0.0.1",
+        "--json",
+    ])));
+    assert_eq!(init["version"], 1);
+    assert_eq!(init["role_outcome"], "created");
+    let password = init["password"].as_str().unwrap().to_string();
+    let uri = init["connection_string"].as_str().unwrap();
+    assert_eq!(
+        uri,
+        format!(
+            "postgres://knocknoc_remote:{password}@127.0.0.1:{}/knocknoc",
+            p.pg.port()
+        )
+    );
+    p.pg.restart().await;
+
+    // Nobody outside 127.0.0.1 gets in before --add.
+    assert!(p
+        .pg
+        .connect_from(ip("127.0.0.2"), "knocknoc_remote", &*password, "knocknoc")
+        .await
+        .is_err());
+    let add = ok(p.knocker(&["--add", "127.0.0.2"]));
+    assert!(
+        stdout(&add).contains("Allowed 127.0.0.2/32"),
+        "{}",
+        stdout(&add)
+    );
+    assert_eq!(stdout(&ok(p.knocker(&["--list"]))), "127.0.0.2/32\n");
+
+    let client =
+        p.pg.connect_from(ip("127.0.0.2"), "knocknoc_remote", &*password, "knocknoc")
+            .await
+            .expect("127.0.0.2 is allowed");
+    let row = client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, String>(0),
+        "knocknoc",
+        "acts as the app's role"
+    );
+    client
+        .batch_execute("CREATE TABLE made_remotely(x int)")
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let err =
+        p.pg.connect_from(ip("127.0.0.3"), "knocknoc_remote", &*password, "knocknoc")
+            .await
+            .expect_err("127.0.0.3 is not allowed");
+    let msg = err
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    assert!(
+        msg.contains("no pg_hba.conf entry") || msg.contains("rejects"),
+        "{msg}"
+    );
+
+    // Idempotent: the same add changes nothing and says so.
+    let (hba, auto) = snapshot(p);
+    let again = ok(p.knocker(&["--add", "127.0.0.2/32"]));
+    assert!(stdout(&again).contains("already allowed"));
+    assert_eq!(snapshot(p), (hba, auto));
+    let rerun = json(&ok(p.knocker(&[
+        "--init",
+        "--no-restart",
+        "--advertise",
+        "127.0.0.1",
+        "--json",
+    ])));
+    assert_eq!(rerun["role_outcome"], "unchanged");
+    assert_eq!(rerun["changed"], false);
+    assert!(rerun["password"].is_null());
+
+    let e2 = json(&ok(p.knocker(&["--explain", "127.0.0.2", "--json"])));
+    assert_eq!(e2["allowed"], true);
+    assert_eq!(e2["method"], "scram-sha-256");
+    let e3 = json(&ok(p.knocker(&["--explain", "127.0.0.3", "--json"])));
+    assert_eq!(e3["allowed"], false);
+
+    assert_eq!(
+        mode_and_owner(&p.pg.hba_file()),
+        before,
+        "owner and mode kept"
+    );
+    let log = p.pg.log();
+    assert!(
+        !log.contains(&password),
+        "the password reached the server log"
+    );
+
+    // Remove with --terminate ends the open session too.
+    let removed = json(&ok(p.knocker(&[
+        "--remove",
+        "127.0.0.2/32",
+        "--terminate",
+        "--json",
+    ])));
+    assert_eq!(removed["removed"][0], "127.0.0.2/32");
+    assert_eq!(removed["terminated_sessions"], 1);
+    assert!(client.query_one("SELECT 1", &[]).await.is_err());
+    assert!(p
+        .pg
+        .connect_from(ip("127.0.0.2"), "knocknoc_remote", &*password, "knocknoc")
+        .await
+        .is_err());
+    let absent = ok(p.knocker(&["--remove", "127.0.0.2/32"]));
+    assert!(stdout(&absent).contains("nothing to remove"));
+
+    let de = json(&ok(p.knocker(&["--deinit", "--no-restart", "--json"])));
+    assert_eq!(de["role_dropped"], true);
+    assert!(!roles(p).await.contains(&"knocknoc_remote".to_string()));
+    assert!(!String::from_utf8(std::fs::read(p.pg.hba_file()).unwrap())
+        .unwrap()
+        .contains("knocker"));
+}
+
+pg_harness::pg_test!(
+    async fn flow_on_default_hba(major: u32) {
+        let p = Primary::start(major, None).await;
+        whole_flow(&p).await;
+    }
+);
+
+pg_harness::pg_test!(
+    async fn flow_with_catch_all_reject(major: u32) {
+        let hba = format!(
+            "{}host all all 0.0.0.0/0 reject\nhost all all ::/0 reject\n",
+            pg_harness::DEFAULT_HBA
+        );
+        let p = Primary::start(major, Some(&hba)).await;
+        whole_flow(&p).await;
+    }
+);
+
+pg_harness::pg_test!(
+    async fn narrower_operator_reject_wins_unless_forced(major: u32) {
+        let hba = format!(
+            "{}host all all 127.0.0.2/32 reject\n",
+            pg_harness::DEFAULT_HBA
+        );
+        let p = Primary::start(major, Some(&hba)).await;
+        ok(p.knocker(&["--init", "--no-restart", "--advertise", "127.0.0.1"]));
+        let before = snapshot(&p);
+        let o = p.knocker(&["--add", "127.0.0.0/30"]);
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("line 7") && err.contains("127.0.0.2/32 reject"),
+            "{err}"
+        );
+        assert_eq!(snapshot(&p), before, "nothing changed");
+        ok(p.knocker(&["--add", "127.0.0.0/30", "--force"]));
+        assert_eq!(stdout(&ok(p.knocker(&["--list"]))), "127.0.0.0/30\n");
+    }
+);
+
+pg_harness::pg_test!(
+    async fn hostile_input_exits_2_and_changes_nothing(major: u32) {
+        let p = Primary::start(major, None).await;
+        let before = (snapshot(&p), roles(&p).await);
+        for args in [
+            &["--add", "example.com"][..],
+            &["--add", "10.0.0.1/24"],
+            &["--add", "0.0.0.0/0"],
+            &["--add", "::/0"],
+            &["--add", "10.0.0.1\nhost all all all trust"],
+            &["--add", "10.0.0.1\" trust"],
+            &["--add", "10.0.0.1 #"],
+            &["--remove", "10.0.0.0/33"],
+            &["--add", "10.0.0.1", "--remove", "10.0.0.1"],
+            &["--init", "--list"],
+            &[
+                "--init",
+                "--user",
+                "x\"; DROP ROLE postgres; --",
+                "--no-restart",
+            ],
+            &["--init", "--listen", "0.0.0.0'; x", "--no-restart"],
+            &["--explain", "10.0.0.0/8"],
+            &["--terminate"],
+        ] {
+            let o = p.knocker(args);
+            assert_eq!(
+                o.status.code(),
+                Some(2),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let o = run(&[
+            "exposedb",
+            "--list",
+            "--conn",
+            "postgres://knocknoc@127.0.0.1:1/knocknoc?sslmod=require",
+        ]);
+        assert_eq!(o.status.code(), Some(2));
+        assert_eq!((snapshot(&p), roles(&p).await), before);
+    }
+);
