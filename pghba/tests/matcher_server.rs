@@ -12,6 +12,7 @@ use pg_harness::{Cluster, ClusterOptions};
 use pghba::matcher::{Connection, RuleSet, StaticContext};
 use pghba::rule::AuthMethod;
 use pghba::{BuildFeatures, NoFiles, PgVersion, ValidateOptions};
+use tokio_postgres::tls::MakeTlsConnect;
 
 const PASSWORD: &str = "pw-matcher";
 const SENTINEL: &str = "127.0.0.254";
@@ -145,6 +146,44 @@ async fn logged_line(pg: &Cluster, from: usize) -> Option<u32> {
     None
 }
 
+/// A TLS client configuration trusting the cluster's CA.
+fn tls_config(pg: &Cluster) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pg.ca_cert_pem().as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth()
+}
+
+/// Like `Cluster::connect_from`, over TLS (`sslmode=require`).
+async fn connect_from_tls(
+    pg: &Cluster,
+    tls: &rustls::ClientConfig,
+    source: IpAddr,
+    user: &str,
+    db: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let stream = pg.tcp_stream_from(source).await.unwrap();
+    let mut config = pg.config();
+    config
+        .user(user)
+        .dbname(db)
+        .password(PASSWORD)
+        .ssl_mode(tokio_postgres::config::SslMode::Require);
+    let mut make = tokio_postgres_rustls::MakeRustlsConnect::new(tls.clone());
+    let connect =
+        MakeTlsConnect::<tokio::net::TcpStream>::make_tls_connect(&mut make, pg.host()).unwrap();
+    let (client, connection) = config.connect_raw(stream, connect).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
 async fn wait_for_sentinel(pg: &Cluster, file_no: usize) {
     let source: IpAddr = SENTINEL.parse().unwrap();
     for _ in 0..100 {
@@ -203,9 +242,12 @@ pg_harness::pg_test!(
             ..ValidateOptions::for_version(version)
         };
         let cx = context();
+        let tls = tls_config(&pg);
+        let mut attempt = 0u32;
+        let mut ssl_rule_hits = 0;
         let mut g = Gen(0x9e37_79b9_7f4a_7c15 ^ u64::from(major));
         let mut checked = (0, 0, 0);
-        for file_no in 0..6 {
+        for file_no in 0..4 {
             let text = generate(&mut g, major, file_no);
             let rules = RuleSet::load(&hba_path, text.as_bytes(), &mut NoFiles, &opts);
             assert!(rules.verdict.loads, "{text}");
@@ -216,11 +258,18 @@ pg_harness::pg_test!(
                 let source: IpAddr = host.parse().unwrap();
                 for user in ["u0", "u1", "u2", "nobody"] {
                     for db in ["d0", "d1", "u1"] {
-                        let conn = Connection::host(source, db, user);
+                        // every other attempt over TLS
+                        attempt += 1;
+                        let ssl = attempt % 2 == 0;
+                        let conn = Connection::host(source, db, user).with_ssl(ssl);
                         let m = rules.first_match(&conn, &cx);
                         assert!(m.certain, "{conn:?}: {m:?}");
                         let before = pg.log().len();
-                        let result = pg.connect_from(source, user, PASSWORD, db).await;
+                        let result = if ssl {
+                            connect_from_tls(&pg, &tls, source, user, db).await
+                        } else {
+                            pg.connect_from(source, user, PASSWORD, db).await
+                        };
                         let what = format!("PostgreSQL {major}, {conn:?}, file:\n{text}");
                         match m.rule() {
                             None => {
@@ -256,6 +305,9 @@ pg_harness::pg_test!(
                                 let line = logged_line(&pg, before).await;
                                 assert_eq!(line, Some(r.line), "{what}");
                                 checked.2 += 1;
+                                if r.rule.connection_type == pghba::ConnectionType::HostSsl {
+                                    ssl_rule_hits += 1;
+                                }
                             }
                         }
                     }
@@ -266,6 +318,10 @@ pg_harness::pg_test!(
         assert!(
             checked.0 > 0 && checked.1 > 0 && checked.2 > 0,
             "{checked:?}"
+        );
+        assert!(
+            ssl_rule_hits > 0,
+            "no TLS connection reached a hostssl rule"
         );
     }
 );
