@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use knocknoc_conf::DatabaseUrl;
 use pgctl::appdb;
-use pgctl::connect::{self, ConnectError, ConnectParams, Connected};
+use pgctl::connect::{self, ConnectError, ConnectErrorKind, ConnectParams, Connected};
 use pgctl::conninfo::{resolve_from_process_env, ConnInfo, Keyword};
 use pgctl::roles::{self, EnsureRole};
 
@@ -122,23 +122,32 @@ async fn open(params: &ConnectParams, source: Option<IpAddr>) -> Result<Connecte
 /// when its pg_hba.conf has no entry for the address it saw.
 fn explain(e: &ConnectError) -> String {
     let mut text = format!("Cannot connect: {e}");
+    // Only a plain "no entry" refusal: a server that refuses plain text but
+    // accepts TLS (TlsRequired) needs sslmode, not a new rule.
     let hba = e
-        .hba_rejection()
-        .or_else(|| e.attempts().iter().find_map(|a| a.hba.as_ref()));
+        .attempts()
+        .iter()
+        .filter(|a| a.kind == ConnectErrorKind::NoHbaEntry)
+        .find_map(|a| a.hba.as_ref());
     if let Some(hba) = hba {
-        let addr = hba
-            .client_address
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        if let Ok(ip) = addr.parse::<IpAddr>() {
-            let prefix = if ip.is_ipv4() { 32 } else { 128 };
+        if let Some(command) = exposedb_command(&hba.client_address) {
             text.push_str(&format!(
-                "\nThe server has no pg_hba.conf entry for this host ({ip}). On the primary, run:\n\
-                 sudo knocker exposedb --add \"{ip}/{prefix}\""
+                "\nThe server has no pg_hba.conf entry for this host ({}). On the primary, run:\n{command}",
+                hba.client_address
             ));
         }
     }
     text
+}
+
+/// The command that lets client address `reported` (as the server wrote it
+/// in its pg_hba refusal) in: `/32` for IPv4, `/128` for IPv6. `None` for
+/// what is not an IP address (`[local]`).
+fn exposedb_command(reported: &str) -> Option<String> {
+    let addr = reported.trim_start_matches('[').trim_end_matches(']');
+    let ip = addr.parse::<IpAddr>().ok()?;
+    let prefix = if ip.is_ipv4() { 32 } else { 128 };
+    Some(format!("sudo knocker exposedb --add \"{ip}/{prefix}\""))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -520,4 +529,51 @@ async fn local(
     let stored = DatabaseUrl::new(url).map_err(|e| Abort::Check(e.to_string()))?;
     term.ok(&format!("The new connection string works: {stored}"));
     Ok(stored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposedb_command_uses_host_prefix_per_family() {
+        assert_eq!(
+            exposedb_command("127.0.0.3").as_deref(),
+            Some("sudo knocker exposedb --add \"127.0.0.3/32\"")
+        );
+        assert_eq!(
+            exposedb_command("2001:db8::7").as_deref(),
+            Some("sudo knocker exposedb --add \"2001:db8::7/128\"")
+        );
+        assert_eq!(exposedb_command("[local]"), None);
+    }
+
+    #[test]
+    fn default_option_is_1_for_local_hosts_and_3_otherwise() {
+        let option = |s: &str| option_for_url(&DatabaseUrl::new(s).unwrap());
+        assert_eq!(
+            option("postgres://u:p@127.0.0.1:5432/knocknoc"),
+            DbOption::Local
+        );
+        assert_eq!(option("postgres://u:p@localhost/knocknoc"), DbOption::Local);
+        assert_eq!(option("postgres://u:p@[::1]/knocknoc"), DbOption::Local);
+        assert_eq!(
+            option("host=/var/run/postgresql dbname=knocknoc"),
+            DbOption::Local
+        );
+        assert_eq!(option("dbname=knocknoc"), DbOption::Local);
+        assert_eq!(
+            option("postgres://u:p@10.0.0.5/knocknoc"),
+            DbOption::ExistingExternal
+        );
+        assert_eq!(
+            option("postgres://u:p@127.0.0.1,db.example.com/knocknoc"),
+            DbOption::ExistingExternal
+        );
+        assert_eq!(
+            option("host=localhost hostaddr=10.0.0.5"),
+            DbOption::ExistingExternal
+        );
+        assert_eq!(option("not a conninfo"), DbOption::ExistingExternal);
+    }
 }

@@ -173,7 +173,7 @@ fn generate(rules: usize) -> String {
         let _ = match i % 7 {
             0 => writeln!(out, "host    db{i}           user{i}         10.{a}.{b}.{c}/32        scram-sha-256"),
             1 => writeln!(out, "hostssl app{i},shared   +group{}        192.168.{c}.0/24          scram-sha-256 clientcert=verify-ca", i % 50),
-            2 => writeln!(out, "host    all             user{i}         2001:db8:{i:x}::/48       md5"),
+            2 => writeln!(out, "host    all             user{i}         2001:db8:{:x}:{:x}::/64    md5", (i >> 16) & 0xffff, i & 0xffff),
             3 => writeln!(out, "hostnossl db{i}         all             172.16.{b}.{c} 255.255.255.255 reject"),
             4 => writeln!(out, "local   db{i}           user{i}                                 peer map=m{}", i % 10),
             5 => writeln!(out, "host    \"quoted db {i}\" all             .example{i}.com          scram-sha-256"),

@@ -41,6 +41,12 @@ pub struct LintArgs {
     /// The server is built without this feature (repeatable; npm builds lack ldap, gssapi, pam).
     #[arg(long, value_enum, value_name = "FEATURE", value_delimiter = ',')]
     pub without: Vec<Feature>,
+    /// Also report rules that can never match because an earlier rule
+    /// catches all their connections (quadratic in the number of rules;
+    /// printed as warnings, on stderr with --json; the exit status is
+    /// unchanged).
+    #[arg(long)]
+    pub shadowing: bool,
 }
 
 fn options(args: &LintArgs) -> ValidateOptions {
@@ -108,6 +114,16 @@ pub fn run(args: &LintArgs) -> ExitCode {
             }
         }
     }
+    if args.shadowing && write_error.is_none() {
+        let result = if args.json {
+            write_shadowing(&mut io::stderr().lock(), &absolute, &given, &bytes, &opts)
+        } else {
+            write_shadowing(&mut out, &absolute, &given, &bytes, &opts)
+        };
+        if let Err(e) = result {
+            write_error = Some(e);
+        }
+    }
     if let Err(e) = out.flush() {
         write_error.get_or_insert(e);
     }
@@ -122,4 +138,37 @@ pub fn run(args: &LintArgs) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// `--shadowing`: one warning per rule an earlier rule makes unreachable.
+fn write_shadowing(
+    out: &mut dyn Write,
+    absolute: &str,
+    given: &str,
+    bytes: &[u8],
+    opts: &ValidateOptions,
+) -> io::Result<()> {
+    let rules = pghba::matcher::RuleSet::load(absolute, bytes, &mut FsLoader, opts);
+    let name = |f: &str| {
+        if f == absolute {
+            given.to_string()
+        } else {
+            f.to_string()
+        }
+    };
+    for s in pghba::shadow::shadowed_rules(&rules) {
+        let (rule, by) = (&rules.rules[s.rule], &rules.rules[s.by]);
+        let by_place = if by.file == rule.file {
+            format!("line {}", by.line)
+        } else {
+            format!("{}:{}", name(&by.file), by.line)
+        };
+        writeln!(
+            out,
+            "{}:{}:1: warning: rule can never match: {by_place} catches every connection it would",
+            name(&rule.file),
+            rule.line
+        )?;
+    }
+    Ok(())
 }

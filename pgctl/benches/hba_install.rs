@@ -5,8 +5,9 @@
 //! runs per series, after 3 warm-up runs). Needs the PostgreSQL 15 and 17
 //! binaries (`cargo xtask pg`).
 //!
-//! For PostgreSQL 15 and 17, one throwaway cluster each, pg_hba.conf grown
-//! to 1000 rules first. psql is the provisioned one of the server's version
+//! For PostgreSQL 15 and 17, one throwaway cluster each, with `hba_file`
+//! pointing at a file of 1000+ rules on a real disk (`/var/tmp`: the
+//! harness keeps data directories on tmpfs, where fsync costs nothing). psql is the provisioned one of the server's version
 //! when it has one, else PostgreSQL 15's (the npm builds of 16-18 ship no
 //! psql); the output says which. The series are interleaved (one run of each in turn), so load on
 //! the machine hits them alike:
@@ -26,7 +27,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pg_harness::Cluster;
+use std::os::unix::fs::PermissionsExt;
+
+use pg_harness::{Cluster, ClusterOptions};
 use pgctl::hba_install::{edit, InstallOptions, InstallReport};
 
 const RULES: usize = 1000;
@@ -42,11 +45,13 @@ fn main() {
 }
 
 async fn run(major: u32, runs: usize) {
-    let pg = Cluster::start(major).await;
-    let hba = pg.hba_file();
-    let client = pg.connect_unix().await;
-
-    let mut text = std::fs::read_to_string(&hba).unwrap();
+    let disk_dir = tempfile::Builder::new()
+        .prefix("knocker-bench-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::set_permissions(disk_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hba = disk_dir.path().join("pg_hba.conf");
+    let mut text = pg_harness::DEFAULT_HBA.to_string();
     for n in 0..RULES {
         text.push_str(&format!(
             "host knocknoc bench_{n} 10.{}.{}.0/24 scram-sha-256\n",
@@ -54,13 +59,22 @@ async fn run(major: u32, runs: usize) {
             n % 256
         ));
     }
-    let options = InstallOptions {
-        reconnect: Some(Arc::new(pg.unix_config())),
-        ..InstallOptions::default()
-    };
-    pgctl::hba_install::install(&client, &hba, text.as_bytes(), &options)
-        .await
-        .unwrap();
+    std::fs::write(&hba, &text).unwrap();
+    std::fs::set_permissions(&hba, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let settings = vec![("hba_file".to_string(), hba.to_string_lossy().into_owned())];
+    let pg = Cluster::start_with(
+        major,
+        ClusterOptions {
+            settings,
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let client = pg.connect_unix().await;
+    assert_eq!(
+        pgctl::hba_install::server_hba_file(&client).await.unwrap(),
+        hba
+    );
 
     let psql = [pg.bin_dir(), pg_harness::bin_dir(15)]
         .into_iter()
@@ -89,6 +103,8 @@ async fn run(major: u32, runs: usize) {
         }
     }
     let lines = std::fs::read_to_string(&hba).unwrap().lines().count();
+    drop(client);
+    drop(pg);
     println!(
         "\nPostgreSQL {major}, pg_hba.conf {RULES}+ rules ({lines} lines at the end), {runs} runs per series, interleaved, psql: {}",
         psql.display()

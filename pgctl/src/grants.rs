@@ -334,7 +334,8 @@ pub struct DropOutcome {
 /// from `database`/`owner` and drops it. A missing role is not an error
 /// (nothing to do); a role not marked as managed by knocker is refused
 /// unless `force`. If anything fails, nothing changes (sessions already
-/// ended stay ended).
+/// ended stay ended). Sessions that logged in while the transaction ran
+/// (NOLOGIN takes effect only at commit) are ended after the commit.
 pub async fn drop_linked_role(
     client: &mut impl GenericClient,
     role: &str,
@@ -365,9 +366,13 @@ pub async fn drop_linked_role(
         .await
         .map_err(Error::sql(action.clone()))?;
     tx.commit().await.map_err(Error::sql(action))?;
+    // NOLOGIN was invisible to other sessions until the commit, so a client
+    // (a web node's pool reconnecting) may have logged in after the first
+    // round; a dropped role's session would otherwise live on.
+    let stragglers = terminate_sessions(&*client, role).await?;
     Ok(DropOutcome {
         unlinked,
-        terminated_sessions,
+        terminated_sessions: terminated_sessions + stragglers,
         dropped: true,
     })
 }

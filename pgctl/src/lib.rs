@@ -3,6 +3,32 @@
 //! restart, and crash-safe pg_hba.conf installation.
 //!
 //! Every function here returns this crate's own error types; nothing prints.
+//!
+//! ```no_run
+//! use pgctl::conninfo::{resolve_from_process_env, ConnInfo};
+//! use pgctl::roles::{ensure_login_role, EnsureRole};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! // Parse like libpq, fill in PG* variables and .pgpass, then connect.
+//! let info = ConnInfo::parse("postgresql://postgres@127.0.0.1:5432/knocknoc")?;
+//! let params = resolve_from_process_env(&info)?.params;
+//! let connected = pgctl::connect::connect(&params).await?;
+//! let mut client = connected.into_client();
+//!
+//! let facts = pgctl::server::read_facts(&client).await?;
+//! println!("PostgreSQL {} listening on {}", facts.major(), facts.listen_addresses);
+//!
+//! // A login role with a client-side SCRAM verifier, linked to the
+//! // application database as its owner role.
+//! let outcome = ensure_login_role(&client, "knocknoc_remote", &EnsureRole::default()).await?;
+//! let owner = pgctl::grants::find_owner_role(&client, "knocknoc", None).await?;
+//! pgctl::grants::link_role(&mut client, "knocknoc_remote", "knocknoc", &owner).await?;
+//! if let Some(password) = outcome.password() {
+//!     // `password` prints as ******** unless exposed on purpose.
+//!     println!("new password for knocknoc_remote: {password}");
+//! }
+//! # Ok(()) }
+//! ```
 
 pub mod appdb;
 pub mod connect;

@@ -135,3 +135,37 @@ fn display_redacts_both_secrets() {
         "password=******** host=h sslpassword=********"
     );
 }
+
+/// Regression guard: an unquoted password with a space in it
+/// (`password=correct horse`) made libpq's wording quote the rest of the
+/// password (`missing "=" after "horse"`); that word is now shown as
+/// `********`, while ordinary keyword errors keep libpq's text.
+#[test]
+fn error_after_an_unquoted_password_does_not_quote_the_rest_of_it() {
+    for (s, kind) in [
+        (
+            "host=h password=correct horse battery",
+            ParseErrorKind::MissingEquals,
+        ),
+        (
+            "password=correct horse=battery",
+            ParseErrorKind::InvalidOption,
+        ),
+        ("sslpassword=correct\thorse", ParseErrorKind::MissingEquals),
+    ] {
+        let (k, message) = err(s);
+        assert_eq!(k, kind, "{s}");
+        assert!(!message.contains("horse"), "{s}: {message}");
+        assert!(message.contains("\"********\""), "{s}: {message}");
+    }
+    let (_, message) = err("password='correct' horse");
+    assert_eq!(
+        message,
+        "missing \"=\" after \"horse\" in connection info string"
+    );
+    let (_, message) = err("user=correct horse");
+    assert_eq!(
+        message,
+        "missing \"=\" after \"horse\" in connection info string"
+    );
+}

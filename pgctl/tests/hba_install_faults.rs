@@ -407,6 +407,39 @@ fn server_rejected_file_is_rolled_back_at_once_and_not_reloaded_pg17() {
 }
 
 #[test]
+fn offline_validation_refuses_a_bad_line_before_writing_pg17() {
+    pg_harness::block_on(async {
+        let pg = Cluster::start(MAJOR).await;
+        let hba = pg.hba_file();
+        let client = pg.connect().await;
+        let before = std::fs::read(&hba).unwrap();
+        let bad = "host all all 127.0.0.1/33 trust";
+        let err = edit(
+            &client,
+            &hba,
+            |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, bad)),
+            &options_for(&pg).await,
+        )
+        .await
+        .unwrap_err();
+        let bad_line = with_line(&before, bad).split(|b| *b == b'\n').count() as u32 - 1;
+        match &err {
+            InstallError::ValidationFailed { major, problems } => {
+                assert_eq!(*major, MAJOR);
+                assert_eq!(
+                    problems.iter().map(|p| p.line).collect::<Vec<_>>(),
+                    vec![Some(bad_line)]
+                );
+                assert!(problems[0].message.contains("127.0.0.1/33"), "{problems:?}");
+            }
+            other => panic!("expected ValidationFailed, got {other:?}"),
+        }
+        assert_eq!(std::fs::read(&hba).unwrap(), before);
+        assert!(temp_files(&hba).is_empty() && backups(&hba).is_empty());
+    });
+}
+
+#[test]
 fn existing_errors_are_named_and_refused_unless_forced_pg17() {
     pg_harness::block_on(async {
         let pg = Cluster::start(MAJOR).await;

@@ -443,11 +443,14 @@ impl HbaDocument {
             });
         }
         let line = self.make_line(text)?;
-        if index > 0 && !self.lines[index - 1].has_terminator() {
+        // The previous line must end where it ends now even with a line
+        // after it: a missing terminator is added; a newline a NUL byte
+        // swallowed is given back.
+        if index > 0 && self.exact_line(&self.lines[index - 1].raw).is_err() {
             let term = self.line_terminator();
             let prev = &self.lines[index - 1];
             let mut bytes = prev.raw.clone();
-            bytes.extend_from_slice(term);
+            bytes.extend_from_slice(if prev.has_terminator() { b"\n" } else { term });
             let mut fixed = self.exact_line(&bytes)?;
             fixed.line_number = prev.line_number;
             self.lines[index - 1] = fixed;
@@ -569,6 +572,15 @@ mod tests {
         // a last line ending in a backslash cannot get a line after it
         let mut doc = HbaDocument::parse(b"local all all trust \\");
         assert_eq!(doc.insert_line(1, b"# x"), Err(EditError::NotOneLine));
+    }
+
+    #[test]
+    fn regression_insert_after_a_line_whose_newline_a_nul_swallowed() {
+        // found by fuzz target pghba_edit
+        let mut doc = HbaDocument::parse(b"local all\0x\n");
+        doc.insert_line(1, b"# new").unwrap();
+        let printed = doc.to_bytes();
+        assert_eq!(HbaDocument::parse(&printed).lines().len(), 2);
     }
 
     #[test]

@@ -51,9 +51,11 @@ pub mod document;
 pub mod edit;
 pub mod exposedb_block;
 pub mod lint;
+pub mod matcher;
 pub mod parser;
 mod regex_check;
 pub mod rule;
+pub mod shadow;
 pub mod version;
 
 pub use check::{check_bytes, check_path, CheckedLine, FileLoader, FileVerdict, FsLoader, NoFiles};

@@ -46,7 +46,9 @@ pub enum ParseErrorKind {
 /// A connection string libpq would reject. `Display` is libpq's own message
 /// (without the trailing newline), except that a password never appears in it:
 /// where libpq would quote a URI or a value holding the password, the password
-/// is replaced by `********`.
+/// is replaced by `********`, and so is the word libpq would quote right after
+/// an unquoted password (`password=correct horse` makes `horse` look like a
+/// keyword).
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ParseError {
@@ -164,6 +166,10 @@ fn parse_keyword_value(s: &str) -> Result<ConnInfo, ParseError> {
     let n = b.len();
     let mut info = ConnInfo::new();
     let mut i = 0;
+    // Whether the previous value was an unquoted secret ended by a blank:
+    // then the next "keyword" may well be the rest of a password with a
+    // space in it, and libpq would quote it in its error message.
+    let mut after_bare_secret = false;
     while i < n {
         if is_c_space(b[i]) {
             i += 1;
@@ -173,7 +179,12 @@ fn parse_keyword_value(s: &str) -> Result<ConnInfo, ParseError> {
         while i < n && b[i] != b'=' && !is_c_space(b[i]) {
             i += 1;
         }
-        let name = &s[name_start..i];
+        let raw_name = &s[name_start..i];
+        let name = if after_bare_secret {
+            REDACTED
+        } else {
+            raw_name
+        };
         while i < n && is_c_space(b[i]) {
             i += 1;
         }
@@ -189,7 +200,8 @@ fn parse_keyword_value(s: &str) -> Result<ConnInfo, ParseError> {
             i += 1;
         }
         let mut value = Vec::new();
-        if i < n && b[i] == b'\'' {
+        let quoted = i < n && b[i] == b'\'';
+        if quoted {
             let quote_at = i;
             i += 1;
             loop {
@@ -242,7 +254,9 @@ fn parse_keyword_value(s: &str) -> Result<ConnInfo, ParseError> {
         // Only ASCII bytes were dropped, so this cannot fail; map it anyway
         // rather than panic.
         let value = bytes_to_string(value, name_start, name)?;
-        if !store(&mut info, name, value) {
+        after_bare_secret =
+            !quoted && i < n && Keyword::lookup(raw_name).is_some_and(Keyword::is_secret);
+        if !store(&mut info, raw_name, value) {
             return Err(ParseError::new(
                 ParseErrorKind::InvalidOption,
                 name_start,

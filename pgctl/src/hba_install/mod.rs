@@ -400,7 +400,8 @@ where
 
     if changed {
         if options.offline_validation {
-            let problems = validate::offline_problems(&new, facts.major);
+            let settings = server::validation_settings(client, facts.major).await?;
+            let problems = validate::offline_problems(hba_path, &new, facts.major, &settings);
             if !problems.is_empty() {
                 return Err(InstallError::ValidationFailed {
                     major: facts.major,

@@ -75,6 +75,31 @@ pub(crate) async fn facts(client: &Client) -> Result<Facts, InstallError> {
     })
 }
 
+/// The settings the offline validation depends on.
+pub(crate) async fn validation_settings(
+    client: &Client,
+    major: u32,
+) -> Result<super::validate::ServerSettings, InstallError> {
+    let mut settings = super::validate::ServerSettings::default();
+    if major >= 18 {
+        let row = client
+            .query_one(
+                "select current_setting('oauth_validator_libraries', true)",
+                &[],
+            )
+            .await
+            .map_err(|e| InstallError::from_pg("read oauth_validator_libraries", e))?;
+        settings.oauth_validator_libraries = row
+            .get::<_, Option<String>>(0)
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+    }
+    Ok(settings)
+}
+
 /// The lines of the server's hba file (as now on disk, includes too) that
 /// the server rejects, per `pg_hba_file_rules`.
 pub(crate) async fn file_problems(
