@@ -172,6 +172,9 @@ impl Cluster {
         set("full_page_writes", "off");
         set("shared_buffers", "32MB");
         set("lc_messages", "C");
+        // Shared memory segments as files in the data dir, not in /dev/shm:
+        // a killed server leaves nothing behind outside its directory.
+        set("dynamic_shared_memory_type", "mmap");
         if options.ssl {
             let certs = crate::tls::generate();
             self.write_private_file("server.crt", &certs.server_cert_pem, 0o644);

@@ -14,7 +14,7 @@ use fs4::fs_std::FileExt;
 use crate::os_user::{running_as_root, OsUser};
 
 /// Bumped when the way templates are made changes, so old ones are not used.
-const TEMPLATE_FORMAT: &str = "1";
+const TEMPLATE_FORMAT: &str = "2";
 
 /// The base `initdb` options of every template.
 pub(crate) const BASE_INITDB_ARGS: [&str; 8] = [
@@ -111,6 +111,7 @@ pub(crate) fn ensure_template(major: u32, extra_args: &[String], user: &OsUser) 
         bin_dir.as_os_str().as_encoded_bytes(),
         stamp.as_bytes(),
     ];
+    parts.extend(BASE_INITDB_ARGS.iter().map(|a| a.as_bytes()));
     parts.extend(extra_args.iter().map(|a| a.as_bytes()));
     let key = format!("{major}-{:016x}", fnv1a(&parts));
 

@@ -9,7 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// glibc's `inet_aton_exact()`: `a.b.c.d`, `a.b.c` (c: 16 bits), `a.b`
 /// (b: 24 bits) or `a` (32 bits), each part decimal, `0x` hex or `0` octal.
 pub fn inet_aton(s: &[u8]) -> Option<Ipv4Addr> {
-    let mut parts: Vec<u32> = Vec::with_capacity(4);
+    let mut parts = [0u32; 3];
+    let mut nparts = 0usize;
     let mut i = 0;
     loop {
         if i >= s.len() || !s[i].is_ascii_digit() {
@@ -18,16 +19,17 @@ pub fn inet_aton(s: &[u8]) -> Option<Ipv4Addr> {
         let (val, used) = strtoul_base0(&s[i..])?;
         i += used;
         if i < s.len() && s[i] == b'.' {
-            if parts.len() >= 3 || val > 0xff {
+            if nparts >= 3 || val > 0xff {
                 return None;
             }
-            parts.push(val);
+            parts[nparts] = val;
+            nparts += 1;
             i += 1;
         } else {
             if i != s.len() {
                 return None;
             }
-            let max: u32 = match parts.len() {
+            let max: u32 = match nparts {
                 0 => u32::MAX,
                 1 => 0x00ff_ffff,
                 2 => 0xffff,
@@ -37,7 +39,7 @@ pub fn inet_aton(s: &[u8]) -> Option<Ipv4Addr> {
                 return None;
             }
             let mut addr = val;
-            for (k, p) in parts.iter().enumerate() {
+            for (k, p) in parts[..nparts].iter().enumerate() {
                 addr |= p << (24 - 8 * k);
             }
             return Some(Ipv4Addr::from(addr));

@@ -315,6 +315,7 @@ impl Walker<'_> {
                 error = Some(("authentication file line too long".into(), 0));
             } else {
                 let t = parser::tokenize(&ll.content, &dialect);
+                fields.reserve_exact(t.fields.len());
                 'fields: for f in &t.fields {
                     let mut tokens = Vec::with_capacity(f.tokens.len());
                     for tok in &f.tokens {

@@ -100,7 +100,12 @@ fn provision_npm(major: u32, version: &str) -> Result<()> {
 }
 
 fn unpack_npm(major: u32, spec: &str, work: &Path, cache: &Path) -> Result<()> {
-    let output = Command::new("npm")
+    let mut npm = Command::new("npm");
+    if std::env::var_os("HOME").is_none_or(|h| h.is_empty()) {
+        // npm keeps its download cache under $HOME; CI may not set it.
+        npm.env("npm_config_cache", cache.join(".npm"));
+    }
+    let output = npm
         .args(["pack", "--loglevel=error", "--pack-destination"])
         .arg(work)
         .arg(spec)

@@ -166,7 +166,10 @@ fn next_token<'a>(
 
 /// Tokenize one logical line's content.
 pub fn tokenize<'a>(content: &'a [u8], dialect: &Dialect) -> TokenizedLine<'a> {
-    let mut line = TokenizedLine::default();
+    let mut line = TokenizedLine {
+        fields: Vec::with_capacity(8),
+        ..TokenizedLine::default()
+    };
     let mut pos = 0;
     while pos < content.len() {
         let mut tokens = Vec::new();
