@@ -1,9 +1,9 @@
-//! Replays the fuzz target's checks over `tests/corpus/`: inputs that reached
+//! Replays the fuzz target's checks over the committed fuzz corpus
+//! `fuzz/corpus/knocknoc_conf_roundtrip/`: inputs that reached
 //! new code while fuzzing `fuzz/fuzz_targets/knocknoc_conf_roundtrip.rs`
 //! (libFuzzer with coverage), plus hand-written seeds (`typical`,
-//! `crlf_no_final_newline`, `invalid_lines`). The same directory seeds the
-//! fuzzer: `cargo fuzz run -s none knocknoc_conf_roundtrip
-//! ../knocknoc-conf/tests/corpus` in `fuzz/`.
+//! `crlf_no_final_newline`, `invalid_lines`). `cargo xtask test` also
+//! replays it through the fuzz target itself (libFuzzer `-runs=0`).
 
 use std::path::Path;
 
@@ -35,7 +35,7 @@ fn check(data: &[u8]) {
 
 #[test]
 fn fuzz_corpus_inputs_keep_the_invariants() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/knocknoc_conf_roundtrip");
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
