@@ -525,3 +525,117 @@ pg_harness::pg_test!(
         dry_run_changes_nothing(major).await;
     }
 );
+
+/// The connection string lines of a text-mode run.
+fn printed_uris(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .filter(|w| w.starts_with("postgres://"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The password of `postgres://user:PASSWORD@...`.
+fn uri_password(uri: &str) -> String {
+    let rest = uri.strip_prefix("postgres://").unwrap();
+    let userinfo = &rest[..rest.rfind('@').unwrap()];
+    userinfo[userinfo.find(':').unwrap() + 1..].to_string()
+}
+
+async fn login_refused(p: &Primary, password: &str) -> bool {
+    match p
+        .pg
+        .connect_from(ip("127.0.0.2"), "knocknoc_remote", password, "knocknoc")
+        .await
+    {
+        Ok(_) => false,
+        Err(e) => {
+            assert_eq!(
+                e.code().map(|c| c.code()),
+                Some("28P01"),
+                "refused for the password, not something else: {e:?}"
+            );
+            true
+        }
+    }
+}
+
+pg_harness::pg_test!(
+    async fn rotate_password_prints_a_working_new_password_once(major: u32) {
+        let p = Primary::start(major, None).await;
+        let init = json(&ok(p.knocker(&[
+            "--init",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--json",
+        ])));
+        let first = init["password"].as_str().unwrap().to_string();
+        ok(p.knocker(&["--add", "127.0.0.2"]));
+        assert!(!login_refused(&p, &first).await);
+
+        // --init --rotate-password (text): the new string, printed once.
+        let o = ok(p.knocker(&[
+            "--init",
+            "--rotate-password",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+        ]));
+        let (out, err) = (stdout(&o), stderr(&o));
+        let uris = printed_uris(&out);
+        assert_eq!(uris.len(), 1, "{out}");
+        let second = uri_password(&uris[0]);
+        assert_ne!(second, first);
+        assert_eq!(
+            out.matches(&second).count() + err.matches(&second).count(),
+            1,
+            "printed exactly once:\n{out}\n{err}"
+        );
+        assert!(
+            login_refused(&p, &first).await,
+            "the old password still works"
+        );
+        assert!(
+            !login_refused(&p, &second).await,
+            "the new password does not work"
+        );
+
+        // --rotate-password alone does the same, in JSON.
+        let j = json(&ok(p.knocker(&[
+            "--rotate-password",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--json",
+        ])));
+        assert_eq!(j["role_outcome"], "rotated");
+        let third = j["password"].as_str().unwrap().to_string();
+        assert_eq!(
+            j["connection_string"],
+            format!(
+                "postgres://knocknoc_remote:{third}@127.0.0.1:{}/knocknoc",
+                p.pg.port()
+            )
+        );
+        assert!(login_refused(&p, &second).await);
+        assert!(!login_refused(&p, &third).await);
+
+        // A plain rerun shows no password at all.
+        let o = ok(p.knocker(&["--init", "--no-restart", "--advertise", "127.0.0.1"]));
+        assert!(printed_uris(&stdout(&o)).is_empty(), "{}", stdout(&o));
+
+        // The server logs every statement here, yet no password (nor its
+        // verifier) reaches the log.
+        let log = p.pg.log();
+        for secret in [&first, &second, &third] {
+            assert!(
+                !log.contains(secret.as_str()),
+                "a password reached the server log"
+            );
+        }
+        assert!(
+            !log.contains("SCRAM-SHA-256$"),
+            "a verifier reached the server log"
+        );
+    }
+);
