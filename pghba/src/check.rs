@@ -104,11 +104,11 @@ pub struct FileVerdict {
 /// A message the server logs about a file without making it an error row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoggedProblem {
-    /// The file holding the line that caused it.
+    /// The file the message is about, as the server's context names it.
     pub file_name: String,
-    /// Physical line number of that line.
+    /// Physical line number in it.
     pub line: u32,
-    /// 1-based byte column of the include directive or `@file` token.
+    /// 1-based byte column.
     pub column: u32,
     /// The server's message.
     pub message: String,
@@ -184,8 +184,6 @@ struct Walker<'s> {
     rule_number: u32,
     ok: bool,
     entries: usize,
-    /// Messages logged while reading the current line's includes.
-    pending_log: Vec<String>,
     logged: Vec<LoggedProblem>,
 }
 
@@ -227,27 +225,16 @@ impl Walker<'_> {
             Err(e)
                 if e.kind() == io::ErrorKind::IsADirectory && self.opts.version.major() >= 14 =>
             {
-                self.pending_log
-                    .push(format!("could not read file \"{full}\": {}", strerror(&e)));
+                // logged with the context "line 1 of configuration file"
+                self.logged.push(LoggedProblem {
+                    file_name: full.to_string(),
+                    line: 1,
+                    column: 1,
+                    message: format!("could not read file \"{full}\": {}", strerror(&e)),
+                });
                 Ok(Vec::new())
             }
             r => r,
-        }
-    }
-
-    /// Record what reading the includes of a line logged, at `at` in it.
-    fn flush_log(&mut self, name: &str, ll: &LogicalLine<'_>, at: usize) {
-        if self.pending_log.is_empty() {
-            return;
-        }
-        let (line, column) = ll.line_column(at.min(ll.content.len()));
-        for message in self.pending_log.drain(..) {
-            self.logged.push(LoggedProblem {
-                file_name: name.to_string(),
-                line,
-                column,
-                message,
-            });
         }
     }
 
@@ -388,7 +375,6 @@ impl Walker<'_> {
                                 &mut expanded,
                             );
                             tokens.extend(expanded);
-                            self.flush_log(name, &ll, tok.start);
                             if let Some(e) = e {
                                 error = Some((e, tok.start));
                                 if !tokens.is_empty() {
@@ -429,7 +415,6 @@ impl Walker<'_> {
                     b"include_dir" => Some(self.include_dir(name, &second, depth + 1, out)),
                     _ => None,
                 };
-                self.flush_log(name, &ll, at);
                 match result {
                     Some(None) => continue,
                     Some(Some(e)) => error = Some((e, at)),
@@ -507,7 +492,6 @@ pub fn check_bytes(
         rule_number: 0,
         ok: true,
         entries: 0,
-        pending_log: Vec::new(),
         logged: Vec::new(),
     };
     w.tokenize_file(name, bytes, 0, &mut Out::Emit);
@@ -572,14 +556,15 @@ mod tests {
             );
             assert_eq!(report.rows.len(), 1, "{v}");
             assert!(report.verdict.loads, "{v}");
-            let logged: Vec<(u32, u32, &str)> = report
+            // the server's context: "line 1 of configuration file" sub
+            let logged: Vec<(&str, u32, u32, &str)> = report
                 .verdict
                 .logged
                 .iter()
-                .map(|p| (p.line, p.column, p.message.as_str()))
+                .map(|p| (p.file_name.as_str(), p.line, p.column, p.message.as_str()))
                 .collect();
             let msg = "could not read file \"/d/sub\": Is a directory";
-            assert_eq!(logged, vec![(2, 1, msg), (3, 1, msg)], "{v}");
+            assert_eq!(logged, vec![("/d/sub", 1, 1, msg); 2], "{v}");
             assert!(report.diagnostics.iter().all(|d| d.warning), "{v}");
             assert_eq!(report.diagnostics.len(), 2, "{v}");
         }
@@ -611,7 +596,7 @@ mod tests {
                 "{v}"
             );
             assert_eq!(report.verdict.logged.len(), 1, "{v}");
-            assert_eq!(report.verdict.logged[0].column, 11, "{v}");
+            assert_eq!(report.verdict.logged[0].file_name, "/d/sub", "{v}");
             // a field of just the directory vanishes (checked on 15-18:
             // pg_hba_file_rules says the same)
             let short = lint_bytes(
