@@ -58,6 +58,7 @@ pub mod rule;
 pub mod shadow;
 pub mod version;
 
+pub use address::InterfaceNames;
 pub use check::{
     check_bytes, check_path, CheckedLine, FileLoader, FileVerdict, FsLoader, LoggedProblem, NoFiles,
 };
