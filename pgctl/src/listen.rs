@@ -481,14 +481,51 @@ async fn write_include_file(client: &impl GenericClient, value: &str) -> Result<
     Ok(path)
 }
 
+/// Prefix of the temporary files [`write_config_file`] renames into place.
+const TEMP_PREFIX: &str = ".zz-knocker-listen.";
+
+/// A temporary file older than this was left by a run that was killed before
+/// its rename (a live run renames within milliseconds).
+const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes the temporary files that killed runs left in `dir`. The server
+/// ignores them (include_dir skips dot files), but they are litter in a
+/// directory operators read.
+fn remove_stale_temps(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(Error::io("reading", dir))?;
+    for entry in entries.flatten() {
+        let is_ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(TEMP_PREFIX));
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMP_AGE);
+        if is_ours && stale {
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("removing the stale temporary file", path)(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes `text` to `path` atomically (dot-named temporary file in the same
 /// directory, which include_dir ignores; fsync; rename; fsync directory),
-/// owned like the directory and readable by the server.
+/// owned like the directory and readable by the server. Temporary files of
+/// earlier, killed runs are removed first.
 fn write_config_file(dir: &Path, path: &Path, text: &str) -> Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = std::fs::metadata(dir).map_err(Error::io("reading", dir))?;
+    remove_stale_temps(dir)?;
     let mut temp = tempfile::Builder::new()
-        .prefix(".zz-knocker-listen.")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(Error::io("creating a temporary file in", dir))?;
     let temp_path = temp.path().to_owned();
@@ -868,6 +905,51 @@ pub async fn verify_listening(client: &Client, port: u16, plan: &ListenPlan) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Guards the leftover noted for issue 5: a run killed between creating
+    /// its temporary file and the rename left `.zz-knocker-listen.*` behind
+    /// for good. The next write removes old ones and keeps fresh ones (which
+    /// may belong to a run in progress).
+    #[test]
+    fn write_config_file_removes_stale_temps_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".zz-knocker-listen.Ab12Cd");
+        let fresh = dir.path().join(".zz-knocker-listen.Ef34Gh");
+        let other = dir.path().join(".other.Ij56Kl");
+        for p in [&stale, &fresh, &other] {
+            std::fs::write(p, "listen_addresses = '*'\n").unwrap();
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for p in [&stale, &other] {
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        let target = dir.path().join(INCLUDE_FILE_NAME);
+        write_config_file(dir.path(), &target, "listen_addresses = 'localhost'\n").unwrap();
+        assert!(!stale.exists());
+        assert!(fresh.exists() && other.exists());
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "listen_addresses = 'localhost'\n"
+        );
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                ".other.Ij56Kl",
+                ".zz-knocker-listen.Ef34Gh",
+                INCLUDE_FILE_NAME
+            ]
+        );
+    }
 
     fn resolve(name: &str) -> Vec<IpAddr> {
         match name {

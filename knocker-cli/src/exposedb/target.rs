@@ -52,7 +52,7 @@ impl AppConn {
                 )
             }
         };
-        let info = ConnInfo::parse(&text)
+        let info = ConnInfo::parse_checked(&text)
             .map_err(|e| Failure::usage(format!("{from}: not a valid connection string: {e}")))?;
         let user = info
             .get(Keyword::User)
@@ -131,7 +131,7 @@ impl Admin {
     pub async fn connect(args: &ExposedbArgs, app: &AppConn) -> Result<Admin, Failure> {
         let (info, os_user) = match &args.admin_conn {
             Some(text) => (
-                ConnInfo::parse(text).map_err(|e| {
+                ConnInfo::parse_checked(text).map_err(|e| {
                     Failure::usage(format!("--admin-conn: not a valid connection string: {e}"))
                 })?,
                 None,
