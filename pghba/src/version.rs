@@ -58,9 +58,17 @@ impl PgVersion {
         self.0 >= 14
     }
 
-    /// Fixed line and token buffers (13 only: 20480-byte lines, 10240-byte tokens).
+    /// A fixed line buffer (13 only: 20480-byte lines; 14 reads lines of any
+    /// length into a growable buffer).
     pub fn has_length_limits(self) -> bool {
         self.0 <= 13
+    }
+
+    /// A fixed token buffer in `next_token()` (13, 14 and 15: 10240 bytes,
+    /// so a token of 10240 bytes or more is "authentication file token too
+    /// long"; 16 collects tokens into a growable buffer).
+    pub fn has_token_length_limit(self) -> bool {
+        self.0 <= 15
     }
 
     /// `include`, `include_if_exists`, `include_dir` records (16+).
