@@ -357,31 +357,19 @@ async fn change(
     }
     if args.dry_run {
         let d = diff::unified(&path.display().to_string(), &old, &planned.new_text);
-        out.set("dry_run", true);
-        out.set("diff", d.clone());
-        let sql: Vec<String> = if args.terminate {
-            planned
-                .removed
-                .iter()
-                .map(|n| format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE client_addr <<= '{n}' AND usename = {}", postgres_protocol_literal(&scope.user)))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        out.set("sql", sql.clone());
-        if d.is_empty() {
-            out.say("Dry run: pg_hba.conf would not change.");
-        } else {
-            out.say(format!(
-                "Dry run: nothing changed. pg_hba.conf would change like this:\n{d}"
-            ));
-            if planned.changed() {
-                out.say("Then: SELECT pg_reload_conf();");
-            }
+        let mut sql = Vec::new();
+        if planned.changed() {
+            sql.push(init::RELOAD_SQL.to_string());
         }
-        for s in sql {
-            out.say(format!("SQL: {s};"));
+        if args.terminate {
+            sql.extend(
+                planned
+                    .removed
+                    .iter()
+                    .map(|n| pgctl::roles::terminate_sessions_from_sql(n, Some(&scope.user))),
+            );
         }
+        init::print_dry_run(out, &d, &sql, &[]);
         return Ok(());
     }
     let changed = if planned.changed() {
@@ -425,10 +413,6 @@ async fn change(
         ));
     }
     Ok(())
-}
-
-fn postgres_protocol_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 fn list(
