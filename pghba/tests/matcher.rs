@@ -533,3 +533,38 @@ proptest! {
         }
     }
 }
+
+/// Regression (known-lint-bugs `addr-ipv6-scope.conf`): a rule address with
+/// an interface name as IPv6 scope loads when the server's machine has that
+/// interface, and matches on the address alone (the server compares address
+/// bytes under the mask, never the scope).
+#[test]
+fn scoped_ipv6_rule_matches_by_address() {
+    let opts = ValidateOptions {
+        interfaces: pghba::InterfaceNames::Known(vec!["wg7".into()]),
+        ..ValidateOptions::for_version(PgVersion::V17)
+    };
+    let text = "host all all fe80::1%wg7/128 trust\nhost all all ::/0 reject\n";
+    let rs = RuleSet::load("/etc/pg_hba.conf", text.as_bytes(), &mut NoFiles, &opts);
+    assert!(rs.verdict.loads);
+    assert_eq!(
+        line_of(&rs, &Connection::host(ip("fe80::1"), "d", "u1")),
+        Some(1)
+    );
+    assert_eq!(
+        line_of(&rs, &Connection::host(ip("fe80::2"), "d", "u1")),
+        Some(2)
+    );
+    // without that interface the same file does not load
+    let elsewhere = ValidateOptions {
+        interfaces: pghba::InterfaceNames::Known(vec![]),
+        ..opts
+    };
+    let rs = RuleSet::load(
+        "/etc/pg_hba.conf",
+        text.as_bytes(),
+        &mut NoFiles,
+        &elsewhere,
+    );
+    assert!(!rs.verdict.loads);
+}
