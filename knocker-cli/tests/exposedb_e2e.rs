@@ -281,6 +281,72 @@ pg_harness::pg_test!(
     }
 );
 
+/// Regression for the block's own matcher, replaced by pghba's shadow and
+/// matcher: each operator line before the block, judged by the server. A
+/// line that stops `--add` must really reject 127.0.0.2 once forced past,
+/// one that does not must really let it in, and `--explain` must say what
+/// the server does. Quoted `/regex` tokens are regexes on 16+ (the old code
+/// read them as names), `/regex` is a name before 16 (the old code took it
+/// for a possible regex), `sameuser` cannot meet database `knocknoc` as role
+/// `knocknoc_remote`; a `hostnossl` reject takes the plain connections a
+/// `host` rule admits.
+pg_harness::pg_test!(
+    async fn operator_lines_before_the_block_judged_like_the_server(major: u32) {
+        let p = Primary::start(major, None).await;
+        let init = json(&ok(p.knocker(&[
+            "--init",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--json",
+        ])));
+        let password = init["password"].as_str().unwrap().to_string();
+        p.pg.restart().await;
+        let regex_rejects = major >= 16;
+        for (line, stops) in [
+            ("host \"/^knock\" all 127.0.0.2/32 reject", regex_rejects),
+            ("host /^knock all 127.0.0.2/32 reject", regex_rejects),
+            ("host all /^admin 127.0.0.2/32 reject", false),
+            ("host sameuser all 127.0.0.2/32 reject", false),
+            ("hostnossl all all 127.0.0.2/32 reject", true),
+        ] {
+            std::fs::write(
+                p.pg.hba_file(),
+                format!("{}{line}\n", pg_harness::DEFAULT_HBA),
+            )
+            .unwrap();
+            let add = p.knocker(&["--add", "127.0.0.2/32"]);
+            assert_eq!(
+                add.status.code(),
+                Some(if stops { 1 } else { 0 }),
+                "{line}: {}",
+                String::from_utf8_lossy(&add.stderr)
+            );
+            if stops {
+                assert!(
+                    String::from_utf8_lossy(&add.stderr).contains("line 7"),
+                    "{line}: {}",
+                    String::from_utf8_lossy(&add.stderr)
+                );
+                ok(p.knocker(&["--add", "127.0.0.2/32", "--force"]));
+            }
+            let explained = json(&ok(p.knocker(&["--explain", "127.0.0.2", "--json"])));
+            assert_eq!(explained["certain"], true, "{line}: {explained}");
+            let connected =
+                p.pg.connect_from(ip("127.0.0.2"), "knocknoc_remote", &*password, "knocknoc")
+                    .await
+                    .is_ok();
+            assert_eq!(
+                connected, !stops,
+                "{line}: the server disagrees with the plan"
+            );
+            assert_eq!(explained["allowed"], connected, "{line}: {explained}");
+            let expected_line = if stops { 7 } else { 9 };
+            assert_eq!(explained["line"], expected_line, "{line}: {explained}");
+        }
+    }
+);
+
 pg_harness::pg_test!(
     async fn hostile_input_exits_2_and_changes_nothing(major: u32) {
         let p = Primary::start(major, None).await;
