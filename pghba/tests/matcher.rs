@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use pghba::matcher::{Check, Connection, RuleOutcome, RuleSet, StaticContext};
 use pghba::rule::{AuthMethod, ConnectionType};
 use pghba::shadow::{
-    candidate_rule, covers, first_overlapping_reject, overlapping_rules, overlaps, shadowed_rules,
-    Overlap,
+    candidate_rule, covers, first_catch_all_reject, first_overlapping_reject, is_catch_all_reject,
+    overlapping_rules, overlaps, shadowed_rules, Overlap,
 };
 use pghba::{NoFiles, PgVersion, ValidateOptions};
 use proptest::prelude::*;
@@ -335,6 +335,50 @@ host all all 0.0.0.0/0 reject
         overlapping_rules(before_catch_all, &wide, rs.version),
         vec![(0, Overlap::Partial)]
     );
+}
+
+/// Regression: `sameuser` was taken to overlap any database name, so a
+/// `sameuser` reject stopped rules for a database named unlike their user.
+#[test]
+fn sameuser_overlaps_only_a_database_named_like_a_user() {
+    let rs = load(PgVersion::V16, "host sameuser all 10.0.0.0/8 reject\n");
+    let net = "10.1.0.0/16".parse().unwrap();
+    let rule = |db: &str, user: &str| {
+        candidate_rule(ConnectionType::Host, net, db, user, AuthMethod::ScramSha256)
+    };
+    let v = rs.version;
+    assert!(!overlaps(
+        &rs.rules[0].rule,
+        &rule("knocknoc", "knocknoc_remote"),
+        v
+    ));
+    assert!(first_overlapping_reject(&rs.rules, &rule("knocknoc", "knocknoc_remote"), v).is_none());
+    assert!(overlaps(&rs.rules[0].rule, &rule("app", "app"), v));
+    let only_u0 = load(PgVersion::V16, "host sameuser u0 10.0.0.0/8 reject\n");
+    assert!(!overlaps(&only_u0.rules[0].rule, &rule("u1", "+g"), v));
+}
+
+#[test]
+fn catch_all_rejects() {
+    let rs = load(
+        PgVersion::V16,
+        "\
+local all all reject
+host all all 10.0.0.0/8 reject
+host \"all\" all 0.0.0.0/0 reject
+hostssl all all 0.0.0.0/0 trust
+hostnossl all,x all ::/0 reject
+host all all all reject
+",
+    );
+    let found: Vec<bool> = rs
+        .rules
+        .iter()
+        .map(|r| is_catch_all_reject(&r.rule))
+        .collect();
+    assert_eq!(found, [false, false, false, false, true, true]);
+    assert_eq!(first_catch_all_reject(&rs.rules), Some(4));
+    assert_eq!(first_catch_all_reject(&rs.rules[..4]), None);
 }
 
 // ---- properties over generated rules ----
