@@ -47,6 +47,18 @@ impl Primary {
         }
     }
 
+    /// `--init` without restart, advertising 127.0.0.1: the new password.
+    fn init_password(&self) -> String {
+        let init = json(&ok(self.knocker(&[
+            "--init",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--json",
+        ])));
+        init["password"].as_str().unwrap().to_string()
+    }
+
     fn knocker(&self, args: &[&str]) -> Output {
         let admin = format!(
             "host=127.0.0.1 port={} user=postgres dbname=postgres",
@@ -281,26 +293,19 @@ pg_harness::pg_test!(
     }
 );
 
-/// Regression for the block's own matcher, replaced by pghba's shadow and
-/// matcher: each operator line before the block, judged by the server. A
-/// line that stops `--add` must really reject 127.0.0.2 once forced past,
-/// one that does not must really let it in, and `--explain` must say what
-/// the server does. Quoted `/regex` tokens are regexes on 16+ (the old code
-/// read them as names), `/regex` is a name before 16 (the old code took it
-/// for a possible regex), `sameuser` cannot meet database `knocknoc` as role
-/// `knocknoc_remote`; a `hostnossl` reject takes the plain connections a
-/// `host` rule admits.
+// Regression for the block's own matcher, replaced by pghba's shadow and
+// matcher: each operator line before the block, judged by the server. A
+// line that stops `--add` must really reject 127.0.0.2 once forced past,
+// one that does not must really let it in, and `--explain` must say what
+// the server does. Quoted `/regex` tokens are regexes on 16+ (the old code
+// read them as names), `/regex` is a name before 16 (the old code took it
+// for a possible regex), `sameuser` cannot meet database `knocknoc` as role
+// `knocknoc_remote`; a `hostnossl` reject takes the plain connections a
+// `host` rule admits.
 pg_harness::pg_test!(
     async fn operator_lines_before_the_block_judged_like_the_server(major: u32) {
         let p = Primary::start(major, None).await;
-        let init = json(&ok(p.knocker(&[
-            "--init",
-            "--no-restart",
-            "--advertise",
-            "127.0.0.1",
-            "--json",
-        ])));
-        let password = init["password"].as_str().unwrap().to_string();
+        let password = p.init_password();
         p.pg.restart().await;
         let regex_rejects = major >= 16;
         for (line, stops) in [
@@ -628,14 +633,7 @@ async fn login_refused(p: &Primary, password: &str) -> bool {
 pg_harness::pg_test!(
     async fn rotate_password_prints_a_working_new_password_once(major: u32) {
         let p = Primary::start(major, None).await;
-        let init = json(&ok(p.knocker(&[
-            "--init",
-            "--no-restart",
-            "--advertise",
-            "127.0.0.1",
-            "--json",
-        ])));
-        let first = init["password"].as_str().unwrap().to_string();
+        let first = p.init_password();
         ok(p.knocker(&["--add", "127.0.0.2"]));
         assert!(!login_refused(&p, &first).await);
 
