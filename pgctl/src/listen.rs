@@ -307,7 +307,9 @@ async fn check_source(client: &impl GenericClient) -> Result<()> {
     }
 }
 
-async fn alter_system_allowed(client: &impl GenericClient) -> Result<bool> {
+/// Whether the server accepts ALTER SYSTEM (`allow_alter_system`, 17+);
+/// when it does not, [`set_listen_addresses`] writes an include file.
+pub async fn alter_system_allowed(client: &impl GenericClient) -> Result<bool> {
     let row = client
         .query_one(
             "SELECT coalesce(current_setting('allow_alter_system', true), 'on') = 'on'",
@@ -346,6 +348,19 @@ async fn winning_file(client: &impl GenericClient) -> Result<Option<(PathBuf, i3
     }))
 }
 
+/// The statement [`set_listen_addresses`] runs where ALTER SYSTEM is
+/// allowed.
+pub fn set_listen_addresses_sql(value: &str) -> String {
+    format!(
+        "ALTER SYSTEM SET listen_addresses = {}",
+        escape_literal(value)
+    )
+}
+
+/// The statement [`reset_listen_addresses`] runs where ALTER SYSTEM is
+/// allowed.
+pub const RESET_LISTEN_ADDRESSES_SQL: &str = "ALTER SYSTEM RESET listen_addresses";
+
 /// Sets `listen_addresses` to `value` for the next server start: with
 /// ALTER SYSTEM, or, where it is disabled (`allow_alter_system = off`),
 /// with a file [`INCLUDE_FILE_NAME`] in the configuration's include
@@ -362,11 +377,7 @@ pub async fn set_listen_addresses(
     check_source(client).await?;
     let running = running_value(client).await?;
     let written_to = if alter_system_allowed(client).await? {
-        let sql = format!(
-            "ALTER SYSTEM SET listen_addresses = {}",
-            escape_literal(value)
-        );
-        match client.batch_execute(&sql).await {
+        match client.batch_execute(&set_listen_addresses_sql(value)).await {
             Ok(()) => WrittenTo::AlterSystem,
             Err(e) if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) => {
                 WrittenTo::IncludeFile(write_include_file(client, value).await?)
@@ -407,7 +418,7 @@ pub async fn reset_listen_addresses(client: &impl GenericClient) -> Result<Liste
     let mut written_to = WrittenTo::AlterSystem;
     if alter_system_allowed(client).await? {
         client
-            .batch_execute("ALTER SYSTEM RESET listen_addresses")
+            .batch_execute(RESET_LISTEN_ADDRESSES_SQL)
             .await
             .map_err(Error::sql("resetting listen_addresses with ALTER SYSTEM"))?;
     }

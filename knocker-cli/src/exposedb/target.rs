@@ -188,6 +188,13 @@ impl Admin {
         Ok(())
     }
 
+    /// Another superuser session, the same way, to `database`.
+    pub async fn connect_to_database(&self, database: &str) -> Result<Client, Failure> {
+        let mut params = self.params.clone();
+        params.dbname = database.to_string();
+        open(&params, self.os_user.as_deref()).await
+    }
+
     /// A closure that reconnects, for `restart_and_wait`.
     pub fn reconnector(
         &self,
