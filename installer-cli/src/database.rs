@@ -105,7 +105,8 @@ pub fn url_from_args(args: &Args) -> Result<Option<String>, Abort> {
 /// Parses and resolves a connection string (syntax, keywords, values,
 /// `PG*` environment, `.pgpass`), with a reason for people on failure.
 fn resolve(url: &str) -> Result<ConnectParams, String> {
-    let info = ConnInfo::parse(url).map_err(|e| format!("Not a valid connection string: {e}"))?;
+    let info =
+        ConnInfo::parse_checked(url).map_err(|e| format!("Not a valid connection string: {e}"))?;
     let resolved =
         resolve_from_process_env(&info).map_err(|e| format!("Unusable connection string: {e}"))?;
     Ok(resolved.params)

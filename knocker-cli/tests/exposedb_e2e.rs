@@ -47,6 +47,18 @@ impl Primary {
         }
     }
 
+    /// `--init` without restart, advertising 127.0.0.1: the new password.
+    fn init_password(&self) -> String {
+        let init = json(&ok(self.knocker(&[
+            "--init",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--json",
+        ])));
+        init["password"].as_str().unwrap().to_string()
+    }
+
     fn knocker(&self, args: &[&str]) -> Output {
         let admin = format!(
             "host=127.0.0.1 port={} user=postgres dbname=postgres",
@@ -281,6 +293,65 @@ pg_harness::pg_test!(
     }
 );
 
+// Regression for the block's own matcher, replaced by pghba's shadow and
+// matcher: each operator line before the block, judged by the server. A
+// line that stops `--add` must really reject 127.0.0.2 once forced past,
+// one that does not must really let it in, and `--explain` must say what
+// the server does. Quoted `/regex` tokens are regexes on 16+ (the old code
+// read them as names), `/regex` is a name before 16 (the old code took it
+// for a possible regex), `sameuser` cannot meet database `knocknoc` as role
+// `knocknoc_remote`; a `hostnossl` reject takes the plain connections a
+// `host` rule admits.
+pg_harness::pg_test!(
+    async fn operator_lines_before_the_block_judged_like_the_server(major: u32) {
+        let p = Primary::start(major, None).await;
+        let password = p.init_password();
+        p.pg.restart().await;
+        let regex_rejects = major >= 16;
+        for (line, stops) in [
+            ("host \"/^knock\" all 127.0.0.2/32 reject", regex_rejects),
+            ("host /^knock all 127.0.0.2/32 reject", regex_rejects),
+            ("host all /^admin 127.0.0.2/32 reject", false),
+            ("host sameuser all 127.0.0.2/32 reject", false),
+            ("hostnossl all all 127.0.0.2/32 reject", true),
+        ] {
+            std::fs::write(
+                p.pg.hba_file(),
+                format!("{}{line}\n", pg_harness::DEFAULT_HBA),
+            )
+            .unwrap();
+            let add = p.knocker(&["--add", "127.0.0.2/32"]);
+            assert_eq!(
+                add.status.code(),
+                Some(if stops { 1 } else { 0 }),
+                "{line}: {}",
+                String::from_utf8_lossy(&add.stderr)
+            );
+            if stops {
+                assert!(
+                    String::from_utf8_lossy(&add.stderr).contains("line 7"),
+                    "{line}: {}",
+                    String::from_utf8_lossy(&add.stderr)
+                );
+                ok(p.knocker(&["--add", "127.0.0.2/32", "--force"]));
+            }
+            let explained = json(&ok(p.knocker(&["--explain", "127.0.0.2", "--json"])));
+            assert_eq!(explained["certain"], true, "{line}: {explained}");
+            let connected =
+                p.pg.connect_from(ip("127.0.0.2"), "knocknoc_remote", &*password, "knocknoc")
+                    .await
+                    .is_ok();
+            assert_eq!(
+                connected, !stops,
+                "{line}: the server disagrees with the plan"
+            );
+            assert_eq!(explained["allowed"], connected, "{line}: {explained}");
+            let expected_line = if stops { 7 } else { 9 };
+            assert_eq!(explained["line"], expected_line, "{line}: {explained}");
+        }
+    }
+);
+
 pg_harness::pg_test!(
     async fn hostile_input_exits_2_and_changes_nothing(major: u32) {
         let p = Primary::start(major, None).await;
@@ -322,5 +393,313 @@ pg_harness::pg_test!(
         ]);
         assert_eq!(o.status.code(), Some(2));
         assert_eq!((snapshot(&p), roles(&p).await), before);
+    }
+);
+
+/// Everything `--dry-run` promises not to touch: pg_hba.conf and
+/// postgresql.auto.conf byte for byte, and the roles with their
+/// passwords, comments, memberships, per-database settings and database
+/// privileges row for row.
+async fn everything(p: &Primary) -> ((Vec<u8>, Vec<u8>), Vec<String>) {
+    let rows =
+        p.pg.connect()
+            .await
+            .query(
+                "SELECT format('%s login=%s pw=%s comment=%s', rolname, rolcanlogin, rolpassword, \
+                        shobj_description(oid, 'pg_authid')) FROM pg_authid \
+             UNION ALL SELECT format('member %s of %s', member::regrole, roleid::regrole) FROM pg_auth_members \
+             UNION ALL SELECT format('setting %s %s %s', setdatabase, setrole, setconfig) FROM pg_db_role_setting \
+             UNION ALL SELECT format('acl %s %s', datname, datacl) FROM pg_database \
+             ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    (snapshot(p), rows)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `--dry-run` of --init, --add, --remove --terminate and --deinit prints
+/// the diff and the exact SQL of the pgctl plans (the password only as a
+/// placeholder) and changes nothing.
+async fn dry_run_changes_nothing(major: u32) {
+    let p = Primary::start(major, None).await;
+    let hba = p.pg.hba_file().display().to_string();
+
+    let before = everything(&p).await;
+    let o = ok(p.knocker(&["--init", "--dry-run", "--no-restart"]));
+    assert_eq!(
+        everything(&p).await,
+        before,
+        "--init --dry-run changed something"
+    );
+    let grant = if major >= 16 {
+        "  GRANT \"knocknoc\" TO \"knocknoc_remote\" WITH INHERIT TRUE, SET TRUE;\n".to_string()
+    } else {
+        "  ALTER ROLE \"knocknoc_remote\" INHERIT;\n  GRANT \"knocknoc\" TO \"knocknoc_remote\";\n"
+            .to_string()
+    };
+    snapbox::assert_data_eq!(
+        stdout(&o),
+        format!(
+            r#"Dry run: nothing changed.
+pg_hba.conf would change like this:
+--- {hba}
++++ {hba} (new)
+@@ [..] @@
+...
++# BEGIN knocker exposedb (managed by knocker; edit with knocker exposedb)
++# END knocker exposedb
+SQL it would run:
+  CREATE ROLE "knocknoc_remote" LOGIN NOSUPERUSER INHERIT PASSWORD '<generated>';
+  COMMENT ON ROLE "knocknoc_remote" IS 'managed by knocker';
+{grant}  ALTER ROLE "knocknoc_remote" IN DATABASE "knocknoc" SET role = 'knocknoc';
+  GRANT CONNECT ON DATABASE "knocknoc" TO "knocknoc_remote";
+  SELECT pg_catalog.pg_reload_conf();
+  ALTER SYSTEM SET listen_addresses = '0.0.0.0[..]';
+Then PostgreSQL would be restarted for listen_addresses.
+"#
+        )
+    );
+    assert!(
+        !stdout(&o).contains("SCRAM-SHA-256$"),
+        "no verifier printed"
+    );
+
+    let init = json(&ok(p.knocker(&[
+        "--init",
+        "--no-restart",
+        "--advertise",
+        "127.0.0.1",
+        "--json",
+    ])));
+    let password = init["password"].as_str().unwrap().to_string();
+
+    // A rerun with --rotate-password: only the ALTER ROLE, with the placeholder.
+    let before = everything(&p).await;
+    let o = ok(p.knocker(&["--init", "--rotate-password", "--dry-run", "--no-restart"]));
+    assert_eq!(everything(&p).await, before);
+    snapbox::assert_data_eq!(
+        stdout(&o),
+        r#"Dry run: nothing changed.
+pg_hba.conf would not change.
+SQL it would run:
+  ALTER ROLE "knocknoc_remote" LOGIN PASSWORD '<generated>';
+  COMMENT ON ROLE "knocknoc_remote" IS 'managed by knocker';
+  ALTER SYSTEM SET listen_addresses = '0.0.0.0[..]';
+Then PostgreSQL would be restarted for listen_addresses.
+"#
+    );
+
+    let o = ok(p.knocker(&["--add", "127.0.0.2", "--add", "2001:db8::/64", "--dry-run"]));
+    assert_eq!(
+        everything(&p).await,
+        before,
+        "--add --dry-run changed something"
+    );
+    snapbox::assert_data_eq!(
+        stdout(&o),
+        format!(
+            r#"Dry run: nothing changed.
+pg_hba.conf would change like this:
+--- {hba}
++++ {hba} (new)
+@@ [..] @@
+...
+ # BEGIN knocker exposedb (managed by knocker; edit with knocker exposedb)
++host[..]knocknoc knocknoc_remote 127.0.0.2/32 scram-sha-256 # added [..] by [..]
++host[..]knocknoc knocknoc_remote 2001:db8::/64 scram-sha-256 # added [..] by [..]
+ # END knocker exposedb
+...
+SQL it would run:
+  SELECT pg_catalog.pg_reload_conf();
+"#
+        )
+    );
+
+    ok(p.knocker(&["--add", "127.0.0.2"]));
+    let before = everything(&p).await;
+    let o = ok(p.knocker(&["--remove", "127.0.0.2", "--terminate", "--dry-run"]));
+    assert_eq!(
+        everything(&p).await,
+        before,
+        "--remove --dry-run changed something"
+    );
+    snapbox::assert_data_eq!(
+        stdout(&o),
+        format!(
+            r#"Dry run: nothing changed.
+pg_hba.conf would change like this:
+--- {hba}
++++ {hba} (new)
+@@ [..] @@
+...
+ # BEGIN knocker exposedb (managed by knocker; edit with knocker exposedb)
+-host[..]knocknoc knocknoc_remote 127.0.0.2/32 scram-sha-256 # added [..] by [..]
+ # END knocker exposedb
+...
+SQL it would run:
+  SELECT pg_catalog.pg_reload_conf();
+  SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000)) FROM pg_catalog.pg_stat_activity WHERE client_addr <<= '127.0.0.2/32'::inet AND usename = 'knocknoc_remote' AND pid <> pg_catalog.pg_backend_pid();
+"#
+        )
+    );
+
+    let o = ok(p.knocker(&["--deinit", "--dry-run", "--no-restart"]));
+    assert_eq!(
+        everything(&p).await,
+        before,
+        "--deinit --dry-run changed something"
+    );
+    snapbox::assert_data_eq!(
+        stdout(&o),
+        format!(
+            r#"Dry run: nothing changed.
+pg_hba.conf would change like this:
+--- {hba}
++++ {hba} (new)
+@@ [..] @@
+...
+-# BEGIN knocker exposedb (managed by knocker; edit with knocker exposedb)
+-host[..]knocknoc knocknoc_remote 127.0.0.2/32 scram-sha-256 # added [..] by [..]
+-# END knocker exposedb
+...
+SQL it would run:
+  SELECT pg_catalog.pg_reload_conf();
+  ALTER ROLE "knocknoc_remote" NOLOGIN;
+  SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000)) FROM pg_catalog.pg_stat_activity WHERE usename = 'knocknoc_remote' AND pid <> pg_catalog.pg_backend_pid();
+  REVOKE CONNECT ON DATABASE "knocknoc" FROM "knocknoc_remote";
+  ALTER ROLE "knocknoc_remote" IN DATABASE "knocknoc" RESET role;
+  REVOKE "knocknoc" FROM "knocknoc_remote";
+  REASSIGN OWNED BY "knocknoc_remote" TO "knocknoc";
+  DROP OWNED BY "knocknoc_remote";
+  DROP ROLE "knocknoc_remote";
+  ALTER SYSTEM RESET listen_addresses;
+knocker's zz-knocker-listen.conf in the include directory would be removed if present; PostgreSQL would be restarted if listen_addresses changes.
+"#
+        )
+    );
+    // The password the real --init printed still works: nothing rotated.
+    p.pg.connect_from(ip("127.0.0.2"), "knocknoc_remote", &*password, "knocknoc")
+        .await
+        .expect("the password is unchanged after the dry runs");
+}
+
+pg_harness::pg_test!(
+    async fn dry_run_prints_diff_and_planned_sql_and_changes_nothing(major: u32) {
+        dry_run_changes_nothing(major).await;
+    }
+);
+
+/// The connection string lines of a text-mode run.
+fn printed_uris(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .filter(|w| w.starts_with("postgres://"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The password of `postgres://user:PASSWORD@...`.
+fn uri_password(uri: &str) -> String {
+    let rest = uri.strip_prefix("postgres://").unwrap();
+    let userinfo = &rest[..rest.rfind('@').unwrap()];
+    userinfo[userinfo.find(':').unwrap() + 1..].to_string()
+}
+
+async fn login_refused(p: &Primary, password: &str) -> bool {
+    match p
+        .pg
+        .connect_from(ip("127.0.0.2"), "knocknoc_remote", password, "knocknoc")
+        .await
+    {
+        Ok(_) => false,
+        Err(e) => {
+            assert_eq!(
+                e.code().map(|c| c.code()),
+                Some("28P01"),
+                "refused for the password, not something else: {e:?}"
+            );
+            true
+        }
+    }
+}
+
+pg_harness::pg_test!(
+    async fn rotate_password_prints_a_working_new_password_once(major: u32) {
+        let p = Primary::start(major, None).await;
+        let first = p.init_password();
+        ok(p.knocker(&["--add", "127.0.0.2"]));
+        assert!(!login_refused(&p, &first).await);
+
+        // --init --rotate-password (text): the new string, printed once.
+        let o = ok(p.knocker(&[
+            "--init",
+            "--rotate-password",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+        ]));
+        let (out, err) = (stdout(&o), stderr(&o));
+        let uris = printed_uris(&out);
+        assert_eq!(uris.len(), 1, "{out}");
+        let second = uri_password(&uris[0]);
+        assert_ne!(second, first);
+        assert_eq!(
+            out.matches(&second).count() + err.matches(&second).count(),
+            1,
+            "printed exactly once:\n{out}\n{err}"
+        );
+        assert!(
+            login_refused(&p, &first).await,
+            "the old password still works"
+        );
+        assert!(
+            !login_refused(&p, &second).await,
+            "the new password does not work"
+        );
+
+        // --rotate-password alone does the same, in JSON.
+        let j = json(&ok(p.knocker(&[
+            "--rotate-password",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--json",
+        ])));
+        assert_eq!(j["role_outcome"], "rotated");
+        let third = j["password"].as_str().unwrap().to_string();
+        assert_eq!(
+            j["connection_string"],
+            format!(
+                "postgres://knocknoc_remote:{third}@127.0.0.1:{}/knocknoc",
+                p.pg.port()
+            )
+        );
+        assert!(login_refused(&p, &second).await);
+        assert!(!login_refused(&p, &third).await);
+
+        // A plain rerun shows no password at all.
+        let o = ok(p.knocker(&["--init", "--no-restart", "--advertise", "127.0.0.1"]));
+        assert!(printed_uris(&stdout(&o)).is_empty(), "{}", stdout(&o));
+
+        // The server logs every statement here, yet no password (nor its
+        // verifier) reaches the log.
+        let log = p.pg.log();
+        for secret in [&first, &second, &third] {
+            assert!(
+                !log.contains(secret.as_str()),
+                "a password reached the server log"
+            );
+        }
+        assert!(
+            !log.contains("SCRAM-SHA-256$"),
+            "a verifier reached the server log"
+        );
     }
 );

@@ -81,6 +81,22 @@ pub enum Error {
         /// The role name.
         role: String,
     },
+    /// A role to be dropped still owns objects or holds privileges in
+    /// databases other than the one it was linked to; dropping it would
+    /// fail (SQLSTATE 2BP01) and reassigning them is the operator's call.
+    #[error("role \"{role}\" owns objects or holds privileges in database(s) {}; knocker only reassigns those in database \"{database}\". In each of those databases run REASSIGN OWNED BY {role_sql} TO {owner_sql}; DROP OWNED BY {role_sql}; (or drop the objects), then run this again", .others.join(", "))]
+    RoleHasObjectsElsewhere {
+        /// The role.
+        role: String,
+        /// The role, quoted for SQL.
+        role_sql: String,
+        /// The owner role, quoted for SQL.
+        owner_sql: String,
+        /// The database the role was linked to.
+        database: String,
+        /// The other databases where it has objects or privileges.
+        others: Vec<String>,
+    },
     /// A role that must exist does not.
     #[error("role \"{role}\" does not exist")]
     RoleMissing {

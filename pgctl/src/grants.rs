@@ -25,7 +25,9 @@ use postgres_protocol::escape::{escape_identifier, escape_literal};
 use tokio_postgres::GenericClient;
 
 use crate::error::{Error, Result};
-use crate::roles::{role_info, terminate_sessions, validate_name};
+use crate::roles::{
+    role_info, run_terminate, terminate_sessions, terminate_sessions_sql, validate_name,
+};
 
 /// Which parts of the link a call added (or, for [`unlink_role`], removed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -199,59 +201,96 @@ async fn check_link_names(
     Ok(())
 }
 
+/// The statements [`link_role`] runs: the missing parts of the link.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkPlan {
+    /// The statements, in order (empty when the link is complete).
+    pub statements: Vec<String>,
+    /// Which parts they add.
+    pub changes: LinkChanges,
+}
+
+fn link_statements(state: &LinkState, role: &str, database: &str, owner: &str) -> LinkPlan {
+    let (r, d, o) = (
+        escape_identifier(role),
+        escape_identifier(database),
+        escape_identifier(owner),
+    );
+    let mut plan = LinkPlan::default();
+    if !state.member_options_ok {
+        plan.changes.membership = true;
+        if state.major >= 16 {
+            plan.statements
+                .push(format!("GRANT {o} TO {r} WITH INHERIT TRUE, SET TRUE"));
+        } else {
+            // On 15 inheritance is an attribute of the member role.
+            plan.statements.push(format!("ALTER ROLE {r} INHERIT"));
+            if !state.member {
+                plan.statements.push(format!("GRANT {o} TO {r}"));
+            }
+        }
+    }
+    if !state.role_setting {
+        plan.changes.role_setting = true;
+        plan.statements.push(format!(
+            "ALTER ROLE {r} IN DATABASE {d} SET role = {}",
+            escape_literal(owner)
+        ));
+    }
+    if !state.connect {
+        plan.changes.connect = true;
+        plan.statements
+            .push(format!("GRANT CONNECT ON DATABASE {d} TO {r}"));
+    }
+    plan
+}
+
+/// What [`link_role`] would run now (reads the catalog, changes nothing).
+/// `role` need not exist yet: then every part is missing, as it will be
+/// right after the role is created.
+pub async fn plan_link(
+    client: &impl GenericClient,
+    role: &str,
+    database: &str,
+    owner: &str,
+) -> Result<LinkPlan> {
+    validate_name("role", role)?;
+    validate_name("database", database)?;
+    validate_name("role", owner)?;
+    let state = link_state(client, role, database, owner).await?;
+    Ok(link_statements(&state, role, database, owner))
+}
+
 /// Links `role` to `database` so that it acts as `owner` there (see the
 /// module docs), in one transaction (a savepoint when `client` is already
-/// a transaction). Idempotent: returns what had to be added.
+/// a transaction). Idempotent: returns what had to be added. Runs the
+/// statements of [`plan_link`].
 pub async fn link_role(
     client: &mut impl GenericClient,
     role: &str,
     database: &str,
     owner: &str,
 ) -> Result<LinkChanges> {
-    let (r, d, o) = (
+    let action = format!(
+        "linking role {} to database {} as {}",
         escape_identifier(role),
         escape_identifier(database),
-        escape_identifier(owner),
+        escape_identifier(owner)
     );
-    let action = format!("linking role {r} to database {d} as {o}");
     let tx = client
         .transaction()
         .await
         .map_err(Error::sql(action.clone()))?;
     check_link_names(&tx, role, database, owner).await?;
     let state = link_state(&tx, role, database, owner).await?;
-    let mut sql = String::new();
-    let mut changes = LinkChanges::default();
-    if !state.member_options_ok {
-        changes.membership = true;
-        if state.major >= 16 {
-            sql += &format!("GRANT {o} TO {r} WITH INHERIT TRUE, SET TRUE;");
-        } else {
-            // On 15 inheritance is an attribute of the member role.
-            sql += &format!("ALTER ROLE {r} INHERIT;");
-            if !state.member {
-                sql += &format!("GRANT {o} TO {r};");
-            }
-        }
-    }
-    if !state.role_setting {
-        changes.role_setting = true;
-        sql += &format!(
-            "ALTER ROLE {r} IN DATABASE {d} SET role = {};",
-            escape_literal(owner)
-        );
-    }
-    if !state.connect {
-        changes.connect = true;
-        sql += &format!("GRANT CONNECT ON DATABASE {d} TO {r};");
-    }
-    if !sql.is_empty() {
-        tx.batch_execute(&sql)
+    let plan = link_statements(&state, role, database, owner);
+    if !plan.statements.is_empty() {
+        tx.batch_execute(&plan.statements.join(";\n"))
             .await
             .map_err(Error::sql(action.clone()))?;
     }
     tx.commit().await.map_err(Error::sql(action))?;
-    Ok(changes)
+    Ok(plan.changes)
 }
 
 /// Undoes [`link_role`]: revokes CONNECT, removes the per-database `role`
@@ -277,45 +316,67 @@ pub async fn unlink_role(
     Ok(changes)
 }
 
+fn unlink_statements(state: &LinkState, role: &str, database: &str, owner: &str) -> LinkPlan {
+    let (r, d, o) = (
+        escape_identifier(role),
+        escape_identifier(database),
+        escape_identifier(owner),
+    );
+    let mut plan = LinkPlan {
+        statements: Vec::new(),
+        changes: LinkChanges {
+            membership: state.member,
+            role_setting: state.role_setting,
+            connect: state.connect,
+        },
+    };
+    if state.connect {
+        plan.statements
+            .push(format!("REVOKE CONNECT ON DATABASE {d} FROM {r}"));
+    }
+    if state.role_setting {
+        plan.statements
+            .push(format!("ALTER ROLE {r} IN DATABASE {d} RESET role"));
+    }
+    if state.member {
+        plan.statements.push(format!("REVOKE {o} FROM {r}"));
+    }
+    plan
+}
+
+async fn plan_unlink(
+    tx: &impl GenericClient,
+    role: &str,
+    database: &str,
+    owner: &str,
+) -> Result<LinkPlan> {
+    validate_name("role", role)?;
+    validate_name("database", database)?;
+    validate_name("role", owner)?;
+    if role_info(tx, role).await?.is_none() {
+        return Ok(LinkPlan::default());
+    }
+    let state = link_state(tx, role, database, owner).await?;
+    Ok(unlink_statements(&state, role, database, owner))
+}
+
 async fn unlink_in(
     tx: &impl GenericClient,
     role: &str,
     database: &str,
     owner: &str,
 ) -> Result<LinkChanges> {
-    validate_name("role", role)?;
-    validate_name("database", database)?;
-    validate_name("role", owner)?;
-    let (r, d, o) = (
-        escape_identifier(role),
-        escape_identifier(database),
-        escape_identifier(owner),
-    );
-    if role_info(tx, role).await?.is_none() {
-        return Ok(LinkChanges::default());
-    }
-    let state = link_state(tx, role, database, owner).await?;
-    let mut sql = String::new();
-    let changes = LinkChanges {
-        membership: state.member,
-        role_setting: state.role_setting,
-        connect: state.connect,
-    };
-    if state.connect {
-        sql += &format!("REVOKE CONNECT ON DATABASE {d} FROM {r};");
-    }
-    if state.role_setting {
-        sql += &format!("ALTER ROLE {r} IN DATABASE {d} RESET role;");
-    }
-    if state.member {
-        sql += &format!("REVOKE {o} FROM {r};");
-    }
-    if !sql.is_empty() {
-        tx.batch_execute(&sql)
+    let plan = plan_unlink(tx, role, database, owner).await?;
+    if !plan.statements.is_empty() {
+        tx.batch_execute(&plan.statements.join(";\n"))
             .await
-            .map_err(Error::sql(format!("unlinking role {r} from database {d}")))?;
+            .map_err(Error::sql(format!(
+                "unlinking role {} from database {}",
+                escape_identifier(role),
+                escape_identifier(database)
+            )))?;
     }
-    Ok(changes)
+    Ok(plan.changes)
 }
 
 /// What [`drop_linked_role`] did.
@@ -329,13 +390,124 @@ pub struct DropOutcome {
     pub dropped: bool,
 }
 
+/// The statements [`drop_linked_role`] runs, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DropPlan {
+    /// `ALTER ROLE ... NOLOGIN`.
+    pub nologin: String,
+    /// The `SELECT` that ends the role's sessions (it returns their count).
+    pub terminate: String,
+    /// Undoing the link ([`unlink_role`]).
+    pub unlink: LinkPlan,
+    /// `REASSIGN OWNED BY role TO owner; DROP OWNED BY role` (objects the
+    /// role owns in the current database and on shared objects go to the
+    /// owner role; its remaining privileges are revoked), then `DROP ROLE`.
+    pub reassign_and_drop: Vec<String>,
+}
+
+impl DropPlan {
+    /// Every statement, in the order they run.
+    pub fn statements(&self) -> Vec<String> {
+        let mut all = vec![self.nologin.clone(), self.terminate.clone()];
+        all.extend(self.unlink.statements.iter().cloned());
+        all.extend(self.reassign_and_drop.iter().cloned());
+        all
+    }
+}
+
+/// The databases (by name) where `role` owns objects or holds privileges,
+/// from the shared catalog `pg_shdepend` (visible from any database);
+/// shared objects (databases, tablespaces, parameters) are left out, since
+/// `REASSIGN OWNED` / `DROP OWNED` handle them from any database.
+async fn databases_with_dependencies(
+    client: &impl GenericClient,
+    role: &str,
+) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT d.datname::text \
+             FROM pg_catalog.pg_shdepend s \
+             JOIN pg_catalog.pg_database d ON d.oid = s.dbid \
+             JOIN pg_catalog.pg_roles r ON r.oid = s.refobjid \
+             WHERE s.refclassid = 'pg_catalog.pg_authid'::regclass \
+               AND s.deptype <> 'p' AND r.rolname = $1 \
+             ORDER BY 1",
+            &[&role],
+        )
+        .await
+        .map_err(Error::sql(format!(
+            "looking up what role {} owns",
+            escape_identifier(role)
+        )))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// What [`drop_linked_role`] would run now; `None` when the role does not
+/// exist. Fails like it: [`Error::RoleNotManaged`] for a superuser or an
+/// unmarked role (unless `force`), and
+/// [`Error::RoleHasObjectsElsewhere`] when the role owns objects or holds
+/// privileges in a database other than `database`, or in `database` while
+/// `client` is connected to another one (`REASSIGN OWNED` works on the
+/// current database only).
+pub async fn plan_drop_linked_role(
+    client: &impl GenericClient,
+    role: &str,
+    database: &str,
+    owner: &str,
+    force: bool,
+) -> Result<Option<DropPlan>> {
+    let Some(info) = role_info(client, role).await? else {
+        return Ok(None);
+    };
+    if info.superuser || (!info.managed && !force) {
+        return Err(Error::RoleNotManaged {
+            role: role.to_owned(),
+        });
+    }
+    let current: String = client
+        .query_one("SELECT pg_catalog.current_database()::text", &[])
+        .await
+        .map_err(Error::sql("reading the current database"))?
+        .get(0);
+    let others: Vec<String> = databases_with_dependencies(client, role)
+        .await?
+        .into_iter()
+        .filter(|d| d != database || *d != current)
+        .collect();
+    let (r, o) = (escape_identifier(role), escape_identifier(owner));
+    if !others.is_empty() {
+        return Err(Error::RoleHasObjectsElsewhere {
+            role: role.to_owned(),
+            role_sql: r,
+            owner_sql: o,
+            database: database.to_owned(),
+            others,
+        });
+    }
+    Ok(Some(DropPlan {
+        nologin: format!("ALTER ROLE {r} NOLOGIN"),
+        terminate: terminate_sessions_sql(role),
+        unlink: plan_unlink(client, role, database, owner).await?,
+        reassign_and_drop: vec![
+            format!("REASSIGN OWNED BY {r} TO {o}"),
+            format!("DROP OWNED BY {r}"),
+            format!("DROP ROLE {r}"),
+        ],
+    }))
+}
+
 /// The inverse of role creation plus [`link_role`], for `--deinit`: in one
 /// transaction, forbids new logins of `role`, ends its sessions, unlinks it
-/// from `database`/`owner` and drops it. A missing role is not an error
-/// (nothing to do); a role not marked as managed by knocker is refused
-/// unless `force`. If anything fails, nothing changes (sessions already
-/// ended stay ended). Sessions that logged in while the transaction ran
-/// (NOLOGIN takes effect only at commit) are ended after the commit.
+/// from `database`/`owner`, hands what it owns in the current database
+/// (and shared objects) to `owner`, revokes its remaining privileges and
+/// drops it: the statements of [`plan_drop_linked_role`]. Run it connected
+/// to `database`, so that objects the role made there (with `SET ROLE` or
+/// `RESET ROLE`) stay with the application instead of blocking the drop. A
+/// missing role is not an error (nothing to do); a role not marked as
+/// managed by knocker is refused unless `force`. If anything fails, nothing
+/// changes (sessions already ended stay ended). Sessions that logged in
+/// while the transaction ran (NOLOGIN takes effect only at commit) are
+/// ended after the commit.
 pub async fn drop_linked_role(
     client: &mut impl GenericClient,
     role: &str,
@@ -349,20 +521,22 @@ pub async fn drop_linked_role(
         .transaction()
         .await
         .map_err(Error::sql(action.clone()))?;
-    let Some(info) = role_info(&tx, role).await? else {
+    let Some(plan) = plan_drop_linked_role(&tx, role, database, owner, force).await? else {
         return Ok(DropOutcome::default());
     };
-    if info.superuser || (!info.managed && !force) {
-        return Err(Error::RoleNotManaged {
-            role: role.to_owned(),
-        });
-    }
-    tx.batch_execute(&format!("ALTER ROLE {r} NOLOGIN"))
+    tx.batch_execute(&plan.nologin)
         .await
         .map_err(Error::sql(action.clone()))?;
-    let terminated_sessions = terminate_sessions(&tx, role).await?;
-    let unlinked = unlink_in(&tx, role, database, owner).await?;
-    tx.batch_execute(&format!("DROP ROLE {r}"))
+    let terminated_sessions = run_terminate(&tx, &plan.terminate, role).await?;
+    if !plan.unlink.statements.is_empty() {
+        tx.batch_execute(&plan.unlink.statements.join(";\n"))
+            .await
+            .map_err(Error::sql(format!(
+                "unlinking role {r} from database {}",
+                escape_identifier(database)
+            )))?;
+    }
+    tx.batch_execute(&plan.reassign_and_drop.join(";\n"))
         .await
         .map_err(Error::sql(action.clone()))?;
     tx.commit().await.map_err(Error::sql(action))?;
@@ -371,7 +545,7 @@ pub async fn drop_linked_role(
     // round; a dropped role's session would otherwise live on.
     let stragglers = terminate_sessions(&*client, role).await?;
     Ok(DropOutcome {
-        unlinked,
+        unlinked: plan.unlink.changes,
         terminated_sessions: terminated_sessions + stragglers,
         dropped: true,
     })

@@ -307,7 +307,9 @@ async fn check_source(client: &impl GenericClient) -> Result<()> {
     }
 }
 
-async fn alter_system_allowed(client: &impl GenericClient) -> Result<bool> {
+/// Whether the server accepts ALTER SYSTEM (`allow_alter_system`, 17+);
+/// when it does not, [`set_listen_addresses`] writes an include file.
+pub async fn alter_system_allowed(client: &impl GenericClient) -> Result<bool> {
     let row = client
         .query_one(
             "SELECT coalesce(current_setting('allow_alter_system', true), 'on') = 'on'",
@@ -346,6 +348,19 @@ async fn winning_file(client: &impl GenericClient) -> Result<Option<(PathBuf, i3
     }))
 }
 
+/// The statement [`set_listen_addresses`] runs where ALTER SYSTEM is
+/// allowed.
+pub fn set_listen_addresses_sql(value: &str) -> String {
+    format!(
+        "ALTER SYSTEM SET listen_addresses = {}",
+        escape_literal(value)
+    )
+}
+
+/// The statement [`reset_listen_addresses`] runs where ALTER SYSTEM is
+/// allowed.
+pub const RESET_LISTEN_ADDRESSES_SQL: &str = "ALTER SYSTEM RESET listen_addresses";
+
 /// Sets `listen_addresses` to `value` for the next server start: with
 /// ALTER SYSTEM, or, where it is disabled (`allow_alter_system = off`),
 /// with a file [`INCLUDE_FILE_NAME`] in the configuration's include
@@ -362,11 +377,7 @@ pub async fn set_listen_addresses(
     check_source(client).await?;
     let running = running_value(client).await?;
     let written_to = if alter_system_allowed(client).await? {
-        let sql = format!(
-            "ALTER SYSTEM SET listen_addresses = {}",
-            escape_literal(value)
-        );
-        match client.batch_execute(&sql).await {
+        match client.batch_execute(&set_listen_addresses_sql(value)).await {
             Ok(()) => WrittenTo::AlterSystem,
             Err(e) if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) => {
                 WrittenTo::IncludeFile(write_include_file(client, value).await?)
@@ -407,7 +418,7 @@ pub async fn reset_listen_addresses(client: &impl GenericClient) -> Result<Liste
     let mut written_to = WrittenTo::AlterSystem;
     if alter_system_allowed(client).await? {
         client
-            .batch_execute("ALTER SYSTEM RESET listen_addresses")
+            .batch_execute(RESET_LISTEN_ADDRESSES_SQL)
             .await
             .map_err(Error::sql("resetting listen_addresses with ALTER SYSTEM"))?;
     }
@@ -481,14 +492,51 @@ async fn write_include_file(client: &impl GenericClient, value: &str) -> Result<
     Ok(path)
 }
 
+/// Prefix of the temporary files [`write_config_file`] renames into place.
+const TEMP_PREFIX: &str = ".zz-knocker-listen.";
+
+/// A temporary file older than this was left by a run that was killed before
+/// its rename (a live run renames within milliseconds).
+const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes the temporary files that killed runs left in `dir`. The server
+/// ignores them (include_dir skips dot files), but they are litter in a
+/// directory operators read.
+fn remove_stale_temps(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(Error::io("reading", dir))?;
+    for entry in entries.flatten() {
+        let is_ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(TEMP_PREFIX));
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMP_AGE);
+        if is_ours && stale {
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("removing the stale temporary file", path)(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes `text` to `path` atomically (dot-named temporary file in the same
 /// directory, which include_dir ignores; fsync; rename; fsync directory),
-/// owned like the directory and readable by the server.
+/// owned like the directory and readable by the server. Temporary files of
+/// earlier, killed runs are removed first.
 fn write_config_file(dir: &Path, path: &Path, text: &str) -> Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = std::fs::metadata(dir).map_err(Error::io("reading", dir))?;
+    remove_stale_temps(dir)?;
     let mut temp = tempfile::Builder::new()
-        .prefix(".zz-knocker-listen.")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(Error::io("creating a temporary file in", dir))?;
     let temp_path = temp.path().to_owned();
@@ -868,6 +916,51 @@ pub async fn verify_listening(client: &Client, port: u16, plan: &ListenPlan) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Guards the leftover noted for issue 5: a run killed between creating
+    /// its temporary file and the rename left `.zz-knocker-listen.*` behind
+    /// for good. The next write removes old ones and keeps fresh ones (which
+    /// may belong to a run in progress).
+    #[test]
+    fn write_config_file_removes_stale_temps_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".zz-knocker-listen.Ab12Cd");
+        let fresh = dir.path().join(".zz-knocker-listen.Ef34Gh");
+        let other = dir.path().join(".other.Ij56Kl");
+        for p in [&stale, &fresh, &other] {
+            std::fs::write(p, "listen_addresses = '*'\n").unwrap();
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for p in [&stale, &other] {
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        let target = dir.path().join(INCLUDE_FILE_NAME);
+        write_config_file(dir.path(), &target, "listen_addresses = 'localhost'\n").unwrap();
+        assert!(!stale.exists());
+        assert!(fresh.exists() && other.exists());
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "listen_addresses = 'localhost'\n"
+        );
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                ".other.Ij56Kl",
+                ".zz-knocker-listen.Ef34Gh",
+                INCLUDE_FILE_NAME
+            ]
+        );
+    }
 
     fn resolve(name: &str) -> Vec<IpAddr> {
         match name {

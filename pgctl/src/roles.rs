@@ -214,10 +214,110 @@ pub async fn suppress_statement_logging(client: &impl GenericClient) -> Result<b
     Ok(true)
 }
 
-/// SQL that sets a role's password from a client-side SCRAM verifier.
-fn password_clause(password: &Password) -> String {
-    let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
-    format!("PASSWORD {}", escape_literal(&verifier))
+/// What goes in place of a password verifier in SQL that is printed
+/// rather than run (`--dry-run`): never a real secret.
+pub const PASSWORD_PLACEHOLDER: &str = "<generated>";
+
+/// SQL that sets a role's password from a client-side SCRAM verifier, or
+/// the [`PASSWORD_PLACEHOLDER`] when `password` is `None`.
+fn password_clause(password: Option<&Password>) -> String {
+    match password {
+        Some(password) => {
+            let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+            format!("PASSWORD {}", escape_literal(&verifier))
+        }
+        None => format!("PASSWORD {}", escape_literal(PASSWORD_PLACEHOLDER)),
+    }
+}
+
+/// What [`ensure_login_role`] will do to a role, decided from the catalog
+/// before anything changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleStep {
+    /// Create it (new password).
+    Create,
+    /// Give the managed role a new password.
+    Rotate,
+    /// Take over an unmarked role (forced): new password and the mark.
+    Adopt,
+    /// Allow the managed role to log in again; password kept.
+    AllowLogin,
+    /// Nothing to do.
+    Unchanged,
+}
+
+/// The plan of [`ensure_login_role`] for one role: what it will do and the
+/// exact SQL. Running the plan ([`ensure_login_role`]) and printing it
+/// (`--dry-run`) use the same statements.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolePlan {
+    name: String,
+    /// What will happen.
+    pub step: RoleStep,
+}
+
+impl RolePlan {
+    /// Whether the step sets a new password.
+    pub fn sets_password(&self) -> bool {
+        matches!(
+            self.step,
+            RoleStep::Create | RoleStep::Rotate | RoleStep::Adopt
+        )
+    }
+
+    /// The statements, with the SCRAM verifier of `password` (or the
+    /// [`PASSWORD_PLACEHOLDER`] when `None`, for printing).
+    pub fn statements(&self, password: Option<&Password>) -> Vec<String> {
+        let ident = escape_identifier(&self.name);
+        let mark = || {
+            format!(
+                "COMMENT ON ROLE {ident} IS {}",
+                escape_literal(MANAGED_COMMENT)
+            )
+        };
+        match self.step {
+            RoleStep::Create => vec![
+                format!(
+                    "CREATE ROLE {ident} LOGIN NOSUPERUSER INHERIT {}",
+                    password_clause(password)
+                ),
+                mark(),
+            ],
+            RoleStep::Rotate | RoleStep::Adopt => vec![
+                format!("ALTER ROLE {ident} LOGIN {}", password_clause(password)),
+                mark(),
+            ],
+            RoleStep::AllowLogin => vec![format!("ALTER ROLE {ident} LOGIN")],
+            RoleStep::Unchanged => Vec::new(),
+        }
+    }
+}
+
+/// Decides what [`ensure_login_role`] would do to `name` (reads the
+/// catalog, changes nothing). Fails like it: [`Error::RoleNotManaged`] for
+/// a superuser or, unless `force`, an unmarked role.
+pub async fn plan_login_role(
+    client: &impl GenericClient,
+    name: &str,
+    options: &EnsureRole,
+) -> Result<RolePlan> {
+    validate_name("role", name)?;
+    let step = match role_info(client, name).await? {
+        None => RoleStep::Create,
+        Some(info) if info.superuser || (!info.managed && !options.force) => {
+            return Err(Error::RoleNotManaged {
+                role: name.to_owned(),
+            })
+        }
+        Some(info) if !info.managed => RoleStep::Adopt,
+        Some(_) if options.rotate_password => RoleStep::Rotate,
+        Some(info) if !info.can_login => RoleStep::AllowLogin,
+        Some(_) => RoleStep::Unchanged,
+    };
+    Ok(RolePlan {
+        name: name.to_owned(),
+        step,
+    })
 }
 
 /// Creates the login role `name`, or makes sure the existing one is usable:
@@ -232,6 +332,7 @@ fn password_clause(password: &Password) -> String {
 ///
 /// Statement logging is switched off for the session first where allowed
 /// ([`suppress_statement_logging`]). Superuser roles are never touched.
+/// The statements are those of [`plan_login_role`].
 pub async fn ensure_login_role(
     client: &impl GenericClient,
     name: &str,
@@ -240,62 +341,49 @@ pub async fn ensure_login_role(
     validate_name("role", name)?;
     let ident = escape_identifier(name);
     suppress_statement_logging(client).await?;
-    let password = || options.password.clone().unwrap_or_else(Password::generate);
-
-    let Some(info) = role_info(client, name).await? else {
-        let password = password();
-        let sql = format!(
-            "CREATE ROLE {ident} LOGIN NOSUPERUSER INHERIT {}; COMMENT ON ROLE {ident} IS {}",
-            password_clause(&password),
-            escape_literal(MANAGED_COMMENT)
-        );
+    let plan = plan_login_role(client, name, options).await?;
+    let password = plan
+        .sets_password()
+        .then(|| options.password.clone().unwrap_or_else(Password::generate));
+    let sql = plan.statements(password.as_ref()).join(";\n");
+    if !sql.is_empty() {
+        let action = match plan.step {
+            RoleStep::Create => format!("creating role {ident}"),
+            RoleStep::AllowLogin => format!("allowing role {ident} to log in"),
+            _ => format!("setting the password of role {ident}"),
+        };
         client
             .batch_execute(&sql)
             .await
-            .map_err(Error::sql(format!("creating role {ident}")))?;
-        return Ok(RoleOutcome::Created(password));
-    };
-    if info.superuser || (!info.managed && !options.force) {
-        return Err(Error::RoleNotManaged {
-            role: name.to_owned(),
-        });
+            .map_err(Error::sql(action))?;
     }
-    if info.managed && !options.rotate_password {
-        if !info.can_login {
-            client
-                .batch_execute(&format!("ALTER ROLE {ident} LOGIN"))
-                .await
-                .map_err(Error::sql(format!("allowing role {ident} to log in")))?;
-        }
-        return Ok(RoleOutcome::Unchanged);
-    }
-    let password = password();
-    let sql = format!(
-        "ALTER ROLE {ident} LOGIN {}; COMMENT ON ROLE {ident} IS {}",
-        password_clause(&password),
-        escape_literal(MANAGED_COMMENT)
-    );
-    client
-        .batch_execute(&sql)
-        .await
-        .map_err(Error::sql(format!("setting the password of role {ident}")))?;
-    Ok(if info.managed {
-        RoleOutcome::Rotated(password)
-    } else {
-        RoleOutcome::Adopted(password)
+    Ok(match (plan.step, password) {
+        (RoleStep::Create, Some(p)) => RoleOutcome::Created(p),
+        (RoleStep::Rotate, Some(p)) => RoleOutcome::Rotated(p),
+        (RoleStep::Adopt, Some(p)) => RoleOutcome::Adopted(p),
+        _ => RoleOutcome::Unchanged,
     })
 }
 
-/// Ends every session logged in as `name` (waiting up to 5 s each for them
-/// to go) and returns how many there were.
-pub async fn terminate_sessions(client: &impl GenericClient, name: &str) -> Result<u64> {
+/// The statement of [`terminate_sessions`], with the role inlined as a
+/// literal (so it can be printed as it runs). It returns one row: how many
+/// sessions there were.
+pub fn terminate_sessions_sql(name: &str) -> String {
+    format!(
+        "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000)) \
+         FROM pg_catalog.pg_stat_activity \
+         WHERE usename = {} AND pid <> pg_catalog.pg_backend_pid()",
+        escape_literal(name)
+    )
+}
+
+pub(crate) async fn run_terminate(
+    client: &impl GenericClient,
+    sql: &str,
+    name: &str,
+) -> Result<u64> {
     let row = client
-        .query_one(
-            "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000)) \
-             FROM pg_catalog.pg_stat_activity \
-             WHERE usename = $1 AND pid <> pg_catalog.pg_backend_pid()",
-            &[&name],
-        )
+        .query_one(sql, &[])
         .await
         .map_err(Error::sql(format!(
             "ending the sessions of role {}",
@@ -304,24 +392,40 @@ pub async fn terminate_sessions(client: &impl GenericClient, name: &str) -> Resu
     Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
 }
 
+/// Ends every session logged in as `name` (waiting up to 5 s each for them
+/// to go) and returns how many there were. Runs [`terminate_sessions_sql`].
+pub async fn terminate_sessions(client: &impl GenericClient, name: &str) -> Result<u64> {
+    run_terminate(client, &terminate_sessions_sql(name), name).await
+}
+
+/// The statement of [`terminate_sessions_from`], with its values inlined
+/// as literals (so it can be printed as it runs). It returns one row: how
+/// many sessions there were.
+pub fn terminate_sessions_from_sql(network: &ipnet::IpNet, role: Option<&str>) -> String {
+    let role_filter = role.map_or(String::new(), |r| {
+        format!(" AND usename = {}", escape_literal(r))
+    });
+    format!(
+        "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000)) \
+         FROM pg_catalog.pg_stat_activity \
+         WHERE client_addr <<= {}::inet{role_filter} \
+           AND pid <> pg_catalog.pg_backend_pid()",
+        escape_literal(&network.to_string())
+    )
+}
+
 /// Ends the sessions whose client address lies in `network` (only those
 /// logged in as `role`, when given), waiting up to 5 s each for them to go;
 /// returns how many there were. For `--remove CIDR --terminate`: removing a
 /// pg_hba.conf rule does not end sessions already authenticated by it.
+/// Runs [`terminate_sessions_from_sql`].
 pub async fn terminate_sessions_from(
     client: &impl GenericClient,
     network: &ipnet::IpNet,
     role: Option<&str>,
 ) -> Result<u64> {
     let row = client
-        .query_one(
-            "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000)) \
-             FROM pg_catalog.pg_stat_activity \
-             WHERE client_addr <<= $1::text::inet \
-               AND ($2::text IS NULL OR usename = $2) \
-               AND pid <> pg_catalog.pg_backend_pid()",
-            &[&network.to_string(), &role],
-        )
+        .query_one(&terminate_sessions_from_sql(network, role), &[])
         .await
         .map_err(Error::sql(format!("ending the sessions from {network}")))?;
     Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
@@ -360,8 +464,9 @@ mod tests {
 
     #[test]
     fn password_clause_carries_only_the_verifier() {
-        let clause = password_clause(&Password::new("s3cret-plain"));
+        let clause = password_clause(Some(&Password::new("s3cret-plain")));
         assert!(clause.starts_with("PASSWORD 'SCRAM-SHA-256$4096:"));
         assert!(!clause.contains("s3cret-plain"));
+        assert_eq!(password_clause(None), "PASSWORD '<generated>'");
     }
 }

@@ -169,3 +169,47 @@ fn error_after_an_unquoted_password_does_not_quote_the_rest_of_it() {
         "missing \"=\" after \"horse\" in connection info string"
     );
 }
+
+/// Guards the leak noted for issue 4: libpq reads `app:pa/ss@db/app` as host
+/// `app`, port `pa`, database `ss@db/app`, and its "invalid port" error then
+/// quotes part of the password. `parse` stays libpq-exact; `parse_checked`
+/// (what the binaries use) refuses such strings without quoting them.
+#[test]
+fn parse_checked_refuses_ambiguous_credentials_without_quoting_them() {
+    for (uri, at) in [
+        ("postgresql://app:Zq/x9@db.example/app", 22),
+        ("postgres://app:Zq@x9@db.example:5432/app", 20),
+        ("postgresql://app:Zq@x9/Yk@db.example/app", 25),
+        ("postgresql://db.example:5432/my@db", 31),
+        ("postgresql://app:Zq@db.example/my@db", 33),
+    ] {
+        assert!(ConnInfo::parse(uri).is_ok(), "{uri}: libpq accepts it");
+        let e = ConnInfo::parse_checked(uri).expect_err(uri);
+        assert_eq!(e.kind(), ParseErrorKind::AmbiguousUriCredentials, "{uri}");
+        assert_eq!(e.offset(), at, "{uri}");
+        let message = e.to_string();
+        for secret in ["Zq", "x9", "Yk"] {
+            assert!(!message.contains(secret), "{uri}: {message}");
+        }
+        assert!(
+            message.contains("%40") && message.contains("%2F"),
+            "{message}"
+        );
+    }
+    for uri in [
+        "postgresql://app:pa%2Fss@db.example/app",
+        "postgresql://app:p%40ss@db.example:5432/app",
+        "postgresql://db.example:5432/my%40db",
+        "postgresql://app@db.example/app?options=-c%20x@y",
+        "postgresql://app:secret@db.example/app?host=h@x",
+        "postgresql:///app",
+        "host=db.example password=p@ss/word",
+    ] {
+        assert_eq!(
+            ConnInfo::parse_checked(uri).ok(),
+            ConnInfo::parse(uri).ok(),
+            "{uri}"
+        );
+        assert!(ConnInfo::parse_checked(uri).is_ok(), "{uri}");
+    }
+}

@@ -609,7 +609,7 @@ pub(crate) fn parse_fields<F: Fields + ?Sized>(fields: &F, opts: &ValidateOption
                 Some(i) => (&value[..i], Some(&value[i + 1..])),
                 None => (value, None),
             };
-            match address::parse_numeric_host(host) {
+            match address::parse_numeric_host_in(host, &cx.opts.interfaces) {
                 None => {
                     if prefix.is_some() {
                         return cx.fail(
@@ -646,7 +646,9 @@ pub(crate) fn parse_fields<F: Fields + ?Sized>(fields: &F, opts: &ValidateOption
                             );
                         }
                         let mt = &mfield[0];
-                        let Some(mask) = address::parse_numeric_host(&mt.value) else {
+                        let Some(mask) =
+                            address::parse_numeric_host_in(&mt.value, &cx.opts.interfaces)
+                        else {
                             return cx.fail(
                                 format!(
                                     "invalid IP mask \"{}\": Name or service not known",

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::address::InterfaceNames;
+
 /// A PostgreSQL major version this crate knows the `pg_hba.conf` grammar of
 /// (13 to 18).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -58,9 +60,17 @@ impl PgVersion {
         self.0 >= 14
     }
 
-    /// Fixed line and token buffers (13 only: 20480-byte lines, 10240-byte tokens).
+    /// A fixed line buffer (13 only: 20480-byte lines; 14 reads lines of any
+    /// length into a growable buffer).
     pub fn has_length_limits(self) -> bool {
         self.0 <= 13
+    }
+
+    /// A fixed token buffer in `next_token()` (13, 14 and 15: 10240 bytes,
+    /// so a token of 10240 bytes or more is "authentication file token too
+    /// long"; 16 collects tokens into a growable buffer).
+    pub fn has_token_length_limit(self) -> bool {
+        self.0 <= 15
     }
 
     /// `include`, `include_if_exists`, `include_dir` records (16+).
@@ -138,6 +148,9 @@ pub struct ValidateOptions {
     /// The `oauth_validator_libraries` setting (18+; empty by default, which
     /// makes every `oauth` line an error).
     pub oauth_validator_libraries: Vec<String>,
+    /// The network interfaces of the server's machine, for IPv6 scope names
+    /// such as `fe80::1%eth0` (default: this machine's).
+    pub interfaces: InterfaceNames,
 }
 
 impl Default for ValidateOptions {
@@ -147,6 +160,7 @@ impl Default for ValidateOptions {
             build: BuildFeatures::default(),
             ssl_enabled: true,
             oauth_validator_libraries: Vec::new(),
+            interfaces: InterfaceNames::System,
         }
     }
 }

@@ -372,5 +372,21 @@ fn pg13_limits() {
         rows(&long, PgVersion::V13)[0].error.as_deref(),
         Some("authentication file token too long")
     );
-    assert_eq!(rows(&long, PgVersion::V14)[0].error, None);
+    // 14 and 15 kept the token buffer (PostgreSQL 15.18 rejects a token of
+    // 10240 bytes); 16 removed it
+    for v in [PgVersion::V14, PgVersion::V15] {
+        assert_eq!(
+            rows(&long, v)[0].error.as_deref(),
+            Some("authentication file token too long"),
+            "{v}"
+        );
+    }
+    assert_eq!(rows(&long, PgVersion::V16)[0].error, None);
+    // lines have no length limit since 14
+    let long_line = format!("local {} all trust\n", vec!["db"; 8000].join(","));
+    assert_eq!(rows(&long_line, PgVersion::V14)[0].error, None);
+    assert_eq!(
+        rows(&long_line, PgVersion::V13)[0].error.as_deref(),
+        Some("authentication file line too long")
+    );
 }

@@ -114,72 +114,59 @@ pub async fn init(
         .map_err(super::plan_error)?;
     let adds_ref: Vec<&str> = adds.iter().map(String::as_str).collect();
     let listen = plan_listen_addresses(&admin.facts.listen_addresses, &adds_ref);
-    let existing = pgctl::roles::role_info(admin.client(), &scope.user)
-        .await
-        .map_err(pg)?;
     out.set("role", scope.user.clone());
     out.set("database", scope.database.clone());
     out.set("hba_file", path.display().to_string());
     out.set("listen_addresses", listen.new.clone());
     out.set("hostssl", scope.hostssl);
 
+    let ensure = EnsureRole {
+        rotate_password: args.rotate_password,
+        force: args.force,
+        password: None,
+    };
     if args.dry_run {
+        // The statements come from the same pgctl plans that run them.
+        let role_plan = pgctl::roles::plan_login_role(admin.client(), &scope.user, &ensure)
+            .await
+            .map_err(role_failure)?;
+        let owner =
+            pgctl::grants::find_owner_role(admin.client(), &scope.database, Some(&app.user))
+                .await
+                .map_err(pg)?;
+        let link = pgctl::grants::plan_link(admin.client(), &scope.user, &scope.database, &owner)
+            .await
+            .map_err(pg)?;
+        let mut sql = role_plan.statements(None);
+        sql.extend(link.statements);
+        let mut notes = Vec::new();
+        if hba.changed() {
+            sql.push(RELOAD_SQL.into());
+        }
+        if listen.changes() {
+            if pgctl::listen::alter_system_allowed(admin.client())
+                .await
+                .map_err(pg)?
+            {
+                sql.push(pgctl::listen::set_listen_addresses_sql(&listen.new));
+            } else {
+                notes.push(format!(
+                    "ALTER SYSTEM is off: listen_addresses = '{}' would be written to {} in the include directory.",
+                    listen.new,
+                    pgctl::listen::INCLUDE_FILE_NAME
+                ));
+            }
+            notes.push("Then PostgreSQL would be restarted for listen_addresses.".into());
+        }
         let d = diff::unified(&path.display().to_string(), &old, &hba.new_text);
-        let mut sql = Vec::new();
-        match &existing {
-            None => sql.push(format!(
-                "CREATE ROLE {} LOGIN PASSWORD '<SCRAM-SHA-256 verifier of a new random password>'; COMMENT ON ROLE {0} IS 'managed by knocker'",
-                postgres_ident(&scope.user)
-            )),
-            Some(_) if args.rotate_password => sql.push(format!(
-                "ALTER ROLE {} PASSWORD '<SCRAM-SHA-256 verifier of a new random password>'",
-                postgres_ident(&scope.user)
-            )),
-            Some(_) => {}
-        }
-        sql.push(format!(
-            "GRANT <owner of {}> TO {} (membership, ALTER ROLE ... IN DATABASE ... SET role, GRANT CONNECT), where missing",
-            postgres_ident(&scope.database),
-            postgres_ident(&scope.user)
-        ));
-        if listen.changes() {
-            sql.push(format!(
-                "ALTER SYSTEM SET listen_addresses = '{}'",
-                listen.new.replace('\'', "''")
-            ));
-        }
-        out.set("dry_run", true);
-        out.set("diff", d.clone());
-        out.set("sql", sql.clone());
-        out.say("Dry run: nothing changed.");
-        if !d.is_empty() {
-            out.say(format!("pg_hba.conf would change like this:\n{d}"));
-        }
-        for s in &sql {
-            out.say(format!("SQL: {s};"));
-        }
-        if listen.changes() {
-            out.say("Then PostgreSQL would be restarted for listen_addresses.");
-        }
+        print_dry_run(out, &d, &sql, &notes);
         return Ok(());
     }
 
     // The role, with a password hashed on this side.
-    let outcome = pgctl::roles::ensure_login_role(
-        admin.client(),
-        &scope.user,
-        &EnsureRole {
-            rotate_password: args.rotate_password,
-            force: args.force,
-            password: None,
-        },
-    )
-    .await
-    .map_err(|e| {
-        Failure::failed(format!(
-            "{e}\n(use --user NAME for another role, or --force to take it over)"
-        ))
-    })?;
+    let outcome = pgctl::roles::ensure_login_role(admin.client(), &scope.user, &ensure)
+        .await
+        .map_err(role_failure)?;
     let owner = pgctl::grants::find_owner_role(admin.client(), &scope.database, Some(&app.user))
         .await
         .map_err(pg)?;
@@ -340,8 +327,42 @@ pub async fn init(
     Ok(())
 }
 
-fn postgres_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
+fn role_failure(e: pgctl::error::Error) -> Failure {
+    Failure::failed(format!(
+        "{e}\n(use --user NAME for another role, or --force to take it over)"
+    ))
+}
+
+/// What pgctl's safe pg_hba.conf installation asks the server after
+/// writing the file.
+pub(super) const RELOAD_SQL: &str = "SELECT pg_catalog.pg_reload_conf()";
+
+/// The `--dry-run` report: the diff, the SQL it would run, notes. In JSON:
+/// `dry_run`, `diff`, `sql`.
+pub(super) fn print_dry_run(out: &mut Out, diff: &str, sql: &[String], notes: &[String]) {
+    out.set("dry_run", true);
+    out.set("diff", diff.to_string());
+    out.set("sql", sql.to_vec());
+    out.say("Dry run: nothing changed.");
+    if diff.is_empty() {
+        out.say("pg_hba.conf would not change.");
+    } else {
+        out.say(format!(
+            "pg_hba.conf would change like this:\n{}",
+            diff.trim_end_matches('\n')
+        ));
+    }
+    if sql.is_empty() {
+        out.say("No SQL would run.");
+    } else {
+        out.say("SQL it would run:");
+        for s in sql {
+            out.say(format!("  {s};"));
+        }
+    }
+    for n in notes {
+        out.say(n);
+    }
 }
 
 /// `--deinit`: undo `--init` completely.
@@ -358,25 +379,51 @@ pub async fn deinit(
     let (new, had_block) = exposedb_block::remove(&old, version).map_err(super::plan_error)?;
     out.set("role", scope.user.clone());
     out.set("hba_file", path.display().to_string());
+    // REASSIGN OWNED works on the current database: drop the role from a
+    // session in the application's database.
+    let mut in_app_db = admin.connect_to_database(&scope.database).await?;
+    let owner = match pgctl::roles::role_info(&in_app_db, &scope.user)
+        .await
+        .map_err(pg)?
+    {
+        Some(_) => Some(
+            pgctl::grants::find_owner_role(&in_app_db, &scope.database, Some(&app.user))
+                .await
+                .map_err(pg)?,
+        ),
+        None => None,
+    };
     if args.dry_run {
+        let mut sql = Vec::new();
+        if had_block {
+            sql.push(RELOAD_SQL.into());
+        }
+        if let Some(owner) = &owner {
+            let plan = pgctl::grants::plan_drop_linked_role(
+                &in_app_db,
+                &scope.user,
+                &scope.database,
+                owner,
+                args.force,
+            )
+            .await
+            .map_err(pg)?;
+            sql.extend(plan.map(|p| p.statements()).unwrap_or_default());
+        }
+        let mut notes = Vec::new();
+        if pgctl::listen::alter_system_allowed(admin.client())
+            .await
+            .map_err(pg)?
+        {
+            sql.push(pgctl::listen::RESET_LISTEN_ADDRESSES_SQL.into());
+        }
+        notes.push(format!(
+            "knocker's {} in the include directory would be removed if present; \
+             PostgreSQL would be restarted if listen_addresses changes.",
+            pgctl::listen::INCLUDE_FILE_NAME
+        ));
         let d = diff::unified(&path.display().to_string(), &old, &new);
-        let sql = vec![
-            format!(
-                "DROP ROLE {} (after ending its sessions and removing its grants)",
-                postgres_ident(&scope.user)
-            ),
-            "ALTER SYSTEM RESET listen_addresses".to_string(),
-        ];
-        out.set("dry_run", true);
-        out.set("diff", d.clone());
-        out.set("sql", sql.clone());
-        out.say("Dry run: nothing changed.");
-        if !d.is_empty() {
-            out.say(format!("pg_hba.conf would change like this:\n{d}"));
-        }
-        for s in &sql {
-            out.say(format!("SQL: {s};"));
-        }
+        print_dry_run(out, &d, &sql, &notes);
         return Ok(());
     }
     let hba_changed = if had_block {
@@ -388,20 +435,13 @@ pub async fn deinit(
     } else {
         false
     };
-    let dropped = match pgctl::roles::role_info(admin.client(), &scope.user)
-        .await
-        .map_err(pg)?
-    {
-        Some(_) => {
-            let owner =
-                pgctl::grants::find_owner_role(admin.client(), &scope.database, Some(&app.user))
-                    .await
-                    .map_err(pg)?;
+    let dropped = match &owner {
+        Some(owner) => {
             pgctl::grants::drop_linked_role(
-                admin.client_mut(),
+                &mut in_app_db,
                 &scope.user,
                 &scope.database,
-                &owner,
+                owner,
                 args.force,
             )
             .await
@@ -410,6 +450,7 @@ pub async fn deinit(
         }
         None => false,
     };
+    drop(in_app_db);
     let change = pgctl::listen::reset_listen_addresses(admin.client())
         .await
         .map_err(pg)?;

@@ -52,7 +52,7 @@ impl AppConn {
                 )
             }
         };
-        let info = ConnInfo::parse(&text)
+        let info = ConnInfo::parse_checked(&text)
             .map_err(|e| Failure::usage(format!("{from}: not a valid connection string: {e}")))?;
         let user = info
             .get(Keyword::User)
@@ -131,7 +131,7 @@ impl Admin {
     pub async fn connect(args: &ExposedbArgs, app: &AppConn) -> Result<Admin, Failure> {
         let (info, os_user) = match &args.admin_conn {
             Some(text) => (
-                ConnInfo::parse(text).map_err(|e| {
+                ConnInfo::parse_checked(text).map_err(|e| {
                     Failure::usage(format!("--admin-conn: not a valid connection string: {e}"))
                 })?,
                 None,
@@ -186,6 +186,13 @@ impl Admin {
             .map_err(|e| Failure::failed(e.to_string()))?;
         self.client = client;
         Ok(())
+    }
+
+    /// Another superuser session, the same way, to `database`.
+    pub async fn connect_to_database(&self, database: &str) -> Result<Client, Failure> {
+        let mut params = self.params.clone();
+        params.dbname = database.to_string();
+        open(&params, self.os_user.as_deref()).await
     }
 
     /// A closure that reconnects, for `restart_and_wait`.

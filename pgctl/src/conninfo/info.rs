@@ -57,6 +57,19 @@ impl ConnInfo {
         parse::parse(s)
     }
 
+    /// [`ConnInfo::parse`] for strings people type or paste: it also refuses
+    /// a URI with an `@` that libpq would not read as the end of the user
+    /// name and password ([`ParseErrorKind::AmbiguousUriCredentials`]). That
+    /// is what `postgresql://app:pa/ss@db.example/app` looks like: libpq
+    /// would take `app` as the host, `pa` as the port and `ss@db.example/app`
+    /// as the database, and a later error would show pieces of the password.
+    /// A database name that really holds an `@` can be written `%40`.
+    ///
+    /// [`ParseErrorKind::AmbiguousUriCredentials`]: super::ParseErrorKind::AmbiguousUriCredentials
+    pub fn parse_checked(s: &str) -> Result<ConnInfo, ParseError> {
+        parse::parse_checked(s)
+    }
+
     /// A builder with typed setters.
     pub fn builder() -> ConnInfoBuilder {
         ConnInfoBuilder::default()

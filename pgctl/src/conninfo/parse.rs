@@ -41,6 +41,15 @@ pub enum ParseErrorKind {
     /// The string contains a NUL character, which a C string cannot hold
     /// (libpq would silently stop reading there).
     NulCharacter,
+    /// URI form, refused only by [`ConnInfo::parse_checked`]: an `@` that
+    /// libpq would not read as the end of the credentials (a second `@`
+    /// before the host, or one after the path's `/`), which is what a
+    /// password holding an unencoded `@` or `/` looks like. libpq would read
+    /// part of that password as a host, port or database name and could
+    /// print it in a later error.
+    ///
+    /// [`ConnInfo::parse_checked`]: super::ConnInfo::parse_checked
+    AmbiguousUriCredentials,
 }
 
 /// A connection string libpq would reject. `Display` is libpq's own message
@@ -127,6 +136,57 @@ pub(crate) fn parse(s: &str) -> Result<ConnInfo, ParseError> {
     } else {
         parse_keyword_value(s)
     }
+}
+
+/// [`parse`], then refuses a URI whose `@` signs do not split it the way
+/// the person who wrote it most likely meant (see
+/// [`ParseErrorKind::AmbiguousUriCredentials`]). The message never quotes
+/// the string.
+pub(crate) fn parse_checked(s: &str) -> Result<ConnInfo, ParseError> {
+    let info = parse(s)?;
+    if let Some(offset) = ambiguous_credentials(s) {
+        return Err(ParseError::new(
+            ParseErrorKind::AmbiguousUriCredentials,
+            offset,
+            format!(
+                "the URI has an \"@\" at position {} that does not end its user name and \
+                 password; if the password (or the database name) contains \"@\", \"/\", \
+                 \":\" or \"?\", percent-encode them (@ %40, / %2F, : %3A, ? %3F)",
+                offset + 1
+            ),
+        ));
+    }
+    Ok(info)
+}
+
+/// The offset of the first `@` of a URI that libpq would not take as the end
+/// of the credentials, looking only at the part before the query (`?`): any
+/// `@` but the first, and the first too when a `/` comes before it.
+fn ambiguous_credentials(s: &str) -> Option<usize> {
+    let start = uri_prefix_length(s);
+    if start == 0 {
+        return None;
+    }
+    let b = s.as_bytes();
+    let end = start
+        + b[start..]
+            .iter()
+            .position(|&c| c == b'?')
+            .unwrap_or(b.len() - start);
+    let region = &b[start..end];
+    let first_at = region.iter().position(|&c| c == b'@')?;
+    let first_slash = region.iter().position(|&c| c == b'/');
+    if first_slash.is_some_and(|slash| slash < first_at) {
+        // libpq reads no credentials: everything up to the `/` is host and
+        // port, and the `@` lands in the database name.
+        return Some(start + first_at);
+    }
+    // Credentials end at the first `@`; another one would land in the host
+    // or the database name.
+    region[first_at + 1..]
+        .iter()
+        .position(|&c| c == b'@')
+        .map(|i| start + first_at + 1 + i)
 }
 
 fn bytes_to_string(bytes: Vec<u8>, offset: usize, what: &str) -> Result<String, ParseError> {

@@ -17,7 +17,7 @@ pub use tokens::{dequote, tokenize, tokenize_into, Field, Token, TokenizedLine};
 
 /// PostgreSQL 13 reads lines with `fgets()` into a buffer of this size.
 pub const PG13_MAX_LINE: usize = 20480;
-/// PostgreSQL 13 collects tokens into a buffer of this size.
+/// PostgreSQL 13, 14 and 15 collect tokens into a buffer of this size.
 pub const PG13_MAX_TOKEN: usize = 10240;
 
 /// The server's idea of a blank: space, tab and carriage return (`pg_isblank`).
@@ -32,25 +32,17 @@ pub struct Dialect {
     pub continuations: bool,
     /// Lines are read in chunks of at most this many bytes minus one (13).
     pub max_line: Option<usize>,
-    /// Tokens longer than this minus one are an error (13).
+    /// Tokens longer than this minus one are an error (13, 14, 15).
     pub max_token: Option<usize>,
 }
 
 impl Dialect {
     /// The rules of the given version.
     pub fn for_version(version: PgVersion) -> Self {
-        if version.has_length_limits() {
-            Dialect {
-                continuations: false,
-                max_line: Some(PG13_MAX_LINE),
-                max_token: Some(PG13_MAX_TOKEN),
-            }
-        } else {
-            Dialect {
-                continuations: version.has_continuations(),
-                max_line: None,
-                max_token: None,
-            }
+        Dialect {
+            continuations: version.has_continuations(),
+            max_line: version.has_length_limits().then_some(PG13_MAX_LINE),
+            max_token: version.has_token_length_limit().then_some(PG13_MAX_TOKEN),
         }
     }
 }

@@ -339,4 +339,35 @@ mod tests {
         let comma = format!("{long},y");
         assert!(tokenize(comma.as_bytes(), &d).token_too_long.is_some());
     }
+
+    /// Regression (known-lint-bugs `long-token-*` on 15): 14 and 15 still have
+    /// the 10240-byte token buffer of 13; only 16 lifted it.
+    #[test]
+    fn token_limit_until_pg15() {
+        let ok = "x".repeat(10239);
+        let too_long = "x".repeat(10240);
+        let quoted = format!("\"{}\"", "q".repeat(10240));
+        for v in [crate::PgVersion::V14, crate::PgVersion::V15] {
+            let d = Dialect::for_version(v);
+            assert!(tokenize(ok.as_bytes(), &d).token_too_long.is_none(), "{v}");
+            let line = format!("local all {too_long} md5");
+            assert_eq!(
+                tokenize(line.as_bytes(), &d).token_too_long,
+                Some(10),
+                "{v}"
+            );
+            assert!(
+                tokenize(quoted.as_bytes(), &d).token_too_long.is_some(),
+                "{v}"
+            );
+            assert!(d.max_line.is_none(), "{v}: lines have no limit since 14");
+        }
+        for v in [crate::PgVersion::V16, crate::PgVersion::V18] {
+            let d = Dialect::for_version(v);
+            assert!(
+                tokenize(too_long.as_bytes(), &d).token_too_long.is_none(),
+                "{v}"
+            );
+        }
+    }
 }
