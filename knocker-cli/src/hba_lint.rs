@@ -107,6 +107,16 @@ pub fn run(args: &LintArgs) -> ExitCode {
         }
     });
     if !args.json {
+        // what the server only logs (e.g. an included directory) is a warning
+        for problem in &verdict.logged {
+            let mut d = Diagnostic::from_logged(problem);
+            if d.file_name == absolute {
+                d.file_name.clone_from(&given);
+            }
+            if let Err(e) = writeln!(out, "{d}") {
+                write_error.get_or_insert(e);
+            }
+        }
         if let Some(msg) = &verdict.file_error {
             let msg = msg.replace(&absolute, &given);
             if let Err(e) = writeln!(out, "{given}:1:1: {msg}") {

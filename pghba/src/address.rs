@@ -79,9 +79,62 @@ fn strtoul_base0(s: &[u8]) -> Option<(u32, usize)> {
     Some((val as u32, i))
 }
 
-/// A numeric host as `getaddrinfo(AI_NUMERICHOST)` accepts it: IPv4 by
-/// `inet_aton`, else IPv6 with an optional numeric `%scope`.
+/// Which network interface names exist, for IPv6 scopes such as
+/// `fe80::1%eth0`: glibc's `getaddrinfo(AI_NUMERICHOST)` accepts an interface
+/// name as the scope of a link-local address only when that interface exists
+/// on the machine (`if_nametoindex()`), so the verdict on such a line depends
+/// on where the server runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum InterfaceNames {
+    /// The interfaces of this machine (`if_nametoindex()`): right when the
+    /// file is for a server running here. The default.
+    #[default]
+    System,
+    /// Exactly these interface names (a server on another machine, tests).
+    Known(Vec<String>),
+}
+
+impl InterfaceNames {
+    /// Whether an interface of this name exists.
+    pub fn exists(&self, name: &str) -> bool {
+        match self {
+            InterfaceNames::Known(names) => names.iter().any(|n| n == name),
+            InterfaceNames::System => system_interface_exists(name),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn system_interface_exists(name: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call;
+    // if_nametoindex only reads it.
+    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+}
+
+#[cfg(not(unix))]
+fn system_interface_exists(_: &str) -> bool {
+    false
+}
+
+/// A numeric host as `getaddrinfo(AI_NUMERICHOST)` accepts it on this
+/// machine: IPv4 by `inet_aton`, else IPv6 with an optional `%scope`
+/// ([`parse_numeric_host_in`] with [`InterfaceNames::System`]).
 pub fn parse_numeric_host(s: &[u8]) -> Option<IpAddr> {
+    parse_numeric_host_in(s, &InterfaceNames::System)
+}
+
+/// A numeric host as glibc's `getaddrinfo(AI_NUMERICHOST)` accepts it:
+/// IPv4 by `inet_aton`, else IPv6 (`inet_pton`) with an optional scope after
+/// the first `%` (`__inet6_scopeid_pton()`): for link-local unicast
+/// (`fe80::/10`) and node- or link-local multicast addresses, the name of an
+/// existing interface; for any IPv6 address, a decimal number up to
+/// 4294967295 (leading zeros allowed, no sign or blanks). The scope is not
+/// part of the result: the server neither shows it (`pg_hba_file_rules`
+/// strips it) nor compares it when matching clients.
+pub fn parse_numeric_host_in(s: &[u8], interfaces: &InterfaceNames) -> Option<IpAddr> {
     if let Some(v4) = inet_aton(s) {
         return Some(IpAddr::V4(v4));
     }
@@ -90,14 +143,33 @@ pub fn parse_numeric_host(s: &[u8]) -> Option<IpAddr> {
         Some((a, scope)) => (a, Some(scope)),
         None => (text, None),
     };
+    let addr = addr.parse::<Ipv6Addr>().ok()?;
     if let Some(scope) = scope {
-        // glibc takes a numeric scope id or an interface name of the host;
-        // only numeric ones are known offline.
-        if scope.is_empty() || !scope.bytes().all(|c| c.is_ascii_digit()) {
+        if !scope_is_valid(&addr, scope, interfaces) {
             return None;
         }
     }
-    addr.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+    Some(IpAddr::V6(addr))
+}
+
+/// glibc's `__inet6_scopeid_pton()`.
+fn scope_is_valid(addr: &Ipv6Addr, scope: &str, interfaces: &InterfaceNames) -> bool {
+    let o = addr.octets();
+    let link_local = o[0] == 0xfe && (o[1] & 0xc0) == 0x80;
+    let multicast_local = o[0] == 0xff && matches!(o[1] & 0x0f, 0x01 | 0x02);
+    if (link_local || multicast_local) && !scope.is_empty() && interfaces.exists(scope) {
+        return true;
+    }
+    // strtoull(scope, &end, 10) after a leading digit, whole string, 32 bits
+    !scope.is_empty()
+        && scope.bytes().all(|c| c.is_ascii_digit())
+        && scope
+            .bytes()
+            .try_fold(0u64, |n, c| {
+                let n = n * 10 + u64::from(c - b'0');
+                (n <= u64::from(u32::MAX)).then_some(n)
+            })
+            .is_some()
 }
 
 /// `strtol(s, &end, 10)` that must consume the whole string (leading
@@ -245,9 +317,64 @@ mod tests {
     fn ipv6_and_scope() {
         assert!(parse_numeric_host(b"::1").is_some());
         assert!(parse_numeric_host(b"fe80::1%2").is_some());
-        assert!(parse_numeric_host(b"fe80::1%eth0").is_none());
         assert!(parse_numeric_host(b"::ffff:1.2.3.4").is_some());
         assert!(parse_numeric_host(b"example.com").is_none());
+    }
+
+    /// Regression (known-lint-bugs `addr-ipv6-scope.conf`): glibc takes an
+    /// existing interface's name as the scope of a link-local address; every
+    /// expectation below is what `getaddrinfo(AI_NUMERICHOST)` said on glibc
+    /// 2.36 with interfaces lo and eth0.
+    #[test]
+    fn ipv6_scopes_like_glibc() {
+        let here = InterfaceNames::Known(vec!["lo".into(), "eth0".into()]);
+        let ok = |s: &str| parse_numeric_host_in(s.as_bytes(), &here).is_some();
+        for good in [
+            "fe80::1%lo",
+            "fe80::1%eth0",
+            "febf::1%lo",
+            "ff02::1%lo",
+            "ff01::1%lo",
+            "ff12::1%lo",
+            "ff32::1%eth0",
+            "fe80::1%1",
+            "fe80::1%0",
+            "fe80::1%01",
+            "fe80::1%99999",
+            "fe80::1%4294967295",
+            "2001:db8::1%1",
+            "::1%0",
+        ] {
+            assert!(ok(good), "{good}");
+        }
+        for bad in [
+            "fe80::1%nosuchif",
+            "fe80::1%",
+            "fe80::1%LO",
+            "fe80::1%lo%lo",
+            "::1%lo",
+            "2001:db8::1%lo",
+            "fec0::1%lo",
+            "fe80::1%4294967296",
+            "fe80::1%-1",
+            "fe80::1%+1",
+            "fe80::1% 1",
+            "fe80::1%1x",
+            "fe80::1%0x1",
+            "1.2.3.4%lo",
+            "1.2.3.4%1",
+        ] {
+            assert!(!ok(bad), "{bad}");
+        }
+        // the scope is dropped, as the view and the matcher do
+        assert_eq!(
+            parse_numeric_host_in(b"fe80::1%lo", &here),
+            Some("fe80::1".parse().unwrap())
+        );
+        // the loopback interface exists on any Linux machine
+        #[cfg(target_os = "linux")]
+        assert!(parse_numeric_host(b"fe80::1%lo").is_some());
+        assert!(parse_numeric_host(b"fe80::1%nosuchif0").is_none());
     }
 
     #[test]

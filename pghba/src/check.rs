@@ -96,6 +96,22 @@ pub struct FileVerdict {
     pub entries: usize,
     /// A problem with the file as a whole ("contains no entries").
     pub file_error: Option<String>,
+    /// Problems the server only logs: no row in `pg_hba_file_rules`, no
+    /// effect on loading (an included file that is a directory).
+    pub logged: Vec<LoggedProblem>,
+}
+
+/// A message the server logs about a file without making it an error row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedProblem {
+    /// The file the message is about, as the server's context names it.
+    pub file_name: String,
+    /// Physical line number in it.
+    pub line: u32,
+    /// 1-based byte column.
+    pub column: u32,
+    /// The server's message.
+    pub message: String,
 }
 
 /// `strerror()` text of an I/O error.
@@ -168,6 +184,7 @@ struct Walker<'s> {
     rule_number: u32,
     ok: bool,
     entries: usize,
+    logged: Vec<LoggedProblem>,
 }
 
 /// Where the lines of a tokenized file go.
@@ -189,12 +206,36 @@ impl Walker<'_> {
         if depth > MAX_INCLUDE_DEPTH {
             return Err((self.nesting_error(full), false));
         }
-        self.loader.read_file(full).map_err(|e| {
+        self.read_included(full).map_err(|e| {
             (
                 format!("could not open file \"{full}\": {}", strerror(&e)),
                 e.kind() == io::ErrorKind::NotFound,
             )
         })
+    }
+
+    /// Read a file named by `@file` or an include directive. A directory
+    /// opens fine on Linux (`fopen(dir, "r")` succeeds) and then fails to
+    /// read: from 14, `tokenize_auth_file()` logs "could not read file" and
+    /// stops without producing a line, so the directory reads as an empty
+    /// file and the server still loads (13 instead reports the error on the
+    /// line, see [`Walker::expand_file`]).
+    fn read_included(&mut self, full: &str) -> io::Result<Vec<u8>> {
+        match self.loader.read_file(full) {
+            Err(e)
+                if e.kind() == io::ErrorKind::IsADirectory && self.opts.version.major() >= 14 =>
+            {
+                // logged with the context "line 1 of configuration file"
+                self.logged.push(LoggedProblem {
+                    file_name: full.to_string(),
+                    line: 1,
+                    column: 1,
+                    message: format!("could not read file \"{full}\": {}", strerror(&e)),
+                });
+                Ok(Vec::new())
+            }
+            r => r,
+        }
     }
 
     /// `tokenize_expand_file()`: the tokens of an `@file`.
@@ -219,8 +260,13 @@ impl Walker<'_> {
             if depth > 64 {
                 return Some(self.nesting_error(&full));
             }
-            match self.loader.read_file(&full) {
+            match self.read_included(&full) {
                 Ok(b) => b,
+                // 13 reads with fgets(): the failed read becomes an error
+                // line of the @file, which the including line inherits
+                Err(e) if e.kind() == io::ErrorKind::IsADirectory => {
+                    return Some(format!("could not read file \"{full}\": {}", strerror(&e)))
+                }
                 Err(e) => {
                     return Some(format!(
                         "could not open secondary authentication file \"@{inc}\" as \"{full}\": {}",
@@ -446,12 +492,14 @@ pub fn check_bytes(
         rule_number: 0,
         ok: true,
         entries: 0,
+        logged: Vec::new(),
     };
     w.tokenize_file(name, bytes, 0, &mut Out::Emit);
     let mut verdict = FileVerdict {
         loads: w.ok,
         entries: w.entries,
         file_error: None,
+        logged: std::mem::take(&mut w.logged),
     };
     if w.ok && w.entries == 0 {
         verdict.loads = false;
@@ -474,6 +522,107 @@ pub fn check_path(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lint::lint_bytes;
+    use crate::PgVersion;
+
+    /// `/d/sub` is a directory, `/d/users` a file naming `bob`.
+    struct SubIsDir;
+
+    impl FileLoader for SubIsDir {
+        fn read_file(&mut self, path: &str) -> io::Result<Vec<u8>> {
+            match path {
+                "/d/sub" => Err(io::Error::from_raw_os_error(21)),
+                "/d/users" => Ok(b"bob\n".to_vec()),
+                _ => Err(io::Error::from_raw_os_error(2)),
+            }
+        }
+        fn read_dir(&mut self, _: &str) -> io::Result<Vec<DirEntry>> {
+            Err(io::Error::from_raw_os_error(2))
+        }
+    }
+
+    /// Regression (known-lint-bugs `inc-file-is-dir`,
+    /// `inc-if-exists-dir-as-file`): including a directory only logs "could
+    /// not read file" on 16+; no row, and the file loads.
+    #[test]
+    fn include_of_a_directory_is_logged_not_an_error() {
+        let text = "local all all trust\ninclude sub\ninclude_if_exists sub\n";
+        for v in [PgVersion::V16, PgVersion::V17, PgVersion::V18] {
+            let report = lint_bytes(
+                "/d/pg_hba.conf",
+                text.as_bytes(),
+                &mut SubIsDir,
+                &ValidateOptions::for_version(v),
+            );
+            assert_eq!(report.rows.len(), 1, "{v}");
+            assert!(report.verdict.loads, "{v}");
+            // the server's context: "line 1 of configuration file" sub
+            let logged: Vec<(&str, u32, u32, &str)> = report
+                .verdict
+                .logged
+                .iter()
+                .map(|p| (p.file_name.as_str(), p.line, p.column, p.message.as_str()))
+                .collect();
+            let msg = "could not read file \"/d/sub\": Is a directory";
+            assert_eq!(logged, vec![("/d/sub", 1, 1, msg); 2], "{v}");
+            assert!(report.diagnostics.iter().all(|d| d.warning), "{v}");
+            assert_eq!(report.diagnostics.len(), 2, "{v}");
+        }
+    }
+
+    /// An `@file` that is a directory: 14+ read it as empty (the failed read
+    /// ends the file without a line), 13 makes the failed read the line's
+    /// error.
+    #[test]
+    fn at_file_that_is_a_directory() {
+        let text = "local all @sub,@users trust\n";
+        for v in [
+            PgVersion::V14,
+            PgVersion::V15,
+            PgVersion::V16,
+            PgVersion::V18,
+        ] {
+            let report = lint_bytes(
+                "/d/pg_hba.conf",
+                text.as_bytes(),
+                &mut SubIsDir,
+                &ValidateOptions::for_version(v),
+            );
+            assert_eq!(report.rows.len(), 1, "{v}");
+            assert_eq!(report.rows[0].error, None, "{v}");
+            assert_eq!(
+                report.rows[0].user_name,
+                Some(vec!["bob".to_string()]),
+                "{v}"
+            );
+            assert_eq!(report.verdict.logged.len(), 1, "{v}");
+            assert_eq!(report.verdict.logged[0].file_name, "/d/sub", "{v}");
+            // a field of just the directory vanishes (checked on 15-18:
+            // pg_hba_file_rules says the same)
+            let short = lint_bytes(
+                "/d/pg_hba.conf",
+                b"local @sub all trust\n",
+                &mut SubIsDir,
+                &ValidateOptions::for_version(v),
+            );
+            assert_eq!(
+                short.rows[0].error.as_deref(),
+                Some("end-of-line before authentication method"),
+                "{v}"
+            );
+        }
+        let report = lint_bytes(
+            "/d/pg_hba.conf",
+            text.as_bytes(),
+            &mut SubIsDir,
+            &ValidateOptions::for_version(PgVersion::V13),
+        );
+        assert_eq!(
+            report.rows[0].error.as_deref(),
+            Some("could not read file \"/d/sub\": Is a directory")
+        );
+        assert!(!report.verdict.loads);
+    }
 
     #[test]
     fn paths_like_the_server() {

@@ -7,12 +7,10 @@
 //! that its rules are reached, or at the end of the file. Each rule in it
 //! admits one CIDR to one database as one role with `scram-sha-256`.
 //!
-//! Matching here ([`first_match`]) is the server's first-match walk for TCP
-//! connections, exact for the lines knocker writes and for lines with
-//! literal names, `all`, `sameuser` and numeric addresses; where the answer
-//! depends on something not known offline (`+group`, `samerole`, regular
-//! expressions, host names, `samehost`/`samenet`) the line is reported as a
-//! possible match instead of guessed.
+//! Which of the operator's lines come before the block and may decide its
+//! connections is asked of [`crate::shadow`] (the overlap analysis behind
+//! `knocker hba lint --shadowing`), and which line a connection hits
+//! of [`crate::matcher`]: this module only places and edits the block.
 //!
 //! ```
 //! use pghba::exposedb_block::{plan, Scope, BEGIN_MARKER};
@@ -27,14 +25,17 @@
 //! assert!(text.ends_with("# END knocker exposedb\nhost all all 0.0.0.0/0 reject\n"));
 //! ```
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::check::{check_bytes, NoFiles};
+use crate::check::NoFiles;
 use crate::document::HbaDocument;
 use crate::edit::{quote_name, BlockError};
-use crate::rule::{AuthMethod, AuthToken, ConnectionType, HbaAddress, HbaRule};
+use crate::matcher::{Connection, LocatedRule, RuleSet};
+use crate::rule::{AuthMethod, ConnectionType, HbaAddress, HbaRule};
+use crate::shadow::{self, candidate_rule, Overlap};
 use crate::version::{PgVersion, ValidateOptions};
 
 /// The comment line that opens the managed block.
@@ -51,7 +52,8 @@ pub struct Scope {
     pub database: String,
     /// The remote login role.
     pub user: String,
-    /// Write `hostssl` (the server has SSL on) rather than `host`.
+    /// The server has SSL on: write `hostssl` rather than `host` (and the
+    /// operator's `hostssl` lines can match; with SSL off they never do).
     pub hostssl: bool,
 }
 
@@ -132,71 +134,118 @@ impl Change {
     }
 }
 
-/// Turn a netmask into its prefix length, when contiguous.
-fn prefix_of(mask: IpAddr) -> Option<u8> {
-    let (bits, width) = match mask {
-        IpAddr::V4(m) => (u128::from(u32::from(m)) << 96, 32u32),
-        IpAddr::V6(m) => (u128::from(m), 128u32),
+/// The name the top file's rules carry in the [`RuleSet`]s of this module.
+const FILE_NAME: &str = "pg_hba.conf";
+
+/// The rules of `bytes` as the server would keep them, for matching and
+/// overlap questions about the block: `ssl` is the server's `ssl` setting
+/// (with it off, `hostssl` lines never match). Include directives and
+/// `@file` references are not followed (those lines come out as the server
+/// would see them with the files missing).
+pub fn rule_set(bytes: &[u8], version: PgVersion, ssl: bool) -> RuleSet {
+    let opts = ValidateOptions {
+        ssl_enabled: ssl,
+        ..ValidateOptions::for_version(version)
     };
-    let ones = bits.leading_ones();
-    (bits.checked_shl(ones).unwrap_or(0) == 0 && ones <= width).then_some(ones as u8)
+    RuleSet::load(FILE_NAME, bytes, &mut NoFiles, &opts)
 }
 
-fn mask_bits(a: IpAddr) -> u128 {
-    match a {
-        IpAddr::V4(v) => u128::from(u32::from(v)),
-        IpAddr::V6(v) => u128::from(v),
-    }
+/// A connection from `addr` to the scope's database as its role, encrypted
+/// with SSL when the block's rules are `hostssl`: what `--explain` asks
+/// [`RuleSet::first_match`] about.
+pub fn connection(scope: &Scope, addr: IpAddr) -> Connection {
+    Connection::host(addr, scope.database.as_str(), scope.user.as_str()).with_ssl(scope.hostssl)
 }
 
-fn net_bits(net: &IpNet) -> (u128, u128) {
-    (mask_bits(net.network()), mask_bits(net.netmask()))
+/// The rule the block holds for `net`, as [`crate::shadow`] compares it.
+fn candidate(scope: &Scope, net: IpNet) -> HbaRule {
+    let kind = if scope.hostssl {
+        ConnectionType::HostSsl
+    } else {
+        ConnectionType::Host
+    };
+    candidate_rule(
+        kind,
+        net,
+        &scope.database,
+        &scope.user,
+        AuthMethod::ScramSha256,
+    )
 }
 
-/// Records of the top file with the rule the server would keep, by index
-/// into `doc.lines()`.
-fn rules(doc: &HbaDocument, bytes: &[u8], version: PgVersion) -> Vec<(usize, HbaRule)> {
-    let mut by_number = std::collections::HashMap::new();
-    let name = "pg_hba.conf";
-    check_bytes(
-        name,
-        bytes,
-        &mut NoFiles,
-        &ValidateOptions::for_version(version),
-        &mut |l| {
-            if l.file_name == name {
-                if let Some(rule) = &l.verdict.rule {
-                    by_number.insert(l.line_number, rule.clone());
-                }
-            }
-        },
-    );
-    doc.lines()
+/// Each rule of `rules` (loaded from `doc` by [`rule_set`]) with its index
+/// into `doc.lines()`, in order.
+fn located<'r>(doc: &HbaDocument, rules: &'r RuleSet) -> Vec<(usize, &'r LocatedRule)> {
+    let index: HashMap<u32, usize> = doc
+        .lines()
         .iter()
         .enumerate()
-        .filter_map(|(i, l)| by_number.remove(&l.line_number()).map(|r| (i, r)))
+        .map(|(i, l)| (l.line_number(), i))
+        .collect();
+    rules
+        .rules
+        .iter()
+        .filter(|r| r.file == FILE_NAME)
+        .filter_map(|r| index.get(&r.line).map(|&i| (i, r)))
         .collect()
 }
 
-fn is_catch_all_reject(rule: &HbaRule) -> bool {
-    let all = |t: &[AuthToken]| t.iter().any(|t| t.is_keyword("all"));
-    rule.method == AuthMethod::Reject
-        && rule.connection_type != ConnectionType::Local
-        && all(&rule.databases)
-        && all(&rule.users)
-        && match &rule.address {
-            Some(HbaAddress::All) => true,
-            Some(HbaAddress::Ip { mask, .. }) => mask_bits(*mask) == 0,
-            _ => false,
-        }
+fn line_text(doc: &HbaDocument, i: usize) -> String {
+    String::from_utf8_lossy(doc.lines()[i].content())
+        .trim_end()
+        .to_string()
 }
 
-/// The index (into `doc.lines()`) of the first catch-all reject line.
+/// The index (into `doc.lines()`) of the first catch-all reject line (see
+/// [`shadow::is_catch_all_reject`]).
 pub fn first_catch_all_reject(doc: &HbaDocument, version: PgVersion) -> Option<usize> {
-    rules(doc, &doc.to_bytes(), version)
-        .into_iter()
-        .find(|(_, r)| is_catch_all_reject(r))
-        .map(|(i, _)| i)
+    let rules = rule_set(&doc.to_bytes(), version, true);
+    catch_all_in(&located(doc, &rules))
+}
+
+fn catch_all_in(found: &[(usize, &LocatedRule)]) -> Option<usize> {
+    found
+        .iter()
+        .find(|(_, r)| shadow::is_catch_all_reject(&r.rule))
+        .map(|&(i, _)| i)
+}
+
+/// The block's rules among `found` (index into `doc.lines()` with each).
+fn block_rules(
+    doc: &HbaDocument,
+    found: &[(usize, &LocatedRule)],
+    inner: std::ops::Range<usize>,
+) -> Vec<(usize, BlockRule)> {
+    found
+        .iter()
+        .filter(|(i, _)| inner.contains(i))
+        .filter_map(|&(i, r)| {
+            let rule = &r.rule;
+            let net = match rule.address {
+                Some(HbaAddress::Ip { addr, mask }) => {
+                    IpNet::new(addr, ipnet::ip_mask_to_prefix(mask).ok()?).ok()?
+                }
+                _ => return None,
+            };
+            let line = &doc.lines()[i];
+            Some((
+                i,
+                BlockRule {
+                    line_number: line.line_number(),
+                    net,
+                    connection_type: rule.connection_type,
+                    databases: rule.databases.iter().map(|t| t.value.clone()).collect(),
+                    users: rule.users.iter().map(|t| t.value.clone()).collect(),
+                    comment: line.comment().map(|c| {
+                        String::from_utf8_lossy(c)
+                            .trim_start_matches('#')
+                            .trim()
+                            .to_string()
+                    }),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// The rules inside the managed block (none when there is no block).
@@ -204,214 +253,19 @@ pub fn list(doc: &HbaDocument, version: PgVersion) -> Result<Vec<BlockRule>, Blo
     let Some(range) = doc.find_block(BEGIN_MARKER, END_MARKER)? else {
         return Ok(Vec::new());
     };
-    let inner = range.inner();
-    Ok(rules(doc, &doc.to_bytes(), version)
+    let rules = rule_set(&doc.to_bytes(), version, true);
+    Ok(block_rules(doc, &located(doc, &rules), range.inner())
         .into_iter()
-        .filter(|(i, _)| inner.contains(i))
-        .filter_map(|(i, r)| {
-            let net = match r.address? {
-                HbaAddress::Ip { addr, mask } => IpNet::new(addr, prefix_of(mask)?).ok()?,
-                _ => return None,
-            };
-            let line = &doc.lines()[i];
-            Some(BlockRule {
-                line_number: line.line_number(),
-                net,
-                connection_type: r.connection_type,
-                databases: r.databases.iter().map(|t| t.value.clone()).collect(),
-                users: r.users.iter().map(|t| t.value.clone()).collect(),
-                comment: line.comment().map(|c| {
-                    String::from_utf8_lossy(c)
-                        .trim_start_matches('#')
-                        .trim()
-                        .to_string()
-                }),
-            })
-        })
+        .map(|(_, r)| r)
         .collect())
-}
-
-/// A TCP connection to match against the file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Connection {
-    /// Client address.
-    pub addr: IpAddr,
-    /// Database asked for.
-    pub database: String,
-    /// Role logging in.
-    pub user: String,
-    /// Whether the session is encrypted with SSL.
-    pub ssl: bool,
-}
-
-/// How sure a line's match is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Match {
-    /// The line matches.
-    Yes,
-    /// The line matches or not depending on facts not known offline
-    /// (group membership, regular expressions, host names).
-    Maybe,
-    /// The line does not match.
-    No,
-}
-
-fn and(a: Match, b: Match) -> Match {
-    match (a, b) {
-        (Match::No, _) | (_, Match::No) => Match::No,
-        (Match::Yes, Match::Yes) => Match::Yes,
-        _ => Match::Maybe,
-    }
-}
-
-fn any_token(tokens: &[AuthToken], f: impl Fn(&AuthToken) -> Match) -> Match {
-    let mut best = Match::No;
-    for t in tokens {
-        match f(t) {
-            Match::Yes => return Match::Yes,
-            Match::Maybe => best = Match::Maybe,
-            Match::No => {}
-        }
-    }
-    best
-}
-
-fn type_matches(t: ConnectionType, ssl: bool) -> Match {
-    match t {
-        ConnectionType::Local | ConnectionType::HostGssEnc => Match::No,
-        ConnectionType::Host | ConnectionType::HostNoGssEnc => Match::Yes,
-        ConnectionType::HostSsl if ssl => Match::Yes,
-        ConnectionType::HostNoSsl if !ssl => Match::Yes,
-        _ => Match::No,
-    }
-}
-
-fn names_match(rule: &HbaRule, database: &str, user: &str) -> Match {
-    let db = any_token(&rule.databases, |t| {
-        if t.is_keyword("all") {
-            Match::Yes
-        } else if t.is_keyword("sameuser") {
-            if database == user {
-                Match::Yes
-            } else {
-                Match::No
-            }
-        } else if t.is_keyword("samerole") || t.is_keyword("samegroup") {
-            Match::Maybe
-        } else if t.is_keyword("replication") {
-            Match::No
-        } else if t.regex().is_some() && !t.quoted {
-            Match::Maybe
-        } else if t.value == database {
-            Match::Yes
-        } else {
-            Match::No
-        }
-    });
-    let us = any_token(&rule.users, |t| {
-        if t.is_keyword("all") {
-            Match::Yes
-        } else if t.member_of().is_some() || (t.regex().is_some() && !t.quoted) {
-            Match::Maybe
-        } else if t.value == user {
-            Match::Yes
-        } else {
-            Match::No
-        }
-    });
-    and(db, us)
-}
-
-/// How a rule's address relates to a CIDR: (overlaps, covers all of it).
-fn address_vs_net(address: &Option<HbaAddress>, net: &IpNet) -> (Match, bool) {
-    match address {
-        Some(HbaAddress::All) => (Match::Yes, true),
-        Some(HbaAddress::Ip { addr, mask }) => {
-            if addr.is_ipv4() != net.addr().is_ipv4() {
-                return (Match::No, false);
-            }
-            let (a, m) = (mask_bits(*addr), mask_bits(*mask));
-            let (n, nm) = net_bits(net);
-            let overlaps = (a ^ n) & m & nm == 0;
-            let covers = overlaps && m & !nm == 0;
-            (if overlaps { Match::Yes } else { Match::No }, covers)
-        }
-        Some(_) => (Match::Maybe, false),
-        None => (Match::No, false),
-    }
-}
-
-/// Walk the records before line index `before` and return those that would
-/// decide some connection from `net` to the scope's database as its user.
-fn earlier_lines(
-    doc: &HbaDocument,
-    rules: &[(usize, HbaRule)],
-    before: usize,
-    scope: &Scope,
-    net: &IpNet,
-) -> Vec<EarlierLine> {
-    let mut out = Vec::new();
-    for (i, r) in rules.iter().filter(|(i, _)| *i < before) {
-        let ty = type_matches(r.connection_type, scope.hostssl);
-        let names = names_match(r, &scope.database, &scope.user);
-        let (addr, covers) = address_vs_net(&r.address, net);
-        if and(and(ty, names), addr) == Match::No {
-            continue;
-        }
-        let line = &doc.lines()[*i];
-        out.push(EarlierLine {
-            line_number: line.line_number(),
-            text: String::from_utf8_lossy(line.content())
-                .trim_end()
-                .to_string(),
-            rejects: r.method == AuthMethod::Reject,
-            covers_all: covers && ty == Match::Yes && names == Match::Yes,
-        });
-    }
-    out
-}
-
-/// The first line a connection would hit, and lines before it that might
-/// be hit instead (their match depends on facts not known offline).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Explanation {
-    /// Line number and text of the first certain match; `None` means the
-    /// server would find no line and refuse the connection.
-    pub hit: Option<(u32, String, AuthMethod)>,
-    /// Earlier lines that may match instead.
-    pub maybe: Vec<(u32, String)>,
-}
-
-/// Which line of the file a TCP connection would hit.
-pub fn first_match(doc: &HbaDocument, version: PgVersion, conn: &Connection) -> Explanation {
-    let mut maybe = Vec::new();
-    let host = IpNet::from(conn.addr);
-    for (i, r) in rules(doc, &doc.to_bytes(), version) {
-        let ty = type_matches(r.connection_type, conn.ssl);
-        let names = names_match(&r, &conn.database, &conn.user);
-        let (addr, _) = address_vs_net(&r.address, &host);
-        let line = &doc.lines()[i];
-        let text = String::from_utf8_lossy(line.content())
-            .trim_end()
-            .to_string();
-        match and(and(ty, names), addr) {
-            Match::Yes => {
-                return Explanation {
-                    hit: Some((line.line_number(), text, r.method)),
-                    maybe,
-                }
-            }
-            Match::Maybe => maybe.push((line.line_number(), text)),
-            Match::No => {}
-        }
-    }
-    Explanation { hit: None, maybe }
 }
 
 /// Compute the new file: the block created when missing, `add` CIDRs added
 /// (those present are left alone) and `remove` CIDRs taken out, with
-/// `comment` after each new rule. An earlier reject overlapping an added
-/// CIDR stops the plan unless `force`.
+/// `comment` after each new rule. The operator's lines before the block
+/// that may catch connections of an added CIDR are found by
+/// [`shadow::overlapping_rules`]; the first reject among them
+/// ([`shadow::first_overlapping_reject`]) stops the plan unless `force`.
 pub fn plan(
     old: &[u8],
     version: PgVersion,
@@ -426,28 +280,36 @@ pub fn plan(
         quote_name(&scope.database).ok_or_else(|| PlanError::BadName(scope.database.clone()))?;
     let user = quote_name(&scope.user).ok_or_else(|| PlanError::BadName(scope.user.clone()))?;
     let mut change = Change::default();
-    let range = match doc.find_block(BEGIN_MARKER, END_MARKER)? {
-        Some(r) => r,
-        None => {
-            let at = first_catch_all_reject(&doc, version).unwrap_or(doc.lines().len());
-            change.created_block = true;
-            doc.set_block(BEGIN_MARKER, END_MARKER, &[], at)?
-        }
+    // One load of the file, before any edit: the block's rules and the
+    // lines before it keep their indices unless the block is created, and
+    // then it is empty and only lines after it move.
+    let rules = rule_set(old, version, scope.hostssl);
+    let found = located(&doc, &rules);
+    let existing = doc.find_block(BEGIN_MARKER, END_MARKER)?;
+    let (begin, present) = match &existing {
+        Some(r) => (r.begin, block_rules(&doc, &found, r.inner())),
+        None => (
+            catch_all_in(&found).unwrap_or(doc.lines().len()),
+            Vec::new(),
+        ),
     };
-    let present = list(&doc, version)?;
-    let bytes = doc.to_bytes();
-    let all_rules = rules(&doc, &bytes, version);
-    // Removals first (by line, from the bottom so indices stay valid).
+    // The rules before the block, in order. Includes are not expanded, so
+    // every rule is the top file's and `found` pairs them one to one.
+    debug_assert_eq!(found.len(), rules.rules.len());
+    let earlier_count = found.iter().take_while(|(i, _)| *i < begin).count();
+    let earlier = &rules.rules[..earlier_count];
+    let earlier_line = |k: usize, rejects: bool, covers_all: bool| EarlierLine {
+        line_number: earlier[k].line,
+        text: line_text(&doc, found[k].0),
+        rejects,
+        covers_all,
+    };
     let mut to_remove: Vec<usize> = Vec::new();
     for net in remove {
         let hits: Vec<usize> = present
             .iter()
-            .filter(|r| r.net == *net)
-            .filter_map(|r| {
-                doc.lines()
-                    .iter()
-                    .position(|l| l.line_number() == r.line_number)
-            })
+            .filter(|(_, r)| r.net == *net)
+            .map(|&(i, _)| i)
             .collect();
         if hits.is_empty() {
             change.absent.push(*net);
@@ -456,26 +318,49 @@ pub fn plan(
             to_remove.extend(hits);
         }
     }
-    let mut new_lines: Vec<Vec<u8>> = Vec::new();
+    let mut adding: Vec<IpNet> = Vec::new();
     for net in add {
-        if present.iter().any(|r| r.net == *net) || change.added.contains(net) {
+        if present.iter().any(|(_, r)| r.net == *net) || adding.contains(net) {
             if !change.already_present.contains(net) {
                 change.already_present.push(*net);
             }
             continue;
         }
-        for line in earlier_lines(&doc, &all_rules, range.begin, scope, net) {
-            if line.rejects && !force {
-                return Err(PlanError::RejectedBy { net: *net, line });
+        let new_rule = candidate(scope, *net);
+        if let Some((k, _)) = shadow::first_overlapping_reject(earlier, &new_rule, version) {
+            if !force {
+                let covers_all = shadow::covers(&earlier[k].rule, &new_rule, version);
+                return Err(PlanError::RejectedBy {
+                    net: *net,
+                    line: earlier_line(k, true, covers_all),
+                });
             }
-            change.shadowed_by.push((*net, line));
         }
-        let kind = if scope.hostssl { "hostssl" } else { "host" };
-        let addr = net.to_string();
-        let fields = [kind, &database, &user, &addr, "scram-sha-256"];
-        new_lines.push(doc.format_record(range.end, &fields, Some(&format!("# {comment}"))));
-        change.added.push(*net);
+        for (k, how) in shadow::overlapping_rules(earlier, &new_rule, version) {
+            let rejects = earlier[k].rule.method == AuthMethod::Reject;
+            change
+                .shadowed_by
+                .push((*net, earlier_line(k, rejects, how == Overlap::Covers)));
+        }
+        adding.push(*net);
     }
+    let range = match existing {
+        Some(r) => r,
+        None => {
+            change.created_block = true;
+            doc.set_block(BEGIN_MARKER, END_MARKER, &[], begin)?
+        }
+    };
+    let kind = if scope.hostssl { "hostssl" } else { "host" };
+    let new_lines: Vec<Vec<u8>> = adding
+        .iter()
+        .map(|net| {
+            let addr = net.to_string();
+            let fields = [kind, &database, &user, &addr, "scram-sha-256"];
+            doc.format_record(range.end, &fields, Some(&format!("# {comment}")))
+        })
+        .collect();
+    change.added = adding;
     to_remove.sort_unstable();
     to_remove.dedup();
     let mut end = range.end;
@@ -501,6 +386,7 @@ pub fn remove(old: &[u8], version: PgVersion) -> Result<(Vec<u8>, bool), PlanErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::matcher::StaticContext;
 
     fn scope() -> Scope {
         Scope {
@@ -514,19 +400,15 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Add one CIDR for [`scope`], unforced.
+    fn add(old: &[u8], version: PgVersion, cidr: &str) -> Result<Change, PlanError> {
+        plan(old, version, &scope(), &[net(cidr)], &[], "c", false)
+    }
+
     #[test]
     fn block_goes_before_first_catch_all_reject() {
         let old = b"local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all all reject\nhost all all ::/0 reject\n";
-        let c = plan(
-            old,
-            PgVersion::V16,
-            &scope(),
-            &[net("10.0.0.0/8")],
-            &[],
-            "c",
-            false,
-        )
-        .unwrap();
+        let c = add(old, PgVersion::V16, "10.0.0.0/8").unwrap();
         let t = String::from_utf8(c.new_text).unwrap();
         let b = t.find(BEGIN_MARKER).unwrap();
         assert!(b < t.find("host all all all reject").unwrap());
@@ -548,26 +430,8 @@ mod tests {
     #[test]
     fn add_is_idempotent_and_remove_takes_it_out() {
         let old = b"local all all trust\n";
-        let c = plan(
-            old,
-            PgVersion::V16,
-            &scope(),
-            &[net("10.1.0.0/16")],
-            &[],
-            "c",
-            false,
-        )
-        .unwrap();
-        let again = plan(
-            &c.new_text,
-            PgVersion::V16,
-            &scope(),
-            &[net("10.1.0.0/16")],
-            &[],
-            "c",
-            false,
-        )
-        .unwrap();
+        let c = add(old, PgVersion::V16, "10.1.0.0/16").unwrap();
+        let again = add(&c.new_text, PgVersion::V16, "10.1.0.0/16").unwrap();
         assert!(!again.changed());
         assert_eq!(again.already_present, vec![net("10.1.0.0/16")]);
         assert_eq!(again.new_text, c.new_text);
@@ -598,16 +462,7 @@ mod tests {
     #[test]
     fn narrower_operator_reject_stops_the_add_unless_forced() {
         let old = b"host all all 203.0.113.0/28 reject\nhost all all 0.0.0.0/0 reject\n";
-        let e = plan(
-            old,
-            PgVersion::V15,
-            &scope(),
-            &[net("203.0.113.0/24")],
-            &[],
-            "c",
-            false,
-        )
-        .unwrap_err();
+        let e = add(old, PgVersion::V15, "203.0.113.0/24").unwrap_err();
         match e {
             PlanError::RejectedBy { line, .. } => assert_eq!(line.line_number, 1),
             other => panic!("{other:?}"),
@@ -625,47 +480,137 @@ mod tests {
         assert_eq!(c.shadowed_by.len(), 1);
         // a reject for another database does not stop it
         let other = b"host otherdb all 203.0.113.0/28 reject\n";
-        assert!(plan(
-            other,
-            PgVersion::V15,
-            &scope(),
-            &[net("203.0.113.0/24")],
-            &[],
-            "c",
-            false
-        )
-        .is_ok());
+        assert!(add(other, PgVersion::V15, "203.0.113.0/24").is_ok());
     }
 
     #[test]
     fn explain_finds_the_block_rule() {
         let old = b"local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all 0.0.0.0/0 reject\n";
-        let c = plan(
-            old,
-            PgVersion::V15,
-            &scope(),
-            &[net("127.0.0.2/32")],
-            &[],
-            "c",
-            false,
-        )
-        .unwrap();
-        let doc = HbaDocument::parse(&c.new_text);
-        let conn = |a: &str| Connection {
-            addr: a.parse().unwrap(),
-            database: "knocknoc".into(),
-            user: "knocknoc_remote".into(),
-            ssl: false,
+        let c = add(old, PgVersion::V15, "127.0.0.2/32").unwrap();
+        let rules = rule_set(&c.new_text, PgVersion::V15, false);
+        let ctx = StaticContext::default();
+        let hit = |text: &RuleSet, a: &str| {
+            let m = text.first_match(&connection(&scope(), a.parse().unwrap()), &ctx);
+            assert!(m.certain);
+            m.rule().map(|r| (r.line, r.rule.method))
         };
-        let e = first_match(&doc, PgVersion::V15, &conn("127.0.0.2"));
-        assert_eq!(e.hit.unwrap().2, AuthMethod::ScramSha256);
-        let e = first_match(&doc, PgVersion::V15, &conn("127.0.0.3"));
-        assert_eq!(e.hit.unwrap().2, AuthMethod::Reject);
-        let e = first_match(
-            &HbaDocument::parse(b"local all all trust\n"),
-            PgVersion::V15,
-            &conn("10.0.0.1"),
+        assert_eq!(hit(&rules, "127.0.0.2"), Some((4, AuthMethod::ScramSha256)));
+        assert_eq!(hit(&rules, "127.0.0.3"), Some((6, AuthMethod::Reject)));
+        let none = rule_set(b"local all all trust\n", PgVersion::V15, false);
+        assert_eq!(hit(&none, "10.0.0.1"), None);
+    }
+
+    fn stopped_by(old: &[u8], version: PgVersion, scope: &Scope, cidr: &str) -> Option<u32> {
+        match plan(old, version, scope, &[net(cidr)], &[], "c", false) {
+            Ok(_) => None,
+            Err(PlanError::RejectedBy { line, .. }) => Some(line.line_number),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    /// Regression: the block's own matcher read `/...` as a regular
+    /// expression only when unquoted and on every version; the server
+    /// (hba.c `regcomp_auth_token`) compiles any token starting with `/`,
+    /// quoted or not, and only from 16 on.
+    #[test]
+    fn regex_rejects_follow_the_server() {
+        let quoted = "host \"/^knock\" all 10.0.0.0/8 reject";
+        let bare = "host /^knock all 10.0.0.0/8 reject";
+        for (line, version, stops) in [
+            (quoted, PgVersion::V16, true),
+            // before 16 it is the literal database name "/^knock"
+            (quoted, PgVersion::V15, false),
+            (bare, PgVersion::V15, false),
+            (bare, PgVersion::V16, true),
+            // a regex that surely misses the role does not stop the add
+            ("host all /^admin 10.0.0.0/8 reject", PgVersion::V16, false),
+            // one the matcher cannot decide does (the operator's reject wins)
+            ("host all /(a)\\1 10.0.0.0/8 reject", PgVersion::V16, true),
+        ] {
+            let old = format!("{line}\n");
+            let got = stopped_by(old.as_bytes(), version, &scope(), "10.1.0.0/16");
+            assert_eq!(got, stops.then_some(1), "{line} on {}", version.major());
+        }
+    }
+
+    /// Regression: `sameuser` rejects only connections whose database is
+    /// named like the user, so it stops the add only for such a scope.
+    #[test]
+    fn sameuser_reject_stops_only_a_same_named_scope() {
+        let old = b"host sameuser all 10.0.0.0/8 reject\n";
+        assert_eq!(
+            stopped_by(old, PgVersion::V16, &scope(), "10.1.0.0/16"),
+            None
         );
-        assert!(e.hit.is_none());
+        let same = Scope {
+            database: "knocknoc".into(),
+            user: "knocknoc".into(),
+            hostssl: false,
+        };
+        assert_eq!(
+            stopped_by(old, PgVersion::V16, &same, "10.1.0.0/16"),
+            Some(1)
+        );
+    }
+
+    /// The connection types the block's rule admits decide which rejects
+    /// overlap it: `hostssl` rules never meet `hostnossl` or `hostgssenc`
+    /// lines; a `host` rule (the server has SSL off) also admits
+    /// GSSAPI-encrypted connections, which a `hostgssenc` reject takes
+    /// (the block's old matcher assumed no GSSAPI encryption); `hostssl`
+    /// lines never match with SSL off.
+    #[test]
+    fn connection_types_decide_which_rejects_overlap() {
+        let ssl = Scope {
+            hostssl: true,
+            ..scope()
+        };
+        for (line, with_ssl, without) in [
+            ("hostnossl all all 10.0.0.0/8 reject", None, Some(1)),
+            ("hostgssenc all all 10.0.0.0/8 reject", None, Some(1)),
+            ("hostssl all all 10.0.0.0/8 reject", Some(1), None),
+            ("host all all 10.0.0.0/8 reject", Some(1), Some(1)),
+        ] {
+            let old = format!("{line}\n");
+            let got = (
+                stopped_by(old.as_bytes(), PgVersion::V16, &ssl, "10.1.0.0/16"),
+                stopped_by(old.as_bytes(), PgVersion::V16, &scope(), "10.1.0.0/16"),
+            );
+            assert_eq!(got, (with_ssl, without), "{line}");
+        }
+    }
+
+    #[test]
+    fn shadowing_allow_lines_are_reported_with_how_much() {
+        let old = b"host all all 10.0.0.0/8 md5\nhost knocknoc all 10.1.2.0/24 trust\nhost all all 192.168.0.0/16 trust\n";
+        let c = add(old, PgVersion::V16, "10.1.0.0/16").unwrap();
+        let got: Vec<(u32, bool, bool)> = c
+            .shadowed_by
+            .iter()
+            .map(|(_, l)| (l.line_number, l.rejects, l.covers_all))
+            .collect();
+        assert_eq!(got, vec![(1, false, true), (2, false, false)]);
+        assert_eq!(
+            c.shadowed_by[1].1.text,
+            "host knocknoc all 10.1.2.0/24 trust"
+        );
+        assert!(c.new_text.ends_with(b"# c\n# END knocker exposedb\n"));
+    }
+
+    #[test]
+    fn only_lines_before_the_block_count() {
+        let old = format!(
+            "host all all 0.0.0.0/0 reject\n{BEGIN_MARKER}\n{END_MARKER}\nhost all all 10.0.0.0/8 reject\n"
+        );
+        // the operator's catch-all before an existing block wins
+        assert_eq!(
+            stopped_by(old.as_bytes(), PgVersion::V16, &scope(), "10.1.0.0/16"),
+            Some(1)
+        );
+        let after = format!("{BEGIN_MARKER}\n{END_MARKER}\nhost all all 10.0.0.0/8 reject\n");
+        assert_eq!(
+            stopped_by(after.as_bytes(), PgVersion::V16, &scope(), "10.1.0.0/16"),
+            None
+        );
     }
 }

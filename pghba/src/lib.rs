@@ -58,7 +58,10 @@ pub mod rule;
 pub mod shadow;
 pub mod version;
 
-pub use check::{check_bytes, check_path, CheckedLine, FileLoader, FileVerdict, FsLoader, NoFiles};
+pub use address::InterfaceNames;
+pub use check::{
+    check_bytes, check_path, CheckedLine, FileLoader, FileVerdict, FsLoader, LoggedProblem, NoFiles,
+};
 pub use document::{EditError, HbaDocument, IncludeKind, Line, LineKind, TokenRef};
 pub use edit::{quote_name, BlockError, BlockRange};
 pub use lint::{lint_bytes, Diagnostic, LintReport, RuleRow};

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::check::{check_bytes, CheckedLine, FileLoader, FileVerdict};
+use crate::check::{check_bytes, CheckedLine, FileLoader, FileVerdict, LoggedProblem};
 use crate::version::ValidateOptions;
 
 /// One row of `pg_hba_file_rules` (the PostgreSQL 16+ columns; for 13-15
@@ -96,6 +96,20 @@ impl Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// A problem the server only logs (no row, the file still loads), as a
+    /// warning.
+    pub fn from_logged(problem: &LoggedProblem) -> Diagnostic {
+        Diagnostic {
+            file_name: problem.file_name.clone(),
+            line: problem.line,
+            column: problem.column,
+            message: problem.message.clone(),
+            warning: true,
+        }
+    }
+}
+
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}:{}: ", self.file_name, self.line, self.column)?;
@@ -130,6 +144,7 @@ pub fn lint_bytes(
         rows.push(RuleRow::from_checked(l));
         diagnostics.extend(Diagnostic::from_checked(l));
     });
+    diagnostics.extend(verdict.logged.iter().map(Diagnostic::from_logged));
     LintReport {
         rows,
         diagnostics,

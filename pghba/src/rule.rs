@@ -565,7 +565,7 @@ pub fn parse_hba_line(fields: &[Vec<InputToken<'_>>], opts: &ValidateOptions) ->
                 Some(i) => (&value[..i], Some(&value[i + 1..])),
                 None => (value, None),
             };
-            match address::parse_numeric_host(host) {
+            match address::parse_numeric_host_in(host, &cx.opts.interfaces) {
                 None => {
                     if prefix.is_some() {
                         return cx.fail(
@@ -602,7 +602,9 @@ pub fn parse_hba_line(fields: &[Vec<InputToken<'_>>], opts: &ValidateOptions) ->
                             );
                         }
                         let mt = &mfield[0];
-                        let Some(mask) = address::parse_numeric_host(&mt.value) else {
+                        let Some(mask) =
+                            address::parse_numeric_host_in(&mt.value, &cx.opts.interfaces)
+                        else {
                             return cx.fail(
                                 format!(
                                     "invalid IP mask \"{}\": Name or service not known",

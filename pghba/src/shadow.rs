@@ -179,17 +179,32 @@ fn names_overlap(x: TokenKind<'_>, y: TokenKind<'_>) -> bool {
     }
 }
 
-fn databases_overlap(a: &[AuthToken], b: &[AuthToken], v: PgVersion) -> bool {
-    let ak: Vec<TokenKind<'_>> = a.iter().map(|t| database_token(t, v)).collect();
-    let bk: Vec<TokenKind<'_>> = b.iter().map(|t| database_token(t, v)).collect();
+/// Could some user matched by `users` be named `name`?
+fn could_be_user(users: &[AuthToken], name: &str, v: PgVersion) -> bool {
+    users
+        .iter()
+        .any(|t| names_overlap(user_token(t, v), TokenKind::Name(name)))
+}
+
+/// Could one connection match the database columns of both `a` and `b`
+/// (with their user columns, which `sameuser` ties the database to)?
+fn databases_overlap(a: &HbaRule, b: &HbaRule, v: PgVersion) -> bool {
+    let ak: Vec<TokenKind<'_>> = a.databases.iter().map(|t| database_token(t, v)).collect();
+    let bk: Vec<TokenKind<'_>> = b.databases.iter().map(|t| database_token(t, v)).collect();
     if ak.contains(&TokenKind::Replication) && bk.contains(&TokenKind::Replication) {
         return true;
     }
     let ordinary = |k: &TokenKind<'_>| *k != TokenKind::Replication;
     ak.iter().filter(|k| ordinary(k)).any(|x| {
-        bk.iter()
-            .filter(|k| ordinary(k))
-            .any(|y| names_overlap(*x, *y))
+        bk.iter().filter(|k| ordinary(k)).any(|y| match (*x, *y) {
+            // `sameuser` meets database `n` only for user `n`: both user
+            // columns must admit that name.
+            (TokenKind::SameUser, TokenKind::Name(n))
+            | (TokenKind::Name(n), TokenKind::SameUser) => {
+                could_be_user(&a.users, n, v) && could_be_user(&b.users, n, v)
+            }
+            (x, y) => names_overlap(x, y),
+        })
     })
 }
 
@@ -214,7 +229,7 @@ pub fn covers(a: &HbaRule, b: &HbaRule, version: PgVersion) -> bool {
 pub fn overlaps(a: &HbaRule, b: &HbaRule, version: PgVersion) -> bool {
     transports(a.connection_type) & transports(b.connection_type) != 0
         && address_overlaps(a.address.as_ref(), b.address.as_ref())
-        && databases_overlap(&a.databases, &b.databases, version)
+        && databases_overlap(a, b, version)
         && users_overlap(&a.users, &b.users, version)
 }
 
@@ -286,6 +301,28 @@ pub fn candidate_rule(
         method,
         options: AuthOptions::default(),
     }
+}
+
+/// Is `rule` a catch-all reject: method `reject` on a TCP rule type, `all`
+/// among its databases and its users, and address `all`, `0.0.0.0/0` or
+/// `::/0` (any zero netmask)?
+pub fn is_catch_all_reject(rule: &HbaRule) -> bool {
+    let all = |t: &[AuthToken]| t.iter().any(|t| t.is_keyword("all"));
+    rule.method == AuthMethod::Reject
+        && rule.connection_type != ConnectionType::Local
+        && all(&rule.databases)
+        && all(&rule.users)
+        && match &rule.address {
+            Some(HbaAddress::All) => true,
+            Some(HbaAddress::Ip { mask, .. }) => mask_bits(*mask) == 0,
+            _ => false,
+        }
+}
+
+/// The index of the first catch-all reject (see [`is_catch_all_reject`])
+/// among `rules`: where a block of new allow rules must go to be reached.
+pub fn first_catch_all_reject(rules: &[LocatedRule]) -> Option<usize> {
+    rules.iter().position(|r| is_catch_all_reject(&r.rule))
 }
 
 /// The first rule among `earlier` with method `reject` that could catch

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::address::InterfaceNames;
+
 /// A PostgreSQL major version this crate knows the `pg_hba.conf` grammar of
 /// (13 to 18).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -146,6 +148,9 @@ pub struct ValidateOptions {
     /// The `oauth_validator_libraries` setting (18+; empty by default, which
     /// makes every `oauth` line an error).
     pub oauth_validator_libraries: Vec<String>,
+    /// The network interfaces of the server's machine, for IPv6 scope names
+    /// such as `fe80::1%eth0` (default: this machine's).
+    pub interfaces: InterfaceNames,
 }
 
 impl Default for ValidateOptions {
@@ -155,6 +160,7 @@ impl Default for ValidateOptions {
             build: BuildFeatures::default(),
             ssl_enabled: true,
             oauth_validator_libraries: Vec::new(),
+            interfaces: InterfaceNames::System,
         }
     }
 }

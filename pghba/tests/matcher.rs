@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use pghba::matcher::{Check, Connection, RuleOutcome, RuleSet, StaticContext};
 use pghba::rule::{AuthMethod, ConnectionType};
 use pghba::shadow::{
-    candidate_rule, covers, first_overlapping_reject, overlapping_rules, overlaps, shadowed_rules,
-    Overlap,
+    candidate_rule, covers, first_catch_all_reject, first_overlapping_reject, is_catch_all_reject,
+    overlapping_rules, overlaps, shadowed_rules, Overlap,
 };
 use pghba::{NoFiles, PgVersion, ValidateOptions};
 use proptest::prelude::*;
@@ -337,6 +337,50 @@ host all all 0.0.0.0/0 reject
     );
 }
 
+/// Regression: `sameuser` was taken to overlap any database name, so a
+/// `sameuser` reject stopped rules for a database named unlike their user.
+#[test]
+fn sameuser_overlaps_only_a_database_named_like_a_user() {
+    let rs = load(PgVersion::V16, "host sameuser all 10.0.0.0/8 reject\n");
+    let net = "10.1.0.0/16".parse().unwrap();
+    let rule = |db: &str, user: &str| {
+        candidate_rule(ConnectionType::Host, net, db, user, AuthMethod::ScramSha256)
+    };
+    let v = rs.version;
+    assert!(!overlaps(
+        &rs.rules[0].rule,
+        &rule("knocknoc", "knocknoc_remote"),
+        v
+    ));
+    assert!(first_overlapping_reject(&rs.rules, &rule("knocknoc", "knocknoc_remote"), v).is_none());
+    assert!(overlaps(&rs.rules[0].rule, &rule("app", "app"), v));
+    let only_u0 = load(PgVersion::V16, "host sameuser u0 10.0.0.0/8 reject\n");
+    assert!(!overlaps(&only_u0.rules[0].rule, &rule("u1", "+g"), v));
+}
+
+#[test]
+fn catch_all_rejects() {
+    let rs = load(
+        PgVersion::V16,
+        "\
+local all all reject
+host all all 10.0.0.0/8 reject
+host \"all\" all 0.0.0.0/0 reject
+hostssl all all 0.0.0.0/0 trust
+hostnossl all,x all ::/0 reject
+host all all all reject
+",
+    );
+    let found: Vec<bool> = rs
+        .rules
+        .iter()
+        .map(|r| is_catch_all_reject(&r.rule))
+        .collect();
+    assert_eq!(found, [false, false, false, false, true, true]);
+    assert_eq!(first_catch_all_reject(&rs.rules), Some(4));
+    assert_eq!(first_catch_all_reject(&rs.rules[..4]), None);
+}
+
 // ---- properties over generated rules ----
 
 const DBS: &[&str] = &[
@@ -488,4 +532,39 @@ proptest! {
             }
         }
     }
+}
+
+/// Regression (known-lint-bugs `addr-ipv6-scope.conf`): a rule address with
+/// an interface name as IPv6 scope loads when the server's machine has that
+/// interface, and matches on the address alone (the server compares address
+/// bytes under the mask, never the scope).
+#[test]
+fn scoped_ipv6_rule_matches_by_address() {
+    let opts = ValidateOptions {
+        interfaces: pghba::InterfaceNames::Known(vec!["wg7".into()]),
+        ..ValidateOptions::for_version(PgVersion::V17)
+    };
+    let text = "host all all fe80::1%wg7/128 trust\nhost all all ::/0 reject\n";
+    let rs = RuleSet::load("/etc/pg_hba.conf", text.as_bytes(), &mut NoFiles, &opts);
+    assert!(rs.verdict.loads);
+    assert_eq!(
+        line_of(&rs, &Connection::host(ip("fe80::1"), "d", "u1")),
+        Some(1)
+    );
+    assert_eq!(
+        line_of(&rs, &Connection::host(ip("fe80::2"), "d", "u1")),
+        Some(2)
+    );
+    // without that interface the same file does not load
+    let elsewhere = ValidateOptions {
+        interfaces: pghba::InterfaceNames::Known(vec![]),
+        ..opts
+    };
+    let rs = RuleSet::load(
+        "/etc/pg_hba.conf",
+        text.as_bytes(),
+        &mut NoFiles,
+        &elsewhere,
+    );
+    assert!(!rs.verdict.loads);
 }

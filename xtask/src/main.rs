@@ -9,6 +9,7 @@
 //!   throwaway cluster start time per version.
 
 mod bench;
+mod bench_exposedb;
 mod bench_hba;
 mod demo;
 mod fuzz;
@@ -32,6 +33,8 @@ commands:
   bench-start [RUNS]          median throwaway-cluster start time per version
   bench cluster-start [RUNS]  same as bench-start
   bench hba [--sizes N,...]   knocker hba lint vs PostgreSQL vs pgtoolkit (BENCHMARKS.md)
+  bench exposedb [--runs N] [--sizes N,...]
+                              knocker exposedb --add/--list vs psql vs Ansible (BENCHMARKS.md)
 ";
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         ["test"] => test(),
         ["demo", rest @ ..] => demo::run(rest),
         ["bench", "hba", rest @ ..] => bench_hba::run(rest),
+        ["bench", "exposedb", rest @ ..] => bench_exposedb::run(rest),
         ["bench-start", rest @ ..] | ["bench", "cluster-start", rest @ ..] => {
             bench::cluster_start(rest)
         }

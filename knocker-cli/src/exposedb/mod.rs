@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::Args;
 use ipnet::IpNet;
 use pghba::exposedb_block::{self, PlanError, Scope};
+use pghba::matcher::RuleOutcome;
 use pghba::{HbaDocument, PgVersion};
 
 use output::{Failure, Out};
@@ -481,45 +482,76 @@ fn explain(
 ) -> Result<(), Failure> {
     let version = version(admin)?;
     let (path, bytes) = read_hba(admin)?;
-    let doc = HbaDocument::parse_for(&bytes, version);
     let scope = scope(args, app, admin);
-    let conn = exposedb_block::Connection {
-        addr,
-        database: scope.database.clone(),
-        user: scope.user.clone(),
-        ssl: scope.hostssl,
+    let rules = exposedb_block::rule_set(&bytes, version, scope.hostssl);
+    let m = rules.first_match(
+        &exposedb_block::connection(&scope, addr),
+        &pghba::matcher::StaticContext::default(),
+    );
+    let doc = HbaDocument::parse_for(&bytes, version);
+    let text_of = |line: u32| {
+        doc.lines()
+            .iter()
+            .find(|l| l.line_number() == line)
+            .map(|l| String::from_utf8_lossy(l.content()).trim_end().to_string())
+            .unwrap_or_default()
     };
-    let e = exposedb_block::first_match(&doc, version, &conn);
     out.set("hba_file", path.display().to_string());
     out.set("address", addr.to_string());
     out.set("database", scope.database.clone());
     out.set("user", scope.user.clone());
     out.set("ssl", scope.hostssl);
+    out.set("certain", m.certain);
     out.set(
         "maybe",
-        e.maybe
+        m.maybe
             .iter()
-            .map(|(n, t)| serde_json::json!({"line": n, "text": t}))
+            .map(|&i| {
+                let line = rules.rules[i].line;
+                serde_json::json!({"line": line, "text": text_of(line)})
+            })
             .collect::<Vec<_>>(),
     );
+    let mut steps = Vec::new();
+    let mut said = Vec::new();
+    for step in &m.steps {
+        let line = rules.rules[step.index].line;
+        let (outcome, why) = match &step.outcome {
+            RuleOutcome::Matches => ("matches", String::new()),
+            RuleOutcome::NoMatch(r) => ("no match", r.to_string()),
+            RuleOutcome::Unknown(rs) => (
+                "may match",
+                rs.iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        };
+        steps.push(serde_json::json!({"line": line, "outcome": outcome, "why": why}));
+        match &step.outcome {
+            RuleOutcome::Matches => {}
+            RuleOutcome::NoMatch(_) => said.push(format!("  line {line}: passed over ({why})")),
+            RuleOutcome::Unknown(_) => said.push(format!(
+                "  line {line}: may match first, it cannot be decided offline ({why}): {}",
+                text_of(line)
+            )),
+        }
+    }
+    out.set("steps", steps);
     let head = format!(
         "A connection from {addr} to database {} as {}{}",
         scope.database,
         scope.user,
         if scope.hostssl { " over SSL" } else { "" }
     );
-    for (n, t) in &e.maybe {
-        out.say(format!(
-            "Line {n} may match first (depends on group membership, a regular expression or a host name): {t}"
-        ));
-    }
-    match &e.hit {
-        Some((n, t, method)) => {
-            out.set("line", *n);
+    match m.rule() {
+        Some(hit) => {
+            let (n, t, method) = (hit.line, text_of(hit.line), hit.rule.method);
+            out.set("line", n);
             out.set("text", t.clone());
             out.set("method", method.as_str());
-            out.set("allowed", *method != pghba::AuthMethod::Reject);
-            let verdict = if *method == pghba::AuthMethod::Reject {
+            out.set("allowed", method != pghba::AuthMethod::Reject);
+            let verdict = if method == pghba::AuthMethod::Reject {
                 "is rejected".to_string()
             } else {
                 format!("is admitted with {}", method.as_str())
@@ -538,6 +570,9 @@ fn explain(
                 path.display()
             ));
         }
+    }
+    if !said.is_empty() {
+        out.say(format!("Earlier lines, in order:\n{}", said.join("\n")));
     }
     Ok(())
 }
