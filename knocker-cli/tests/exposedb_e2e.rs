@@ -47,6 +47,18 @@ impl Primary {
         }
     }
 
+    /// `--init` without restart, advertising 127.0.0.1: the new password.
+    fn init_password(&self) -> String {
+        let init = json(&ok(self.knocker(&[
+            "--init",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--json",
+        ])));
+        init["password"].as_str().unwrap().to_string()
+    }
+
     fn knocker(&self, args: &[&str]) -> Output {
         let admin = format!(
             "host=127.0.0.1 port={} user=postgres dbname=postgres",
@@ -278,6 +290,65 @@ pg_harness::pg_test!(
         assert_eq!(snapshot(&p), before, "nothing changed");
         ok(p.knocker(&["--add", "127.0.0.0/30", "--force"]));
         assert_eq!(stdout(&ok(p.knocker(&["--list"]))), "127.0.0.0/30\n");
+    }
+);
+
+// Regression for the block's own matcher, replaced by pghba's shadow and
+// matcher: each operator line before the block, judged by the server. A
+// line that stops `--add` must really reject 127.0.0.2 once forced past,
+// one that does not must really let it in, and `--explain` must say what
+// the server does. Quoted `/regex` tokens are regexes on 16+ (the old code
+// read them as names), `/regex` is a name before 16 (the old code took it
+// for a possible regex), `sameuser` cannot meet database `knocknoc` as role
+// `knocknoc_remote`; a `hostnossl` reject takes the plain connections a
+// `host` rule admits.
+pg_harness::pg_test!(
+    async fn operator_lines_before_the_block_judged_like_the_server(major: u32) {
+        let p = Primary::start(major, None).await;
+        let password = p.init_password();
+        p.pg.restart().await;
+        let regex_rejects = major >= 16;
+        for (line, stops) in [
+            ("host \"/^knock\" all 127.0.0.2/32 reject", regex_rejects),
+            ("host /^knock all 127.0.0.2/32 reject", regex_rejects),
+            ("host all /^admin 127.0.0.2/32 reject", false),
+            ("host sameuser all 127.0.0.2/32 reject", false),
+            ("hostnossl all all 127.0.0.2/32 reject", true),
+        ] {
+            std::fs::write(
+                p.pg.hba_file(),
+                format!("{}{line}\n", pg_harness::DEFAULT_HBA),
+            )
+            .unwrap();
+            let add = p.knocker(&["--add", "127.0.0.2/32"]);
+            assert_eq!(
+                add.status.code(),
+                Some(if stops { 1 } else { 0 }),
+                "{line}: {}",
+                String::from_utf8_lossy(&add.stderr)
+            );
+            if stops {
+                assert!(
+                    String::from_utf8_lossy(&add.stderr).contains("line 7"),
+                    "{line}: {}",
+                    String::from_utf8_lossy(&add.stderr)
+                );
+                ok(p.knocker(&["--add", "127.0.0.2/32", "--force"]));
+            }
+            let explained = json(&ok(p.knocker(&["--explain", "127.0.0.2", "--json"])));
+            assert_eq!(explained["certain"], true, "{line}: {explained}");
+            let connected =
+                p.pg.connect_from(ip("127.0.0.2"), "knocknoc_remote", &*password, "knocknoc")
+                    .await
+                    .is_ok();
+            assert_eq!(
+                connected, !stops,
+                "{line}: the server disagrees with the plan"
+            );
+            assert_eq!(explained["allowed"], connected, "{line}: {explained}");
+            let expected_line = if stops { 7 } else { 9 };
+            assert_eq!(explained["line"], expected_line, "{line}: {explained}");
+        }
     }
 );
 
@@ -562,14 +633,7 @@ async fn login_refused(p: &Primary, password: &str) -> bool {
 pg_harness::pg_test!(
     async fn rotate_password_prints_a_working_new_password_once(major: u32) {
         let p = Primary::start(major, None).await;
-        let init = json(&ok(p.knocker(&[
-            "--init",
-            "--no-restart",
-            "--advertise",
-            "127.0.0.1",
-            "--json",
-        ])));
-        let first = init["password"].as_str().unwrap().to_string();
+        let first = p.init_password();
         ok(p.knocker(&["--add", "127.0.0.2"]));
         assert!(!login_refused(&p, &first).await);
 
