@@ -16,14 +16,21 @@ struct Primary {
 
 impl Primary {
     async fn start(major: u32, hba: Option<&str>) -> Primary {
+        Primary::start_with(major, hba, &[]).await
+    }
+
+    /// With extra server settings.
+    async fn start_with(major: u32, hba: Option<&str>, settings: &[(&str, &str)]) -> Primary {
+        let mut all = vec![
+            ("log_connections".to_string(), "on".to_string()),
+            ("log_statement".to_string(), "all".to_string()),
+        ];
+        all.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let pg = Cluster::start_with(
             major,
             ClusterOptions {
                 hba: hba.map(str::to_string),
-                settings: vec![
-                    ("log_connections".into(), "on".into()),
-                    ("log_statement".into(), "all".into()),
-                ],
+                settings: all,
                 ..Default::default()
             },
         )
@@ -700,6 +707,66 @@ pg_harness::pg_test!(
         assert!(
             !log.contains("SCRAM-SHA-256$"),
             "a verifier reached the server log"
+        );
+    }
+);
+
+pg_harness::pg_test!(
+    async fn warns_about_ipv6_cidrs_without_ipv6_listening_and_small_max_connections(major: u32) {
+        let p = Primary::start_with(
+            major,
+            None,
+            &[("listen_addresses", "127.0.0.1"), ("max_connections", "40")],
+        )
+        .await;
+        // 3 web nodes (the default) with pools of 20 need about 60
+        // connections, more than 40.
+        let o = ok(p.knocker(&["--init", "--no-restart", "--advertise", "127.0.0.1"]));
+        let err = stderr(&o);
+        assert!(
+            err.contains("warning: 3 web nodes with pools of 20 need about 60 connections; max_connections is 40"),
+            "{err}"
+        );
+        let j = json(&ok(p.knocker(&[
+            "--init",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--json",
+        ])));
+        assert_eq!(j["max_connections"], 40);
+        assert!(
+            j["warnings"].to_string().contains("max_connections is 40"),
+            "{j}"
+        );
+        // One node fits: no warning.
+        let o = ok(p.knocker(&[
+            "--init",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--nodes",
+            "1",
+        ]));
+        assert!(!stderr(&o).contains("max_connections"), "{}", stderr(&o));
+
+        // The server listens on 127.0.0.1 (0.0.0.0 after the restart), not
+        // on IPv6: an IPv6 CIDR gets a warning, an IPv4 one does not.
+        p.pg.restart().await;
+        let o = ok(p.knocker(&["--add", "2001:db8::/64"]));
+        let err = stderr(&o);
+        assert!(
+            err.contains("warning: 2001:db8::/64 is IPv6 but the server does not listen on IPv6 (listen_addresses = '0.0.0.0')"),
+            "{err}"
+        );
+        let o = ok(p.knocker(&["--add", "127.0.0.2"]));
+        assert!(!stderr(&o).contains("IPv6"), "{}", stderr(&o));
+        let j = json(&ok(p.knocker(&["--add", "2001:db8:1::/48", "--json"])));
+        assert!(
+            j["warnings"]
+                .to_string()
+                .contains("does not listen on IPv6"),
+            "{j}"
         );
     }
 );
