@@ -770,3 +770,79 @@ pg_harness::pg_test!(
         );
     }
 );
+
+pg_harness::pg_test!(
+    async fn deinit_reassigns_what_the_remote_role_owns_and_refuses_other_databases(major: u32) {
+        let p = Primary::start(major, None).await;
+        let init = json(&ok(p.knocker(&[
+            "--init",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--json",
+        ])));
+        let password = init["password"].as_str().unwrap().to_string();
+        ok(p.knocker(&["--add", "127.0.0.2"]));
+        // A table the remote role owns itself (SET ROLE to its own name),
+        // which alone would make DROP ROLE fail with 2BP01.
+        let remote =
+            p.pg.connect_from(ip("127.0.0.2"), "knocknoc_remote", &*password, "knocknoc")
+                .await
+                .unwrap();
+        remote
+            .batch_execute(
+                "SET ROLE knocknoc_remote; CREATE TABLE mine(x int); INSERT INTO mine VALUES (42);",
+            )
+            .await
+            .unwrap();
+        drop(remote);
+        // A privilege in another database: not knocker's to decide.
+        let admin = p.pg.connect().await;
+        admin
+            .batch_execute(
+                "CREATE TABLE elsewhere(x int); GRANT SELECT ON elsewhere TO knocknoc_remote;",
+            )
+            .await
+            .unwrap();
+
+        let before = everything(&p).await;
+        let o = p.knocker(&["--deinit", "--no-restart"]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("owns objects or holds privileges in database(s) postgres")
+                && err.contains(
+                    "REASSIGN OWNED BY \"knocknoc_remote\" TO \"knocknoc\"; DROP OWNED BY \"knocknoc_remote\";"
+                ),
+            "{err}"
+        );
+        assert_eq!(
+            everything(&p).await,
+            before,
+            "a refused --deinit changed something"
+        );
+
+        admin
+            .batch_execute("REVOKE SELECT ON elsewhere FROM knocknoc_remote")
+            .await
+            .unwrap();
+        let de = json(&ok(p.knocker(&["--deinit", "--no-restart", "--json"])));
+        assert_eq!(de["role_dropped"], true);
+        assert!(!roles(&p).await.contains(&"knocknoc_remote".to_string()));
+        // The data stays, now owned by the application's role.
+        let app =
+            p.pg.connect_as("knocknoc", "app-secret", "knocknoc")
+                .await
+                .unwrap();
+        let row = app
+            .query_one(
+                "SELECT (SELECT tableowner::text FROM pg_tables WHERE tablename = 'mine'), \
+                        (SELECT x FROM mine)",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "knocknoc");
+        assert_eq!(row.get::<_, i32>(1), 42);
+    }
+);
