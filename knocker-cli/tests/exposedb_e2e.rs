@@ -377,7 +377,7 @@ pg_harness::pg_test!(
             &[
                 "--init",
                 "--user",
-                "x\"; DROP ROLE postgres; --",
+                "x\nhost all all all trust",
                 "--no-restart",
             ],
             &["--init", "--listen", "0.0.0.0'; x", "--no-restart"],
@@ -844,5 +844,91 @@ pg_harness::pg_test!(
             .unwrap();
         assert_eq!(row.get::<_, String>(0), "knocknoc");
         assert_eq!(row.get::<_, i32>(1), 42);
+    }
+);
+
+pg_harness::pg_test!(
+    async fn user_name_with_space_quote_and_comma_is_quoted_everywhere_and_connects(major: u32) {
+        let p = Primary::start(major, None).await;
+        let name = "web \"nodes\", remote";
+        let init = json(&ok(p.knocker(&[
+            "--init",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--user",
+            name,
+            "--json",
+        ])));
+        let password = init["password"].as_str().unwrap().to_string();
+        let uri = init["connection_string"].as_str().unwrap().to_string();
+        // Percent-encoded in the URI.
+        assert_eq!(
+            uri,
+            format!(
+                "postgres://web%20%22nodes%22%2C%20remote:{password}@127.0.0.1:{}/knocknoc",
+                p.pg.port()
+            )
+        );
+        ok(p.knocker(&["--add", "127.0.0.2", "--user", name]));
+        assert_eq!(
+            stdout(&ok(p.knocker(&["--list", "--user", name]))),
+            "127.0.0.2/32\n"
+        );
+        // Quoted in pg_hba.conf, and the server reads the token back as
+        // exactly that name.
+        let hba = std::fs::read_to_string(p.pg.hba_file()).unwrap();
+        assert!(
+            hba.contains("knocknoc \"web \"\"nodes\"\", remote\" 127.0.0.2/32 scram-sha-256"),
+            "{hba}"
+        );
+        let rules =
+            p.pg.connect()
+                .await
+                .query(
+                    "SELECT user_name::text[] FROM pg_hba_file_rules WHERE address = '127.0.0.2'",
+                    &[],
+                )
+                .await
+                .unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].get::<_, Vec<String>>(0), vec![name.to_string()]);
+
+        // The secondary connects with the printed string, decoded the way
+        // libpq decodes it (pgctl's parser), from the allowed address ...
+        let info = pgctl::conninfo::ConnInfo::parse(&uri).unwrap();
+        use pgctl::conninfo::Keyword;
+        let (user, pw, db) = (
+            info.get(Keyword::User).unwrap(),
+            info.get(Keyword::Password).unwrap(),
+            info.get(Keyword::Dbname).unwrap(),
+        );
+        assert_eq!(user, name);
+        let client =
+            p.pg.connect_from(ip("127.0.0.2"), user, pw, db)
+                .await
+                .expect("the secondary connects with the printed string");
+        let row = client
+            .query_one("SELECT session_user::text, current_user::text", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), name);
+        assert_eq!(row.get::<_, String>(1), "knocknoc");
+        // ... and libpq itself (psql) reads the printed URI the same way.
+        let psql = Command::new("psql")
+            .arg(&uri)
+            .args(["-XAtc", "SELECT session_user"])
+            .output()
+            .unwrap();
+        assert!(
+            psql.status.success(),
+            "{}",
+            String::from_utf8_lossy(&psql.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&psql.stdout).trim_end(), name);
+
+        // Gone again with --deinit, block and role.
+        ok(p.knocker(&["--deinit", "--no-restart", "--user", name]));
+        assert!(!roles(&p).await.contains(&name.to_string()));
     }
 );
