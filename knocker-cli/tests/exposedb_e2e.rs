@@ -16,14 +16,21 @@ struct Primary {
 
 impl Primary {
     async fn start(major: u32, hba: Option<&str>) -> Primary {
+        Primary::start_with(major, hba, &[]).await
+    }
+
+    /// With extra server settings.
+    async fn start_with(major: u32, hba: Option<&str>, settings: &[(&str, &str)]) -> Primary {
+        let mut all = vec![
+            ("log_connections".to_string(), "on".to_string()),
+            ("log_statement".to_string(), "all".to_string()),
+        ];
+        all.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let pg = Cluster::start_with(
             major,
             ClusterOptions {
                 hba: hba.map(str::to_string),
-                settings: vec![
-                    ("log_connections".into(), "on".into()),
-                    ("log_statement".into(), "all".into()),
-                ],
+                settings: all,
                 ..Default::default()
             },
         )
@@ -45,6 +52,18 @@ impl Primary {
             _dir: dir,
             conf,
         }
+    }
+
+    /// `--init` without restart, advertising 127.0.0.1: the new password.
+    fn init_password(&self) -> String {
+        let init = json(&ok(self.knocker(&[
+            "--init",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--json",
+        ])));
+        init["password"].as_str().unwrap().to_string()
     }
 
     fn knocker(&self, args: &[&str]) -> Output {
@@ -278,6 +297,65 @@ pg_harness::pg_test!(
         assert_eq!(snapshot(&p), before, "nothing changed");
         ok(p.knocker(&["--add", "127.0.0.0/30", "--force"]));
         assert_eq!(stdout(&ok(p.knocker(&["--list"]))), "127.0.0.0/30\n");
+    }
+);
+
+// Regression for the block's own matcher, replaced by pghba's shadow and
+// matcher: each operator line before the block, judged by the server. A
+// line that stops `--add` must really reject 127.0.0.2 once forced past,
+// one that does not must really let it in, and `--explain` must say what
+// the server does. Quoted `/regex` tokens are regexes on 16+ (the old code
+// read them as names), `/regex` is a name before 16 (the old code took it
+// for a possible regex), `sameuser` cannot meet database `knocknoc` as role
+// `knocknoc_remote`; a `hostnossl` reject takes the plain connections a
+// `host` rule admits.
+pg_harness::pg_test!(
+    async fn operator_lines_before_the_block_judged_like_the_server(major: u32) {
+        let p = Primary::start(major, None).await;
+        let password = p.init_password();
+        p.pg.restart().await;
+        let regex_rejects = major >= 16;
+        for (line, stops) in [
+            ("host \"/^knock\" all 127.0.0.2/32 reject", regex_rejects),
+            ("host /^knock all 127.0.0.2/32 reject", regex_rejects),
+            ("host all /^admin 127.0.0.2/32 reject", false),
+            ("host sameuser all 127.0.0.2/32 reject", false),
+            ("hostnossl all all 127.0.0.2/32 reject", true),
+        ] {
+            std::fs::write(
+                p.pg.hba_file(),
+                format!("{}{line}\n", pg_harness::DEFAULT_HBA),
+            )
+            .unwrap();
+            let add = p.knocker(&["--add", "127.0.0.2/32"]);
+            assert_eq!(
+                add.status.code(),
+                Some(if stops { 1 } else { 0 }),
+                "{line}: {}",
+                String::from_utf8_lossy(&add.stderr)
+            );
+            if stops {
+                assert!(
+                    String::from_utf8_lossy(&add.stderr).contains("line 7"),
+                    "{line}: {}",
+                    String::from_utf8_lossy(&add.stderr)
+                );
+                ok(p.knocker(&["--add", "127.0.0.2/32", "--force"]));
+            }
+            let explained = json(&ok(p.knocker(&["--explain", "127.0.0.2", "--json"])));
+            assert_eq!(explained["certain"], true, "{line}: {explained}");
+            let connected =
+                p.pg.connect_from(ip("127.0.0.2"), "knocknoc_remote", &*password, "knocknoc")
+                    .await
+                    .is_ok();
+            assert_eq!(
+                connected, !stops,
+                "{line}: the server disagrees with the plan"
+            );
+            assert_eq!(explained["allowed"], connected, "{line}: {explained}");
+            let expected_line = if stops { 7 } else { 9 };
+            assert_eq!(explained["line"], expected_line, "{line}: {explained}");
+        }
     }
 );
 
@@ -562,14 +640,7 @@ async fn login_refused(p: &Primary, password: &str) -> bool {
 pg_harness::pg_test!(
     async fn rotate_password_prints_a_working_new_password_once(major: u32) {
         let p = Primary::start(major, None).await;
-        let init = json(&ok(p.knocker(&[
-            "--init",
-            "--no-restart",
-            "--advertise",
-            "127.0.0.1",
-            "--json",
-        ])));
-        let first = init["password"].as_str().unwrap().to_string();
+        let first = p.init_password();
         ok(p.knocker(&["--add", "127.0.0.2"]));
         assert!(!login_refused(&p, &first).await);
 
@@ -636,6 +707,66 @@ pg_harness::pg_test!(
         assert!(
             !log.contains("SCRAM-SHA-256$"),
             "a verifier reached the server log"
+        );
+    }
+);
+
+pg_harness::pg_test!(
+    async fn warns_about_ipv6_cidrs_without_ipv6_listening_and_small_max_connections(major: u32) {
+        let p = Primary::start_with(
+            major,
+            None,
+            &[("listen_addresses", "127.0.0.1"), ("max_connections", "40")],
+        )
+        .await;
+        // 3 web nodes (the default) with pools of 20 need about 60
+        // connections, more than 40.
+        let o = ok(p.knocker(&["--init", "--no-restart", "--advertise", "127.0.0.1"]));
+        let err = stderr(&o);
+        assert!(
+            err.contains("warning: 3 web nodes with pools of 20 need about 60 connections; max_connections is 40"),
+            "{err}"
+        );
+        let j = json(&ok(p.knocker(&[
+            "--init",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--json",
+        ])));
+        assert_eq!(j["max_connections"], 40);
+        assert!(
+            j["warnings"].to_string().contains("max_connections is 40"),
+            "{j}"
+        );
+        // One node fits: no warning.
+        let o = ok(p.knocker(&[
+            "--init",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--nodes",
+            "1",
+        ]));
+        assert!(!stderr(&o).contains("max_connections"), "{}", stderr(&o));
+
+        // The server listens on 127.0.0.1 (0.0.0.0 after the restart), not
+        // on IPv6: an IPv6 CIDR gets a warning, an IPv4 one does not.
+        p.pg.restart().await;
+        let o = ok(p.knocker(&["--add", "2001:db8::/64"]));
+        let err = stderr(&o);
+        assert!(
+            err.contains("warning: 2001:db8::/64 is IPv6 but the server does not listen on IPv6 (listen_addresses = '0.0.0.0')"),
+            "{err}"
+        );
+        let o = ok(p.knocker(&["--add", "127.0.0.2"]));
+        assert!(!stderr(&o).contains("IPv6"), "{}", stderr(&o));
+        let j = json(&ok(p.knocker(&["--add", "2001:db8:1::/48", "--json"])));
+        assert!(
+            j["warnings"]
+                .to_string()
+                .contains("does not listen on IPv6"),
+            "{j}"
         );
     }
 );

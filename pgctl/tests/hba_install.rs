@@ -113,6 +113,42 @@ pg_harness::pg_test!(
     }
 );
 
+pg_harness::pg_test!(
+    /// Guards against refusing files the server loads: with `ssl = off` a
+    /// `hostssl` line gets an error in `pg_hba_file_rules` ("cannot match
+    /// because SSL is disabled") but the server still loads the file, so
+    /// neither the check of the current file nor that of the new one may
+    /// count it.
+    async fn a_hostssl_line_with_ssl_off_does_not_block_edits(major: u32) {
+        let hostssl = "hostssl all all 127.0.0.9/32 scram-sha-256";
+        let pg = Cluster::start_with(
+            major,
+            pg_harness::ClusterOptions {
+                hba: Some(format!("{}{hostssl}\n", pg_harness::DEFAULT_HBA)),
+                ..Default::default()
+            },
+        )
+        .await;
+        let client = pg.connect().await;
+        let row = client
+            .query_one(
+                "select type, error from pg_hba_file_rules where error is not null",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some("hostssl"));
+        let hba = pg.hba_file();
+        let line = "host knocknoc app_remote 203.0.113.7/32 scram-sha-256";
+        let new = with_line(&std::fs::read(&hba).unwrap(), line);
+        let report = install(&client, &hba, &new, &InstallOptions::default())
+            .await
+            .unwrap();
+        assert!(report.changed);
+        assert_eq!(std::fs::read(&hba).unwrap(), new);
+    }
+);
+
 #[test]
 fn a_path_that_is_not_the_servers_hba_file_is_refused_pg17() {
     pg_harness::block_on(async {

@@ -101,7 +101,10 @@ pub(crate) async fn validation_settings(
 }
 
 /// The lines of the server's hba file (as now on disk, includes too) that
-/// the server rejects, per `pg_hba_file_rules`.
+/// the server rejects, per `pg_hba_file_rules`: rows with an error and no
+/// rule. A row with both (`hostssl` while `ssl = off`, `hostgssenc` without
+/// GSSAPI: "record cannot match") is a line the server loads and only warns
+/// about, so it does not count.
 pub(crate) async fn file_problems(
     client: &Client,
     major: u32,
@@ -109,10 +112,11 @@ pub(crate) async fn file_problems(
 ) -> Result<Vec<HbaProblem>, InstallError> {
     let sql = if major >= 16 {
         "select file_name, line_number, error from pg_hba_file_rules \
-         where error is not null order by rule_number nulls last, file_name, line_number"
+         where error is not null and type is null \
+         order by rule_number nulls last, file_name, line_number"
     } else {
         "select null::text, line_number, error from pg_hba_file_rules \
-         where error is not null order by line_number"
+         where error is not null and type is null order by line_number"
     };
     let rows = client
         .query(sql, &[])
