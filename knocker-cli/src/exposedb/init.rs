@@ -110,8 +110,17 @@ pub async fn init(
         .map_err(|e| Failure::usage(format!("--user: {e}")))?;
     let version = version(admin)?;
     let (path, old) = read_hba(admin)?;
-    let hba = exposedb_block::plan(&old, version, &scope, &[], &[], &rule_comment(), args.force)
-        .map_err(super::plan_error)?;
+    let path_str = path.to_string_lossy().into_owned();
+    let hba = exposedb_block::plan(
+        &super::hba_file(&path_str, &old, version),
+        &mut pghba::FsLoader,
+        &scope,
+        &[],
+        &[],
+        &rule_comment(),
+        args.force,
+    )
+    .map_err(super::plan_error)?;
     let adds_ref: Vec<&str> = adds.iter().map(String::as_str).collect();
     let listen = plan_listen_addresses(&admin.facts.listen_addresses, &adds_ref);
     out.set("role", scope.user.clone());
@@ -177,8 +186,16 @@ pub async fn init(
         let (scope2, comment, force) = (scope.clone(), rule_comment(), args.force);
         admin
             .install_hba(&path, move |cur: &[u8]| {
-                exposedb_block::plan(cur, version, &scope2, &[], &[], &comment, force)
-                    .map(|c| c.new_text)
+                exposedb_block::plan(
+                    &super::hba_file(&path_str, cur, version),
+                    &mut pghba::FsLoader,
+                    &scope2,
+                    &[],
+                    &[],
+                    &comment,
+                    force,
+                )
+                .map(|c| c.new_text)
             })
             .await?
     } else {
