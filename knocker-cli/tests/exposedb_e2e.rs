@@ -16,14 +16,21 @@ struct Primary {
 
 impl Primary {
     async fn start(major: u32, hba: Option<&str>) -> Primary {
+        Primary::start_with(major, hba, &[]).await
+    }
+
+    /// With extra server settings.
+    async fn start_with(major: u32, hba: Option<&str>, settings: &[(&str, &str)]) -> Primary {
+        let mut all = vec![
+            ("log_connections".to_string(), "on".to_string()),
+            ("log_statement".to_string(), "all".to_string()),
+        ];
+        all.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let pg = Cluster::start_with(
             major,
             ClusterOptions {
                 hba: hba.map(str::to_string),
-                settings: vec![
-                    ("log_connections".into(), "on".into()),
-                    ("log_statement".into(), "all".into()),
-                ],
+                settings: all,
                 ..Default::default()
             },
         )
@@ -370,7 +377,7 @@ pg_harness::pg_test!(
             &[
                 "--init",
                 "--user",
-                "x\"; DROP ROLE postgres; --",
+                "x\nhost all all all trust",
                 "--no-restart",
             ],
             &["--init", "--listen", "0.0.0.0'; x", "--no-restart"],
@@ -701,5 +708,227 @@ pg_harness::pg_test!(
             !log.contains("SCRAM-SHA-256$"),
             "a verifier reached the server log"
         );
+    }
+);
+
+pg_harness::pg_test!(
+    async fn warns_about_ipv6_cidrs_without_ipv6_listening_and_small_max_connections(major: u32) {
+        let p = Primary::start_with(
+            major,
+            None,
+            &[("listen_addresses", "127.0.0.1"), ("max_connections", "40")],
+        )
+        .await;
+        // 3 web nodes (the default) with pools of 20 need about 60
+        // connections, more than 40.
+        let o = ok(p.knocker(&["--init", "--no-restart", "--advertise", "127.0.0.1"]));
+        let err = stderr(&o);
+        assert!(
+            err.contains("warning: 3 web nodes with pools of 20 need about 60 connections; max_connections is 40"),
+            "{err}"
+        );
+        let j = json(&ok(p.knocker(&[
+            "--init",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--json",
+        ])));
+        assert_eq!(j["max_connections"], 40);
+        assert!(
+            j["warnings"].to_string().contains("max_connections is 40"),
+            "{j}"
+        );
+        // One node fits: no warning.
+        let o = ok(p.knocker(&[
+            "--init",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--nodes",
+            "1",
+        ]));
+        assert!(!stderr(&o).contains("max_connections"), "{}", stderr(&o));
+
+        // The server listens on 127.0.0.1 (0.0.0.0 after the restart), not
+        // on IPv6: an IPv6 CIDR gets a warning, an IPv4 one does not.
+        p.pg.restart().await;
+        let o = ok(p.knocker(&["--add", "2001:db8::/64"]));
+        let err = stderr(&o);
+        assert!(
+            err.contains("warning: 2001:db8::/64 is IPv6 but the server does not listen on IPv6 (listen_addresses = '0.0.0.0')"),
+            "{err}"
+        );
+        let o = ok(p.knocker(&["--add", "127.0.0.2"]));
+        assert!(!stderr(&o).contains("IPv6"), "{}", stderr(&o));
+        let j = json(&ok(p.knocker(&["--add", "2001:db8:1::/48", "--json"])));
+        assert!(
+            j["warnings"]
+                .to_string()
+                .contains("does not listen on IPv6"),
+            "{j}"
+        );
+    }
+);
+
+pg_harness::pg_test!(
+    async fn deinit_reassigns_what_the_remote_role_owns_and_refuses_other_databases(major: u32) {
+        let p = Primary::start(major, None).await;
+        let init = json(&ok(p.knocker(&[
+            "--init",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--json",
+        ])));
+        let password = init["password"].as_str().unwrap().to_string();
+        ok(p.knocker(&["--add", "127.0.0.2"]));
+        // A table the remote role owns itself (SET ROLE to its own name),
+        // which alone would make DROP ROLE fail with 2BP01.
+        let remote =
+            p.pg.connect_from(ip("127.0.0.2"), "knocknoc_remote", &*password, "knocknoc")
+                .await
+                .unwrap();
+        remote
+            .batch_execute(
+                "SET ROLE knocknoc_remote; CREATE TABLE mine(x int); INSERT INTO mine VALUES (42);",
+            )
+            .await
+            .unwrap();
+        drop(remote);
+        // A privilege in another database: not knocker's to decide.
+        let admin = p.pg.connect().await;
+        admin
+            .batch_execute(
+                "CREATE TABLE elsewhere(x int); GRANT SELECT ON elsewhere TO knocknoc_remote;",
+            )
+            .await
+            .unwrap();
+
+        let before = everything(&p).await;
+        let o = p.knocker(&["--deinit", "--no-restart"]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("owns objects or holds privileges in database(s) postgres")
+                && err.contains(
+                    "REASSIGN OWNED BY \"knocknoc_remote\" TO \"knocknoc\"; DROP OWNED BY \"knocknoc_remote\";"
+                ),
+            "{err}"
+        );
+        assert_eq!(
+            everything(&p).await,
+            before,
+            "a refused --deinit changed something"
+        );
+
+        admin
+            .batch_execute("REVOKE SELECT ON elsewhere FROM knocknoc_remote")
+            .await
+            .unwrap();
+        let de = json(&ok(p.knocker(&["--deinit", "--no-restart", "--json"])));
+        assert_eq!(de["role_dropped"], true);
+        assert!(!roles(&p).await.contains(&"knocknoc_remote".to_string()));
+        // The data stays, now owned by the application's role.
+        let app =
+            p.pg.connect_as("knocknoc", "app-secret", "knocknoc")
+                .await
+                .unwrap();
+        let row = app
+            .query_one(
+                "SELECT (SELECT tableowner::text FROM pg_tables WHERE tablename = 'mine'), \
+                        (SELECT x FROM mine)",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "knocknoc");
+        assert_eq!(row.get::<_, i32>(1), 42);
+    }
+);
+
+pg_harness::pg_test!(
+    async fn user_name_with_space_quote_and_comma_is_quoted_everywhere_and_connects(major: u32) {
+        let p = Primary::start(major, None).await;
+        let name = "web \"nodes\", remote";
+        let init = json(&ok(p.knocker(&[
+            "--init",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.1",
+            "--user",
+            name,
+            "--json",
+        ])));
+        let password = init["password"].as_str().unwrap().to_string();
+        let uri = init["connection_string"].as_str().unwrap().to_string();
+        // Percent-encoded in the URI.
+        assert_eq!(
+            uri,
+            format!(
+                "postgres://web%20%22nodes%22%2C%20remote:{password}@127.0.0.1:{}/knocknoc",
+                p.pg.port()
+            )
+        );
+        ok(p.knocker(&["--add", "127.0.0.2", "--user", name]));
+        assert_eq!(
+            stdout(&ok(p.knocker(&["--list", "--user", name]))),
+            "127.0.0.2/32\n"
+        );
+        // Quoted in pg_hba.conf, and the server reads the token back as
+        // exactly that name.
+        let hba = std::fs::read_to_string(p.pg.hba_file()).unwrap();
+        assert!(
+            hba.contains("knocknoc \"web \"\"nodes\"\", remote\" 127.0.0.2/32 scram-sha-256"),
+            "{hba}"
+        );
+        let rules =
+            p.pg.connect()
+                .await
+                .query(
+                    "SELECT user_name::text[] FROM pg_hba_file_rules WHERE address = '127.0.0.2'",
+                    &[],
+                )
+                .await
+                .unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].get::<_, Vec<String>>(0), vec![name.to_string()]);
+
+        // The secondary connects with the printed string, decoded the way
+        // libpq decodes it (pgctl's parser), from the allowed address ...
+        let info = pgctl::conninfo::ConnInfo::parse(&uri).unwrap();
+        use pgctl::conninfo::Keyword;
+        let (user, pw, db) = (
+            info.get(Keyword::User).unwrap(),
+            info.get(Keyword::Password).unwrap(),
+            info.get(Keyword::Dbname).unwrap(),
+        );
+        assert_eq!(user, name);
+        let client =
+            p.pg.connect_from(ip("127.0.0.2"), user, pw, db)
+                .await
+                .expect("the secondary connects with the printed string");
+        let row = client
+            .query_one("SELECT session_user::text, current_user::text", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), name);
+        assert_eq!(row.get::<_, String>(1), "knocknoc");
+        // ... and libpq itself (psql) reads the printed URI the same way.
+        let psql = Command::new("psql")
+            .arg(&uri)
+            .args(["-XAtc", "SELECT session_user"])
+            .output()
+            .unwrap();
+        assert!(
+            psql.status.success(),
+            "{}",
+            String::from_utf8_lossy(&psql.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&psql.stdout).trim_end(), name);
+
+        // Gone again with --deinit, block and role.
+        ok(p.knocker(&["--deinit", "--no-restart", "--user", name]));
+        assert!(!roles(&p).await.contains(&name.to_string()));
     }
 );

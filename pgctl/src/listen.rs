@@ -729,7 +729,12 @@ async fn start_time(client: &Client) -> std::result::Result<String, tokio_postgr
 /// Success means a connection made through `connect` reports a later
 /// `pg_postmaster_start_time()` than before; the restart command's exit
 /// status is only reported, never trusted. Returns the new session.
-pub async fn restart_and_wait<F, Fut>(
+///
+/// `connect` may fail with any error (a driver error, this crate's
+/// [`crate::connect::ConnectError`], ...): when the server does not come
+/// back, [`Error::RestartTimeout`] carries the last one's text with its
+/// causes (e.g. "error connecting to server: Connection refused").
+pub async fn restart_and_wait<F, Fut, E>(
     before: &Client,
     how: &RestartWith,
     timeout: Duration,
@@ -737,9 +742,11 @@ pub async fn restart_and_wait<F, Fut>(
 ) -> Result<Client>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = std::result::Result<Client, tokio_postgres::Error>>,
+    Fut: Future<Output = std::result::Result<Client, E>>,
+    E: std::error::Error,
 {
-    let deadline = Instant::now() + timeout;
+    let began = Instant::now();
+    let deadline = began + timeout;
     let started_before = start_time(before)
         .await
         .map_err(Error::sql("reading the server's start time"))?;
@@ -816,15 +823,15 @@ where
             // the deadline bounds it too.
             let remaining = deadline.saturating_duration_since(Instant::now());
             let attempt = tokio::time::timeout(remaining, async {
-                let client = connect().await?;
-                let started = start_time(&client).await?;
-                Ok::<_, tokio_postgres::Error>((client, started))
+                let client = connect().await.map_err(|e| error_chain(&e))?;
+                let started = start_time(&client).await.map_err(|e| error_chain(&e))?;
+                Ok::<_, String>((client, started))
             })
             .await;
             match attempt {
                 Ok(Ok((client, t))) if t != started_before => return Ok(client),
                 Ok(Ok(_)) => last_error = Some("the server has not restarted yet".into()),
-                Ok(Err(e)) => last_error = Some(e.to_string()),
+                Ok(Err(e)) => last_error = Some(e),
                 Err(_) => last_error = Some("the connection attempt timed out".into()),
             }
         }
@@ -835,7 +842,7 @@ where
             let _ = child.start_kill();
             let output = read_tail(&mut output_file);
             return Err(Error::RestartTimeout {
-                waited: timeout,
+                waited: began.elapsed(),
                 command,
                 status,
                 output,
@@ -844,6 +851,22 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// An error's text followed by its causes' (drivers often keep the OS
+/// error, "Connection refused", only in the source), skipping a cause whose
+/// text is already part of the message.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn read_tail(file: &mut std::fs::File) -> String {

@@ -315,3 +315,28 @@ pg_harness::pg_test!(
         assert!(pg.log().matches("database system is ready").count() >= 2);
     }
 );
+
+pg_harness::pg_test!(
+    async fn restart_timeout_carries_the_real_last_connection_error(major: u32) {
+        let pg = Cluster::start(major).await;
+        let client = pg.connect().await;
+        // The "restart" stops the server (fast shutdown) and never starts it.
+        let pid = pg.pid().expect("the server runs");
+        let how = RestartWith::Command(vec!["kill".into(), "-INT".into(), pid.to_string()]);
+        let err = restart_and_wait(&client, &how, Duration::from_secs(3), || connect(&pg))
+            .await
+            .unwrap_err();
+        let Error::RestartTimeout { last_error, .. } = &err else {
+            panic!("{err:?}");
+        };
+        let last = last_error.clone().unwrap_or_default();
+        // The driver's own words for the refused TCP connection, not a
+        // stand-in error.
+        assert!(last.to_lowercase().contains("refused"), "{last}");
+        assert!(
+            err.to_string()
+                .contains(&format!("last connection attempt: {last}")),
+            "{err}"
+        );
+    }
+);

@@ -10,8 +10,8 @@
 use std::io;
 use std::path::Path;
 
-use crate::parser::{self, lossy, Dialect, LineSplitter, LogicalLine};
-use crate::rule::{parse_hba_line, InputToken, LineVerdict};
+use crate::parser::{self, lossy, Dialect, LineSplitter, LogicalLine, Token};
+use crate::rule::{parse_fields, FlatFields, InputToken, LineVerdict};
 use crate::version::ValidateOptions;
 
 /// Deepest include nesting the server accepts (`CONF_FILE_MAX_DEPTH`).
@@ -168,6 +168,15 @@ pub fn absolute_config_location(location: &str, calling_file: &str) -> String {
         format!("{parent}/{location}")
     };
     canonicalize_path(&joined)
+}
+
+/// An empty vector with the allocation of `v`, for values of another
+/// lifetime (the standard library collects in place when the layouts agree).
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter()
+        .map(|_| unreachable!("the vector is empty"))
+        .collect()
 }
 
 /// A tokenized line, tokens owned (used for `@file` contents).
@@ -353,98 +362,143 @@ impl Walker<'_> {
     }
 
     fn tokenize_file(&mut self, name: &str, bytes: &[u8], depth: u32, out: &mut Out<'_>) {
+        // Buffers reused from line to line: a line's tokens borrow its
+        // content, so they are handed back empty after each line.
+        let mut spare_tokens: Vec<Token<'static>> = Vec::new();
+        let mut spare_input: Vec<InputToken<'static>> = Vec::new();
+        let mut ends = Vec::new();
+        let mut field_ends = Vec::new();
+        for ll in LineSplitter::new(bytes, self.dialect) {
+            let mut tokens = recycle(std::mem::take(&mut spare_tokens));
+            let mut input = recycle(std::mem::take(&mut spare_input));
+            self.tokenize_line(
+                name,
+                &ll,
+                depth,
+                out,
+                &mut tokens,
+                &mut ends,
+                &mut input,
+                &mut field_ends,
+            );
+            spare_tokens = recycle(tokens);
+            spare_input = recycle(input);
+        }
+    }
+
+    /// One logical line of [`Walker::tokenize_file`]: `tokens` and `ends`
+    /// receive the tokenizer's output, `input` and `field_ends` the fields
+    /// after `@file` expansion (all four are scratch space).
+    #[allow(clippy::too_many_arguments)]
+    fn tokenize_line<'l>(
+        &mut self,
+        name: &str,
+        ll: &'l LogicalLine<'_>,
+        depth: u32,
+        out: &mut Out<'_>,
+        tokens: &mut Vec<Token<'l>>,
+        ends: &mut Vec<usize>,
+        input: &mut Vec<InputToken<'l>>,
+        field_ends: &mut Vec<usize>,
+    ) {
         let dialect = self.dialect;
-        for ll in LineSplitter::new(bytes, dialect) {
-            let mut error: Option<(String, usize)> = None;
-            let mut fields: Vec<Vec<InputToken<'_>>> = Vec::new();
-            if ll.too_long {
-                error = Some(("authentication file line too long".into(), 0));
-            } else {
-                let t = parser::tokenize(&ll.content, &dialect);
-                fields.reserve_exact(t.fields.len());
-                'fields: for f in &t.fields {
-                    let mut tokens = Vec::with_capacity(f.tokens.len());
-                    for tok in &f.tokens {
-                        if tok.is_file_reference() {
-                            let mut expanded = Vec::new();
-                            let e = self.expand_file(
-                                name,
-                                &tok.value[1..],
-                                depth + 1,
-                                tok.start,
-                                &mut expanded,
-                            );
-                            tokens.extend(expanded);
-                            if let Some(e) = e {
-                                error = Some((e, tok.start));
-                                if !tokens.is_empty() {
-                                    fields.push(tokens);
-                                }
-                                break 'fields;
+        let mut error: Option<(String, usize)> = None;
+        input.clear();
+        field_ends.clear();
+        if ll.too_long {
+            error = Some(("authentication file line too long".into(), 0));
+        } else {
+            let (_, token_too_long) = parser::tokenize_into(&ll.content, &dialect, tokens, ends);
+            let mut drained = tokens.drain(..);
+            let mut field_start = 0;
+            'fields: for &end in ends.iter() {
+                let first = input.len();
+                for tok in drained.by_ref().take(end - field_start) {
+                    if tok.is_file_reference() {
+                        let mut expanded = Vec::new();
+                        let e = self.expand_file(
+                            name,
+                            &tok.value[1..],
+                            depth + 1,
+                            tok.start,
+                            &mut expanded,
+                        );
+                        input.extend(expanded);
+                        if let Some(e) = e {
+                            error = Some((e, tok.start));
+                            if input.len() > first {
+                                field_ends.push(input.len());
                             }
-                        } else {
-                            tokens.push(InputToken {
-                                value: tok.value.clone(),
-                                quoted: tok.quoted,
-                                offset: tok.start,
-                            });
+                            break 'fields;
                         }
-                    }
-                    if !tokens.is_empty() {
-                        fields.push(tokens);
-                    }
-                }
-                if error.is_none() {
-                    if let Some(at) = t.token_too_long {
-                        error = Some(("authentication file token too long".into(), at));
+                    } else {
+                        input.push(InputToken {
+                            value: tok.value,
+                            quoted: tok.quoted,
+                            offset: tok.start,
+                        });
                     }
                 }
-            }
-            if fields.is_empty() && error.is_none() {
-                continue;
-            }
-            if error.is_none() && fields.len() == 2 && self.opts.version.has_include_directives() {
-                let first: &[u8] = &fields[0][0].value;
-                let second = lossy(&fields[1][0].value).into_owned();
-                let at = fields[0][0].offset;
-                let result = match first {
-                    b"include" => Some(self.include_file(name, &second, depth + 1, false, out)),
-                    b"include_if_exists" => {
-                        Some(self.include_file(name, &second, depth + 1, true, out))
-                    }
-                    b"include_dir" => Some(self.include_dir(name, &second, depth + 1, out)),
-                    _ => None,
-                };
-                match result {
-                    Some(None) => continue,
-                    Some(Some(e)) => error = Some((e, at)),
-                    None => {}
+                field_start = end;
+                if input.len() > first {
+                    field_ends.push(input.len());
                 }
             }
-            match out {
-                Out::Collect(lines) => lines.push(OwnedLine {
-                    tokens: fields
-                        .into_iter()
-                        .flatten()
-                        .map(|t| InputToken {
-                            value: std::borrow::Cow::Owned(t.value.into_owned()),
-                            quoted: t.quoted,
-                            offset: t.offset,
-                        })
-                        .collect(),
-                    error: error.map(|e| e.0),
-                }),
-                Out::Emit => {
-                    let verdict = match error {
-                        Some((msg, at)) => LineVerdict {
-                            rule: None,
-                            error: Some(msg.clone()),
-                            message: Some((msg, at)),
+            if error.is_none() {
+                if let Some(at) = token_too_long {
+                    error = Some(("authentication file token too long".into(), at));
+                }
+            }
+        }
+        if field_ends.is_empty() && error.is_none() {
+            return;
+        }
+        if error.is_none() && field_ends.len() == 2 && self.opts.version.has_include_directives() {
+            let first: &[u8] = &input[0].value;
+            let second = lossy(&input[field_ends[0]].value).into_owned();
+            let at = input[0].offset;
+            let result = match first {
+                b"include" => Some(self.include_file(name, &second, depth + 1, false, out)),
+                b"include_if_exists" => {
+                    Some(self.include_file(name, &second, depth + 1, true, out))
+                }
+                b"include_dir" => Some(self.include_dir(name, &second, depth + 1, out)),
+                _ => None,
+            };
+            match result {
+                Some(None) => return,
+                Some(Some(e)) => error = Some((e, at)),
+                None => {}
+            }
+        }
+        match out {
+            Out::Collect(lines) => lines.push(OwnedLine {
+                tokens: input
+                    .drain(..)
+                    .map(|t| InputToken {
+                        value: std::borrow::Cow::Owned(t.value.into_owned()),
+                        quoted: t.quoted,
+                        offset: t.offset,
+                    })
+                    .collect(),
+                error: error.map(|e| e.0),
+            }),
+            Out::Emit => {
+                let verdict = match error {
+                    Some((msg, at)) => LineVerdict {
+                        rule: None,
+                        error: Some(msg.clone()),
+                        message: Some((msg, at)),
+                    },
+                    None => parse_fields(
+                        &FlatFields {
+                            tokens: input,
+                            ends: field_ends,
                         },
-                        None => parse_hba_line(&fields, self.opts),
-                    };
-                    self.emit(name, &ll, verdict);
-                }
+                        self.opts,
+                    ),
+                };
+                self.emit(name, ll, verdict);
             }
         }
     }

@@ -458,6 +458,48 @@ fn s(v: &[u8]) -> String {
 /// `parse_hba_line()`: check one tokenized record line (fields of tokens,
 /// `@file` already expanded) the way the given server would.
 pub fn parse_hba_line(fields: &[Vec<InputToken<'_>>], opts: &ValidateOptions) -> LineVerdict {
+    parse_fields(fields, opts)
+}
+
+/// The fields of one tokenized line, however they are stored.
+pub(crate) trait Fields {
+    /// Number of fields.
+    fn count(&self) -> usize;
+    /// Field `i` (never empty), if there is one.
+    fn get(&self, i: usize) -> Option<&[InputToken<'_>]>;
+}
+
+impl Fields for [Vec<InputToken<'_>>] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn get(&self, i: usize) -> Option<&[InputToken<'_>]> {
+        <[_]>::get(self, i).map(Vec::as_slice)
+    }
+}
+
+/// Fields stored flat: all tokens one after the other, and the index just
+/// past each field's last token (as [`crate::parser::tokenize_into`] makes them).
+pub(crate) struct FlatFields<'t, 'a> {
+    /// The tokens of every field.
+    pub tokens: &'t [InputToken<'a>],
+    /// End index in `tokens` of each field.
+    pub ends: &'t [usize],
+}
+
+impl Fields for FlatFields<'_, '_> {
+    fn count(&self) -> usize {
+        self.ends.len()
+    }
+    fn get(&self, i: usize) -> Option<&[InputToken<'_>]> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(&self.tokens[start..end])
+    }
+}
+
+/// [`parse_hba_line`] on any [`Fields`].
+pub(crate) fn parse_fields<F: Fields + ?Sized>(fields: &F, opts: &ValidateOptions) -> LineVerdict {
     let mut cx = Ctx {
         opts,
         err_msg: None,
@@ -468,7 +510,7 @@ pub fn parse_hba_line(fields: &[Vec<InputToken<'_>>], opts: &ValidateOptions) ->
     let mut fi = 0;
 
     // connection type
-    let first = &fields[0];
+    let first = fields.get(0).expect("a record line has a field");
     if first.len() > 1 {
         return cx.fail(
             "multiple values specified for connection type".into(),
@@ -503,7 +545,9 @@ pub fn parse_hba_line(fields: &[Vec<InputToken<'_>>], opts: &ValidateOptions) ->
         _ => {}
     }
     let line_end = fields
-        .last()
+        .count()
+        .checked_sub(1)
+        .and_then(|i| fields.get(i))
         .and_then(|f| f.last())
         .map(|t| t.offset)
         .unwrap_or(0);
@@ -708,7 +752,7 @@ pub fn parse_hba_line(fields: &[Vec<InputToken<'_>>], opts: &ValidateOptions) ->
     }
 
     // options
-    for field in &fields[fi + 1..] {
+    for field in (fi + 1..fields.count()).filter_map(|i| fields.get(i)) {
         for t in field {
             let value: &[u8] = &t.value;
             let Some(eq) = value.iter().position(|&c| c == b'=') else {

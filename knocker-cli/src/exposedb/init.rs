@@ -410,23 +410,26 @@ pub async fn deinit(
         ),
         None => None,
     };
+    // Checked before anything changes: a role that owns objects elsewhere
+    // stops --deinit here, with the block still in place.
+    let drop_plan = match &owner {
+        Some(owner) => pgctl::grants::plan_drop_linked_role(
+            &in_app_db,
+            &scope.user,
+            &scope.database,
+            owner,
+            args.force,
+        )
+        .await
+        .map_err(pg)?,
+        None => None,
+    };
     if args.dry_run {
         let mut sql = Vec::new();
         if had_block {
             sql.push(RELOAD_SQL.into());
         }
-        if let Some(owner) = &owner {
-            let plan = pgctl::grants::plan_drop_linked_role(
-                &in_app_db,
-                &scope.user,
-                &scope.database,
-                owner,
-                args.force,
-            )
-            .await
-            .map_err(pg)?;
-            sql.extend(plan.map(|p| p.statements()).unwrap_or_default());
-        }
+        sql.extend(drop_plan.map(|p| p.statements()).unwrap_or_default());
         let mut notes = Vec::new();
         if pgctl::listen::alter_system_allowed(admin.client())
             .await

@@ -195,35 +195,23 @@ impl Admin {
         open(&params, self.os_user.as_deref()).await
     }
 
-    /// A closure that reconnects, for `restart_and_wait`.
+    /// A closure that reconnects, for `restart_and_wait` (which reports
+    /// the last connection error when the server does not come back).
     pub fn reconnector(
         &self,
     ) -> impl FnMut() -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Client, tokio_postgres::Error>> + Send>,
+        Box<dyn std::future::Future<Output = Result<Client, pgctl::connect::ConnectError>> + Send>,
     > {
         let params = Arc::new(self.params.clone());
         let os_user = self.os_user.clone();
         move || {
             let (params, os_user) = (params.clone(), os_user.clone());
             Box::pin(async move {
-                let r = match &os_user {
+                let connected = match &os_user {
                     Some(u) => pgctl::connect::connect_as_os_user(&params, u).await,
                     None => pgctl::connect::connect(&params).await,
                 };
-                match r {
-                    Ok(c) => Ok(c.into_client()),
-                    // restart_and_wait only keeps the message of a failed
-                    // attempt; tokio-postgres errors cannot be built by
-                    // hand, so fail a connection to a path that cannot exist.
-                    Err(_) => Err(tokio_postgres::Config::new()
-                        .host_path("/nonexistent/knocker-restart-wait")
-                        .port(1)
-                        .user("postgres")
-                        .connect(tokio_postgres::NoTls)
-                        .await
-                        .err()
-                        .expect("a socket under /nonexistent cannot be connected")),
-                }
+                connected.map(|c| c.into_client())
             })
         }
     }

@@ -13,7 +13,7 @@ mod lines;
 mod tokens;
 
 pub use lines::{LineSplitter, LogicalLine};
-pub use tokens::{dequote, tokenize, Field, Token, TokenizedLine};
+pub use tokens::{dequote, tokenize, tokenize_into, Field, Token, TokenizedLine};
 
 /// PostgreSQL 13 reads lines with `fgets()` into a buffer of this size.
 pub const PG13_MAX_LINE: usize = 20480;

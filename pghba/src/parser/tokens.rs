@@ -166,26 +166,49 @@ fn next_token<'a>(
 
 /// Tokenize one logical line's content.
 pub fn tokenize<'a>(content: &'a [u8], dialect: &Dialect) -> TokenizedLine<'a> {
-    let mut line = TokenizedLine {
-        fields: Vec::with_capacity(8),
-        ..TokenizedLine::default()
-    };
+    let mut tokens = Vec::new();
+    let mut ends = Vec::new();
+    let (comment_start, token_too_long) = tokenize_into(content, dialect, &mut tokens, &mut ends);
+    let mut fields = Vec::with_capacity(ends.len());
+    let mut it = tokens.into_iter();
+    let mut start = 0;
+    for end in ends {
+        fields.push(Field {
+            tokens: it.by_ref().take(end - start).collect(),
+        });
+        start = end;
+    }
+    TokenizedLine {
+        fields,
+        comment_start,
+        token_too_long,
+    }
+}
+
+/// [`tokenize`] into buffers the caller reuses from line to line: the
+/// tokens of all fields one after the other in `tokens`, and in `ends` the
+/// index in `tokens` just past each field's last token (every field has at
+/// least one token). Both are cleared first. Returns where a comment
+/// started and, PostgreSQL 13 only, where a token overflowed (see
+/// [`TokenizedLine`]).
+pub fn tokenize_into<'a>(
+    content: &'a [u8],
+    dialect: &Dialect,
+    tokens: &mut Vec<Token<'a>>,
+    ends: &mut Vec<usize>,
+) -> (Option<usize>, Option<usize>) {
+    tokens.clear();
+    ends.clear();
+    let mut comment_start = None;
     let mut pos = 0;
     while pos < content.len() {
-        let mut tokens = Vec::new();
         loop {
-            match next_token(
-                content,
-                &mut pos,
-                dialect.max_token,
-                &mut line.comment_start,
-            ) {
+            match next_token(content, &mut pos, dialect.max_token, &mut comment_start) {
                 Err(at) => {
-                    line.token_too_long = Some(at);
-                    if !tokens.is_empty() {
-                        line.fields.push(Field { tokens });
+                    if ends.last().copied().unwrap_or(0) < tokens.len() {
+                        ends.push(tokens.len());
                     }
-                    return line;
+                    return (comment_start, Some(at));
                 }
                 Ok(Next { token: None, .. }) => break,
                 Ok(Next {
@@ -199,11 +222,11 @@ pub fn tokenize<'a>(content: &'a [u8], dialect: &Dialect) -> TokenizedLine<'a> {
                 }
             }
         }
-        if !tokens.is_empty() {
-            line.fields.push(Field { tokens });
+        if ends.last().copied().unwrap_or(0) < tokens.len() {
+            ends.push(tokens.len());
         }
     }
-    line
+    (comment_start, None)
 }
 
 #[cfg(test)]

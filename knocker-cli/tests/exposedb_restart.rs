@@ -1,0 +1,184 @@
+//! `knocker exposedb --init` and the PostgreSQL restart (DESIGN.md section
+//! 4): the notice and the confirmation on a real terminal (a pty), and the
+//! message when the restarted server does not come back.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use expectrl::{Eof, Session};
+use pg_harness::Cluster;
+
+/// Stops whatever postmaster runs in the cluster's data directory when
+/// dropped: after knocker's pg_ctl restart it is no longer the harness's
+/// child, so the harness could not stop it. Declare it after the cluster.
+struct StopServer<'a>(&'a Cluster);
+
+impl Drop for StopServer<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .os_user()
+            .command(self.0.bin_dir().join("pg_ctl"))
+            .arg("-D")
+            .arg(self.0.data_dir())
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// A primary with a Knocknoc database, and a knocknoc.conf for it.
+async fn primary(major: u32) -> (Cluster, tempfile::TempDir, PathBuf) {
+    let pg = Cluster::start(major).await;
+    pg.create_role("knocknoc", "app-secret").await;
+    pg.create_database("knocknoc", "knocknoc").await;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("knocknoc.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "DatabaseURL = \"postgres://knocknoc:app-secret@127.0.0.1:{}/knocknoc\"\n",
+            pg.port()
+        ),
+    )
+    .unwrap();
+    (pg, dir, conf)
+}
+
+fn knocker(pg: &Cluster, conf: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_knocker"));
+    cmd.args(["exposedb", "--config"])
+        .arg(conf)
+        .arg("--admin-conn")
+        .arg(format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            pg.port()
+        ))
+        .args(["--advertise", "127.0.0.1"])
+        .args(args)
+        .env("TERM", "dumb");
+    cmd
+}
+
+async fn start_time(pg: &Cluster) -> String {
+    pg.connect()
+        .await
+        .query_one("SELECT pg_postmaster_start_time()::text", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn running_listen_addresses(pg: &Cluster) -> String {
+    pg.connect()
+        .await
+        .query_one("SELECT current_setting('listen_addresses')", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+const PROMPT: &str = "Restart PostgreSQL now? [y/N] ";
+const NOTICE: &str = "the Knocknoc web app on this host loses its database connections";
+
+/// Runs `--init` on a pty, waits for the notice and the prompt, answers,
+/// and returns everything printed and the exit status.
+fn init_on_a_pty(pg: &Cluster, conf: &std::path::Path, answer: &str) -> (String, String) {
+    let mut s = Session::spawn(knocker(pg, conf, &["--init"])).expect("spawn on a pty");
+    s.set_expect_timeout(Some(Duration::from_secs(120)));
+    let mut seen = Vec::new();
+    for needle in [NOTICE, PROMPT] {
+        let found = s.expect(needle).unwrap_or_else(|e| {
+            panic!(
+                "waiting for {needle:?}: {e}\nso far:\n{}",
+                String::from_utf8_lossy(&seen)
+            )
+        });
+        seen.extend_from_slice(found.before());
+        seen.extend_from_slice(needle.as_bytes());
+    }
+    s.send_line(answer).unwrap();
+    let rest = s.expect(Eof).expect("knocker ends");
+    seen.extend_from_slice(rest.as_bytes());
+    let status = format!("{:?}", s.get_process().wait().expect("wait"));
+    (String::from_utf8_lossy(&seen).into_owned(), status)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_prompt_answered_yes_restarts_pg17() {
+    let (pg, _dir, conf) = primary(17).await;
+    let _stop = StopServer(&pg);
+    let before = start_time(&pg).await;
+    let (text, status) = tokio::task::block_in_place(|| init_on_a_pty(&pg, &conf, "y"));
+    assert!(
+        status.contains("Exited") && status.ends_with(", 0)"),
+        "{status}\n{text}"
+    );
+    assert!(text.contains("(PostgreSQL restarted)"), "{text}");
+    assert_ne!(start_time(&pg).await, before, "the server restarted");
+    assert!(running_listen_addresses(&pg).await.starts_with("0.0.0.0"));
+    // It now accepts TCP connections on another IPv4 address.
+    tokio::net::TcpStream::connect(("127.0.0.2", pg.port()))
+        .await
+        .expect("listening on 0.0.0.0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_prompt_answered_no_restarts_nothing_and_says_what_to_run_pg17() {
+    let (pg, _dir, conf) = primary(17).await;
+    let _stop = StopServer(&pg);
+    let before = start_time(&pg).await;
+    let listen_before = running_listen_addresses(&pg).await;
+    let (text, status) = tokio::task::block_in_place(|| init_on_a_pty(&pg, &conf, "n"));
+    assert!(
+        status.contains("Exited") && status.ends_with(", 0)"),
+        "{status}\n{text}"
+    );
+    assert_eq!(start_time(&pg).await, before, "nothing restarted");
+    assert_eq!(running_listen_addresses(&pg).await, listen_before);
+    // The operator is told what to run, with the exact command.
+    let data_dir = pg.data_dir().display().to_string();
+    let told = text
+        .lines()
+        .find(|l| l.contains("not restarted; listen_addresses takes effect after:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        told.contains("pg_ctl") && told.contains(&data_dir) && told.trim_end().ends_with("restart"),
+        "{told}"
+    );
+    assert!(text.contains("(takes effect after a restart)"), "{text}");
+    // The rest of --init happened: the role exists, the connection string
+    // was printed, and the new value waits in postgresql.auto.conf.
+    assert!(text.contains("postgres://knocknoc_remote:"), "{text}");
+    let auto = std::fs::read_to_string(pg.data_dir().join("postgresql.auto.conf")).unwrap();
+    assert!(auto.contains("listen_addresses = '0.0.0.0"), "{auto}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_that_never_comes_back_reports_the_last_connection_error_pg17() {
+    let (pg, _dir, conf) = primary(17).await;
+    let _stop = StopServer(&pg);
+    // A setting that only bites at the next start: the restart stops the
+    // server and it cannot start again.
+    pg.connect()
+        .await
+        .batch_execute("ALTER SYSTEM SET shared_preload_libraries = 'knocker_test_no_such_library'")
+        .await
+        .unwrap();
+    let o = knocker(&pg, &conf, &["--init", "--yes"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("restarting PostgreSQL"), "{err}");
+    assert!(err.contains("the command exited with status"), "{err}");
+    // The real reason the reconnection failed, not a stand-in.
+    let last = err
+        .split("last connection attempt: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(last.to_lowercase().contains("refused"), "{err}");
+    assert!(!err.contains("nonexistent"), "{err}");
+    assert!(pg.log().contains("knocker_test_no_such_library"));
+}
