@@ -932,3 +932,132 @@ pg_harness::pg_test!(
         assert!(!roles(&p).await.contains(&name.to_string()));
     }
 );
+
+/// An operator's reject that the server reads before the block from
+/// another file: from 16 an `include`d file (its rules sit at the include
+/// line), on 15 (no include directives) an `@file` user list. `--add`
+/// stops naming the file and line, `--explain` names the included file's
+/// line, and the server agrees from 127.0.0.2 / 127.0.0.3.
+async fn reject_from_another_file(major: u32) {
+    let p = Primary::start(major, None).await;
+    let password = p.init_password();
+    p.pg.restart().await;
+    let dir = p.pg.hba_file().parent().unwrap().to_path_buf();
+    let (extra, line, directive, stop_says) = if major >= 16 {
+        let extra = dir.join("ops.conf");
+        std::fs::write(
+            &extra,
+            "# operator's rules\nhost all all 127.0.0.2/32 reject\n",
+        )
+        .unwrap();
+        let say = format!("{} line 2 (included from pg_hba.conf)", extra.display());
+        (extra, 2, "include ops.conf", say)
+    } else {
+        let extra = dir.join("ops.txt");
+        std::fs::write(&extra, "knocknoc_remote\n").unwrap();
+        let say = "pg_hba.conf line 7".to_string();
+        (extra, 7, "host all @ops.txt 127.0.0.2/32 reject", say)
+    };
+    std::fs::write(
+        p.pg.hba_file(),
+        format!("{}{directive}\n", pg_harness::DEFAULT_HBA),
+    )
+    .unwrap();
+    p.pg.reload().await;
+    let before = snapshot(&p);
+    let o = p.knocker(&["--add", "127.0.0.0/30"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&stop_says), "{err}");
+    assert!(err.contains("127.0.0.2/32 reject"), "{err}");
+    assert_eq!(snapshot(&p), before, "nothing changed");
+    ok(p.knocker(&["--add", "127.0.0.0/30", "--force"]));
+    // the reject file's line for 127.0.0.2, the block for 127.0.0.3
+    let hit_file = if major >= 16 {
+        extra.display().to_string()
+    } else {
+        p.pg.hba_file().display().to_string()
+    };
+    let explained = json(&ok(p.knocker(&["--explain", "127.0.0.2", "--json"])));
+    assert_eq!(explained["certain"], true, "{explained}");
+    assert_eq!(explained["allowed"], false, "{explained}");
+    assert_eq!(
+        (explained["file"].as_str(), explained["line"].as_u64()),
+        (Some(hit_file.as_str()), Some(line)),
+        "{explained}"
+    );
+    let text = stdout(&ok(p.knocker(&["--explain", "127.0.0.2"])));
+    assert!(text.contains(&format!("{hit_file}:{line}")), "{text}");
+    let explained = json(&ok(p.knocker(&["--explain", "127.0.0.3", "--json"])));
+    assert_eq!(explained["certain"], true, "{explained}");
+    assert_eq!(explained["allowed"], true, "{explained}");
+    let from = |a: &'static str| {
+        let pw = password.clone();
+        let pg = &p.pg;
+        async move {
+            pg.connect_from(ip(a), "knocknoc_remote", &*pw, "knocknoc")
+                .await
+                .is_ok()
+        }
+    };
+    assert!(!from("127.0.0.2").await, "the included reject wins");
+    assert!(from("127.0.0.3").await, "the block admits the rest");
+}
+
+pg_harness::pg_test!(
+    async fn reject_in_another_file_stops_add_and_explain_names_it(major: u32) {
+        reject_from_another_file(major).await;
+    }
+);
+
+// `--explain` asks the server whether the remote role is a member of a
+// `+group` before the block: certain either way, and the server agrees.
+// `--add` does not resolve groups: a `+group` reject stops it (the
+// operator's reject wins) until forced.
+pg_harness::pg_test!(
+    async fn group_reject_resolved_by_explain(major: u32) {
+        let p = Primary::start(major, None).await;
+        let password = p.init_password();
+        p.pg.restart().await;
+        let admin = p.pg.connect().await;
+        admin
+            .batch_execute("CREATE ROLE ops NOLOGIN")
+            .await
+            .unwrap();
+        std::fs::write(
+            p.pg.hba_file(),
+            format!(
+                "{}host all +ops 127.0.0.2/32 reject\n",
+                pg_harness::DEFAULT_HBA
+            ),
+        )
+        .unwrap();
+        let o = p.knocker(&["--add", "127.0.0.2/32"]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("pg_hba.conf line 7"));
+        ok(p.knocker(&["--add", "127.0.0.2/32", "--force"]));
+        let login = || {
+            p.pg.connect_from(ip("127.0.0.2"), "knocknoc_remote", &*password, "knocknoc")
+        };
+        for (member, line) in [(false, 9), (true, 7)] {
+            if member {
+                admin
+                    .batch_execute("GRANT ops TO knocknoc_remote")
+                    .await
+                    .unwrap();
+            }
+            let explained = json(&ok(p.knocker(&["--explain", "127.0.0.2", "--json"])));
+            assert_eq!(explained["certain"], true, "member {member}: {explained}");
+            assert_eq!(explained["line"], line, "member {member}: {explained}");
+            assert_eq!(
+                explained["allowed"], !member,
+                "member {member}: {explained}"
+            );
+            assert_eq!(
+                login().await.is_ok(),
+                !member,
+                "member {member}: the server disagrees with --explain"
+            );
+        }
+    }
+);
