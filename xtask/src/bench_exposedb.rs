@@ -8,7 +8,9 @@
 //! is free), ending in catch-all rejects, so the managed block is placed
 //! before them. A knocknoc.conf names an application database and role;
 //! `knocker exposedb --init --yes --no-restart` runs once (untimed). Then,
-//! interleaved (one run of each series in turn, after warm-up rounds):
+//! interleaved (one run of each series in turn, after warm-up rounds), each
+//! command started on a settled server (after a reload, untimed, until a new
+//! session shows the new `pg_conf_load_time()`):
 //!
 //! * `psql -c 'select 1'` and `psql -c 'select pg_reload_conf()'` (PostgreSQL
 //!   15's psql: the npm builds of 16-18 ship none), over the unix socket;
@@ -404,6 +406,22 @@ fn measure(
         bytes: before.len(),
         ..Results::default()
     };
+    // Every timed command starts on a settled server: after a reload, wait
+    // (untimed) until a new session shows the new pg_conf_load_time(), i.e.
+    // the postmaster has finished re-reading the files (at 10k rules that
+    // takes long enough to delay the next connection otherwise).
+    let mut load_time = psql_run("select pg_conf_load_time()")?.1;
+    let mut settle = || -> Result<()> {
+        for _ in 0..400 {
+            let (_, now) = psql_run("select pg_conf_load_time()")?;
+            if now != load_time {
+                load_time = now;
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        bail!("the server did not finish reloading")
+    };
     let mut n = 0u32;
     let mut ansible_spent = Duration::ZERO;
     for i in 0..WARMUP + o.runs {
@@ -419,6 +437,7 @@ fn measure(
         let (t, out) = psql_run("select pg_reload_conf()")?;
         ensure!(out == "t", "psql pg_reload_conf printed {out:?}");
         push(&mut r.reload, t);
+        settle()?;
 
         let (t, out) = knocker_run(&["--list"])?;
         ensure!(
@@ -438,7 +457,9 @@ fn measure(
             String::from_utf8_lossy(&out.stderr)
         );
         push(&mut r.add, t);
+        settle()?;
         knocker_run(&["--remove", &cidr])?;
+        settle()?;
 
         let ansible_due = i < WARMUP + o.ansible_runs
             && (r.ansible.len() < ANSIBLE_MIN_RUNS || ansible_spent < o.ansible_budget);
@@ -463,6 +484,7 @@ fn measure(
             let (reload, out) = psql_run("select pg_reload_conf()")?;
             ensure!(out == "t", "psql pg_reload_conf printed {out:?}");
             push(&mut r.ansible_reload, t + reload);
+            settle()?;
         }
     }
     let after = std::fs::read(&hba)?;
