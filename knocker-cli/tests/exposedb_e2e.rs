@@ -21,6 +21,17 @@ impl Primary {
 
     /// With extra server settings.
     async fn start_with(major: u32, hba: Option<&str>, settings: &[(&str, &str)]) -> Primary {
+        Primary::start_opts(major, hba, settings, false).await
+    }
+
+    /// With extra server settings, and SSL on when `ssl` (a certificate
+    /// signed by the harness's throwaway CA, naming localhost).
+    async fn start_opts(
+        major: u32,
+        hba: Option<&str>,
+        settings: &[(&str, &str)],
+        ssl: bool,
+    ) -> Primary {
         let mut all = vec![
             ("log_connections".to_string(), "on".to_string()),
             ("log_statement".to_string(), "all".to_string()),
@@ -31,6 +42,7 @@ impl Primary {
             ClusterOptions {
                 hba: hba.map(str::to_string),
                 settings: all,
+                ssl,
                 ..Default::default()
             },
         )
@@ -67,6 +79,10 @@ impl Primary {
     }
 
     fn knocker(&self, args: &[&str]) -> Output {
+        self.knocker_env(args, &[])
+    }
+
+    fn knocker_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let admin = format!(
             "host=127.0.0.1 port={} user=postgres dbname=postgres",
             self.pg.port()
@@ -74,7 +90,14 @@ impl Primary {
         let mut all: Vec<&str> = vec!["exposedb", "--config", self.conf.to_str().unwrap()];
         all.extend(["--admin-conn", &admin]);
         all.extend(args);
-        run(&all)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_knocker"));
+        cmd.args(&all)
+            .stdin(Stdio::null())
+            .env_remove("SSL_CERT_FILE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
     }
 }
 
@@ -932,3 +955,88 @@ pg_harness::pg_test!(
         assert!(!roles(&p).await.contains(&name.to_string()));
     }
 );
+
+/// sslmode in the printed string: `require` for a certificate the system's
+/// trust store cannot verify for the advertised name, `verify-full` (with
+/// the system's roots) for one it can. The harness's certificate is signed
+/// by a throwaway CA; `SSL_CERT_FILE` makes it the system's trust store.
+#[tokio::test]
+async fn sslmode_is_verify_full_only_when_the_system_trusts_the_certificate_pg17() {
+    let p = Primary::start_opts(17, None, &[], true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, p.pg.ca_cert_pem()).unwrap();
+    let ca = ca.to_str().unwrap();
+    let port = p.pg.port();
+
+    // CA unknown to this host: require, and a hint about sslrootcert.
+    let o = ok(p.knocker(&["--init", "--no-restart", "--advertise", "localhost"]));
+    let out = stdout(&o);
+    let uris = printed_uris(&out);
+    assert_eq!(uris.len(), 1, "{out}");
+    assert!(
+        uris[0].ends_with(&format!("@localhost:{port}/knocknoc?sslmode=require")),
+        "{out}"
+    );
+    assert!(
+        out.contains("signed by a CA this host's trust store does not know"),
+        "{out}"
+    );
+    assert!(!out.contains("self-signed"), "{out}");
+    let hba = std::fs::read_to_string(p.pg.hba_file()).unwrap();
+    assert!(hba.contains("# BEGIN knocker"), "{hba}");
+
+    // Trusted, and the certificate names the advertised host: verify-full.
+    let j = json(&ok(p.knocker_env(
+        &[
+            "--rotate-password",
+            "--no-restart",
+            "--advertise",
+            "localhost",
+            "--json",
+        ],
+        &[("SSL_CERT_FILE", ca)],
+    )));
+    assert_eq!(j["verify_full"], true, "{j}");
+    let uri = j["connection_string"].as_str().unwrap().to_string();
+    assert!(
+        uri.ends_with(&format!(
+            "@localhost:{port}/knocknoc?sslmode=verify-full&sslrootcert=system"
+        )),
+        "{uri}"
+    );
+    // A secondary trusting the same CA connects with exactly that string,
+    // verifying the chain and the name.
+    std::env::set_var("SSL_CERT_FILE", ca);
+    let info = pgctl::conninfo::ConnInfo::parse(&uri).unwrap();
+    let params = pgctl::conninfo::resolve(&info, &pgctl::conninfo::MapEnvironment::new())
+        .unwrap()
+        .params;
+    let client = pgctl::connect::connect(&params)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_client();
+    // verify-full cannot have gone without TLS; the session works.
+    client.query_one("SELECT 1", &[]).await.unwrap();
+
+    // Trusted CA, but the advertised address is not in the certificate:
+    // verify-full would fail there, so require.
+    let j = json(&ok(p.knocker_env(
+        &[
+            "--rotate-password",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.2",
+            "--json",
+        ],
+        &[("SSL_CERT_FILE", ca)],
+    )));
+    assert_eq!(j["verify_full"], false, "{j}");
+    assert!(
+        j["connection_string"]
+            .as_str()
+            .unwrap()
+            .ends_with("?sslmode=require"),
+        "{j}"
+    );
+}

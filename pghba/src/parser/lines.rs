@@ -98,7 +98,7 @@ impl<'a> LineSplitter<'a> {
         let start = self.pos;
         let rest = &self.src[start..];
         let limit = rest.len().min(max_line - 1);
-        let end = match rest[..limit].iter().position(|&c| c == b'\n') {
+        let end = match memchr::memchr(b'\n', &rest[..limit]) {
             Some(i) => i + 1,
             None => limit,
         };
@@ -143,7 +143,7 @@ impl<'a> LineSplitter<'a> {
             let max_read = self.cap - *buf_len - 1;
             let rest = &self.src[self.pos..];
             let window = &rest[..rest.len().min(max_read)];
-            let chunk_len = match window.iter().position(|&c| c == b'\n') {
+            let chunk_len = match memchr::memchr(b'\n', window) {
                 Some(i) => i + 1,
                 None => window.len(),
             };
@@ -175,7 +175,7 @@ impl<'a> LineSplitter<'a> {
 
 /// The bytes before the first NUL (C strings end there).
 fn until_nul(bytes: &[u8]) -> &[u8] {
-    match bytes.iter().position(|&c| c == 0) {
+    match memchr::memchr(0, bytes) {
         Some(i) => &bytes[..i],
         None => bytes,
     }

@@ -89,6 +89,12 @@ pub fn dequote(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Outside quotes, the bytes [`next_token`] must look at one by one: blanks,
+/// comma, `#` and the quote.
+fn ends_plain_run(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b',' | b'#' | b'"')
+}
+
 fn next_token<'a>(
     s: &'a [u8],
     pos: &mut usize,
@@ -109,6 +115,32 @@ fn next_token<'a>(
     let mut terminating_comma = false;
     while p < len && (!is_blank(s[p]) || in_quote) {
         let c = s[p];
+        if c != b'"' && (in_quote || !ends_plain_run(c)) {
+            // Fast path: a run of bytes that are copied as they are, up to
+            // the next byte that matters.
+            let run_start = p;
+            p += 1;
+            if in_quote {
+                while p < len && s[p] != b'"' {
+                    p += 1;
+                }
+            } else {
+                while p < len && !ends_plain_run(s[p]) {
+                    p += 1;
+                }
+            }
+            // The byte by byte loop checks the limit before each byte of
+            // the run: it fails if the run's last byte finds it reached.
+            if let Some(max) = max_token {
+                if out_len + (p - run_start) >= max {
+                    *pos = len;
+                    return Err(start);
+                }
+            }
+            out_len += p - run_start;
+            was_quote = false;
+            continue;
+        }
         if c == b'#' && !in_quote {
             *comment_start = Some(p);
             break;
@@ -338,6 +370,29 @@ mod tests {
         // the terminating comma is checked after the length
         let comma = format!("{long},y");
         assert!(tokenize(comma.as_bytes(), &d).token_too_long.is_some());
+    }
+
+    #[test]
+    fn token_limit_counts_runs_inside_and_around_quotes_like_byte_by_byte() {
+        // regression guard for the fast path over runs of plain bytes: the
+        // limit is checked before each byte, quotes included, `#` and
+        // blanks excluded
+        let d = Dialect::for_version(crate::PgVersion::V13);
+        let too_long = |s: String| tokenize(s.as_bytes(), &d).token_too_long;
+        let x = |n: usize| "x".repeat(n);
+        assert_eq!(too_long(format!("\"{}\"", x(10238))), None);
+        assert_eq!(too_long(format!("\"{}\"", x(10239))), Some(0));
+        assert_eq!(
+            too_long(format!("a \"{}\"\"{}\" b", x(5000), x(5237))),
+            None
+        );
+        assert_eq!(
+            too_long(format!("a \"{}\"\"{}\" b", x(5000), x(5238))),
+            Some(2)
+        );
+        assert_eq!(too_long(format!("{}#{}", x(10239), x(20000))), None);
+        assert_eq!(too_long(format!("{} {}", x(10239), x(10239))), None);
+        assert_eq!(too_long(format!("{}\"", x(10239))), Some(0));
     }
 
     /// Regression (known-lint-bugs `long-token-*` on 15): 14 and 15 still have
