@@ -250,9 +250,15 @@ const FILE_NAME: &str = "pg_hba.conf";
 /// The top file's rules only, includes not followed: enough to find the
 /// block's own rules and the top file's catch-all lines.
 fn top_rules(doc: &HbaDocument, version: PgVersion) -> RuleSet {
+    top_rules_of(doc.lines(), version)
+}
+
+/// [`top_rules`] of some of a document's lines (numbered from 1).
+fn top_rules_of(lines: &[crate::document::Line], version: PgVersion) -> RuleSet {
+    let text: Vec<u8> = lines.iter().flat_map(|l| l.raw().iter().copied()).collect();
     let file = HbaFile {
         path: FILE_NAME,
-        text: &doc.to_bytes(),
+        text: &text,
         version,
     };
     rule_set(&file, &mut NoFiles, true)
@@ -415,8 +421,14 @@ pub fn plan(
     let existing = doc.find_block(BEGIN_MARKER, END_MARKER)?;
     let (begin, present) = match &existing {
         Some(r) => {
-            let top = top_rules(&doc, version);
-            let found = located(&doc, &top, FILE_NAME);
+            // Only the block's own lines are read for its rules (with the
+            // prefix read below, the file is loaded about once).
+            let mut inner = top_rules_of(&doc.lines()[r.begin..r.end], version);
+            let shift = doc.lines()[r.begin].line_number() - 1;
+            for rule in &mut inner.rules {
+                rule.line += shift;
+            }
+            let found = located(&doc, &inner, FILE_NAME);
             (r.begin, block_rules(&doc, &found, r.inner()))
         }
         None => {
@@ -577,11 +589,34 @@ mod tests {
     fn block_goes_before_first_catch_all_reject() {
         let old = b"local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all all reject\nhost all all ::/0 reject\n";
         let c = add(old, PgVersion::V16, "10.0.0.0/8").unwrap();
-        let t = String::from_utf8(c.new_text).unwrap();
+        let t = String::from_utf8(c.new_text.clone()).unwrap();
         let b = t.find(BEGIN_MARKER).unwrap();
         assert!(b < t.find("host all all all reject").unwrap());
         assert!(t.find("127.0.0.1/32").unwrap() < b);
         assert!(c.created_block);
+        // the block's rules are found again mid-file (its lines read apart
+        // from the rest, their numbers shifted back)
+        let again = add(&c.new_text, PgVersion::V16, "10.0.0.0/8").unwrap();
+        assert_eq!(again.already_present, vec![net("10.0.0.0/8")]);
+        let r = plan_nf(
+            &c.new_text,
+            PgVersion::V16,
+            &scope(),
+            &[],
+            &[net("10.0.0.0/8")],
+            "c",
+            false,
+        )
+        .unwrap();
+        assert_eq!(r.removed, vec![net("10.0.0.0/8")]);
+        assert_eq!(
+            r.new_text,
+            t.replace(
+                "host knocknoc knocknoc_remote 10.0.0.0/8 scram-sha-256 # c\n",
+                ""
+            )
+            .into_bytes()
+        );
     }
 
     #[test]
