@@ -21,6 +21,17 @@ impl Primary {
 
     /// With extra server settings.
     async fn start_with(major: u32, hba: Option<&str>, settings: &[(&str, &str)]) -> Primary {
+        Primary::start_opts(major, hba, settings, false).await
+    }
+
+    /// With extra server settings, and SSL on when `ssl` (a certificate
+    /// signed by the harness's throwaway CA, naming localhost).
+    async fn start_opts(
+        major: u32,
+        hba: Option<&str>,
+        settings: &[(&str, &str)],
+        ssl: bool,
+    ) -> Primary {
         let mut all = vec![
             ("log_connections".to_string(), "on".to_string()),
             ("log_statement".to_string(), "all".to_string()),
@@ -31,6 +42,7 @@ impl Primary {
             ClusterOptions {
                 hba: hba.map(str::to_string),
                 settings: all,
+                ssl,
                 ..Default::default()
             },
         )
@@ -67,6 +79,10 @@ impl Primary {
     }
 
     fn knocker(&self, args: &[&str]) -> Output {
+        self.knocker_env(args, &[])
+    }
+
+    fn knocker_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let admin = format!(
             "host=127.0.0.1 port={} user=postgres dbname=postgres",
             self.pg.port()
@@ -74,7 +90,14 @@ impl Primary {
         let mut all: Vec<&str> = vec!["exposedb", "--config", self.conf.to_str().unwrap()];
         all.extend(["--admin-conn", &admin]);
         all.extend(args);
-        run(&all)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_knocker"));
+        cmd.args(&all)
+            .stdin(Stdio::null())
+            .env_remove("SSL_CERT_FILE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
     }
 }
 
@@ -932,3 +955,216 @@ pg_harness::pg_test!(
         assert!(!roles(&p).await.contains(&name.to_string()));
     }
 );
+
+/// An operator's reject that the server reads before the block from
+/// another file: from 16 an `include`d file (its rules sit at the include
+/// line), on 15 (no include directives) an `@file` user list. `--add`
+/// stops naming the file and line, `--explain` names the included file's
+/// line, and the server agrees from 127.0.0.2 / 127.0.0.3.
+async fn reject_from_another_file(major: u32) {
+    let p = Primary::start(major, None).await;
+    let password = p.init_password();
+    p.pg.restart().await;
+    let dir = p.pg.hba_file().parent().unwrap().to_path_buf();
+    let (extra, line, directive, stop_says) = if major >= 16 {
+        let extra = dir.join("ops.conf");
+        std::fs::write(
+            &extra,
+            "# operator's rules\nhost all all 127.0.0.2/32 reject\n",
+        )
+        .unwrap();
+        let say = format!("{} line 2 (included from pg_hba.conf)", extra.display());
+        (extra, 2, "include ops.conf", say)
+    } else {
+        let extra = dir.join("ops.txt");
+        std::fs::write(&extra, "knocknoc_remote\n").unwrap();
+        let say = "pg_hba.conf line 7".to_string();
+        (extra, 7, "host all @ops.txt 127.0.0.2/32 reject", say)
+    };
+    std::fs::write(
+        p.pg.hba_file(),
+        format!("{}{directive}\n", pg_harness::DEFAULT_HBA),
+    )
+    .unwrap();
+    p.pg.reload().await;
+    let before = snapshot(&p);
+    let o = p.knocker(&["--add", "127.0.0.0/30"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&stop_says), "{err}");
+    assert!(err.contains("127.0.0.2/32 reject"), "{err}");
+    assert_eq!(snapshot(&p), before, "nothing changed");
+    ok(p.knocker(&["--add", "127.0.0.0/30", "--force"]));
+    // the reject file's line for 127.0.0.2, the block for 127.0.0.3
+    let hit_file = if major >= 16 {
+        extra.display().to_string()
+    } else {
+        p.pg.hba_file().display().to_string()
+    };
+    let explained = json(&ok(p.knocker(&["--explain", "127.0.0.2", "--json"])));
+    assert_eq!(explained["certain"], true, "{explained}");
+    assert_eq!(explained["allowed"], false, "{explained}");
+    assert_eq!(
+        (explained["file"].as_str(), explained["line"].as_u64()),
+        (Some(hit_file.as_str()), Some(line)),
+        "{explained}"
+    );
+    let text = stdout(&ok(p.knocker(&["--explain", "127.0.0.2"])));
+    assert!(text.contains(&format!("{hit_file}:{line}")), "{text}");
+    let explained = json(&ok(p.knocker(&["--explain", "127.0.0.3", "--json"])));
+    assert_eq!(explained["certain"], true, "{explained}");
+    assert_eq!(explained["allowed"], true, "{explained}");
+    let from = |a: &'static str| {
+        let pw = password.clone();
+        let pg = &p.pg;
+        async move {
+            pg.connect_from(ip(a), "knocknoc_remote", &*pw, "knocknoc")
+                .await
+                .is_ok()
+        }
+    };
+    assert!(!from("127.0.0.2").await, "the included reject wins");
+    assert!(from("127.0.0.3").await, "the block admits the rest");
+}
+
+pg_harness::pg_test!(
+    async fn reject_in_another_file_stops_add_and_explain_names_it(major: u32) {
+        reject_from_another_file(major).await;
+    }
+);
+
+// `--explain` asks the server whether the remote role is a member of a
+// `+group` before the block: certain either way, and the server agrees.
+// `--add` does not resolve groups: a `+group` reject stops it (the
+// operator's reject wins) until forced.
+pg_harness::pg_test!(
+    async fn group_reject_resolved_by_explain(major: u32) {
+        let p = Primary::start(major, None).await;
+        let password = p.init_password();
+        p.pg.restart().await;
+        let admin = p.pg.connect().await;
+        admin
+            .batch_execute("CREATE ROLE ops NOLOGIN")
+            .await
+            .unwrap();
+        std::fs::write(
+            p.pg.hba_file(),
+            format!(
+                "{}host all +ops 127.0.0.2/32 reject\n",
+                pg_harness::DEFAULT_HBA
+            ),
+        )
+        .unwrap();
+        let o = p.knocker(&["--add", "127.0.0.2/32"]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("pg_hba.conf line 7"));
+        ok(p.knocker(&["--add", "127.0.0.2/32", "--force"]));
+        let login = || {
+            p.pg.connect_from(ip("127.0.0.2"), "knocknoc_remote", &*password, "knocknoc")
+        };
+        for (member, line) in [(false, 9), (true, 7)] {
+            if member {
+                admin
+                    .batch_execute("GRANT ops TO knocknoc_remote")
+                    .await
+                    .unwrap();
+            }
+            let explained = json(&ok(p.knocker(&["--explain", "127.0.0.2", "--json"])));
+            assert_eq!(explained["certain"], true, "member {member}: {explained}");
+            assert_eq!(explained["line"], line, "member {member}: {explained}");
+            assert_eq!(
+                explained["allowed"], !member,
+                "member {member}: {explained}"
+            );
+            assert_eq!(
+                login().await.is_ok(),
+                !member,
+                "member {member}: the server disagrees with --explain"
+            );
+        }
+    }
+);
+/// sslmode in the printed string: `require` for a certificate the system's
+/// trust store cannot verify for the advertised name, `verify-full` (with
+/// the system's roots) for one it can. The harness's certificate is signed
+/// by a throwaway CA; `SSL_CERT_FILE` makes it the system's trust store.
+#[tokio::test]
+async fn sslmode_is_verify_full_only_when_the_system_trusts_the_certificate_pg17() {
+    let p = Primary::start_opts(17, None, &[], true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, p.pg.ca_cert_pem()).unwrap();
+    let ca = ca.to_str().unwrap();
+    let port = p.pg.port();
+
+    // CA unknown to this host: require, and a hint about sslrootcert.
+    let o = ok(p.knocker(&["--init", "--no-restart", "--advertise", "localhost"]));
+    let out = stdout(&o);
+    let uris = printed_uris(&out);
+    assert_eq!(uris.len(), 1, "{out}");
+    assert!(
+        uris[0].ends_with(&format!("@localhost:{port}/knocknoc?sslmode=require")),
+        "{out}"
+    );
+    assert!(
+        out.contains("signed by a CA this host's trust store does not know"),
+        "{out}"
+    );
+    assert!(!out.contains("self-signed"), "{out}");
+    let hba = std::fs::read_to_string(p.pg.hba_file()).unwrap();
+    assert!(hba.contains("# BEGIN knocker"), "{hba}");
+
+    // Trusted, and the certificate names the advertised host: verify-full.
+    let j = json(&ok(p.knocker_env(
+        &[
+            "--rotate-password",
+            "--no-restart",
+            "--advertise",
+            "localhost",
+            "--json",
+        ],
+        &[("SSL_CERT_FILE", ca)],
+    )));
+    assert_eq!(j["verify_full"], true, "{j}");
+    let uri = j["connection_string"].as_str().unwrap().to_string();
+    assert!(
+        uri.ends_with(&format!(
+            "@localhost:{port}/knocknoc?sslmode=verify-full&sslrootcert=system"
+        )),
+        "{uri}"
+    );
+    // A secondary trusting the same CA connects with exactly that string,
+    // verifying the chain and the name.
+    std::env::set_var("SSL_CERT_FILE", ca);
+    let info = pgctl::conninfo::ConnInfo::parse(&uri).unwrap();
+    let params = pgctl::conninfo::resolve(&info, &pgctl::conninfo::MapEnvironment::new())
+        .unwrap()
+        .params;
+    let client = pgctl::connect::connect(&params)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_client();
+    // verify-full cannot have gone without TLS; the session works.
+    client.query_one("SELECT 1", &[]).await.unwrap();
+
+    // Trusted CA, but the advertised address is not in the certificate:
+    // verify-full would fail there, so require.
+    let j = json(&ok(p.knocker_env(
+        &[
+            "--rotate-password",
+            "--no-restart",
+            "--advertise",
+            "127.0.0.2",
+            "--json",
+        ],
+        &[("SSL_CERT_FILE", ca)],
+    )));
+    assert_eq!(j["verify_full"], false, "{j}");
+    assert!(
+        j["connection_string"]
+            .as_str()
+            .unwrap()
+            .ends_with("?sslmode=require"),
+        "{j}"
+    );
+}

@@ -725,11 +725,50 @@ pub(crate) async fn tcp_stream_from(
 }
 
 /// A port that is free on 127.0.0.1 right now.
+/// A TCP port nothing holds now, chosen at random BELOW the kernel's
+/// ephemeral range. A port from that range (what binding port 0 gives) can
+/// be taken as the source port of any client connection while the server is
+/// down for a restart, and then the server cannot get it back (seen as
+/// "could not get port back" when several suites ran at once).
 pub(crate) fn free_port() -> u16 {
+    const FLOOR: u16 = 16384;
+    let low = ephemeral_range_start().unwrap_or(32768);
+    if low > FLOOR + 1024 {
+        for _ in 0..200 {
+            let port = FLOOR + (random_u64() % u64::from(low - FLOOR)) as u16;
+            // 0.0.0.0 conflicts with any listener or bound client on the
+            // port, whatever its address.
+            if TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("pg-harness: cannot bind a probe socket on 127.0.0.1")
+}
+
+/// The first port of `net.ipv4.ip_local_port_range`.
+fn ephemeral_range_start() -> Option<u16> {
+    fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A random number from the standard library's per-process random hash keys.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
 }
 
 fn spawn_connection<S, T>(
@@ -757,4 +796,22 @@ pub(crate) fn quote_ident(name: &str) -> String {
 /// A single-quoted SQL string literal (standard_conforming_strings on).
 pub(crate) fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::*;
+
+    /// Guards the restart race: ports come from below the ephemeral range,
+    /// where no client connection gets its source port, and are free.
+    #[test]
+    fn free_ports_are_below_the_ephemeral_range_and_bindable() {
+        let low = ephemeral_range_start().expect("Linux has ip_local_port_range");
+        let ports: std::collections::BTreeSet<u16> = (0..20).map(|_| free_port()).collect();
+        assert!(ports.len() > 10, "not random: {ports:?}");
+        for port in ports {
+            assert!((16384..low).contains(&port), "{port}");
+            assert!(TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok());
+        }
+    }
 }

@@ -12,14 +12,21 @@
 //! `knocker hba lint --shadowing`), and which line a connection hits
 //! of [`crate::matcher`]: this module only places and edits the block.
 //!
+//! Include directives (16+) and `@file` references are expanded in place,
+//! through a [`FileLoader`], by the same code as lint ([`crate::check`]):
+//! rules of an included file that come before the block count like the
+//! top file's. The block itself lives in the top file only.
+//!
 //! ```
-//! use pghba::exposedb_block::{plan, Scope, BEGIN_MARKER};
-//! use pghba::PgVersion;
+//! use pghba::exposedb_block::{plan, HbaFile, Scope, BEGIN_MARKER};
+//! use pghba::{NoFiles, PgVersion};
 //!
 //! let old = b"local all all peer\nhost all all 0.0.0.0/0 reject\n";
+//! let file = HbaFile { path: "/etc/pg_hba.conf", text: old, version: PgVersion::V15 };
 //! let scope = Scope { database: "knocknoc".into(), user: "knocknoc_remote".into(), hostssl: true };
 //! let add = ["203.0.113.7/32".parse().unwrap()];
-//! let change = plan(old, PgVersion::V15, &scope, &add, &[], "added by test", false).unwrap();
+//! // `NoFiles`: the file has no includes; a real caller passes `FsLoader`.
+//! let change = plan(&file, &mut NoFiles, &scope, &add, &[], "added by test", false).unwrap();
 //! let text = String::from_utf8(change.new_text).unwrap();
 //! assert!(text.starts_with(&format!("local all all peer\n{BEGIN_MARKER}\nhostssl knocknoc knocknoc_remote 203.0.113.7/32 scram-sha-256 # added by test\n")));
 //! assert!(text.ends_with("# END knocker exposedb\nhost all all 0.0.0.0/0 reject\n"));
@@ -30,8 +37,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::check::NoFiles;
-use crate::document::HbaDocument;
+use crate::check::{FileLoader, NoFiles};
+use crate::document::{HbaDocument, LineKind};
 use crate::edit::{quote_name, BlockError};
 use crate::matcher::{Connection, LocatedRule, RuleSet};
 use crate::rule::{AuthMethod, ConnectionType, HbaAddress, HbaRule};
@@ -78,7 +85,12 @@ pub struct BlockRule {
 /// connections the block should admit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EarlierLine {
-    /// Line number in the file (1-based).
+    /// The file the line is in: the top file's [`HbaFile::path`], or an
+    /// included file's absolute path.
+    pub file: String,
+    /// Whether `file` is an included file (not the top file).
+    pub included: bool,
+    /// Line number in `file` (1-based).
     pub line_number: u32,
     /// The line's text (without its terminator).
     pub text: String,
@@ -98,7 +110,7 @@ pub enum PlanError {
     #[error("the name {0:?} cannot be written into pg_hba.conf")]
     BadName(String),
     /// An earlier reject line of the operator's overlaps a CIDR being added.
-    #[error("line {} rejects connections from part of {net}: {}", .line.line_number, .line.text)]
+    #[error("{}:{} rejects connections from part of {net}: {}", .line.file, .line.line_number, .line.text)]
     RejectedBy {
         /// The CIDR being added.
         net: IpNet,
@@ -134,20 +146,61 @@ impl Change {
     }
 }
 
-/// The name the top file's rules carry in the [`RuleSet`]s of this module.
-const FILE_NAME: &str = "pg_hba.conf";
+/// The top pg_hba.conf as the block's functions read it.
+#[derive(Clone, Copy, Debug)]
+pub struct HbaFile<'a> {
+    /// Its path (the server's `hba_file`): relative include and `@file`
+    /// names are resolved against its directory, and rules from it carry it
+    /// as their [`LocatedRule::file`].
+    pub path: &'a str,
+    /// Its bytes.
+    pub text: &'a [u8],
+    /// The server's major version.
+    pub version: PgVersion,
+}
 
-/// The rules of `bytes` as the server would keep them, for matching and
-/// overlap questions about the block: `ssl` is the server's `ssl` setting
-/// (with it off, `hostssl` lines never match). Include directives and
-/// `@file` references are not followed (those lines come out as the server
-/// would see them with the files missing).
-pub fn rule_set(bytes: &[u8], version: PgVersion, ssl: bool) -> RuleSet {
+/// The rules of `file` as the server would keep them, for matching and
+/// overlap questions about the block: included files and `@file`
+/// references are read through `loader` and expanded in place; `ssl` is
+/// the server's `ssl` setting (with it off, `hostssl` lines never match).
+pub fn rule_set(file: &HbaFile<'_>, loader: &mut dyn FileLoader, ssl: bool) -> RuleSet {
     let opts = ValidateOptions {
         ssl_enabled: ssl,
-        ..ValidateOptions::for_version(version)
+        ..ValidateOptions::for_version(file.version)
     };
-    RuleSet::load(FILE_NAME, bytes, &mut NoFiles, &opts)
+    RuleSet::load(file.path, file.text, loader, &opts)
+}
+
+/// The text of line `line` of `rule_file`: the top file's from `doc`, an
+/// included file's read again through `loader` (empty when it cannot be).
+fn text_of_line(
+    file: &HbaFile<'_>,
+    doc: &HbaDocument,
+    loader: &mut dyn FileLoader,
+    rule_file: &str,
+    line: u32,
+) -> String {
+    let find = |d: &HbaDocument| {
+        d.lines()
+            .iter()
+            .find(|l| l.line_number() == line)
+            .map(|l| String::from_utf8_lossy(l.content()).trim_end().to_string())
+            .unwrap_or_default()
+    };
+    if rule_file == file.path {
+        return find(doc);
+    }
+    match loader.read_file(rule_file) {
+        Ok(bytes) => find(&HbaDocument::parse_for(&bytes, file.version)),
+        Err(_) => String::new(),
+    }
+}
+
+/// The text of the line a rule of [`rule_set`] comes from (included files
+/// read again through `loader`), for messages.
+pub fn rule_text(file: &HbaFile<'_>, loader: &mut dyn FileLoader, rule: &LocatedRule) -> String {
+    let doc = HbaDocument::parse_for(file.text, file.version);
+    text_of_line(file, &doc, loader, &rule.file, rule.line)
 }
 
 /// A connection from `addr` to the scope's database as its role, encrypted
@@ -173,9 +226,9 @@ fn candidate(scope: &Scope, net: IpNet) -> HbaRule {
     )
 }
 
-/// Each rule of `rules` (loaded from `doc` by [`rule_set`]) with its index
-/// into `doc.lines()`, in order.
-fn located<'r>(doc: &HbaDocument, rules: &'r RuleSet) -> Vec<(usize, &'r LocatedRule)> {
+/// Each rule of `rules` (loaded from `doc` by [`rule_set`]) that is in the
+/// top file `top`, with its index into `doc.lines()`, in order.
+fn located<'r>(doc: &HbaDocument, rules: &'r RuleSet, top: &str) -> Vec<(usize, &'r LocatedRule)> {
     let index: HashMap<u32, usize> = doc
         .lines()
         .iter()
@@ -185,22 +238,38 @@ fn located<'r>(doc: &HbaDocument, rules: &'r RuleSet) -> Vec<(usize, &'r Located
     rules
         .rules
         .iter()
-        .filter(|r| r.file == FILE_NAME)
+        .filter(|r| r.file == top)
         .filter_map(|r| index.get(&r.line).map(|&i| (i, r)))
         .collect()
 }
 
-fn line_text(doc: &HbaDocument, i: usize) -> String {
-    String::from_utf8_lossy(doc.lines()[i].content())
-        .trim_end()
-        .to_string()
+/// The name the top file carries where no path is known (the block's
+/// rules are read without includes).
+const FILE_NAME: &str = "pg_hba.conf";
+
+/// The top file's rules only, includes not followed: enough to find the
+/// block's own rules and the top file's catch-all lines.
+fn top_rules(doc: &HbaDocument, version: PgVersion) -> RuleSet {
+    top_rules_of(doc.lines(), version)
 }
 
-/// The index (into `doc.lines()`) of the first catch-all reject line (see
-/// [`shadow::is_catch_all_reject`]).
+/// [`top_rules`] of some of a document's lines (numbered from 1).
+fn top_rules_of(lines: &[crate::document::Line], version: PgVersion) -> RuleSet {
+    let text: Vec<u8> = lines.iter().flat_map(|l| l.raw().iter().copied()).collect();
+    let file = HbaFile {
+        path: FILE_NAME,
+        text: &text,
+        version,
+    };
+    rule_set(&file, &mut NoFiles, true)
+}
+
+/// The index (into `doc.lines()`) of the first catch-all reject line of
+/// the top file (see [`shadow::is_catch_all_reject`]); included files are
+/// not read.
 pub fn first_catch_all_reject(doc: &HbaDocument, version: PgVersion) -> Option<usize> {
-    let rules = rule_set(&doc.to_bytes(), version, true);
-    catch_all_in(&located(doc, &rules))
+    let rules = top_rules(doc, version);
+    catch_all_in(&located(doc, &rules, FILE_NAME))
 }
 
 fn catch_all_in(found: &[(usize, &LocatedRule)]) -> Option<usize> {
@@ -208,6 +277,66 @@ fn catch_all_in(found: &[(usize, &LocatedRule)]) -> Option<usize> {
         .iter()
         .find(|(_, r)| shadow::is_catch_all_reject(&r.rule))
         .map(|&(i, _)| i)
+}
+
+/// The rules the server reads before line `end` of the top file (index
+/// into `doc.lines()`), included files expanded: those of the lines
+/// before it.
+fn rules_before(
+    file: &HbaFile<'_>,
+    doc: &HbaDocument,
+    loader: &mut dyn FileLoader,
+    ssl: bool,
+    end: usize,
+) -> RuleSet {
+    let prefix: Vec<u8> = doc.lines()[..end]
+        .iter()
+        .flat_map(|l| l.raw().iter().copied())
+        .collect();
+    let head = HbaFile {
+        text: &prefix,
+        ..*file
+    };
+    rule_set(&head, loader, ssl)
+}
+
+/// Where a new block goes (index into `doc.lines()`): just before the
+/// first catch-all reject in the server's order. When that rule is in an
+/// included file, before the top file's include line that brings it in.
+fn new_block_position(
+    file: &HbaFile<'_>,
+    doc: &HbaDocument,
+    loader: &mut dyn FileLoader,
+    rules: &RuleSet,
+    ssl: bool,
+) -> usize {
+    let end = doc.lines().len();
+    let Some(k) = shadow::first_catch_all_reject(&rules.rules) else {
+        return end;
+    };
+    let found = located(doc, rules, file.path);
+    if rules.rules[k].file == file.path {
+        return found
+            .iter()
+            .find(|(_, r)| std::ptr::eq(*r, &rules.rules[k]))
+            .map_or(end, |&(i, _)| i);
+    }
+    // Between the top file's rules around it, the include line whose
+    // expansion reaches rule k.
+    let from = rules.rules[..k]
+        .iter()
+        .rev()
+        .find(|r| r.file == file.path)
+        .and_then(|r| found.iter().find(|(_, f)| std::ptr::eq(*f, r)))
+        .map_or(0, |&(i, _)| i);
+    for j in from..end {
+        if matches!(doc.lines()[j].kind(), LineKind::Include(_))
+            && rules_before(file, doc, loader, ssl, j + 1).rules.len() > k
+        {
+            return j;
+        }
+    }
+    end
 }
 
 /// The block's rules among `found` (index into `doc.lines()` with each).
@@ -253,56 +382,76 @@ pub fn list(doc: &HbaDocument, version: PgVersion) -> Result<Vec<BlockRule>, Blo
     let Some(range) = doc.find_block(BEGIN_MARKER, END_MARKER)? else {
         return Ok(Vec::new());
     };
-    let rules = rule_set(&doc.to_bytes(), version, true);
-    Ok(block_rules(doc, &located(doc, &rules), range.inner())
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect())
+    let rules = top_rules(doc, version);
+    Ok(
+        block_rules(doc, &located(doc, &rules, FILE_NAME), range.inner())
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect(),
+    )
 }
 
 /// Compute the new file: the block created when missing, `add` CIDRs added
 /// (those present are left alone) and `remove` CIDRs taken out, with
-/// `comment` after each new rule. The operator's lines before the block
+/// `comment` after each new rule. The operator's lines the server reads
+/// before the block (included files expanded in place through `loader`)
 /// that may catch connections of an added CIDR are found by
 /// [`shadow::overlapping_rules`]; the first reject among them
 /// ([`shadow::first_overlapping_reject`]) stops the plan unless `force`.
+/// `+group` and `@file` user names are not resolved here: a reject that
+/// may catch the role stops the plan (the operator's reject wins).
 pub fn plan(
-    old: &[u8],
-    version: PgVersion,
+    file: &HbaFile<'_>,
+    loader: &mut dyn FileLoader,
     scope: &Scope,
     add: &[IpNet],
     remove: &[IpNet],
     comment: &str,
     force: bool,
 ) -> Result<Change, PlanError> {
-    let mut doc = HbaDocument::parse_for(old, version);
+    let version = file.version;
+    let mut doc = HbaDocument::parse_for(file.text, version);
     let database =
         quote_name(&scope.database).ok_or_else(|| PlanError::BadName(scope.database.clone()))?;
     let user = quote_name(&scope.user).ok_or_else(|| PlanError::BadName(scope.user.clone()))?;
     let mut change = Change::default();
-    // One load of the file, before any edit: the block's rules and the
-    // lines before it keep their indices unless the block is created, and
-    // then it is empty and only lines after it move.
-    let rules = rule_set(old, version, scope.hostssl);
-    let found = located(&doc, &rules);
+    // Loads of the file before any edit: the block's rules and the lines
+    // before it keep their indices unless the block is created, and then
+    // it is empty and only lines after it move.
     let existing = doc.find_block(BEGIN_MARKER, END_MARKER)?;
     let (begin, present) = match &existing {
-        Some(r) => (r.begin, block_rules(&doc, &found, r.inner())),
-        None => (
-            catch_all_in(&found).unwrap_or(doc.lines().len()),
-            Vec::new(),
-        ),
+        Some(r) => {
+            // Only the block's own lines are read for its rules (with the
+            // prefix read below, the file is loaded about once).
+            let mut inner = top_rules_of(&doc.lines()[r.begin..r.end], version);
+            let shift = doc.lines()[r.begin].line_number() - 1;
+            for rule in &mut inner.rules {
+                rule.line += shift;
+            }
+            let found = located(&doc, &inner, FILE_NAME);
+            (r.begin, block_rules(&doc, &found, r.inner()))
+        }
+        None => {
+            let all = rule_set(file, loader, scope.hostssl);
+            (
+                new_block_position(file, &doc, loader, &all, scope.hostssl),
+                Vec::new(),
+            )
+        }
     };
-    // The rules before the block, in order. Includes are not expanded, so
-    // every rule is the top file's and `found` pairs them one to one.
-    debug_assert_eq!(found.len(), rules.rules.len());
-    let earlier_count = found.iter().take_while(|(i, _)| *i < begin).count();
-    let earlier = &rules.rules[..earlier_count];
-    let earlier_line = |k: usize, rejects: bool, covers_all: bool| EarlierLine {
-        line_number: earlier[k].line,
-        text: line_text(&doc, found[k].0),
-        rejects,
-        covers_all,
+    // The rules the server reads before the block, includes expanded.
+    let before = rules_before(file, &doc, loader, scope.hostssl, begin);
+    let earlier = &before.rules[..];
+    let mut earlier_line = |k: usize, rejects: bool, covers_all: bool| {
+        let r = &earlier[k];
+        EarlierLine {
+            file: r.file.clone(),
+            included: r.file != file.path,
+            line_number: r.line,
+            text: text_of_line(file, &doc, loader, &r.file, r.line),
+            rejects,
+            covers_all,
+        }
     };
     let mut to_remove: Vec<usize> = Vec::new();
     for net in remove {
@@ -396,30 +545,84 @@ mod tests {
         }
     }
 
+    const PATH: &str = "/etc/postgresql/16/main/pg_hba.conf";
+
+    fn top(text: &[u8], version: PgVersion) -> HbaFile<'_> {
+        HbaFile {
+            path: PATH,
+            text,
+            version,
+        }
+    }
+
+    /// [`plan`] on a file without includes.
+    fn plan_nf(
+        old: &[u8],
+        version: PgVersion,
+        scope: &Scope,
+        add: &[IpNet],
+        remove: &[IpNet],
+        comment: &str,
+        force: bool,
+    ) -> Result<Change, PlanError> {
+        plan(
+            &top(old, version),
+            &mut NoFiles,
+            scope,
+            add,
+            remove,
+            comment,
+            force,
+        )
+    }
+
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
     }
 
     /// Add one CIDR for [`scope`], unforced.
     fn add(old: &[u8], version: PgVersion, cidr: &str) -> Result<Change, PlanError> {
-        plan(old, version, &scope(), &[net(cidr)], &[], "c", false)
+        plan_nf(old, version, &scope(), &[net(cidr)], &[], "c", false)
     }
 
     #[test]
     fn block_goes_before_first_catch_all_reject() {
         let old = b"local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all all reject\nhost all all ::/0 reject\n";
         let c = add(old, PgVersion::V16, "10.0.0.0/8").unwrap();
-        let t = String::from_utf8(c.new_text).unwrap();
+        let t = String::from_utf8(c.new_text.clone()).unwrap();
         let b = t.find(BEGIN_MARKER).unwrap();
         assert!(b < t.find("host all all all reject").unwrap());
         assert!(t.find("127.0.0.1/32").unwrap() < b);
         assert!(c.created_block);
+        // the block's rules are found again mid-file (its lines read apart
+        // from the rest, their numbers shifted back)
+        let again = add(&c.new_text, PgVersion::V16, "10.0.0.0/8").unwrap();
+        assert_eq!(again.already_present, vec![net("10.0.0.0/8")]);
+        let r = plan_nf(
+            &c.new_text,
+            PgVersion::V16,
+            &scope(),
+            &[],
+            &[net("10.0.0.0/8")],
+            "c",
+            false,
+        )
+        .unwrap();
+        assert_eq!(r.removed, vec![net("10.0.0.0/8")]);
+        assert_eq!(
+            r.new_text,
+            t.replace(
+                "host knocknoc knocknoc_remote 10.0.0.0/8 scram-sha-256 # c\n",
+                ""
+            )
+            .into_bytes()
+        );
     }
 
     #[test]
     fn block_at_end_without_catch_all() {
         let old = b"local all all trust";
-        let c = plan(old, PgVersion::V16, &scope(), &[], &[], "c", false).unwrap();
+        let c = plan_nf(old, PgVersion::V16, &scope(), &[], &[], "c", false).unwrap();
         let t = String::from_utf8(c.new_text).unwrap();
         assert_eq!(
             t,
@@ -440,7 +643,7 @@ mod tests {
             list(&doc, PgVersion::V16).unwrap()[0].net,
             net("10.1.0.0/16")
         );
-        let r = plan(
+        let r = plan_nf(
             &c.new_text,
             PgVersion::V16,
             &scope(),
@@ -467,7 +670,7 @@ mod tests {
             PlanError::RejectedBy { line, .. } => assert_eq!(line.line_number, 1),
             other => panic!("{other:?}"),
         }
-        let c = plan(
+        let c = plan_nf(
             old,
             PgVersion::V15,
             &scope(),
@@ -487,7 +690,7 @@ mod tests {
     fn explain_finds_the_block_rule() {
         let old = b"local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all 0.0.0.0/0 reject\n";
         let c = add(old, PgVersion::V15, "127.0.0.2/32").unwrap();
-        let rules = rule_set(&c.new_text, PgVersion::V15, false);
+        let rules = rule_set(&top(&c.new_text, PgVersion::V15), &mut NoFiles, false);
         let ctx = StaticContext::default();
         let hit = |text: &RuleSet, a: &str| {
             let m = text.first_match(&connection(&scope(), a.parse().unwrap()), &ctx);
@@ -496,12 +699,16 @@ mod tests {
         };
         assert_eq!(hit(&rules, "127.0.0.2"), Some((4, AuthMethod::ScramSha256)));
         assert_eq!(hit(&rules, "127.0.0.3"), Some((6, AuthMethod::Reject)));
-        let none = rule_set(b"local all all trust\n", PgVersion::V15, false);
+        let none = rule_set(
+            &top(b"local all all trust\n", PgVersion::V15),
+            &mut NoFiles,
+            false,
+        );
         assert_eq!(hit(&none, "10.0.0.1"), None);
     }
 
     fn stopped_by(old: &[u8], version: PgVersion, scope: &Scope, cidr: &str) -> Option<u32> {
-        match plan(old, version, scope, &[net(cidr)], &[], "c", false) {
+        match plan_nf(old, version, scope, &[net(cidr)], &[], "c", false) {
             Ok(_) => None,
             Err(PlanError::RejectedBy { line, .. }) => Some(line.line_number),
             Err(other) => panic!("{other:?}"),
@@ -612,5 +819,159 @@ mod tests {
             stopped_by(after.as_bytes(), PgVersion::V16, &scope(), "10.1.0.0/16"),
             None
         );
+    }
+
+    /// Files in memory, by absolute path; directories are the paths with
+    /// a `/` after them.
+    #[derive(Default)]
+    struct MemFiles(HashMap<String, Vec<u8>>);
+
+    impl MemFiles {
+        fn with(mut self, path: &str, text: &str) -> Self {
+            self.0.insert(path.to_string(), text.as_bytes().to_vec());
+            self
+        }
+    }
+
+    impl FileLoader for MemFiles {
+        fn read_file(&mut self, path: &str) -> std::io::Result<Vec<u8>> {
+            self.0
+                .get(path)
+                .cloned()
+                .ok_or_else(|| std::io::Error::from_raw_os_error(2))
+        }
+        fn read_dir(&mut self, path: &str) -> std::io::Result<Vec<crate::check::DirEntry>> {
+            let dir = format!("{path}/");
+            let names: Vec<_> = self
+                .0
+                .keys()
+                .filter_map(|k| k.strip_prefix(&dir))
+                .filter(|rest| !rest.contains('/'))
+                .map(|name| crate::check::DirEntry {
+                    name: name.to_string(),
+                    is_dir: false,
+                })
+                .collect();
+            if names.is_empty() {
+                return Err(std::io::Error::from_raw_os_error(2));
+            }
+            Ok(names)
+        }
+    }
+
+    const DIR: &str = "/etc/postgresql/16/main";
+
+    fn plan_with(
+        old: &str,
+        files: &mut MemFiles,
+        version: PgVersion,
+        cidr: &str,
+        force: bool,
+    ) -> Result<Change, PlanError> {
+        let file = top(old.as_bytes(), version);
+        plan(&file, files, &scope(), &[net(cidr)], &[], "c", force)
+    }
+
+    /// Rules of an included file sit at the include line's place: a
+    /// narrower reject there stops the add and is named by its file and
+    /// line, for each kind of include.
+    #[test]
+    fn reject_in_an_included_file_stops_the_add() {
+        let inc = "# operator\nhost all all 10.1.2.0/24 reject\n";
+        for (directive, path) in [
+            ("include extra.conf", format!("{DIR}/extra.conf")),
+            (
+                "include_if_exists /etc/hba/extra.conf",
+                "/etc/hba/extra.conf".to_string(),
+            ),
+            ("include_dir conf.d", format!("{DIR}/conf.d/10-ops.conf")),
+        ] {
+            let old = format!("local all all peer\n{directive}\nhost all all 0.0.0.0/0 reject\n");
+            let mut files = MemFiles::default().with(&path, inc);
+            match plan_with(&old, &mut files, PgVersion::V16, "10.1.0.0/16", false) {
+                Err(PlanError::RejectedBy { line, .. }) => {
+                    assert_eq!(
+                        (line.file.as_str(), line.line_number, line.included),
+                        (path.as_str(), 2, true),
+                        "{directive}"
+                    );
+                    assert_eq!(line.text, "host all all 10.1.2.0/24 reject");
+                    assert!(!line.covers_all);
+                }
+                other => panic!("{directive}: {other:?}"),
+            }
+            // forced, it is reported as shadowing, still by file and line
+            let c = plan_with(&old, &mut files, PgVersion::V16, "10.1.0.0/16", true).unwrap();
+            assert_eq!(c.shadowed_by.len(), 1);
+            assert_eq!(c.shadowed_by[0].1.file, path);
+        }
+    }
+
+    /// An include after the block, or one whose rules miss the scope, does
+    /// not stop the add; a missing `include_if_exists` is nothing.
+    #[test]
+    fn includes_after_the_block_or_missing_do_not_count() {
+        let inc = "host all all 10.1.2.0/24 reject\n";
+        let mut files = MemFiles::default().with(&format!("{DIR}/late.conf"), inc);
+        let old = format!("local all all peer\n{BEGIN_MARKER}\n{END_MARKER}\ninclude late.conf\n");
+        assert!(plan_with(&old, &mut files, PgVersion::V16, "10.1.0.0/16", false).is_ok());
+        let old = "include_if_exists nothere.conf\nhost all all 0.0.0.0/0 reject\n";
+        let c = plan_with(old, &mut files, PgVersion::V16, "10.1.0.0/16", false).unwrap();
+        assert!(c.created_block);
+    }
+
+    /// The first catch-all reject may be in an included file: the block
+    /// goes before the include line that brings it in, so it is reached.
+    #[test]
+    fn block_goes_before_an_include_holding_the_catch_all() {
+        let mut files = MemFiles::default()
+            .with(
+                &format!("{DIR}/a.conf"),
+                "host all all 192.168.0.0/16 trust\n",
+            )
+            .with(
+                &format!("{DIR}/b.conf"),
+                "# deny the rest\nhost all all 0.0.0.0/0 reject\n",
+            );
+        let old = "local all all peer\ninclude a.conf\ninclude b.conf\nhost all all ::/0 reject\n";
+        let c = plan_with(old, &mut files, PgVersion::V16, "10.1.0.0/16", false).unwrap();
+        let t = String::from_utf8(c.new_text.clone()).unwrap();
+        let b = t.find(BEGIN_MARKER).unwrap();
+        assert!(t.find("include a.conf").unwrap() < b, "{t}");
+        assert!(b < t.find("include b.conf").unwrap(), "{t}");
+        // and explain sees the new rule first, then the included reject
+        let file = top(&c.new_text, PgVersion::V16);
+        let rules = rule_set(&file, &mut files, false);
+        let ctx = StaticContext::default();
+        let m = rules.first_match(&connection(&scope(), "10.1.0.1".parse().unwrap()), &ctx);
+        assert_eq!(
+            m.rule().map(|r| r.rule.method),
+            Some(AuthMethod::ScramSha256)
+        );
+        let m = rules.first_match(&connection(&scope(), "10.2.0.1".parse().unwrap()), &ctx);
+        let hit = m.rule().unwrap();
+        assert_eq!(
+            (hit.file.as_str(), hit.line),
+            (format!("{DIR}/b.conf").as_str(), 2)
+        );
+        assert_eq!(
+            rule_text(&file, &mut files, hit),
+            "host all all 0.0.0.0/0 reject"
+        );
+    }
+
+    /// `@file` user lists in the top file are expanded: a reject for a list
+    /// naming the role stops the add, one naming others does not.
+    #[test]
+    fn at_file_user_lists_are_expanded() {
+        let old = "host all @ops.txt 10.0.0.0/8 reject\n";
+        let mut files = MemFiles::default().with(&format!("{DIR}/ops.txt"), "alice, bob\n");
+        assert!(plan_with(old, &mut files, PgVersion::V15, "10.1.0.0/16", false).is_ok());
+        let mut files =
+            MemFiles::default().with(&format!("{DIR}/ops.txt"), "alice knocknoc_remote\n");
+        assert!(matches!(
+            plan_with(old, &mut files, PgVersion::V15, "10.1.0.0/16", false),
+            Err(PlanError::RejectedBy { .. })
+        ));
     }
 }

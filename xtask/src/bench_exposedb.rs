@@ -110,8 +110,6 @@ fn parse(args: &[&str]) -> Result<Options> {
 /// Runs the benchmark and prints the report.
 pub fn run(args: &[&str]) -> Result<()> {
     let o = parse(args)?;
-    let started = Instant::now();
-    let load_start = loadavg();
     crate::provision::provision_all()?;
     let psql = pg_harness::bin_dir(15).join("psql");
     ensure!(
@@ -132,6 +130,8 @@ pub fn run(args: &[&str]) -> Result<()> {
         })
     };
 
+    let started = Instant::now();
+    let load_start = loadavg();
     let mut report = String::new();
     let mut sections = Vec::new();
     for &size in &o.sizes {
@@ -189,7 +189,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     }
     let _ = writeln!(
         report,
-        "\nLoad average (1/5/15 min): start {load_start}, end {load_end}; total {:.0} s; all targets met: {}.",
+        "\nLoad average (1/5/15 min): start {load_start}, end {load_end}; measured in {:.0} s (after build and venv); all targets met: {}.",
         started.elapsed().as_secs_f64(),
         if all_met { "yes" } else { "NO" }
     );

@@ -110,8 +110,17 @@ pub async fn init(
         .map_err(|e| Failure::usage(format!("--user: {e}")))?;
     let version = version(admin)?;
     let (path, old) = read_hba(admin)?;
-    let hba = exposedb_block::plan(&old, version, &scope, &[], &[], &rule_comment(), args.force)
-        .map_err(super::plan_error)?;
+    let path_str = path.to_string_lossy().into_owned();
+    let hba = exposedb_block::plan(
+        &super::hba_file(&path_str, &old, version),
+        &mut pghba::FsLoader,
+        &scope,
+        &[],
+        &[],
+        &rule_comment(),
+        args.force,
+    )
+    .map_err(super::plan_error)?;
     let adds_ref: Vec<&str> = adds.iter().map(String::as_str).collect();
     let listen = plan_listen_addresses(&admin.facts.listen_addresses, &adds_ref);
     out.set("role", scope.user.clone());
@@ -177,8 +186,16 @@ pub async fn init(
         let (scope2, comment, force) = (scope.clone(), rule_comment(), args.force);
         admin
             .install_hba(&path, move |cur: &[u8]| {
-                exposedb_block::plan(cur, version, &scope2, &[], &[], &comment, force)
-                    .map(|c| c.new_text)
+                exposedb_block::plan(
+                    &super::hba_file(&path_str, cur, version),
+                    &mut pghba::FsLoader,
+                    &scope2,
+                    &[],
+                    &[],
+                    &comment,
+                    force,
+                )
+                .map(|c| c.new_text)
             })
             .await?
     } else {
@@ -235,6 +252,12 @@ pub async fn init(
         },
     );
     out.set("changed", !nothing_changed);
+    // verify-full only when a secondary would pass it with the system's
+    // trust store: a CA-signed certificate naming the advertised host.
+    let verify_full = scope.hostssl
+        && password.is_some()
+        && verifies_with_system_roots(&host, admin.facts.port, &scope).await;
+    out.set("verify_full", verify_full);
     match &password {
         Some(p) => {
             let mut b = ConnInfo::builder()
@@ -243,7 +266,11 @@ pub async fn init(
                 .user(scope.user.clone())
                 .password(p.expose().to_string())
                 .dbname(scope.database.clone());
-            if scope.hostssl {
+            if verify_full {
+                b = b
+                    .sslmode(pgctl::connect::SslMode::VerifyFull)
+                    .sslrootcert("system");
+            } else if scope.hostssl {
                 b = b.sslmode(pgctl::connect::SslMode::Require);
             }
             let uri = b.build().to_uri_with(UriScheme::Postgres);
@@ -319,12 +346,55 @@ pub async fn init(
                          save the certificate (the certificate_pem field of --json) and use sslrootcert=FILE with sslmode=verify-ca.",
                         cert.sha256_fingerprint()
                     ));
+                } else if !verify_full {
+                    out.say(format!(
+                        "The server certificate is signed by a CA this host's trust store does not know \
+                         (or does not name {host}): secondaries connect with sslmode=require. To verify it, \
+                         give them that CA's certificate as sslrootcert=FILE with sslmode=verify-full."
+                    ));
                 }
             }
             Err(e) => out.warn(format!("could not read the server certificate: {e}")),
         }
     }
     Ok(())
+}
+
+/// Whether a client reaching this server as `host` with
+/// `sslmode=verify-full sslrootcert=system` gets through the TLS handshake
+/// (the chain checks out against the system's roots and the certificate
+/// names `host`). Probed over loopback (`hostaddr=127.0.0.1`) with the
+/// advertised name; the login itself may fail, only TLS matters.
+async fn verifies_with_system_roots(host: &str, port: u16, scope: &exposedb_block::Scope) -> bool {
+    use pgctl::connect::ConnectErrorKind as K;
+    let info = ConnInfo::builder()
+        .host(host)
+        .set(pgctl::conninfo::Keyword::Hostaddr, "127.0.0.1")
+        .port(port)
+        .user(scope.user.clone())
+        .dbname(scope.database.clone())
+        .sslmode(pgctl::connect::SslMode::VerifyFull)
+        .sslrootcert("system")
+        .connect_timeout(5)
+        .build();
+    let env = pgctl::conninfo::MapEnvironment::new();
+    let Ok(resolved) = pgctl::conninfo::resolve(&info, &env) else {
+        return false;
+    };
+    match pgctl::connect::connect(&resolved.params).await {
+        Ok(_) => true,
+        Err(e) => matches!(
+            e.kind(),
+            K::NoHbaEntry
+                | K::BadPassword
+                | K::PasswordMissing
+                | K::AuthenticationFailed
+                | K::RoleDoesNotExist
+                | K::DatabaseDoesNotExist
+                | K::TooManyConnections
+                | K::ServerNotAccepting
+        ),
+    }
 }
 
 fn role_failure(e: pgctl::error::Error) -> Failure {

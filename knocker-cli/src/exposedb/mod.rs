@@ -262,7 +262,7 @@ async fn execute(args: &ExposedbArgs, action: Action, out: &mut Out) -> Result<(
         Action::Deinit => init::deinit(args, &app, &mut admin, out).await,
         Action::Change { add, remove } => change(args, &app, &mut admin, &add, &remove, out).await,
         Action::List => list(args, &app, &admin, out),
-        Action::Explain(addr) => explain(args, &app, &admin, addr, out),
+        Action::Explain(addr) => explain(args, &app, &admin, addr, out).await,
     }
 }
 
@@ -304,12 +304,36 @@ pub(crate) fn rule_comment() -> String {
     format!("added {} by {who}", output::utc_now())
 }
 
+/// Where an operator's line is, for messages: `pg_hba.conf line N`, or
+/// `FILE line N (included from pg_hba.conf)`.
+fn line_place(line: &exposedb_block::EarlierLine) -> String {
+    if line.included {
+        format!(
+            "{} line {} (included from pg_hba.conf)",
+            line.file, line.line_number
+        )
+    } else {
+        format!("pg_hba.conf line {}", line.line_number)
+    }
+}
+
+/// The top pg_hba.conf at `path` for [`exposedb_block`]; included files
+/// are read from disk with [`pghba::FsLoader`], relative to it.
+fn hba_file<'a>(path: &'a str, text: &'a [u8], version: PgVersion) -> exposedb_block::HbaFile<'a> {
+    exposedb_block::HbaFile {
+        path,
+        text,
+        version,
+    }
+}
+
 fn plan_error(e: PlanError) -> Failure {
     match e {
         PlanError::RejectedBy { net, line } => Failure::failed(format!(
-            "pg_hba.conf line {} rejects connections from part of {net} before the knocker block:\n  {}\n\
+            "{} rejects connections from part of {net} before the knocker block:\n  {}\n\
              The operator's reject wins: narrow the CIDR, change that line, or add --force.",
-            line.line_number, line.text
+            line_place(&line),
+            line.text
         )),
         other => Failure::failed(format!("pg_hba.conf: {other}")),
     }
@@ -328,13 +352,26 @@ async fn change(
     let version = version(admin)?;
     let (path, old) = read_hba(admin)?;
     let comment = rule_comment();
-    let planned = exposedb_block::plan(&old, version, &scope, add, remove, &comment, args.force)
-        .map_err(plan_error)?;
+    let path_str = path.to_string_lossy().into_owned();
+    let planned = exposedb_block::plan(
+        &hba_file(&path_str, &old, version),
+        &mut pghba::FsLoader,
+        &scope,
+        add,
+        remove,
+        &comment,
+        args.force,
+    )
+    .map_err(plan_error)?;
     for (net, line) in &planned.shadowed_by {
         let how = if line.rejects { "rejects" } else { "decides" };
+        let place = if line.included {
+            format!("{}:{}", line.file, line.line_number)
+        } else {
+            format!("line {}", line.line_number)
+        };
         out.warn(format!(
-            "line {} comes first and {how} {} connections from {net}: {}",
-            line.line_number,
+            "{place} comes first and {how} {} connections from {net}: {}",
             if line.covers_all { "all" } else { "some" },
             line.text
         ));
@@ -387,8 +424,16 @@ async fn change(
                 if current == old.as_slice() {
                     return Ok(planned_text);
                 }
-                exposedb_block::plan(current, version, &scope2, &add2, &remove2, &comment, force)
-                    .map(|c| c.new_text)
+                exposedb_block::plan(
+                    &hba_file(&path_str, current, version),
+                    &mut pghba::FsLoader,
+                    &scope2,
+                    &add2,
+                    &remove2,
+                    &comment,
+                    force,
+                )
+                .map(|c| c.new_text)
             })
             .await?
     } else {
@@ -481,7 +526,83 @@ fn list(
     Ok(())
 }
 
-fn explain(
+/// Membership answers for `--explain`: whether the remote role belongs to
+/// each role the file names (`+group`, and the database for `samerole`),
+/// as the server's hba.c `is_member()` decides it.
+struct Membership {
+    user: String,
+    member_of: std::collections::HashMap<String, bool>,
+}
+
+impl pghba::matcher::MatchContext for Membership {
+    fn is_member(&self, user: &str, role: &str) -> Option<bool> {
+        if user != self.user {
+            return None;
+        }
+        self.member_of.get(role).copied()
+    }
+}
+
+/// The roles `rules` asks membership of for a connection to `database`:
+/// `+group` user names, and the database name when a rule says
+/// `samerole`/`samegroup`.
+fn roles_asked(rules: &pghba::matcher::RuleSet, database: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in &rules.rules {
+        for t in &r.rule.users {
+            if let Some(g) = t.member_of() {
+                out.push(g.to_string());
+            }
+        }
+        if r.rule
+            .databases
+            .iter()
+            .any(|t| t.is_keyword("samerole") || t.is_keyword("samegroup"))
+        {
+            out.push(database.to_string());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Which of `roles` the role `user` belongs to, the way hba.c's
+/// `is_member()` asks (`is_member_of_role_nosuper()`): every role reachable
+/// through `pg_auth_members` grants, itself included, whatever the grants'
+/// INHERIT/SET options, and no superuser bypass (unlike `pg_has_role`).
+/// A role that does not exist is no member of anything.
+async fn membership(
+    client: &tokio_postgres::Client,
+    user: &str,
+    roles: Vec<String>,
+) -> Result<Membership, Failure> {
+    let mut member_of: std::collections::HashMap<String, bool> =
+        roles.iter().map(|r| (r.clone(), false)).collect();
+    if !roles.is_empty() {
+        let rows = client
+            .query(
+                "WITH RECURSIVE m(oid) AS ( \
+                   SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1 \
+                   UNION \
+                   SELECT a.roleid FROM pg_catalog.pg_auth_members a JOIN m ON a.member = m.oid) \
+                 SELECT r.rolname::text FROM pg_catalog.pg_roles r JOIN m ON r.oid = m.oid \
+                 WHERE r.rolname = ANY($2::text[])",
+                &[&user, &roles],
+            )
+            .await
+            .map_err(|e| Failure::failed(format!("reading role memberships: {e}")))?;
+        for row in rows {
+            member_of.insert(row.get(0), true);
+        }
+    }
+    Ok(Membership {
+        user: user.to_string(),
+        member_of,
+    })
+}
+
+async fn explain(
     args: &ExposedbArgs,
     app: &target::AppConn,
     admin: &target::Admin,
@@ -491,18 +612,40 @@ fn explain(
     let version = version(admin)?;
     let (path, bytes) = read_hba(admin)?;
     let scope = scope(args, app, admin);
-    let rules = exposedb_block::rule_set(&bytes, version, scope.hostssl);
-    let m = rules.first_match(
-        &exposedb_block::connection(&scope, addr),
-        &pghba::matcher::StaticContext::default(),
+    let path_str = path.to_string_lossy().into_owned();
+    let rules = exposedb_block::rule_set(
+        &hba_file(&path_str, &bytes, version),
+        &mut pghba::FsLoader,
+        scope.hostssl,
     );
-    let doc = HbaDocument::parse_for(&bytes, version);
-    let text_of = |line: u32| {
-        doc.lines()
+    let ctx = membership(
+        admin.client(),
+        &scope.user,
+        roles_asked(&rules, &scope.database),
+    )
+    .await?;
+    let m = rules.first_match(&exposedb_block::connection(&scope, addr), &ctx);
+    // Line texts, each file parsed once (included files read again).
+    let mut docs: std::collections::HashMap<String, HbaDocument> = std::collections::HashMap::new();
+    docs.insert(path_str.clone(), HbaDocument::parse_for(&bytes, version));
+    let mut text_of = |file: &str, line: u32| {
+        docs.entry(file.to_string())
+            .or_insert_with(|| {
+                HbaDocument::parse_for(&std::fs::read(file).unwrap_or_default(), version)
+            })
+            .lines()
             .iter()
             .find(|l| l.line_number() == line)
             .map(|l| String::from_utf8_lossy(l.content()).trim_end().to_string())
             .unwrap_or_default()
+    };
+    // `line N` in the top file, `FILE:N` in an included one.
+    let place = |file: &str, line: u32| {
+        if file == path_str {
+            format!("line {line}")
+        } else {
+            format!("{file}:{line}")
+        }
     };
     out.set("hba_file", path.display().to_string());
     out.set("address", addr.to_string());
@@ -515,15 +658,16 @@ fn explain(
         m.maybe
             .iter()
             .map(|&i| {
-                let line = rules.rules[i].line;
-                serde_json::json!({"line": line, "text": text_of(line)})
+                let r = &rules.rules[i];
+                serde_json::json!({"file": r.file, "line": r.line, "text": text_of(&r.file, r.line)})
             })
             .collect::<Vec<_>>(),
     );
     let mut steps = Vec::new();
     let mut said = Vec::new();
     for step in &m.steps {
-        let line = rules.rules[step.index].line;
+        let r = &rules.rules[step.index];
+        let (line, at) = (r.line, place(&r.file, r.line));
         let (outcome, why) = match &step.outcome {
             RuleOutcome::Matches => ("matches", String::new()),
             RuleOutcome::NoMatch(r) => ("no match", r.to_string()),
@@ -535,13 +679,15 @@ fn explain(
                     .join("; "),
             ),
         };
-        steps.push(serde_json::json!({"line": line, "outcome": outcome, "why": why}));
+        steps.push(
+            serde_json::json!({"file": r.file, "line": line, "outcome": outcome, "why": why}),
+        );
         match &step.outcome {
             RuleOutcome::Matches => {}
-            RuleOutcome::NoMatch(_) => said.push(format!("  line {line}: passed over ({why})")),
+            RuleOutcome::NoMatch(_) => said.push(format!("  {at}: passed over ({why})")),
             RuleOutcome::Unknown(_) => said.push(format!(
-                "  line {line}: may match first, it cannot be decided offline ({why}): {}",
-                text_of(line)
+                "  {at}: may match first, it cannot be decided offline ({why}): {}",
+                text_of(&r.file, line)
             )),
         }
     }
@@ -554,7 +700,8 @@ fn explain(
     );
     match m.rule() {
         Some(hit) => {
-            let (n, t, method) = (hit.line, text_of(hit.line), hit.rule.method);
+            let (n, t, method) = (hit.line, text_of(&hit.file, hit.line), hit.rule.method);
+            out.set("file", hit.file.clone());
             out.set("line", n);
             out.set("text", t.clone());
             out.set("method", method.as_str());
@@ -566,7 +713,7 @@ fn explain(
             };
             out.say(format!(
                 "{head} hits {}:{n} and {verdict}:\n  {t}",
-                path.display()
+                hit.file
             ));
         }
         None => {
