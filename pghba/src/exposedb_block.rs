@@ -39,7 +39,7 @@ use ipnet::IpNet;
 
 use crate::check::{FileLoader, NoFiles};
 use crate::document::{HbaDocument, LineKind};
-use crate::edit::{quote_name, BlockError};
+use crate::edit::{quote_name, BlockError, BlockRange};
 use crate::matcher::{Connection, LocatedRule, RuleSet};
 use crate::rule::{AuthMethod, ConnectionType, HbaAddress, HbaRule};
 use crate::shadow::{self, candidate_rule, Overlap};
@@ -382,13 +382,40 @@ pub fn list(doc: &HbaDocument, version: PgVersion) -> Result<Vec<BlockRule>, Blo
     let Some(range) = doc.find_block(BEGIN_MARKER, END_MARKER)? else {
         return Ok(Vec::new());
     };
-    let rules = top_rules(doc, version);
-    Ok(
-        block_rules(doc, &located(doc, &rules, FILE_NAME), range.inner())
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect(),
-    )
+    Ok(rules_in_block(doc, &range, version)
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
+}
+
+/// The block's rules (index into `doc.lines()` with each), read from the
+/// block's own lines only: the block holds knocker's lines, whose meaning
+/// does not depend on the rest of the file (an include directive or a line
+/// the version rejects inside it is read and skipped as in the whole file).
+/// Their line numbers are shifted back to the file's.
+fn rules_in_block(
+    doc: &HbaDocument,
+    range: &BlockRange,
+    version: PgVersion,
+) -> Vec<(usize, BlockRule)> {
+    let lines = &doc.lines()[range.begin..range.end];
+    let mut inner = top_rules_of(lines, version);
+    let shift = lines[0].line_number() - 1;
+    for rule in &mut inner.rules {
+        rule.line += shift;
+    }
+    let index: HashMap<u32, usize> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.line_number(), range.begin + i))
+        .collect();
+    let found: Vec<(usize, &LocatedRule)> = inner
+        .rules
+        .iter()
+        .filter(|r| r.file == FILE_NAME)
+        .filter_map(|r| index.get(&r.line).map(|&i| (i, r)))
+        .collect();
+    block_rules(doc, &found, range.inner())
 }
 
 /// Compute the new file: the block created when missing, `add` CIDRs added
@@ -420,17 +447,9 @@ pub fn plan(
     // it is empty and only lines after it move.
     let existing = doc.find_block(BEGIN_MARKER, END_MARKER)?;
     let (begin, present) = match &existing {
-        Some(r) => {
-            // Only the block's own lines are read for its rules (with the
-            // prefix read below, the file is loaded about once).
-            let mut inner = top_rules_of(&doc.lines()[r.begin..r.end], version);
-            let shift = doc.lines()[r.begin].line_number() - 1;
-            for rule in &mut inner.rules {
-                rule.line += shift;
-            }
-            let found = located(&doc, &inner, FILE_NAME);
-            (r.begin, block_rules(&doc, &found, r.inner()))
-        }
+        // Only the block's own lines are read for its rules (with the
+        // prefix read below, the file is loaded about once).
+        Some(r) => (r.begin, rules_in_block(&doc, r, version)),
         None => {
             let all = rule_set(file, loader, scope.hostssl);
             (
@@ -660,6 +679,38 @@ mod tests {
         let (gone, had) = remove(&r.new_text, PgVersion::V16).unwrap();
         assert!(had);
         assert_eq!(gone, old);
+    }
+
+    /// Guards `list` reading only the block's lines: rules mid-file keep
+    /// the file's line numbers (also after a continued line before the
+    /// block), an operator's edit inside the block is reported as it is,
+    /// and a line the version rejects inside it is skipped.
+    #[test]
+    fn list_reads_the_block_alone_with_the_files_line_numbers() {
+        let text = format!(
+            "local all all trust\nhost all \\\n all 10.9.0.0/16 md5\n{BEGIN_MARKER}\n\
+             host knocknoc knocknoc_remote 10.1.0.0/16 scram-sha-256 # a\n\
+             hostssl all knocknoc_remote 10.2.0.0/16 md5\n\
+             host knocknoc knocknoc_remote 10.3.0.0/33 scram-sha-256\n\
+             host knocknoc knocknoc_remote fe80::/64 scram-sha-256 # b\n\
+             {END_MARKER}\nhost all all all reject\n"
+        );
+        let doc = HbaDocument::parse_for(text.as_bytes(), PgVersion::V16);
+        let got = list(&doc, PgVersion::V16).unwrap();
+        let lines: Vec<(u32, String, Option<String>)> = got
+            .iter()
+            .map(|r| (r.line_number, r.net.to_string(), r.comment.clone()))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                (5, "10.1.0.0/16".to_string(), Some("a".to_string())),
+                (6, "10.2.0.0/16".to_string(), None),
+                (8, "fe80::/64".to_string(), Some("b".to_string())),
+            ]
+        );
+        assert_eq!(got[1].connection_type, ConnectionType::HostSsl);
+        assert_eq!(got[1].databases, vec!["all".to_string()]);
     }
 
     #[test]
