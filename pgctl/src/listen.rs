@@ -17,7 +17,7 @@
 //!     let client = restart_and_wait(&client, &how, Duration::from_secs(60), || async {
 //!         let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
 //!         tokio::spawn(connection);
-//!         Ok(client)
+//!         Ok::<_, tokio_postgres::Error>(client)
 //!     })
 //!     .await?;
 //!     verify_listening(&client, facts.port, &plan).await?;
