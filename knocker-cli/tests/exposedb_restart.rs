@@ -9,24 +9,6 @@ use std::time::Duration;
 use expectrl::{Eof, Session};
 use pg_harness::Cluster;
 
-/// Stops whatever postmaster runs in the cluster's data directory when
-/// dropped: after knocker's pg_ctl restart it is no longer the harness's
-/// child, so the harness could not stop it. Declare it after the cluster.
-struct StopServer<'a>(&'a Cluster);
-
-impl Drop for StopServer<'_> {
-    fn drop(&mut self) {
-        let _ = self
-            .0
-            .os_user()
-            .command(self.0.bin_dir().join("pg_ctl"))
-            .arg("-D")
-            .arg(self.0.data_dir())
-            .args(["-m", "immediate", "stop"])
-            .output();
-    }
-}
-
 /// A primary with a Knocknoc database, and a knocknoc.conf for it.
 async fn primary(major: u32) -> (Cluster, tempfile::TempDir, PathBuf) {
     let pg = Cluster::start(major).await;
@@ -107,7 +89,6 @@ fn init_on_a_pty(pg: &Cluster, conf: &std::path::Path, answer: &str) -> (String,
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_prompt_answered_yes_restarts_pg17() {
     let (pg, _dir, conf) = primary(17).await;
-    let _stop = StopServer(&pg);
     let before = start_time(&pg).await;
     let (text, status) = tokio::task::block_in_place(|| init_on_a_pty(&pg, &conf, "y"));
     assert!(
@@ -126,7 +107,6 @@ async fn restart_prompt_answered_yes_restarts_pg17() {
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_prompt_answered_no_restarts_nothing_and_says_what_to_run_pg17() {
     let (pg, _dir, conf) = primary(17).await;
-    let _stop = StopServer(&pg);
     let before = start_time(&pg).await;
     let listen_before = running_listen_addresses(&pg).await;
     let (text, status) = tokio::task::block_in_place(|| init_on_a_pty(&pg, &conf, "n"));
@@ -157,7 +137,6 @@ async fn restart_prompt_answered_no_restarts_nothing_and_says_what_to_run_pg17()
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_that_never_comes_back_reports_the_last_connection_error_pg17() {
     let (pg, _dir, conf) = primary(17).await;
-    let _stop = StopServer(&pg);
     // A setting that only bites at the next start: the restart stops the
     // server and it cannot start again.
     pg.connect()

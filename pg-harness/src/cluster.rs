@@ -52,7 +52,9 @@ pub struct ClusterOptions {
 ///
 /// Listens on `127.0.0.1` on a free port and on a unix socket in its own
 /// directory; the superuser is `postgres`. Dropping it stops the server
-/// (immediate shutdown) and removes its directory, also during a panic.
+/// (immediate shutdown), also one the code under test started in its data
+/// directory (a `pg_ctl restart`), and removes its directory, also during a
+/// panic.
 #[derive(Debug)]
 pub struct Cluster {
     major: u32,
@@ -615,6 +617,17 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.shutdown(Signal::SIGQUIT);
+        // A postmaster that is not our child (restarted by pg_ctl under the
+        // code being tested) still holds the lock file.
+        if self.data_dir.join("postmaster.pid").exists() {
+            let _ = self
+                .os_user
+                .command(self.bin_dir().join("pg_ctl"))
+                .arg("-D")
+                .arg(&self.data_dir)
+                .args(["-m", "immediate", "stop"])
+                .output();
+        }
         if std::env::var_os("PG_HARNESS_KEEP").is_none() {
             let _ = fs::remove_dir_all(&self.dir);
         }

@@ -18,24 +18,6 @@ use pgctl::listen::{
 use pgctl::server::{detect_manager, read_facts, ServerManager};
 use tokio_postgres::{Client, NoTls};
 
-/// Stops whatever postmaster runs in the cluster's data directory when
-/// dropped: after a pg_ctl restart it is no longer the harness's child, so
-/// the harness could not stop it. Declare it after the cluster.
-struct StopServer<'a>(&'a Cluster);
-
-impl Drop for StopServer<'_> {
-    fn drop(&mut self) {
-        let _ = self
-            .0
-            .os_user()
-            .command(self.0.bin_dir().join("pg_ctl"))
-            .arg("-D")
-            .arg(self.0.data_dir())
-            .args(["-m", "immediate", "stop"])
-            .output();
-    }
-}
-
 async fn connect(pg: &Cluster) -> Result<Client, tokio_postgres::Error> {
     let (client, connection) = pg.config().connect(NoTls).await?;
     tokio::spawn(connection);
@@ -56,7 +38,6 @@ async fn restart(pg: &Cluster, client: &Client, how: &RestartWith) -> Client {
 pg_harness::pg_test!(
     async fn pg_ctl_restart_makes_the_server_listen_on_all_ipv4_and_deinit_restores(major: u32) {
         let pg = Cluster::start(major).await;
-        let _stop = StopServer(&pg);
         let client = pg.connect().await;
         let facts = read_facts(&client).await.unwrap();
         assert!(!accepts_tcp("127.0.0.2", pg.port()).await);
@@ -136,7 +117,6 @@ pg_harness::pg_test!(
             return; // allow_alter_system exists from 17 on.
         }
         let pg = Cluster::start(major).await;
-        let _stop = StopServer(&pg);
         let client = pg.connect().await;
         disable_alter_system(&pg, &client, "").await;
         let facts = read_facts(&client).await.unwrap();
@@ -302,7 +282,6 @@ pg_harness::pg_test!(
 pg_harness::pg_test!(
     async fn printed_restart_command_works_as_a_caller_supplied_command(major: u32) {
         let pg = Cluster::start(major).await;
-        let _stop = StopServer(&pg);
         let client = pg.connect().await;
         let facts = read_facts(&client).await.unwrap();
         let manager = detect_manager(&facts);
