@@ -149,6 +149,72 @@ pg_harness::pg_test!(
     }
 );
 
+/// Guards the shortcut of step 4: the server is asked about the CURRENT file
+/// only when the lock file does not record this very version as installed
+/// with a confirmed reload; the check of the NEW file always runs. Counted
+/// in the server's statement log.
+#[test]
+fn current_file_check_is_skipped_only_for_the_version_last_installed_pg17() {
+    pg_harness::block_on(async {
+        let pg = Cluster::start_with(
+            17,
+            pg_harness::ClusterOptions {
+                settings: vec![("log_statement".into(), "all".into())],
+                ..Default::default()
+            },
+        )
+        .await;
+        let client = pg.connect().await;
+        let hba = pg.hba_file();
+        let checks = || {
+            pg.log()
+                .matches("error is not null and type is null")
+                .count()
+        };
+        let add = |line: &'static str| {
+            let options = InstallOptions {
+                reconnect: Some(Arc::new(pg.config())),
+                ..InstallOptions::default()
+            };
+            let client = &client;
+            let hba = hba.clone();
+            async move {
+                edit(
+                    client,
+                    &hba,
+                    |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, line)),
+                    &options,
+                )
+                .await
+                .unwrap()
+            }
+        };
+        assert!(
+            add("host knocknoc a 203.0.113.1/32 scram-sha-256")
+                .await
+                .changed
+        );
+        assert_eq!(checks(), 2, "first run: current file and new file");
+        assert!(
+            add("host knocknoc b 203.0.113.2/32 scram-sha-256")
+                .await
+                .changed
+        );
+        assert_eq!(checks(), 3, "the version it installed: new file only");
+        // Someone else edits the file: the recorded version no longer
+        // matches, so the server is asked about the current file again.
+        let mut text = std::fs::read(&hba).unwrap();
+        text.extend_from_slice(b"# edited by hand\n");
+        std::fs::write(&hba, &text).unwrap();
+        assert!(
+            add("host knocknoc c 203.0.113.3/32 scram-sha-256")
+                .await
+                .changed
+        );
+        assert_eq!(checks(), 5, "edited by someone else: both checks");
+    });
+}
+
 #[test]
 fn a_path_that_is_not_the_servers_hba_file_is_refused_pg17() {
     pg_harness::block_on(async {
