@@ -2,7 +2,9 @@
 //! by side with PostgreSQL's own parse and pgtoolkit's Python parser.
 //!
 //! Run it with `cargo xtask bench hba` (or `cargo bench -p knocker-cli --bench
-//! hba`; arguments after `--`: `--sizes 1000,10000`, `--skip-pgtoolkit`).
+//! hba`; arguments after `--`: `--sizes 1000,10000`, `--skip-pgtoolkit`,
+//! `--keep-files` to leave the generated files in `target/bench-hba/` for
+//! profiling).
 //! It is a plain `harness = false` program: nothing here is part of the
 //! default test build, and CI does not run it.
 //!
@@ -28,6 +30,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut sizes = DEFAULT_SIZES.to_vec();
     let mut with_pgtoolkit = true;
+    let mut keep_files = false;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -46,6 +49,7 @@ fn main() {
                     .collect();
             }
             "--skip-pgtoolkit" => with_pgtoolkit = false,
+            "--keep-files" => keep_files = true,
             // `cargo bench` passes `--bench`; ignore what we do not know.
             _ => {}
         }
@@ -126,7 +130,9 @@ fn main() {
                 server,
                 pgtoolkit,
             });
-            std::fs::remove_file(&file).ok();
+            if !keep_files {
+                std::fs::remove_file(&file).ok();
+            }
         }
     });
 

@@ -9,6 +9,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// glibc's `inet_aton_exact()`: `a.b.c.d`, `a.b.c` (c: 16 bits), `a.b`
 /// (b: 24 bits) or `a` (32 bits), each part decimal, `0x` hex or `0` octal.
 pub fn inet_aton(s: &[u8]) -> Option<Ipv4Addr> {
+    if let Some(a) = plain_dotted_quad(s) {
+        return Some(a);
+    }
     let mut parts = [0u32; 3];
     let mut nparts = 0usize;
     let mut i = 0;
@@ -47,6 +50,34 @@ pub fn inet_aton(s: &[u8]) -> Option<Ipv4Addr> {
     }
 }
 
+/// The usual spelling, `a.b.c.d` with each part 0-255 in decimal without
+/// leading zeros, read in one pass ([`inet_aton`] reads it the same way);
+/// `None` for anything else.
+fn plain_dotted_quad(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (k, octet) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if s.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut val: u32 = 0;
+        while i < s.len() && i - start < 3 && s[i].is_ascii_digit() {
+            val = val * 10 + u32::from(s[i] - b'0');
+            i += 1;
+        }
+        // no digit, a leading zero (octal), or above 255: the general path
+        if i == start || (s[start] == b'0' && i - start > 1) || val > 255 {
+            return None;
+        }
+        *octet = val as u8;
+    }
+    (i == s.len()).then(|| Ipv4Addr::from(octets))
+}
+
 /// `strtoul(s, &end, 0)` for a string starting with a digit: returns the
 /// value (None when above 32 bits) and the bytes used.
 fn strtoul_base0(s: &[u8]) -> Option<(u32, usize)> {
@@ -64,13 +95,19 @@ fn strtoul_base0(s: &[u8]) -> Option<(u32, usize)> {
     };
     let mut val: u64 = 0;
     let start = i;
-    while i < s.len() {
-        let d = match (s[i] as char).to_digit(base) {
-            Some(d) => d as u64,
-            None => break,
-        };
-        val = val.saturating_mul(base as u64).saturating_add(d);
-        i += 1;
+    if base == 10 {
+        // the usual case, without the general digit conversion
+        while let Some(&c) = s.get(i).filter(|c| c.is_ascii_digit()) {
+            val = val.saturating_mul(10).saturating_add(u64::from(c - b'0'));
+            i += 1;
+        }
+    } else {
+        while let Some(d) = s.get(i).and_then(|&c| char::from(c).to_digit(base)) {
+            val = val
+                .saturating_mul(u64::from(base))
+                .saturating_add(u64::from(d));
+            i += 1;
+        }
     }
     debug_assert!(i > start || base == 8);
     if val > u32::MAX as u64 {
@@ -138,18 +175,139 @@ pub fn parse_numeric_host_in(s: &[u8], interfaces: &InterfaceNames) -> Option<Ip
     if let Some(v4) = inet_aton(s) {
         return Some(IpAddr::V4(v4));
     }
-    let text = std::str::from_utf8(s).ok()?;
-    let (addr, scope) = match text.split_once('%') {
-        Some((a, scope)) => (a, Some(scope)),
-        None => (text, None),
+    // every IPv6 address has a colon: host names stop here
+    if !s.contains(&b':') {
+        return None;
+    }
+    let (addr, scope) = match s.iter().position(|&c| c == b'%') {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
     };
-    let addr = addr.parse::<Ipv6Addr>().ok()?;
+    let addr = inet_pton6(addr)?;
     if let Some(scope) = scope {
+        let scope = std::str::from_utf8(scope).ok()?;
         if !scope_is_valid(&addr, scope, interfaces) {
             return None;
         }
     }
     Some(IpAddr::V6(addr))
+}
+
+/// glibc's `inet_pton6()`: up to eight groups of at most four hex digits,
+/// one `::` standing for at least one zero group, and optionally a dotted
+/// quad ([`inet_pton4`]) as the last 32 bits.
+pub fn inet_pton6(s: &[u8]) -> Option<Ipv6Addr> {
+    let mut out = [0u8; 16];
+    let mut tp = 0;
+    let mut colon_at: Option<usize> = None;
+    let mut i = 0;
+    // a leading colon must be the start of "::"
+    if s.first() == Some(&b':') {
+        if s.get(1) != Some(&b':') {
+            return None;
+        }
+        i = 1;
+    }
+    if s.is_empty() {
+        return None;
+    }
+    let mut token_start = i;
+    let mut digits = 0;
+    let mut val: u16 = 0;
+    while i < s.len() {
+        let c = s[i];
+        i += 1;
+        if let Some(d) = char::from(c).to_digit(16) {
+            if digits == 4 {
+                return None;
+            }
+            val = (val << 4) | d as u16;
+            digits += 1;
+            continue;
+        }
+        if c == b':' {
+            token_start = i;
+            if digits == 0 {
+                if colon_at.is_some() {
+                    return None;
+                }
+                colon_at = Some(tp);
+                continue;
+            }
+            if i == s.len() || tp + 2 > 16 {
+                return None;
+            }
+            out[tp..tp + 2].copy_from_slice(&val.to_be_bytes());
+            tp += 2;
+            digits = 0;
+            val = 0;
+            continue;
+        }
+        if c == b'.' && tp + 4 <= 16 {
+            if let Some(quad) = inet_pton4(&s[token_start..]) {
+                out[tp..tp + 4].copy_from_slice(&quad);
+                tp += 4;
+                digits = 0;
+                break;
+            }
+        }
+        return None;
+    }
+    if digits > 0 {
+        if tp + 2 > 16 {
+            return None;
+        }
+        out[tp..tp + 2].copy_from_slice(&val.to_be_bytes());
+        tp += 2;
+    }
+    if let Some(at) = colon_at {
+        // "::" must stand for at least one group
+        if tp == 16 {
+            return None;
+        }
+        let n = tp - at;
+        out.copy_within(at..tp, 16 - n);
+        out[at..16 - n].fill(0);
+        tp = 16;
+    }
+    (tp == 16).then(|| Ipv6Addr::from(out))
+}
+
+/// glibc's `inet_pton4()`: exactly four decimal parts 0-255, no leading
+/// zeros (stricter than [`inet_aton`]).
+fn inet_pton4(s: &[u8]) -> Option<[u8; 4]> {
+    let mut out = [0u8; 4];
+    let mut k = 0;
+    let mut octets = 0;
+    let mut saw_digit = false;
+    for &c in s {
+        if c.is_ascii_digit() {
+            if saw_digit && out[k] == 0 {
+                return None;
+            }
+            let new = u32::from(out[k]) * 10 + u32::from(c - b'0');
+            if new > 255 {
+                return None;
+            }
+            out[k] = new as u8;
+            if !saw_digit {
+                octets += 1;
+                if octets > 4 {
+                    return None;
+                }
+                saw_digit = true;
+            }
+        } else if c == b'.' && saw_digit {
+            if octets == 4 {
+                return None;
+            }
+            k += 1;
+            saw_digit = false;
+        } else {
+            return None;
+        }
+    }
+    (octets == 4).then_some(out)
 }
 
 /// glibc's `__inet6_scopeid_pton()`.
@@ -288,6 +446,74 @@ fn format_ipv6(a: &Ipv6Addr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    extern "C" {
+        fn inet_pton(
+            af: libc::c_int,
+            src: *const libc::c_char,
+            dst: *mut libc::c_void,
+        ) -> libc::c_int;
+    }
+
+    /// What glibc itself says.
+    fn glibc_pton6(s: &str) -> Option<Ipv6Addr> {
+        let c = std::ffi::CString::new(s).ok()?;
+        let mut out = [0u8; 16];
+        // SAFETY: `c` is NUL-terminated and `out` has the 16 bytes an
+        // AF_INET6 address needs.
+        let r = unsafe { inet_pton(libc::AF_INET6, c.as_ptr(), out.as_mut_ptr().cast()) };
+        (r == 1).then(|| Ipv6Addr::from(out))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// `inet_pton6` agrees with glibc's on near-addresses (group
+        /// lengths 0-5, `::` anywhere, dotted tails with bad parts)...
+        #[test]
+        fn inet_pton6_is_glibc_on_address_shapes(
+            s in "(([0-9a-fA-F]{0,5}|[0-9]{1,3}(\\.[0-9]{1,4}){0,4}):{1,2}){0,9}([0-9a-fA-F]{0,5}|0?[0-9]{1,3}(\\.0?[0-9]{1,3}){2,4})"
+        ) {
+            prop_assert_eq!(inet_pton6(s.as_bytes()), glibc_pton6(&s), "{}", s);
+        }
+
+        /// ...and on arbitrary strings of the bytes that matter.
+        #[test]
+        fn inet_pton6_is_glibc_on_noise(s in "[0-9a-gA-G:.x ]{0,42}") {
+            prop_assert_eq!(inet_pton6(s.as_bytes()), glibc_pton6(&s), "{}", s);
+        }
+    }
+
+    #[test]
+    fn inet_pton6_cases_glibc_decides() {
+        for s in [
+            "::",
+            "::1",
+            "1::",
+            "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7::8",
+            "1:2:3:4:5:6:7:8::",
+            ":1::",
+            "1:::2",
+            "::ffff:1.2.3.4",
+            "::1.2.3.04",
+            "1:2:3:4:5:6:1.2.3.4",
+            "1:2:3:4:5:6:7:1.2.3.4",
+            "::12345",
+            "00000::",
+            "1:",
+            "::1.2.3",
+            "1.2.3.4",
+            "::256.1.1.1",
+            "fe80::1",
+            "a::b.1.2.3",
+            "",
+            ":",
+        ] {
+            assert_eq!(inet_pton6(s.as_bytes()), glibc_pton6(s), "{s:?}");
+        }
+    }
 
     fn v4(s: &str) -> Option<String> {
         inet_aton(s.as_bytes()).map(|a| a.to_string())

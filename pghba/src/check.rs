@@ -10,8 +10,8 @@
 use std::io;
 use std::path::Path;
 
-use crate::parser::{self, lossy, Dialect, LineSplitter, LogicalLine, Token};
-use crate::rule::{parse_fields, FlatFields, InputToken, LineVerdict};
+use crate::parser::{self, lossy, Dialect, LineSplitter, LogicalLine};
+use crate::rule::{parse_fields_into, FlatFields, InputToken, LineVerdict};
 use crate::version::ValidateOptions;
 
 /// Deepest include nesting the server accepts (`CONF_FILE_MAX_DEPTH`).
@@ -84,7 +84,7 @@ pub struct CheckedLine<'a> {
     /// `rule_number` of the view (16+): counts lines without error.
     pub rule_number: Option<u32>,
     /// The verdict.
-    pub verdict: LineVerdict,
+    pub verdict: &'a LineVerdict,
 }
 
 /// The verdict on a whole file.
@@ -194,6 +194,11 @@ struct Walker<'s> {
     ok: bool,
     entries: usize,
     logged: Vec<LoggedProblem>,
+    /// The verdict on the current line, its rule's storage reused from
+    /// line to line.
+    verdict: LineVerdict,
+    /// Whether the options of `verdict`'s rule may not be the defaults.
+    options_dirty: bool,
 }
 
 /// Where the lines of a tokenized file go.
@@ -364,7 +369,7 @@ impl Walker<'_> {
     fn tokenize_file(&mut self, name: &str, bytes: &[u8], depth: u32, out: &mut Out<'_>) {
         // Buffers reused from line to line: a line's tokens borrow its
         // content, so they are handed back empty after each line.
-        let mut spare_tokens: Vec<Token<'static>> = Vec::new();
+        let mut spare_tokens: Vec<InputToken<'static>> = Vec::new();
         let mut spare_input: Vec<InputToken<'static>> = Vec::new();
         let mut ends = Vec::new();
         let mut field_ends = Vec::new();
@@ -388,7 +393,8 @@ impl Walker<'_> {
 
     /// One logical line of [`Walker::tokenize_file`]: `tokens` and `ends`
     /// receive the tokenizer's output, `input` and `field_ends` the fields
-    /// after `@file` expansion (all four are scratch space).
+    /// after `@file` expansion (all four are scratch space; on a line
+    /// without `@file` the two pairs are swapped instead of copied).
     #[allow(clippy::too_many_arguments)]
     fn tokenize_line<'l>(
         &mut self,
@@ -396,7 +402,7 @@ impl Walker<'_> {
         ll: &'l LogicalLine<'_>,
         depth: u32,
         out: &mut Out<'_>,
-        tokens: &mut Vec<Token<'l>>,
+        tokens: &mut Vec<InputToken<'l>>,
         ends: &mut Vec<usize>,
         input: &mut Vec<InputToken<'l>>,
         field_ends: &mut Vec<usize>,
@@ -409,6 +415,10 @@ impl Walker<'_> {
             error = Some(("authentication file line too long".into(), 0));
         } else {
             let (_, token_too_long) = parser::tokenize_into(&ll.content, &dialect, tokens, ends);
+            if !tokens.iter().any(InputToken::is_file_reference) {
+                std::mem::swap(tokens, input);
+                std::mem::swap(ends, field_ends);
+            }
             let mut drained = tokens.drain(..);
             let mut field_start = 0;
             'fields: for &end in ends.iter() {
@@ -420,23 +430,19 @@ impl Walker<'_> {
                             name,
                             &tok.value[1..],
                             depth + 1,
-                            tok.start,
+                            tok.offset,
                             &mut expanded,
                         );
                         input.extend(expanded);
                         if let Some(e) = e {
-                            error = Some((e, tok.start));
+                            error = Some((e, tok.offset));
                             if input.len() > first {
                                 field_ends.push(input.len());
                             }
                             break 'fields;
                         }
                     } else {
-                        input.push(InputToken {
-                            value: tok.value,
-                            quoted: tok.quoted,
-                            offset: tok.start,
-                        });
+                        input.push(tok);
                     }
                 }
                 field_start = end;
@@ -484,26 +490,32 @@ impl Walker<'_> {
                 error: error.map(|e| e.0),
             }),
             Out::Emit => {
-                let verdict = match error {
-                    Some((msg, at)) => LineVerdict {
-                        rule: None,
-                        error: Some(msg.clone()),
-                        message: Some((msg, at)),
-                    },
-                    None => parse_fields(
+                match error {
+                    Some((msg, at)) => {
+                        self.verdict = LineVerdict {
+                            rule: None,
+                            error: Some(msg.clone()),
+                            message: Some((msg, at)),
+                        }
+                    }
+                    None => parse_fields_into(
                         &FlatFields {
                             tokens: input,
                             ends: field_ends,
                         },
                         self.opts,
+                        &mut self.verdict,
+                        &mut self.options_dirty,
                     ),
-                };
-                self.emit(name, ll, verdict);
+                }
+                self.emit(name, ll);
             }
         }
     }
 
-    fn emit(&mut self, name: &str, ll: &LogicalLine<'_>, verdict: LineVerdict) {
+    /// Report the current line (its verdict is in `self.verdict`).
+    fn emit(&mut self, name: &str, ll: &LogicalLine<'_>) {
+        let verdict = &self.verdict;
         let rule_number = if verdict.error.is_none() {
             self.rule_number += 1;
             Some(self.rule_number)
@@ -547,6 +559,8 @@ pub fn check_bytes(
         ok: true,
         entries: 0,
         logged: Vec::new(),
+        verdict: LineVerdict::default(),
+        options_dirty: false,
     };
     w.tokenize_file(name, bytes, 0, &mut Out::Emit);
     let mut verdict = FileVerdict {

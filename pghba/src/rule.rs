@@ -11,7 +11,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::address;
-use crate::parser::lossy;
+use crate::parser::{lossy, Token};
 use crate::version::ValidateOptions;
 
 /// The first field of a record.
@@ -277,6 +277,18 @@ pub struct HbaRule {
 }
 
 impl HbaRule {
+    /// A rule to fill in place (see `parse_fields_into`).
+    fn placeholder() -> HbaRule {
+        HbaRule {
+            connection_type: ConnectionType::Local,
+            databases: Vec::new(),
+            users: Vec::new(),
+            address: None,
+            method: AuthMethod::Reject,
+            options: AuthOptions::default(),
+        }
+    }
+
     /// The `options` column of `pg_hba_file_rules` (`get_hba_options()`).
     pub fn view_options(&self) -> Vec<String> {
         let o = &self.options;
@@ -394,6 +406,23 @@ pub struct InputToken<'a> {
     pub offset: usize,
 }
 
+impl InputToken<'_> {
+    /// `@file`: an unquoted value starting with `@` followed by something.
+    pub fn is_file_reference(&self) -> bool {
+        !self.quoted && self.value.len() > 1 && self.value[0] == b'@'
+    }
+}
+
+impl<'a> From<Token<'a>> for InputToken<'a> {
+    fn from(t: Token<'a>) -> Self {
+        InputToken {
+            value: t.value,
+            quoted: t.quoted,
+            offset: t.start,
+        }
+    }
+}
+
 /// What the server concluded about one tokenized line.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct LineVerdict {
@@ -437,26 +466,41 @@ impl Ctx<'_> {
         }
     }
 
-    fn fail(mut self, msg: String, at: usize) -> LineVerdict {
+    /// ereport + *err_msg = ..., and the line is not kept.
+    fn fail(&mut self, msg: String, at: usize) -> bool {
         self.error(msg, at);
-        self.finish(None)
-    }
-
-    fn finish(self, rule: Option<HbaRule>) -> LineVerdict {
-        LineVerdict {
-            rule,
-            error: self.err_msg,
-            message: self.message,
-        }
+        false
     }
 }
 
 fn s(v: &[u8]) -> String {
+    let mut text = String::new();
+    set_text(&mut text, v);
+    text
+}
+
+/// A new name buffer for a rule filled in place: room for the usual name,
+/// so that the lines after it rarely grow it.
+fn name_buffer(v: &[u8]) -> String {
+    let mut text = String::with_capacity(v.len().max(32));
+    set_text(&mut text, v);
+    text
+}
+
+/// Replace the text of `dst` by `v`, lossily decoded, in `dst`'s buffer.
+fn set_text(dst: &mut String, v: &[u8]) {
+    dst.clear();
     // `from_utf8` is much faster than `from_utf8_lossy` on the usual
-    // (valid) text, and gives the same string.
+    // (valid) text, and gives the same string; ASCII is faster still.
+    if v.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8 (checking it is the common case,
+        // and much cheaper than a full UTF-8 validation of a short name).
+        dst.push_str(unsafe { std::str::from_utf8_unchecked(v) });
+        return;
+    }
     match std::str::from_utf8(v) {
-        Ok(text) => text.to_owned(),
-        Err(_) => lossy(v).into_owned(),
+        Ok(text) => dst.push_str(text),
+        Err(_) => dst.push_str(&lossy(v)),
     }
 }
 
@@ -505,11 +549,46 @@ impl Fields for FlatFields<'_, '_> {
 
 /// [`parse_hba_line`] on any [`Fields`].
 pub(crate) fn parse_fields<F: Fields + ?Sized>(fields: &F, opts: &ValidateOptions) -> LineVerdict {
+    let mut verdict = LineVerdict::default();
+    parse_fields_into(fields, opts, &mut verdict, &mut false);
+    verdict
+}
+
+/// [`parse_fields`] into `out`, reusing the storage of the rule it holds
+/// (the names, the host name): checking a file line after line allocates
+/// nothing once the buffers have grown. `options_dirty` tells whether the
+/// options of that rule may differ from the defaults (the caller keeps it
+/// with `out`, false for a new one): resetting the big options struct of
+/// every line costs more than the rest of a common line's checks.
+pub(crate) fn parse_fields_into<F: Fields + ?Sized>(
+    fields: &F,
+    opts: &ValidateOptions,
+    out: &mut LineVerdict,
+    options_dirty: &mut bool,
+) {
     let mut cx = Ctx {
         opts,
         err_msg: None,
         message: None,
     };
+    let rule = out.rule.get_or_insert_with(HbaRule::placeholder);
+    let keep = fill_rule(fields, &mut cx, rule, options_dirty);
+    if !keep {
+        out.rule = None;
+    }
+    out.error = cx.err_msg;
+    out.message = cx.message;
+}
+
+/// The body of `parse_hba_line()`: fills `rule` in place and tells whether
+/// the server keeps the line (the messages are in `cx`).
+fn fill_rule<F: Fields + ?Sized>(
+    fields: &F,
+    cx: &mut Ctx<'_>,
+    rule: &mut HbaRule,
+    options_dirty: &mut bool,
+) -> bool {
+    let opts = cx.opts;
     let build = opts.build;
     let v = opts.version;
     let mut fi = 0;
@@ -557,14 +636,21 @@ pub(crate) fn parse_fields<F: Fields + ?Sized>(fields: &F, opts: &ValidateOption
         .map(|t| t.offset)
         .unwrap_or(0);
 
+    rule.connection_type = conn;
+
     // databases and roles
-    let mut lists: [Vec<AuthToken>; 2] = [Vec::new(), Vec::new()];
     for (k, what) in ["database", "role"].iter().enumerate() {
         fi += 1;
         let Some(field) = fields.get(fi) else {
             return cx.fail(format!("end-of-line before {what} specification"), line_end);
         };
-        for t in field {
+        let list = if k == 0 {
+            &mut rule.databases
+        } else {
+            &mut rule.users
+        };
+        list.truncate(field.len());
+        for (i, t) in field.iter().enumerate() {
             if v.has_regex() && t.value.first() == Some(&b'/') {
                 if let Some(e) = crate::regex_check::regex_error(&t.value[1..]) {
                     return cx.fail(
@@ -576,13 +662,18 @@ pub(crate) fn parse_fields<F: Fields + ?Sized>(fields: &F, opts: &ValidateOption
                     );
                 }
             }
-            lists[k].push(AuthToken {
-                value: s(&t.value),
-                quoted: t.quoted,
-            });
+            match list.get_mut(i) {
+                Some(slot) => {
+                    set_text(&mut slot.value, &t.value);
+                    slot.quoted = t.quoted;
+                }
+                None => list.push(AuthToken {
+                    value: name_buffer(&t.value),
+                    quoted: t.quoted,
+                }),
+            }
         }
     }
-    let [databases, users] = lists;
 
     // address
     let mut address = None;
@@ -625,7 +716,13 @@ pub(crate) fn parse_fields<F: Fields + ?Sized>(fields: &F, opts: &ValidateOption
                             t.offset,
                         );
                     }
-                    address = Some(HbaAddress::Hostname(s(host)));
+                    // the old rule's host name buffer, if it had one
+                    let mut name = match rule.address.take() {
+                        Some(HbaAddress::Hostname(old)) => old,
+                        _ => String::with_capacity(host.len().max(32)),
+                    };
+                    set_text(&mut name, host);
+                    address = Some(HbaAddress::Hostname(name));
                 }
                 Some(addr) => {
                     let mask = if let Some(bits) = prefix {
@@ -741,14 +838,16 @@ pub(crate) fn parse_fields<F: Fields + ?Sized>(fields: &F, opts: &ValidateOption
         );
     }
 
-    let mut rule = HbaRule {
-        connection_type: conn,
-        databases,
-        users,
-        address,
+    rule.address = address;
+    rule.method = method;
+    if *options_dirty {
+        rule.options = AuthOptions::default();
+    }
+    // what follows sets options: the method's defaults, the option fields
+    *options_dirty = matches!(
         method,
-        options: AuthOptions::default(),
-    };
+        AuthMethod::Gss | AuthMethod::Sspi | AuthMethod::Cert | AuthMethod::OAuth
+    ) || fi + 1 < fields.count();
     if method == AuthMethod::Gss || method == AuthMethod::Sspi {
         rule.options.include_realm = true;
     }
@@ -769,8 +868,8 @@ pub(crate) fn parse_fields<F: Fields + ?Sized>(fields: &F, opts: &ValidateOption
                     t.offset,
                 );
             };
-            if !parse_option(&mut cx, &mut rule, &value[..eq], &value[eq + 1..], t.offset) {
-                return cx.finish(None);
+            if !parse_option(cx, rule, &value[..eq], &value[eq + 1..], t.offset) {
+                return false;
             }
         }
     }
@@ -859,8 +958,8 @@ pub(crate) fn parse_fields<F: Fields + ?Sized>(fields: &F, opts: &ValidateOption
                 t.offset,
             );
         }
-        if !check_oauth_validator(&mut cx, &mut rule, t.offset) {
-            return cx.finish(None);
+        if !check_oauth_validator(cx, rule, t.offset) {
+            return false;
         }
         if rule.options.oauth_skip_usermap && rule.options.map.is_some() {
             return cx.fail(
@@ -869,7 +968,7 @@ pub(crate) fn parse_fields<F: Fields + ?Sized>(fields: &F, opts: &ValidateOption
             );
         }
     }
-    cx.finish(Some(rule))
+    true
 }
 
 fn check_oauth_validator(cx: &mut Ctx<'_>, rule: &mut HbaRule, at: usize) -> bool {
