@@ -78,6 +78,9 @@ pub struct LineSplitter<'a> {
     cap: usize,
     /// Pieces of the input that make up the current buffer.
     segs: Vec<(usize, usize)>,
+    /// Take the common line at once ([`LineSplitter::next_simple`]); off
+    /// only in tests, to check it against the simulation.
+    simple: bool,
 }
 
 impl<'a> LineSplitter<'a> {
@@ -90,7 +93,39 @@ impl<'a> LineSplitter<'a> {
             dialect,
             cap: 1024,
             segs: Vec::new(),
+            simple: true,
         }
+    }
+
+    /// The common line (14+): read by a single `fgets()` (it ends in the
+    /// buffer's room, at a newline or the end of the input), without NUL
+    /// byte, not continued by a backslash. `None` for anything else, with
+    /// nothing consumed: the simulation in `next` decides.
+    fn next_simple(&mut self) -> Option<LogicalLine<'a>> {
+        let start = self.pos;
+        let rest = &self.src[start..];
+        let window = &rest[..rest.len().min(self.cap - 1)];
+        let (len, kept) = line_and_text_len(window);
+        let whole = len == rest.len() || rest[len - 1] == b'\n';
+        if kept != len || !whole {
+            return None;
+        }
+        let content = strip_crlf(&rest[..len]);
+        if self.dialect.continuations && content.last() == Some(&b'\\') {
+            return None;
+        }
+        self.pos += len;
+        let line_number = self.line_number;
+        self.line_number += 1;
+        Some(LogicalLine {
+            raw_start: start,
+            raw: &rest[..len],
+            line_number,
+            line_count: 1,
+            content: Cow::Borrowed(content),
+            segments: Vec::new(),
+            too_long: false,
+        })
     }
 
     /// PostgreSQL 13: one `fgets()` into a fixed buffer.
@@ -237,6 +272,11 @@ impl<'a> Iterator for LineSplitter<'a> {
         if let Some(max_line) = self.dialect.max_line {
             return Some(self.next_pg13(max_line));
         }
+        if self.simple {
+            if let Some(line) = self.next_simple() {
+                return Some(line);
+            }
+        }
         let start = self.pos;
         let line_number = self.line_number;
         self.segs.clear();
@@ -291,6 +331,59 @@ impl<'a> Iterator for LineSplitter<'a> {
 mod tests {
     use super::*;
     use crate::version::PgVersion;
+
+    type Seen = (usize, Vec<u8>, u32, u32, Vec<u8>, Vec<(usize, usize)>, bool);
+
+    fn split(src: &[u8], v: u32, simple: bool) -> Vec<Seen> {
+        let mut lines = LineSplitter::new(src, Dialect::for_version(PgVersion::new(v).unwrap()));
+        lines.simple = simple;
+        lines
+            .map(|l| {
+                let LogicalLine {
+                    raw_start,
+                    raw,
+                    line_number,
+                    line_count,
+                    content,
+                    segments,
+                    too_long,
+                } = l;
+                (
+                    raw_start,
+                    raw.to_vec(),
+                    line_number,
+                    line_count,
+                    content.into_owned(),
+                    segments,
+                    too_long,
+                )
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// The shortcut for the common line changes nothing: NULs, CRs,
+        /// backslashes before line ends, lines longer than the buffer.
+        #[test]
+        fn simple_lines_are_read_as_the_simulation_reads_them(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b"a".to_vec()),
+                    proptest::strategy::Just(b"\n".to_vec()),
+                    proptest::strategy::Just(b"\r".to_vec()),
+                    proptest::strategy::Just(b"\\".to_vec()),
+                    proptest::strategy::Just(b"\0".to_vec()),
+                    proptest::strategy::Just(b" ".to_vec()),
+                    proptest::strategy::Just(vec![b'x'; 700]),
+                ],
+                0..40,
+            ),
+            v in 14u32..=18,
+        ) {
+            let src = parts.concat();
+            proptest::prop_assert_eq!(split(&src, v, true), split(&src, v, false));
+        }
+    }
 
     fn contents(src: &[u8], v: u32) -> Vec<(u32, Vec<u8>)> {
         LineSplitter::new(src, Dialect::for_version(PgVersion::new(v).unwrap()))
