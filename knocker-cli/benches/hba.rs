@@ -8,15 +8,17 @@
 //! It is a plain `harness = false` program: nothing here is part of the
 //! default test build, and CI does not run it.
 //!
-//! For each size (rules per file):
+//! For each size (rules per file), after a warm-up, in rounds of one
+//! measurement of each contender (so that a machine getting slower or
+//! faster during the run affects all three alike), medians of the rounds:
 //! * lint: the whole `knocker hba lint --pg-version 15 FILE` process (release
-//!   build), wall time (median of several runs) and peak RSS (`/usr/bin/time
-//!   -v`);
+//!   build), wall time from spawn to exit; peak RSS from the warm-up run
+//!   under `/usr/bin/time -v`;
 //! * PostgreSQL 15: the file installed as a throwaway server's `hba_file`,
-//!   `SELECT count(*) FROM pg_hba_file_rules` minus `SELECT 1` (medians),
-//!   i.e. the server reading, tokenizing and parsing the file;
+//!   `SELECT count(*) FROM pg_hba_file_rules` minus `SELECT 1`, i.e. the
+//!   server reading, tokenizing and parsing the file;
 //! * pgtoolkit: `pgtoolkit.hba.parse(path)` timed inside Python, from a venv
-//!   made under `target/bench-hba/`.
+//!   made under `target/bench-hba/` (one run only at 1M rules).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -86,28 +88,23 @@ fn main() {
             let text = generate(rules);
             std::fs::write(&file, &text).expect("write generated file");
             let runs = runs_for(rules);
-            eprintln!("{rules} rules ({} bytes), {runs} runs each", text.len());
-
-            let lint = measure_lint(&file, runs);
-
+            eprintln!("{rules} rules ({} bytes), {runs} rounds", text.len());
             // The server reads its hba_file from disk for the view; no reload
             // is needed (and none is done: the open connection stays usable).
             std::fs::write(pg.hba_file(), &text).expect("install hba file");
-            let mut count_times = Vec::new();
-            let mut one_times = Vec::new();
-            for _ in 0..runs {
+            let count = || async {
                 let t = Instant::now();
                 let row = client
                     .query_one("SELECT count(*) FROM pg_hba_file_rules", &[])
                     .await
                     .expect("count pg_hba_file_rules");
-                count_times.push(t.elapsed());
+                let elapsed = t.elapsed();
                 let n: i64 = row.get(0);
                 assert_eq!(n as usize, rules + 1, "the server sees every rule");
                 let t = Instant::now();
                 client.query_one("SELECT 1", &[]).await.expect("SELECT 1");
-                one_times.push(t.elapsed());
-            }
+                (elapsed, t.elapsed())
+            };
             let errors: i64 = client
                 .query_one(
                     "SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL",
@@ -117,11 +114,43 @@ fn main() {
                 .expect("count errors")
                 .get(0);
             assert_eq!(errors, 0, "the generated file is valid for PostgreSQL");
-            let server = median(&mut count_times).saturating_sub(median(&mut one_times));
 
-            let pgtoolkit = python
-                .as_ref()
-                .map(|py| measure_pgtoolkit(py, &file, if rules >= 1_000_000 { 1 } else { runs }));
+            // Warm-up (not counted): the peak RSS run under /usr/bin/time,
+            // one server parse. Then rounds of one measurement of each, so
+            // that a machine getting slower or faster during the run affects
+            // all three alike. After a pgtoolkit run, one lint run is not
+            // counted: the first process after one that freed a Python heap
+            // of this size can start ~50% slower here (seen at 100k rules).
+            let max_rss_kib = lint_max_rss_kib(&file);
+            count().await;
+            let pgtoolkit_runs = if rules >= 1_000_000 { 1 } else { runs };
+            let (mut lint_times, mut count_times, mut one_times, mut tk_times) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for round in 0..runs {
+                if let Some(py) = python.as_ref().filter(|_| round < pgtoolkit_runs) {
+                    tk_times.push(measure_pgtoolkit(py, &file));
+                    time_lint(&file);
+                }
+                lint_times.push(time_lint(&file));
+                let (c, o) = count().await;
+                count_times.push(c);
+                one_times.push(o);
+            }
+            // the spread, on stderr: how much to trust the medians
+            for (what, times) in [
+                ("lint", &lint_times),
+                ("server count(*)", &count_times),
+                ("pgtoolkit", &tk_times),
+            ] {
+                let list: Vec<String> = times.iter().map(|&d| ms(d)).collect();
+                eprintln!("  {what} (ms): {}", list.join(" "));
+            }
+            let lint = LintMeasure {
+                wall: median(&mut lint_times),
+                max_rss_kib,
+            };
+            let server = median(&mut count_times).saturating_sub(median(&mut one_times));
+            let pgtoolkit = (!tk_times.is_empty()).then(|| median(&mut tk_times));
 
             results.push(Row {
                 rules,
@@ -155,10 +184,11 @@ struct LintMeasure {
     max_rss_kib: u64,
 }
 
+/// Rounds per size (pgtoolkit runs once at 1M rules: half a minute).
 fn runs_for(rules: usize) -> usize {
     match rules {
-        0..=10_000 => 7,
-        10_001..=100_000 => 5,
+        0..=10_000 => 11,
+        10_001..=100_000 => 9,
         _ => 3,
     }
 }
@@ -193,40 +223,47 @@ fn knocker() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_knocker"))
 }
 
-fn measure_lint(file: &Path, runs: usize) -> LintMeasure {
-    let mut walls = Vec::new();
-    let mut max_rss_kib = 0;
-    for _ in 0..runs {
-        let t = Instant::now();
-        let out = Command::new("/usr/bin/time")
-            .arg("-v")
-            .arg(knocker())
-            .args(["hba", "lint", "--pg-version", &PG_MAJOR.to_string()])
-            .arg(file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .expect("run /usr/bin/time -v knocker hba lint");
-        walls.push(t.elapsed());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "knocker hba lint did not accept the generated file:\n{stderr}"
-        );
-        let rss = stderr
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("Maximum resident set size (kbytes): ")
-            })
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .expect("/usr/bin/time -v reports the maximum resident set size");
-        max_rss_kib = max_rss_kib.max(rss);
-    }
-    LintMeasure {
-        wall: median(&mut walls),
-        max_rss_kib,
-    }
+/// Wall time of one whole `knocker hba lint` process.
+fn time_lint(file: &Path) -> Duration {
+    let t = Instant::now();
+    let status = Command::new(knocker())
+        .args(["hba", "lint", "--pg-version", &PG_MAJOR.to_string()])
+        .arg(file)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run knocker hba lint");
+    let elapsed = t.elapsed();
+    assert!(
+        status.success(),
+        "knocker hba lint did not accept the generated file"
+    );
+    elapsed
+}
+
+/// Peak RSS of one `knocker hba lint` process (`/usr/bin/time -v`).
+fn lint_max_rss_kib(file: &Path) -> u64 {
+    let out = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(knocker())
+        .args(["hba", "lint", "--pg-version", &PG_MAJOR.to_string()])
+        .arg(file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run /usr/bin/time -v knocker hba lint");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "knocker hba lint did not accept the generated file:\n{stderr}"
+    );
+    stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("/usr/bin/time -v reports the maximum resident set size")
 }
 
 /// Makes (once) a venv with pgtoolkit under `work` and returns its python.
@@ -273,22 +310,20 @@ fn pgtoolkit_venv(work: &Path) -> PathBuf {
 const PGTOOLKIT_TIMER: &str = r#"
 import sys, time
 from pgtoolkit import hba
-path, runs = sys.argv[1], int(sys.argv[2])
-times = []
-for _ in range(runs):
-    t = time.perf_counter()
-    parsed = hba.parse(path)
-    times.append(time.perf_counter() - t)
-    assert len(parsed.lines) > 0
-times.sort()
-print(times[len(times) // 2])
+path = sys.argv[1]
+t = time.perf_counter()
+parsed = hba.parse(path)
+elapsed = time.perf_counter() - t
+assert len(parsed.lines) > 0
+print(elapsed)
 "#;
 
-fn measure_pgtoolkit(python: &Path, file: &Path, runs: usize) -> Duration {
+/// One `pgtoolkit.hba.parse(path)`, timed inside Python (interpreter start
+/// and import not counted).
+fn measure_pgtoolkit(python: &Path, file: &Path) -> Duration {
     let out = Command::new(python)
         .args(["-c", PGTOOLKIT_TIMER])
         .arg(file)
-        .arg(runs.to_string())
         .output()
         .expect("run pgtoolkit timer");
     assert!(

@@ -3,9 +3,6 @@
 //! This file only parses the command line and dispatches; each command lives
 //! in its own module and returns the process exit code.
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

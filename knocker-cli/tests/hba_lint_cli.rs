@@ -120,3 +120,43 @@ fn version_changes_the_verdict() {
     assert_eq!(lint(text, &["--pg-version", "16"]).0, 0);
     assert_eq!(lint(text, &["--pg-version", "15"]).0, 1);
 }
+
+/// A file of a megabyte or more is mapped instead of read: same verdict,
+/// same messages, same rows as the same lines in a small file, down to the
+/// last line (without final newline) and a NUL byte (which swallows the
+/// next line).
+#[test]
+fn large_files_are_linted_like_small_ones() {
+    let tail: &[u8] =
+        b"host all all 10.0.0.0/33 md5\nlocal all a\0ll peer\nlocal all all trust\nlocal all all bogus";
+    let mut text = Vec::new();
+    let mut n = 0;
+    while text.len() < 1 << 20 {
+        n += 1;
+        text.extend_from_slice(
+            format!("host db{n} user{n} 10.0.{}.0/24 md5\n", n % 256).as_bytes(),
+        );
+    }
+    text.extend_from_slice(tail);
+    // FILE:LINE:COL of the small file's messages, moved down by n lines
+    let (small_code, small, _) = lint(tail, &[]);
+    let moved: String = small
+        .lines()
+        .map(|l| {
+            let (line, rest) = l["FILE:".len()..].split_once(':').unwrap();
+            format!("FILE:{}:{rest}\n", line.parse::<usize>().unwrap() + n)
+        })
+        .collect();
+    assert_eq!(small.lines().count(), 3, "{small}");
+    let (code, out, _) = lint(&text, &[]);
+    assert_eq!((code, out), (small_code, moved));
+
+    let (_, small_json, _) = lint(tail, &["--json"]);
+    let (_, json, _) = lint(&text, &["--json"]);
+    assert_eq!(json.lines().count(), n + small_json.lines().count());
+    // the rows after the line number are the same
+    let after_line = |row: &str| row.split_once("\"type\"").unwrap().1.to_string();
+    let big_tail: Vec<String> = json.lines().skip(n).map(after_line).collect();
+    let small_tail: Vec<String> = small_json.lines().map(after_line).collect();
+    assert_eq!(big_tail, small_tail);
+}
