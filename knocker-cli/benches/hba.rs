@@ -12,8 +12,9 @@
 //! measurement of each contender (so that a machine getting slower or
 //! faster during the run affects all three alike), medians of the rounds:
 //! * lint: the whole `knocker hba lint --pg-version 15 FILE` process (release
-//!   build), wall time from spawn to exit; peak RSS from the warm-up run
-//!   under `/usr/bin/time -v`;
+//!   build), wall time from spawn to exit, also pinned to one CPU with
+//!   `taskset` (from 2 MiB a file's second half is checked on a second
+//!   thread); peak RSS from the warm-up run under `/usr/bin/time -v`;
 //! * PostgreSQL 15: the file installed as a throwaway server's `hba_file`,
 //!   `SELECT count(*) FROM pg_hba_file_rules` minus `SELECT 1`, i.e. the
 //!   server reading, tokenizing and parsing the file;
@@ -124,14 +125,15 @@ fn main() {
             let max_rss_kib = lint_max_rss_kib(&file);
             count().await;
             let pgtoolkit_runs = if rules >= 1_000_000 { 1 } else { runs };
-            let (mut lint_times, mut count_times, mut one_times, mut tk_times) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut lint_times, mut core_times, mut count_times, mut one_times, mut tk_times) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for round in 0..runs {
                 if let Some(py) = python.as_ref().filter(|_| round < pgtoolkit_runs) {
                     tk_times.push(measure_pgtoolkit(py, &file));
-                    time_lint(&file);
+                    time_lint(&file, false);
                 }
-                lint_times.push(time_lint(&file));
+                lint_times.push(time_lint(&file, false));
+                core_times.push(time_lint(&file, true));
                 let (c, o) = count().await;
                 count_times.push(c);
                 one_times.push(o);
@@ -139,6 +141,7 @@ fn main() {
             // the spread, on stderr: how much to trust the medians
             for (what, times) in [
                 ("lint", &lint_times),
+                ("lint on one core", &core_times),
                 ("server count(*)", &count_times),
                 ("pgtoolkit", &tk_times),
             ] {
@@ -147,6 +150,7 @@ fn main() {
             }
             let lint = LintMeasure {
                 wall: median(&mut lint_times),
+                one_core: median(&mut core_times),
                 max_rss_kib,
             };
             let server = median(&mut count_times).saturating_sub(median(&mut one_times));
@@ -181,6 +185,8 @@ struct Row {
 
 struct LintMeasure {
     wall: Duration,
+    /// Pinned to one CPU (`taskset`): without the second thread.
+    one_core: Duration,
     max_rss_kib: u64,
 }
 
@@ -224,9 +230,18 @@ fn knocker() -> PathBuf {
 }
 
 /// Wall time of one whole `knocker hba lint` process.
-fn time_lint(file: &Path) -> Duration {
+fn time_lint(file: &Path, one_core: bool) -> Duration {
+    let mut command = if one_core {
+        // a large file's second half is checked on a second thread: this
+        // shows what one core does
+        let mut c = Command::new("taskset");
+        c.args(["--cpu-list", "0"]).arg(knocker());
+        c
+    } else {
+        Command::new(knocker())
+    };
     let t = Instant::now();
-    let status = Command::new(knocker())
+    let status = command
         .args(["hba", "lint", "--pg-version", &PG_MAJOR.to_string()])
         .arg(file)
         .stdout(Stdio::null())
@@ -349,8 +364,8 @@ fn ms(d: Duration) -> String {
 
 fn table(rows: &[Row]) -> String {
     let mut out = String::new();
-    out.push_str("| rules | file size | `knocker hba lint` (ms) | lint peak RSS | RSS / file size | PostgreSQL 15 parse (ms) | pgtoolkit parse (ms) | PostgreSQL / lint | pgtoolkit / lint |\n");
-    out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| rules | file size | `knocker hba lint` (ms) | on one core (ms) | lint peak RSS | RSS / file size | PostgreSQL 15 parse (ms) | pgtoolkit parse (ms) | PostgreSQL / lint | pgtoolkit / lint |\n");
+    out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in rows {
         let lint = r.lint.wall.as_secs_f64();
         let (tk, tk_ratio) = match r.pgtoolkit {
@@ -359,10 +374,11 @@ fn table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {:.1} MB | {} | {:.1} MB | {:.2} | {} | {} | {:.1}x | {} |",
+            "| {} | {:.1} MB | {} | {} | {:.1} MB | {:.2} | {} | {} | {:.1}x | {} |",
             r.rules,
             r.bytes as f64 / 1e6,
             ms(r.lint.wall),
+            ms(r.lint.one_core),
             r.lint.max_rss_kib as f64 * 1024.0 / 1e6,
             r.lint.max_rss_kib as f64 * 1024.0 / r.bytes as f64,
             ms(r.server),

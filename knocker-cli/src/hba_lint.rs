@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use pghba::check::canonicalize_path;
 use pghba::{
-    check_bytes, BuildFeatures, Diagnostic, FsLoader, PgVersion, RuleRow, ValidateOptions,
+    check_bytes, check_problems, BuildFeatures, Diagnostic, FsLoader, PgVersion, RuleRow,
+    ValidateOptions,
 };
 
 /// A feature the server may be built without.
@@ -87,7 +88,14 @@ pub fn run(args: &LintArgs) -> ExitCode {
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut write_error: Option<io::Error> = None;
-    let verdict = check_bytes(&absolute, bytes, &mut FsLoader, &opts, &mut |line| {
+    // every row for --json; else only the lines with a message, which a
+    // large file may have checked on two threads
+    let check = if args.json {
+        check_bytes
+    } else {
+        check_problems
+    };
+    let verdict = check(&absolute, bytes, &mut FsLoader, &opts, &mut |line| {
         if write_error.is_some() {
             return;
         }

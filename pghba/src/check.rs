@@ -367,13 +367,27 @@ impl Walker<'_> {
     }
 
     fn tokenize_file(&mut self, name: &str, bytes: &[u8], depth: u32, out: &mut Out<'_>) {
+        self.tokenize_lines(name, bytes, 1, depth, out);
+    }
+
+    /// [`Walker::tokenize_file`] of `bytes` whose first line is line
+    /// `first_line` of the file; returns the number of the line after them.
+    fn tokenize_lines(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        first_line: u32,
+        depth: u32,
+        out: &mut Out<'_>,
+    ) -> u32 {
         // Buffers reused from line to line: a line's tokens borrow its
         // content, so they are handed back empty after each line.
         let mut spare_tokens: Vec<InputToken<'static>> = Vec::new();
         let mut spare_input: Vec<InputToken<'static>> = Vec::new();
         let mut ends = Vec::new();
         let mut field_ends = Vec::new();
-        for ll in LineSplitter::new(bytes, self.dialect) {
+        let mut lines = LineSplitter::starting_at(bytes, self.dialect, first_line);
+        for ll in lines.by_ref() {
             let mut tokens = recycle(std::mem::take(&mut spare_tokens));
             let mut input = recycle(std::mem::take(&mut spare_input));
             self.tokenize_line(
@@ -389,6 +403,7 @@ impl Walker<'_> {
             spare_tokens = recycle(tokens);
             spare_input = recycle(input);
         }
+        lines.line_number()
     }
 
     /// One logical line of [`Walker::tokenize_file`]: `tokens` and `ends`
@@ -550,30 +565,214 @@ pub fn check_bytes(
     opts: &ValidateOptions,
     sink: &mut dyn FnMut(&CheckedLine<'_>),
 ) -> FileVerdict {
-    let mut w = Walker {
-        opts,
-        dialect: Dialect::for_version(opts.version),
-        loader,
-        sink,
-        rule_number: 0,
-        ok: true,
-        entries: 0,
-        logged: Vec::new(),
-        verdict: LineVerdict::default(),
-        options_dirty: false,
-    };
+    let mut w = Walker::new(opts, loader, sink);
     w.tokenize_file(name, bytes, 0, &mut Out::Emit);
-    let mut verdict = FileVerdict {
-        loads: w.ok,
-        entries: w.entries,
-        file_error: None,
-        logged: std::mem::take(&mut w.logged),
-    };
-    if w.ok && w.entries == 0 {
-        verdict.loads = false;
-        verdict.file_error = Some(format!("configuration file \"{name}\" contains no entries"));
+    w.finish(name)
+}
+
+impl<'s> Walker<'s> {
+    fn new(
+        opts: &'s ValidateOptions,
+        loader: &'s mut dyn FileLoader,
+        sink: &'s mut dyn FnMut(&CheckedLine<'_>),
+    ) -> Self {
+        Walker {
+            opts,
+            dialect: Dialect::for_version(opts.version),
+            loader,
+            sink,
+            rule_number: 0,
+            ok: true,
+            entries: 0,
+            logged: Vec::new(),
+            verdict: LineVerdict::default(),
+            options_dirty: false,
+        }
     }
-    verdict
+
+    /// `load_hba()`'s conclusion on the lines walked.
+    fn finish(mut self, name: &str) -> FileVerdict {
+        let mut verdict = FileVerdict {
+            loads: self.ok,
+            entries: self.entries,
+            file_error: None,
+            logged: std::mem::take(&mut self.logged),
+        };
+        if self.ok && self.entries == 0 {
+            verdict.loads = false;
+            verdict.file_error = Some(format!("configuration file \"{name}\" contains no entries"));
+        }
+        verdict
+    }
+}
+
+/// Files from this size on are checked in two halves on two threads by
+/// [`check_problems`] (when the machine has two cores).
+pub const PARALLEL_FROM: usize = 2 << 20;
+
+/// [`check_bytes`] for a caller that wants only the lines the server has
+/// something to say about (`verdict.message` set: errors and warnings),
+/// not every rule: the same calls of `sink` for those lines, in the same
+/// order, and the same verdict. A large file (from [`PARALLEL_FROM`] bytes,
+/// without NUL byte) has its second half checked on a second thread while
+/// this one checks the first; its messages are passed on once the first
+/// half is done. If the second half includes other files (`include*`,
+/// `@file`), its check is thrown away and done again here in order.
+pub fn check_problems(
+    name: &str,
+    bytes: &[u8],
+    loader: &mut dyn FileLoader,
+    opts: &ValidateOptions,
+    sink: &mut dyn FnMut(&CheckedLine<'_>),
+) -> FileVerdict {
+    let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    let split = if two_cores && bytes.len() >= PARALLEL_FROM {
+        parallel_split(bytes, Dialect::for_version(opts.version))
+    } else {
+        None
+    };
+    check_problems_split(name, bytes, split, loader, opts, sink)
+}
+
+/// [`check_problems`] with the second half from `split` on (if any) on a
+/// second thread.
+fn check_problems_split(
+    name: &str,
+    bytes: &[u8],
+    split: Option<usize>,
+    loader: &mut dyn FileLoader,
+    opts: &ValidateOptions,
+    sink: &mut dyn FnMut(&CheckedLine<'_>),
+) -> FileVerdict {
+    let mut problems_only = |line: &CheckedLine<'_>| {
+        if line.verdict.message.is_some() {
+            sink(line);
+        }
+    };
+    let Some(split) = split else {
+        let mut w = Walker::new(opts, loader, &mut problems_only);
+        w.tokenize_file(name, bytes, 0, &mut Out::Emit);
+        return w.finish(name);
+    };
+    let (first, second) = bytes.split_at(split);
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(|| SecondHalf::check(name, second, opts));
+        let mut w = Walker::new(opts, loader, &mut problems_only);
+        let next_line = w.tokenize_lines(name, first, 1, 0, &mut Out::Emit);
+        match worker.join() {
+            Ok(Some(half)) => {
+                let offset = next_line - 1;
+                for l in &half.lines {
+                    (w.sink)(&CheckedLine {
+                        file_name: name,
+                        line_number: l.line_number + offset,
+                        position: (l.position.0 + offset, l.position.1),
+                        rule_number: l.rule_number.map(|n| n + w.rule_number),
+                        verdict: &l.verdict,
+                    });
+                }
+                w.rule_number += half.rules;
+                w.entries += half.entries;
+                w.ok &= half.ok;
+            }
+            // it read other files (or failed): check it here, in order
+            _ => {
+                w.tokenize_lines(name, second, next_line, 0, &mut Out::Emit);
+            }
+        }
+        w.finish(name)
+    })
+}
+
+/// Where a file can be cut in two halves that the server reads the same
+/// way on their own: just after a newline near the middle that ends a
+/// logical line (the physical line before it does not continue with a
+/// backslash). Only for a file without NUL byte: a NUL can make the server
+/// append the next physical line, depending on its read buffer's state.
+fn parallel_split(bytes: &[u8], dialect: Dialect) -> Option<usize> {
+    if memchr::memchr(0, bytes).is_some() {
+        return None;
+    }
+    split_from(bytes, bytes.len() / 2, dialect)
+}
+
+/// The first place at or after `from` where [`parallel_split`] may cut
+/// (looking at no more than a thousand lines).
+fn split_from(bytes: &[u8], mut from: usize, dialect: Dialect) -> Option<usize> {
+    for _ in 0..1000 {
+        let nl = from + memchr::memchr(b'\n', &bytes[from..])?;
+        let line_start = memchr::memrchr(b'\n', &bytes[..nl]).map_or(0, |i| i + 1);
+        let mut line = &bytes[line_start..nl];
+        while let [rest @ .., b'\r' | b'\n'] = line {
+            line = rest;
+        }
+        if !(dialect.continuations && line.ends_with(b"\\")) {
+            return Some(nl + 1).filter(|&at| at < bytes.len());
+        }
+        from = nl + 1;
+    }
+    None
+}
+
+/// What the second thread found in its half: the lines with a message
+/// (line and rule numbers counted from the half's start) and the counts.
+struct SecondHalf {
+    lines: Vec<OwnedCheckedLine>,
+    rules: u32,
+    entries: usize,
+    ok: bool,
+}
+
+struct OwnedCheckedLine {
+    line_number: u32,
+    position: (u32, u32),
+    rule_number: Option<u32>,
+    verdict: LineVerdict,
+}
+
+impl SecondHalf {
+    /// `None` when the half reads other files: then only the first thread
+    /// may check it, in order, with the caller's loader.
+    fn check(name: &str, bytes: &[u8], opts: &ValidateOptions) -> Option<SecondHalf> {
+        let mut lines = Vec::new();
+        let mut keep = |line: &CheckedLine<'_>| {
+            if line.verdict.message.is_some() {
+                lines.push(OwnedCheckedLine {
+                    line_number: line.line_number,
+                    position: line.position,
+                    rule_number: line.rule_number,
+                    verdict: line.verdict.clone(),
+                });
+            }
+        };
+        let mut loader = Refuse { asked: false };
+        let mut w = Walker::new(opts, &mut loader, &mut keep);
+        w.tokenize_file(name, bytes, 0, &mut Out::Emit);
+        let (rules, entries, ok) = (w.rule_number, w.entries, w.ok);
+        drop(w);
+        (!loader.asked).then_some(SecondHalf {
+            lines,
+            rules,
+            entries,
+            ok,
+        })
+    }
+}
+
+/// A loader that notes it was asked for a file.
+struct Refuse {
+    asked: bool,
+}
+
+impl FileLoader for Refuse {
+    fn read_file(&mut self, _: &str) -> io::Result<Vec<u8>> {
+        self.asked = true;
+        Err(io::Error::from_raw_os_error(2))
+    }
+    fn read_dir(&mut self, _: &str) -> io::Result<Vec<DirEntry>> {
+        self.asked = true;
+        Err(io::Error::from_raw_os_error(2))
+    }
 }
 
 /// Read and check a file from disk (includes read from disk too).
@@ -592,6 +791,140 @@ mod tests {
     use super::*;
     use crate::lint::lint_bytes;
     use crate::PgVersion;
+    use proptest::prelude::*;
+
+    /// `/d/extra.conf` (rules, one bad) and `/d/users` (names).
+    struct TwoFiles;
+
+    impl FileLoader for TwoFiles {
+        fn read_file(&mut self, path: &str) -> io::Result<Vec<u8>> {
+            match path {
+                "/d/extra.conf" => Ok(b"local all all trust\nlocal all all bogus\n".to_vec()),
+                "/d/users" => Ok(b"alice, bob\n".to_vec()),
+                _ => Err(io::Error::from_raw_os_error(2)),
+            }
+        }
+        fn read_dir(&mut self, _: &str) -> io::Result<Vec<DirEntry>> {
+            Err(io::Error::from_raw_os_error(2))
+        }
+    }
+
+    type Seen = (String, u32, (u32, u32), Option<u32>, LineVerdict);
+
+    fn seen(line: &CheckedLine<'_>) -> Seen {
+        let l = line;
+        (
+            l.file_name.to_string(),
+            l.line_number,
+            l.position,
+            l.rule_number,
+            l.verdict.clone(),
+        )
+    }
+
+    /// The lines with a message and the verdict, as `check_bytes` gives
+    /// them, and as `check_problems_split` gives them cut at `split`.
+    fn both(text: &[u8], split: usize, opts: &ValidateOptions) -> [(Vec<Seen>, FileVerdict); 2] {
+        let mut all = Vec::new();
+        let v = check_bytes("/d/pg_hba.conf", text, &mut TwoFiles, opts, &mut |l| {
+            if l.verdict.message.is_some() {
+                all.push(seen(l));
+            }
+        });
+        let mut halves = Vec::new();
+        let h = check_problems_split(
+            "/d/pg_hba.conf",
+            text,
+            Some(split),
+            &mut TwoFiles,
+            opts,
+            &mut |l| halves.push(seen(l)),
+        );
+        [(all, v), (halves, h)]
+    }
+
+    /// Lines of every kind around the cut: rules good and bad, warnings,
+    /// a message without error (a numbered row that does not load),
+    /// comments, CRLF, continuations, quotes, `@file` and `include` (which
+    /// send the second half back to the first thread).
+    const LINES: &[&str] = &[
+        "host all all 10.0.0.0/8 md5\n",
+        "hostssl db u 127.1/32 scram-sha-256\n",
+        "host all all 10.0.0.0/33 md5\n",
+        "local all all bogus\n",
+        "local all\n",
+        "host \"quoted db\" all .example.com trust\n",
+        "# comment\n",
+        "\n",
+        "local all all peer map=m\r\n",
+        "local all \\\n",
+        "all trust\n",
+        "local all +grp reject\n",
+        "local all @users trust\n",
+        "include extra.conf\n",
+        "hostgssenc all all all trust\n",
+        "host all all fe80::1%nosuchif/64 md5\n",
+        "hostssl all all all md5 clientcert=bogus\n",
+    ];
+
+    proptest! {
+        /// Checking the second half on its own thread changes nothing:
+        /// same messages (line and rule numbers included), same verdict,
+        /// wherever the file is cut at a line end that ends a logical line.
+        #[test]
+        fn two_halves_say_what_one_pass_says(
+            picks in proptest::collection::vec(0..LINES.len(), 1..40),
+            cut in 0.0f64..1.0,
+            major in 13u32..=18,
+            ssl in any::<bool>(),
+        ) {
+            let text: Vec<u8> = picks.iter().flat_map(|&i| LINES[i].bytes()).collect();
+            let mut opts = ValidateOptions::for_version(PgVersion::new(major).unwrap());
+            opts.build.ssl = ssl;
+            opts.build.gssapi = false;
+            // the cut: the first place from there where a big file may be cut
+            let from = ((text.len() as f64) * cut) as usize;
+            let split = split_from(&text, from, Dialect::for_version(opts.version));
+            prop_assume!(split.is_some());
+            let [one, two] = both(&text, split.unwrap(), &opts);
+            prop_assert_eq!(one, two);
+        }
+    }
+
+    #[test]
+    fn split_is_after_a_line_end_near_the_middle_that_ends_a_logical_line() {
+        let d16 = Dialect::for_version(PgVersion::V16);
+        let d13 = Dialect::for_version(PgVersion::V13);
+        // the middle falls in "local all \\": 14+ cut after the next line
+        let text = b"local all all trust\nlocal all \\\nall trust\nlocal all all peer\n";
+        let cut = parallel_split(text, d16).unwrap();
+        assert_eq!(&text[cut..], b"local all all peer\n");
+        let cut = parallel_split(text, d13).unwrap();
+        assert_eq!(&text[cut..], b"all trust\nlocal all all peer\n");
+        // a NUL anywhere: no cut; nothing after the last line end: no cut
+        assert_eq!(
+            parallel_split(b"local all all trust\nlocal\0 all all peer\n", d16),
+            None
+        );
+        assert_eq!(parallel_split(b"local all all trust\n", d16), None);
+    }
+
+    /// A file with `include` in its second half: the thread's check is
+    /// thrown away, and the first thread's gives the included file's lines
+    /// in order.
+    #[test]
+    fn second_half_with_include_is_checked_in_order() {
+        let text = b"local all all trust\nlocal all all bogus1\ninclude extra.conf\nlocal all all bogus2\n";
+        let opts = ValidateOptions::for_version(PgVersion::V16);
+        let [one, two] = both(text, 41, &opts);
+        assert_eq!(one, two);
+        let places: Vec<(String, u32)> = two.0.iter().map(|s| (s.0.clone(), s.1)).collect();
+        let main = "/d/pg_hba.conf".to_string();
+        assert_eq!(
+            places,
+            vec![(main.clone(), 2), ("/d/extra.conf".into(), 2), (main, 4)]
+        );
+    }
 
     /// `/d/sub` is a directory, `/d/users` a file naming `bob`.
     struct SubIsDir;

@@ -86,15 +86,27 @@ pub struct LineSplitter<'a> {
 impl<'a> LineSplitter<'a> {
     /// Split `src` with the given rules.
     pub fn new(src: &'a [u8], dialect: Dialect) -> Self {
+        Self::starting_at(src, dialect, 1)
+    }
+
+    /// [`LineSplitter::new`] for the part of a file starting at line
+    /// `line_number` (just after a line end).
+    pub fn starting_at(src: &'a [u8], dialect: Dialect, line_number: u32) -> Self {
         LineSplitter {
             src,
             pos: 0,
-            line_number: 1,
+            line_number,
             dialect,
             cap: 1024,
             segs: Vec::new(),
             simple: true,
         }
+    }
+
+    /// The number of the next line (one past the last line once all are
+    /// read).
+    pub fn line_number(&self) -> u32 {
+        self.line_number
     }
 
     /// The common line (14+): read by a single `fgets()` (it ends in the
