@@ -650,9 +650,7 @@ fn check_problems_split(
         }
     };
     let Some(split) = split else {
-        let mut w = Walker::new(opts, loader, &mut problems_only);
-        w.tokenize_file(name, bytes, 0, &mut Out::Emit);
-        return w.finish(name);
+        return check_bytes(name, bytes, loader, opts, &mut problems_only);
     };
     let (first, second) = bytes.split_at(split);
     std::thread::scope(|scope| {
