@@ -6,8 +6,9 @@
 // mimalloc: pghba's document model and the JSON rows allocate per line; a
 // 100k-rule `hba lint --json` uses ~15% less CPU than with glibc malloc
 // (10% less than mimalloc without transparent huge pages, which would save
-// ~6 MB RSS and ~1 ms per start), and a 10k-rule `exposedb --add` takes
-// 213 ms instead of 228 (no THP) or 247 (glibc).
+// ~6 MB RSS and ~2.5 ms per start), and a 10k-rule `exposedb --add` took
+// 212 ms instead of 228 (no THP) or 247 (glibc) in `cargo xtask bench
+// exposedb` (BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

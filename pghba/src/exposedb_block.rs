@@ -604,6 +604,10 @@ mod tests {
         plan_nf(old, version, &scope(), &[net(cidr)], &[], "c", false)
     }
 
+    fn take_out(old: &[u8], cidr: &str) -> Change {
+        plan_nf(old, PgVersion::V16, &scope(), &[], &[net(cidr)], "c", false).unwrap()
+    }
+
     #[test]
     fn block_goes_before_first_catch_all_reject() {
         let old = b"local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all all reject\nhost all all ::/0 reject\n";
@@ -617,16 +621,7 @@ mod tests {
         // from the rest, their numbers shifted back)
         let again = add(&c.new_text, PgVersion::V16, "10.0.0.0/8").unwrap();
         assert_eq!(again.already_present, vec![net("10.0.0.0/8")]);
-        let r = plan_nf(
-            &c.new_text,
-            PgVersion::V16,
-            &scope(),
-            &[],
-            &[net("10.0.0.0/8")],
-            "c",
-            false,
-        )
-        .unwrap();
+        let r = take_out(&c.new_text, "10.0.0.0/8");
         assert_eq!(r.removed, vec![net("10.0.0.0/8")]);
         assert_eq!(
             r.new_text,
@@ -662,16 +657,7 @@ mod tests {
             list(&doc, PgVersion::V16).unwrap()[0].net,
             net("10.1.0.0/16")
         );
-        let r = plan_nf(
-            &c.new_text,
-            PgVersion::V16,
-            &scope(),
-            &[],
-            &[net("10.1.0.0/16")],
-            "c",
-            false,
-        )
-        .unwrap();
+        let r = take_out(&c.new_text, "10.1.0.0/16");
         assert_eq!(r.removed, vec![net("10.1.0.0/16")]);
         assert!(list(&HbaDocument::parse(&r.new_text), PgVersion::V16)
             .unwrap()
