@@ -6,7 +6,8 @@
 // mimalloc: pghba's document model and the JSON rows allocate per line; a
 // 100k-rule `hba lint --json` uses ~15% less CPU than with glibc malloc
 // (10% less than mimalloc without transparent huge pages, which would save
-// ~6 MB RSS and ~2.5 ms per start), and a 10k-rule `exposedb --add` took
+// ~6 MB RSS and ~0.8 ms per start; glibc malloc saves ~2.5 ms), and a
+// 10k-rule `exposedb --add` took
 // 212 ms instead of 228 (no THP) or 247 (glibc) in `cargo xtask bench
 // exposedb` (BENCHMARKS.md).
 #[global_allocator]
