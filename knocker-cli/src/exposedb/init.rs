@@ -12,7 +12,7 @@ use pghba::exposedb_block;
 
 use super::output::{Failure, Out};
 use super::target::{Admin, AppConn};
-use super::{diff, network, read_hba, rule_comment, scope, version, ExposedbArgs};
+use super::{network, read_hba, rule_comment, scope, version, ExposedbArgs};
 
 /// Connections a typical web node's pool opens.
 const POOL_PER_NODE: u32 = 20;
@@ -167,7 +167,7 @@ pub async fn init(
             }
             notes.push("Then PostgreSQL would be restarted for listen_addresses.".into());
         }
-        let d = diff::unified(&path.display().to_string(), &old, &hba.new_text);
+        let d = knocker_ops::diff::unified(&path.display().to_string(), &old, &hba.new_text);
         print_dry_run(out, &d, &sql, &notes);
         return Ok(());
     }
@@ -495,7 +495,7 @@ pub async fn deinit(
              PostgreSQL would be restarted if listen_addresses changes.",
             pgctl::listen::INCLUDE_FILE_NAME
         ));
-        let d = diff::unified(&path.display().to_string(), &old, &new);
+        let d = knocker_ops::diff::unified(&path.display().to_string(), &old, &new);
         print_dry_run(out, &d, &sql, &notes);
         return Ok(());
     }

@@ -2,7 +2,7 @@
 //! nodes. Parses arguments, calls pgctl and pghba, prints; nothing else.
 
 mod cidr;
-mod diff;
+
 mod init;
 mod network;
 mod output;
@@ -396,7 +396,7 @@ async fn change(
         out.say(format!("{n} is not in the list; nothing to remove."));
     }
     if args.dry_run {
-        let d = diff::unified(&path.display().to_string(), &old, &planned.new_text);
+        let d = knocker_ops::diff::unified(&path.display().to_string(), &old, &planned.new_text);
         let mut sql = Vec::new();
         if planned.changed() {
             sql.push(init::RELOAD_SQL.to_string());

@@ -1,0 +1,24 @@
+//! knocker's commands as a library.
+//!
+//! Each command is a module with an options struct (plain data, no clap),
+//! a plan step that returns the exact [`Plan`] (the diffs, SQL and commands
+//! that `--dry-run` prints and that apply runs: one source), and an apply
+//! step that returns a serialisable report. The binary `knocker` only turns
+//! arguments into options and reports into text or JSON, and chooses exit
+//! codes from [`Error::kind`]. See docs/ARCHITECTURE.md in the repository.
+//!
+//! ```
+//! use knocker_ops::{FileChange, Plan};
+//!
+//! let mut plan = Plan::default();
+//! plan.files.push(FileChange::new("/etc/postgresql/15/main/pg_hba.conf", b"a\n", b"a\nb\n"));
+//! plan.sql.push("SELECT pg_catalog.pg_reload_conf()".into());
+//! assert!(plan.to_string().contains("+b\n"));
+//! ```
+
+pub mod diff;
+pub mod error;
+pub mod plan;
+
+pub use error::{Error, ErrorKind};
+pub use plan::{FileChange, Plan};
