@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod exposedb;
+mod haproxy;
 mod hba_lint;
 
 /// Tools to share a Knocknoc server's PostgreSQL database safely.
@@ -32,6 +33,10 @@ struct Cli {
 enum Command {
     /// Share this host's Knocknoc database with other web nodes.
     Exposedb(exposedb::ExposedbArgs),
+    /// The HAProxy load balancer in front of the web nodes.
+    Haproxy(haproxy::HaproxyArgs),
+    /// The balancers this web node trusts (TrustedForwarders).
+    Forwarders(haproxy::ForwardersArgs),
     /// Work with pg_hba.conf files.
     Hba {
         #[command(subcommand)]
@@ -49,6 +54,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Exposedb(args) => exposedb::run(&args),
+        Command::Haproxy(args) => haproxy::run(&args),
+        Command::Forwarders(args) => haproxy::run_forwarders(&args),
         Command::Hba {
             command: HbaCommand::Lint(args),
         } => hba_lint::run(&args),

@@ -18,6 +18,9 @@
 
 pub mod diff;
 pub mod error;
+pub mod file_edit;
+pub mod forwarders;
+pub mod haproxy;
 pub mod plan;
 
 pub use error::{Error, ErrorKind};

@@ -29,6 +29,7 @@ mod debian;
 mod os_user;
 mod template;
 mod tls;
+pub mod webnode;
 
 use std::path::PathBuf;
 
