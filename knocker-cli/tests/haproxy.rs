@@ -724,3 +724,47 @@ fn adding_a_local_node_fixes_this_hosts_trusted_forwarders() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("trusts more than its balancer"));
 }
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "5", "-D", "-"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn tls_sets_a_secure_samesite_none_cookie_and_redirects_plain_http() {
+    let lb = Lb::start(OPERATOR);
+    let pem = lb.dir.path().join("knocknoc.pem");
+    fs::write(&pem, webnode::self_signed_pem()).unwrap();
+    let a = node("127.0.0.2", "a");
+    // TLS on 443 of an address of its own, so port 80 beside it is free too.
+    lb.ok(&[
+        "--init",
+        "--cert",
+        pem.to_str().unwrap(),
+        "--bind",
+        "127.0.0.7:443",
+    ]);
+    lb.ok(&["--add", &a.addr.to_string()]);
+    all_up(&lb, &[&a]);
+    let https = curl(&["https://127.0.0.7/"]);
+    let set_cookie = https
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("{https}"));
+    for attr in ["Secure", "HttpOnly", "SameSite=None"] {
+        assert!(set_cookie.contains(attr), "{set_cookie}");
+    }
+    assert!(https.contains("node=a"), "{https}");
+    assert!(https.contains("proto=https"), "{https}");
+    let http = curl(&["http://127.0.0.7/login?x=1"]);
+    assert!(http.starts_with("HTTP/1.1 301"), "{http}");
+    assert!(
+        http.to_ascii_lowercase()
+            .contains("location: https://127.0.0.7/login?x=1"),
+        "{http}"
+    );
+}

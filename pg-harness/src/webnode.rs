@@ -19,6 +19,13 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// A self-signed certificate for `localhost`, `127.0.0.1` and `::1`
+/// followed by its private key, in one PEM (what HAProxy's `crt` takes).
+pub fn self_signed_pem() -> String {
+    let certs = crate::tls::generate();
+    format!("{}{}", certs.server_cert_pem, certs.server_key_pem)
+}
+
 /// `ADDR NAME` of the node a child process serves.
 pub const CHILD_ENV: &str = "PG_HARNESS_WEBNODE";
 

@@ -104,6 +104,7 @@ fn test() -> Result<()> {
     let started = Instant::now();
     eprintln!("xtask test: == provision PostgreSQL (cargo xtask pg)");
     provision::provision_all()?;
+    provision::provision_haproxy()?;
     step(
         "cargo fmt --check",
         cargo().args(["fmt", "--all", "--", "--check"]),

@@ -35,6 +35,39 @@ pub fn provision_all() -> Result<()> {
     Ok(())
 }
 
+/// HAProxy from Debian (2.6 on Debian 12) for `knocker haproxy`'s tests:
+/// `apt-get install -y haproxy` when `haproxy` is missing. The package's
+/// service is not needed (tests start their own `haproxy -W -S ...`).
+pub fn provision_haproxy() -> Result<()> {
+    let present = Command::new("haproxy")
+        .arg("-v")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if present {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian package haproxy (apt-get)");
+    if !nix::unistd::geteuid().is_root() {
+        bail!("haproxy is missing: installing Debian package haproxy needs root");
+    }
+    for args in [&["update"][..], &["install", "-y", "haproxy"][..]] {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("cannot run apt-get to install haproxy")?;
+        if !status.success() {
+            bail!(
+                "`apt-get {}` failed ({status}) while installing haproxy",
+                args.join(" ")
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `apt-get update && apt-get install -y postgresql-MAJOR`.
 fn provision_debian(major: u32) -> Result<()> {
     let package = if major == 15 {
