@@ -10,6 +10,7 @@
 
 mod bench;
 mod bench_exposedb;
+mod bench_haproxy;
 mod bench_hba;
 mod demo;
 mod fuzz;
@@ -35,9 +36,14 @@ commands:
   bench hba [--sizes N,...]   knocker hba lint vs PostgreSQL vs pgtoolkit (BENCHMARKS.md)
   bench exposedb [--runs N] [--sizes N,...]
                               knocker exposedb --add/--list vs psql vs Ansible (BENCHMARKS.md)
+  bench haproxy [--runs N] [--requests N]
+                              knocker haproxy vs haproxy -c + reload, reloads under load,
+                              failure detection, added latency (BENCHMARKS.md)
 ";
 
 fn main() -> ExitCode {
+    // `bench haproxy` runs its web nodes as children of this program.
+    pg_harness::webnode::serve_if_child();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
@@ -46,6 +52,7 @@ fn main() -> ExitCode {
         ["demo", rest @ ..] => demo::run(rest),
         ["bench", "hba", rest @ ..] => bench_hba::run(rest),
         ["bench", "exposedb", rest @ ..] => bench_exposedb::run(rest),
+        ["bench", "haproxy", rest @ ..] => bench_haproxy::run(rest),
         ["bench-start", rest @ ..] | ["bench", "cluster-start", rest @ ..] => {
             bench::cluster_start(rest)
         }
