@@ -474,10 +474,56 @@ fn a_frozen_node_is_marked_down_and_its_pinned_clients_move() {
     lb.init(&[&nodes[0], &nodes[1], &nodes[2]]);
     all_up(&lb, &[&nodes[0], &nodes[1], &nodes[2]]);
     let clients = pin_clients(&lb);
+    let pinned: Vec<String> = clients
+        .iter()
+        .filter(|(n, _)| n == "a")
+        .map(|(_, c)| c.clone())
+        .collect();
+    assert!(!pinned.is_empty());
     nodes[0].freeze();
+    // Each client pinned to the frozen node keeps sending, one request at a
+    // time: its request in flight hangs until the node is marked down and
+    // its session shut; every later one goes to another node.
+    let front = lb.front();
+    let senders: Vec<_> = pinned
+        .iter()
+        .cloned()
+        .map(|cookie| {
+            std::thread::spawn(move || {
+                let (mut ok, mut failed, mut last_failed_at) = (0u32, 0u32, None);
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(12) {
+                    let r = webnode::get(
+                        front,
+                        "/",
+                        &[("Cookie", cookie.as_str())],
+                        None,
+                        Duration::from_secs(15),
+                    );
+                    match r {
+                        Ok(r) if r.status == 200 && r.node() != Some("a") => ok += 1,
+                        _ => {
+                            failed += 1;
+                            last_failed_at = Some(start.elapsed());
+                        }
+                    }
+                }
+                (ok, failed, last_failed_at)
+            })
+        })
+        .collect();
     let down_after = lb.wait_state(&nodes[0], "DOWN", Duration::from_secs(12));
     eprintln!("frozen node marked DOWN after {down_after:?}");
     assert!(down_after <= Duration::from_secs(10), "{down_after:?}");
+    for sender in senders {
+        let (ok, failed, last_failed_at) = sender.join().unwrap();
+        eprintln!("pinned client: {ok} ok, {failed} failed (last at {last_failed_at:?})");
+        assert!(
+            failed <= 1,
+            "only the request in flight at the freeze may fail"
+        );
+        assert!(ok > 0);
+    }
     for (_, cookie) in &clients {
         let r = lb.get(Some(cookie)).unwrap();
         assert_eq!(r.status, 200);
