@@ -814,3 +814,44 @@ fn tls_sets_a_secure_samesite_none_cookie_and_redirects_plain_http() {
         "{http}"
     );
 }
+
+#[test]
+fn the_master_socket_is_found_from_the_running_haproxy_and_ipv6_nodes_work() {
+    let lb = Lb::start(OPERATOR);
+    let bind = format!("127.0.0.1:{}", lb.port);
+    // No --master-socket: found from the master's command line in /proc
+    // (the process whose -f is this file).
+    let out = Command::new(env!("CARGO_BIN_EXE_knocker"))
+        .args([
+            "haproxy",
+            "--init",
+            "--plain-http",
+            "--bind",
+            &bind,
+            "--json",
+        ])
+        .arg("--haproxy-config")
+        .arg(&lb.cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["reload"]["new_worker"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert_eq!(report["version"], 1);
+
+    let v6 = SocketAddr::new("::1".parse().unwrap(), free_port("::1"));
+    let node = WebNode::spawn(HOST_TEST, v6, "six").unwrap();
+    lb.ok(&["--add", &v6.to_string()]);
+    assert!(lb.text().contains(&format!("[::1]:{}", v6.port())));
+    lb.wait_state(&node, "UP", Duration::from_secs(10));
+    let r = lb.get(None).unwrap();
+    assert_eq!(r.node(), Some("six"));
+    assert_eq!(r.field("xff"), Some("127.0.0.1"));
+}
