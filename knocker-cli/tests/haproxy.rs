@@ -855,3 +855,25 @@ fn the_master_socket_is_found_from_the_running_haproxy_and_ipv6_nodes_work() {
     assert_eq!(r.node(), Some("six"));
     assert_eq!(r.field("xff"), Some("127.0.0.1"));
 }
+
+#[test]
+fn a_port_another_frontend_of_the_file_binds_is_refused() {
+    // haproxy -c accepts two frontends on one port (SO_REUSEPORT); both
+    // would then take connections.
+    let port = free_port("127.0.0.1");
+    let operator = format!(
+        "{OPERATOR}frontend agent_proxy\n    bind :{port}\n    default_backend agent_stub\n"
+    );
+    let lb = Lb::start(&operator);
+    let procs = lb.procs().unwrap();
+    let out = lb.knocker(&[
+        "--init",
+        "--plain-http",
+        "--bind",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("split the traffic"));
+    assert_eq!(lb.text(), operator);
+    assert_eq!(lb.procs().unwrap(), procs);
+}

@@ -11,9 +11,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use crate::Error;
 
 /// Refuses a bind address that is not local (unless the host allows
-/// non-local binds) or a port that a process other than `haproxy_pids`
-/// listens on.
-pub fn check(bind: SocketAddr, haproxy_pids: &[u32]) -> Result<(), Error> {
+/// non-local binds), or a port that someone else listens on: a process
+/// other than `haproxy_pids`, or HAProxy itself for a frontend other than
+/// knocker's (whose current binds are `own_binds`). HAProxy binds with
+/// SO_REUSEPORT, so two of its frontends on one port both start and split
+/// the traffic between them.
+pub fn check(
+    bind: SocketAddr,
+    haproxy_pids: &[u32],
+    own_binds: &[SocketAddr],
+) -> Result<(), Error> {
     let ip = bind.ip();
     if !ip.is_unspecified() && !nonlocal_bind_allowed(ip) {
         if let Err(e) = TcpListener::bind(SocketAddr::new(ip, 0)) {
@@ -34,6 +41,14 @@ pub fn check(bind: SocketAddr, haproxy_pids: &[u32]) -> Result<(), Error> {
         return Ok(());
     }
     let ours = socket_inodes(haproxy_pids);
+    if let Some((addr, _)) = listeners.iter().find(|(addr, inode)| {
+        ours.contains(inode) && !own_binds.iter().any(|b| overlaps(*addr, *b))
+    }) {
+        return Err(Error::refused_always(format!(
+            "--bind {bind}: another frontend of HAProxy already listens on {addr}; two \
+             frontends on one port would split the traffic between them"
+        )));
+    }
     if let Some((addr, inode)) = listeners.iter().find(|(_, inode)| !ours.contains(inode)) {
         let owner = owner_of(*inode)
             .map(|(pid, name)| format!("{name} (pid {pid})"))
@@ -73,12 +88,7 @@ fn listeners_on(bind: SocketAddr) -> io::Result<Vec<(SocketAddr, u64)>> {
             let Some(addr) = parse_proc_addr(fields[1], v6) else {
                 continue;
             };
-            let overlaps = addr.port() == bind.port()
-                && (addr.ip() == bind.ip()
-                    || addr.ip().is_unspecified()
-                    || bind.ip().is_unspecified()
-                    || mapped(addr.ip()) == Some(bind.ip()));
-            if overlaps {
+            if overlaps(addr, bind) {
                 if let Ok(inode) = fields[9].parse() {
                     found.push((addr, inode));
                 }
@@ -86,6 +96,86 @@ fn listeners_on(bind: SocketAddr) -> io::Result<Vec<(SocketAddr, u64)>> {
         }
     }
     Ok(found)
+}
+
+/// Whether two listening addresses conflict: same port, and the same
+/// address or either one a wildcard.
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && (a.ip() == b.ip()
+            || a.ip().is_unspecified()
+            || b.ip().is_unspecified()
+            || mapped(a.ip()) == Some(b.ip())
+            || mapped(b.ip()) == Some(a.ip()))
+}
+
+/// Refuses a bind that a `bind` line of the file outside knocker's block
+/// (byte range `block`) overlaps: `haproxy -c` accepts two frontends on one
+/// port, and both would then serve it.
+pub fn check_file(
+    bind: SocketAddr,
+    text: &str,
+    block: std::ops::Range<usize>,
+) -> Result<(), Error> {
+    let mut offset = 0;
+    for (number, line) in text.split_inclusive('\n').enumerate() {
+        let start = offset;
+        offset += line.len();
+        if block.contains(&start) {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        if words.next() != Some("bind") {
+            continue;
+        }
+        let Some(addresses) = words.next() else {
+            continue;
+        };
+        for address in addresses.split(',') {
+            if bind_line_overlaps(address, bind) {
+                return Err(Error::refused_always(format!(
+                    "--bind {bind}: line {} of the file already binds {address} ({:?}); two \
+                     frontends on one port would split the traffic between them",
+                    number + 1,
+                    line.trim()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether one address of a `bind` line (`:443`, `*:443`, `1.2.3.4:80`,
+/// `[::]:443`, `ipv4@:80`, `:8000-8010`) overlaps `bind`; unix sockets and
+/// other families never do.
+fn bind_line_overlaps(address: &str, bind: SocketAddr) -> bool {
+    let address = address
+        .strip_prefix("ipv4@")
+        .or_else(|| address.strip_prefix("ipv6@"))
+        .unwrap_or(address);
+    if address.contains('@') || address.starts_with('/') {
+        return false;
+    }
+    let Some((host, ports)) = address.rsplit_once(':') else {
+        return false;
+    };
+    let (low, high) = match ports.split_once('-') {
+        Some((l, h)) => (l.parse::<u16>(), h.parse::<u16>()),
+        None => (ports.parse::<u16>(), ports.parse::<u16>()),
+    };
+    let (Ok(low), Ok(high)) = (low, high) else {
+        return false;
+    };
+    if !(low..=high).contains(&bind.port()) {
+        return false;
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host {
+        "" | "*" => true,
+        _ => host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| overlaps(SocketAddr::new(ip, bind.port()), bind)),
+    }
 }
 
 fn mapped(ip: IpAddr) -> Option<IpAddr> {
@@ -166,6 +256,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bind_lines_of_other_frontends_are_found() {
+        let bind: SocketAddr = "127.0.0.1:443".parse().unwrap();
+        for line in [
+            ":443",
+            "*:443",
+            "0.0.0.0:443",
+            "127.0.0.1:443",
+            "[::]:443",
+            "ipv4@:443",
+            ":80,:440-450",
+        ] {
+            assert!(
+                check_file(
+                    bind,
+                    &format!("frontend x\n    bind {line} ssl crt x\n"),
+                    0..0
+                )
+                .is_err(),
+                "{line}"
+            );
+        }
+        for line in [
+            "127.0.0.2:443",
+            ":80",
+            "/run/x.sock",
+            "unix@x",
+            "abns@y",
+            ":4430",
+        ] {
+            assert!(
+                check_file(bind, &format!("frontend x\n  bind {line}\n"), 0..0).is_ok(),
+                "{line}"
+            );
+        }
+        // knocker's own block does not count.
+        let text = "frontend x\n  bind :443\n";
+        assert!(check_file(bind, text, 11..text.len()).is_ok());
+    }
+
+    #[test]
     fn proc_net_addresses_decode() {
         assert_eq!(
             parse_proc_addr("0100007F:1F90", false),
@@ -181,13 +311,16 @@ mod tests {
     fn a_port_held_by_another_process_is_refused_and_a_free_one_passes() {
         let held = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = held.local_addr().unwrap();
-        let e = check(addr, &[]).unwrap_err();
+        let e = check(addr, &[], &[]).unwrap_err();
         assert!(e.to_string().contains("already listens"), "{e}");
-        // Our own pid counts as HAProxy's: the port is "its own".
-        check(addr, &[std::process::id()]).unwrap();
+        // Our own pid counts as HAProxy's: the port is its own when
+        // knocker's frontend has it, another frontend's otherwise.
+        check(addr, &[std::process::id()], &[addr]).unwrap();
+        let e = check(addr, &[std::process::id()], &[]).unwrap_err();
+        assert!(e.to_string().contains("another frontend"), "{e}");
         drop(held);
-        check(addr, &[]).unwrap();
-        let e = check("192.0.2.1:443".parse().unwrap(), &[]).unwrap_err();
+        check(addr, &[], &[]).unwrap();
+        let e = check("192.0.2.1:443".parse().unwrap(), &[], &[]).unwrap_err();
         assert!(e.to_string().contains("not an address of this host"), "{e}");
     }
 }

@@ -463,9 +463,11 @@ pub fn prepare(options: &Options) -> Result<Prepared, Error> {
                 .as_ref()
                 .map(|c| c.settings.binds())
                 .unwrap_or_default();
+            let block_range = span.map_or(0..0, |s| s.start..s.end);
             for bind in next.settings.binds() {
+                bind_check::check_file(bind, &text, block_range.clone())?;
                 if !had.contains(&bind) || !service.running() {
-                    bind_check::check(bind, &service.pids())?;
+                    bind_check::check(bind, &service.pids(), &had)?;
                 }
             }
         }
