@@ -65,6 +65,10 @@ struct Lb {
 
 impl Lb {
     fn start(operator: &str) -> Lb {
+        Lb::start_with_env(operator, &[])
+    }
+
+    fn start_with_env(operator: &str, env: &[(&str, &str)]) -> Lb {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("haproxy.cfg");
         fs::write(&cfg, operator).unwrap();
@@ -75,6 +79,7 @@ impl Lb {
             .arg(&socket)
             .arg("-f")
             .arg(&cfg)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(dir.path().join("haproxy.log")).unwrap())
@@ -876,4 +881,17 @@ fn a_port_another_frontend_of_the_file_binds_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("split the traffic"));
     assert_eq!(lb.text(), operator);
     assert_eq!(lb.procs().unwrap(), procs);
+}
+
+#[test]
+fn haproxy_c_runs_with_the_masters_environment() {
+    // The operator's part uses a variable only the service's environment
+    // has; knocker's own environment lacks it.
+    let operator = format!(
+        "{OPERATOR}backend env_stub\n    server env \"${{KNOCKER_TEST_AGENT_ADDR}}\" disabled\n"
+    );
+    let lb = Lb::start_with_env(&operator, &[("KNOCKER_TEST_AGENT_ADDR", "127.0.0.1:2")]);
+    assert!(std::env::var_os("KNOCKER_TEST_AGENT_ADDR").is_none());
+    let bind = format!("127.0.0.1:{}", lb.port);
+    lb.ok(&["--init", "--plain-http", "--bind", &bind]);
 }

@@ -33,6 +33,12 @@ pub struct Service {
     pub cwd: PathBuf,
     /// Whether systemd manages services here (`/run/systemd/system`).
     pub systemd: bool,
+    /// The master's executable (`/proc/PID/exe`), so `-c` runs the same
+    /// HAProxy version.
+    pub executable: Option<PathBuf>,
+    /// The master's environment without HAProxy's own `HAPROXY_*`
+    /// variables: the configuration may use `"${VAR}"`.
+    pub environment: Vec<(String, String)>,
 }
 
 impl Service {
@@ -76,12 +82,32 @@ impl Service {
                 )
             })
             .unwrap_or_else(|| (Vec::new(), PathBuf::from("/")));
+        let pid = procs.as_ref().map(|p| p.master_pid);
+        let executable = pid.and_then(|pid| fs::read_link(format!("/proc/{pid}/exe")).ok());
+        let environment = pid
+            .and_then(|pid| fs::read(format!("/proc/{pid}/environ")).ok())
+            .map(|raw| {
+                raw.split(|b| *b == 0)
+                    .filter_map(|kv| {
+                        let kv = String::from_utf8_lossy(kv);
+                        kv.split_once('=')
+                            // HAPROXY_* is HAProxy's own state (master-worker
+                            // re-exec, "wait only" mode...): with it, -c checks
+                            // as a re-executing master would.
+                            .filter(|(k, _)| !k.starts_with("HAPROXY_"))
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Service {
             master,
             procs,
             argv,
             cwd,
             systemd,
+            executable,
+            environment,
         })
     }
 
@@ -107,7 +133,11 @@ impl Service {
     /// configuration files (`-f`), local peer name (`-L`) and directory
     /// (`-C`) the running master was started with.
     pub fn check_command(&self, config: &Path, candidate: &Path) -> Vec<String> {
-        let mut command = vec!["haproxy".to_string(), "-c".to_string()];
+        let program = self
+            .executable
+            .as_ref()
+            .map_or_else(|| "haproxy".to_string(), |p| p.display().to_string());
+        let mut command = vec![program, "-c".to_string()];
         // Master-worker mode matters: without -W, a configuration with no
         // listener (Debian's stock file) "will not start" (exit 2), while a
         // master reloads it fine. No master found: Debian's service uses -Ws.
@@ -145,16 +175,17 @@ impl Service {
 
     /// Runs `haproxy -c`; `Err` carries HAProxy's own words.
     pub fn check(&self, command: &[String]) -> Result<(), Error> {
-        let output = Command::new(&command[0])
-            .args(&command[1..])
-            .current_dir(&self.cwd)
-            .output()
-            .map_err(|e| {
-                Error::failed(
-                    "cannot run haproxy -c; is HAProxy installed? (sudo apt-get install haproxy)",
-                )
-                .with_source(e)
-            })?;
+        let mut run = Command::new(&command[0]);
+        run.args(&command[1..]).current_dir(&self.cwd);
+        if !self.environment.is_empty() {
+            run.env_clear().envs(self.environment.iter().cloned());
+        }
+        let output = run.output().map_err(|e| {
+            Error::failed(
+                "cannot run haproxy -c; is HAProxy installed? (sudo apt-get install haproxy)",
+            )
+            .with_source(e)
+        })?;
         if output.status.success() {
             return Ok(());
         }
