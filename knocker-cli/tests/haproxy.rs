@@ -895,3 +895,25 @@ fn haproxy_c_runs_with_the_masters_environment() {
     let bind = format!("127.0.0.1:{}", lb.port);
     lb.ok(&["--init", "--plain-http", "--bind", &bind]);
 }
+
+#[test]
+fn a_change_written_but_not_loaded_is_reloaded_by_the_next_run() {
+    // As after a run killed between the rename and the reload.
+    let lb = Lb::start(OPERATOR);
+    let a = node("127.0.0.2", "a");
+    lb.init(&[]);
+    let out = lb.ok(&["--add", &a.addr.to_string(), "--no-reload"]);
+    assert!(out.contains("not reloaded"), "{out}");
+    let worker = lb.worker();
+    let written = lb.text();
+    let again = lb.ok(&["--add", &a.addr.to_string()]);
+    assert!(again.contains("had not loaded"), "{again}");
+    assert_ne!(lb.worker(), worker);
+    assert_eq!(lb.text(), written);
+    lb.wait_state(&a, "UP", Duration::from_secs(10));
+    // Loaded now: the same call changes nothing and does not reload.
+    let worker = lb.worker();
+    let nothing = lb.ok(&["--add", &a.addr.to_string()]);
+    assert!(nothing.contains("nothing to do"), "{nothing}");
+    assert_eq!(lb.worker(), worker);
+}

@@ -431,6 +431,15 @@ pub fn prepare(options: &Options) -> Result<Prepared, Error> {
     };
     let changed = new_text != text;
     let drains_live = matches!(options.action, Action::Drain(_) | Action::Undrain(_));
+    // Nothing to write, but the running HAProxy may not have loaded the
+    // file yet (a run killed between rename and reload, or --no-reload):
+    // its backend's servers tell.
+    let unloaded = !changed
+        && !drains_live
+        && !options.no_reload
+        && !matches!(options.action, Action::List)
+        && service.running()
+        && running_differs(&service, next.as_ref());
     let mut plan = Plan::default();
     plan.files.push(FileChange::new(
         file.path(),
@@ -474,7 +483,7 @@ pub fn prepare(options: &Options) -> Result<Prepared, Error> {
     }
 
     let mut candidate = None;
-    if changed {
+    if changed || unloaded {
         let written = file.candidate(new_text.as_bytes(), 0o644).map_err(|e| {
             Error::failed("cannot write the candidate configuration").with_source(e)
         })?;
@@ -484,7 +493,7 @@ pub fn prepare(options: &Options) -> Result<Prepared, Error> {
         candidate = Some(written);
     }
 
-    let reload = changed && !drains_live && !options.no_reload && service.running();
+    let reload = (changed || unloaded) && !drains_live && !options.no_reload && service.running();
     let reload_skipped = if changed && !drains_live && !reload {
         Some(if options.no_reload {
             "--no-reload: reload HAProxy yourself (systemctl reload haproxy)".to_string()
@@ -601,7 +610,9 @@ pub fn prepare(options: &Options) -> Result<Prepared, Error> {
         action: options.action.name(),
         file: file.path().to_path_buf(),
         changed,
-        message: if changed
+        message: if unloaded {
+            format!("{message} (the running HAProxy had not loaded the file: reloading it)")
+        } else if changed
             || drains_live
             || matches!(options.action, Action::List)
             || message.contains("nothing to do")
@@ -724,6 +735,26 @@ impl Prepared {
     pub fn block(&self) -> Option<&Block> {
         self.block.as_ref()
     }
+}
+
+/// Whether the running worker's backend servers differ from the block's
+/// nodes (no block: whether it still runs knocker's backend).
+fn running_differs(service: &Service, block: Option<&Block>) -> bool {
+    let Some(master) = &service.master else {
+        return false;
+    };
+    let Ok(stats) = master.server_stats(BACKEND) else {
+        return false;
+    };
+    let mut running: Vec<&str> = stats.iter().map(|s| s.name.as_str()).collect();
+    let mut wanted: Vec<&str> = block
+        .map(|b| b.nodes.iter().map(|n| n.name.as_str()).collect())
+        .unwrap_or_default();
+    running.sort_unstable();
+    wanted.sort_unstable();
+    // A block without nodes still has a backend, which `show stat` lists
+    // only as BACKEND: compare servers only.
+    running != wanted
 }
 
 /// `--list`: the block's nodes with HAProxy's view of each.
