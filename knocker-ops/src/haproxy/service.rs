@@ -71,6 +71,13 @@ impl Service {
             },
             None => None,
         };
+        // Debian's default socket may belong to a HAProxy that does not
+        // load this file: never reload that one by mistake.
+        let procs = procs.filter(|p| {
+            master_socket.is_some()
+                || cmdline(p.master_pid)
+                    .is_some_and(|argv| loads_config(&argv, p.master_pid, config))
+        });
         let master = if procs.is_some() { master } else { None };
         let (argv, cwd) = procs
             .as_ref()
@@ -154,15 +161,38 @@ impl Service {
         while let Some(arg) = args.next() {
             if let ("-f" | "-L" | "-C", Some(value)) = (arg.as_str(), args.clone().next()) {
                 args.next();
-                let is_config = arg == "-f"
-                    && fs::canonicalize(self.cwd.join(value)).ok().as_deref()
-                        == Some(config.as_path());
-                command.push(arg.clone());
-                if is_config {
+                let target = fs::canonicalize(self.cwd.join(value)).ok();
+                if arg == "-f" && target.as_deref() == Some(config.as_path()) {
                     replaced = true;
-                    command.push(candidate.display().to_string());
+                    command.extend(["-f".to_string(), candidate.display().to_string()]);
+                } else if arg == "-f"
+                    && target.as_deref().is_some_and(Path::is_dir)
+                    && config.parent() == target.as_deref()
+                {
+                    // A directory holding the file: HAProxy loads its *.cfg
+                    // files in name order; list them, the candidate in place
+                    // of the file.
+                    replaced = true;
+                    let mut files: Vec<PathBuf> = fs::read_dir(self.cwd.join(value))
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|e| e == "cfg"))
+                        .collect();
+                    files.sort();
+                    for file in files {
+                        let same =
+                            fs::canonicalize(&file).ok().as_deref() == Some(config.as_path());
+                        command.push("-f".into());
+                        command.push(if same {
+                            candidate.display().to_string()
+                        } else {
+                            file.display().to_string()
+                        });
+                    }
                 } else {
-                    command.push(value.clone());
+                    command.extend([arg.clone(), value.clone()]);
                 }
             }
         }
@@ -324,6 +354,20 @@ fn is_haproxy(argv: &[String]) -> bool {
         .is_some_and(|a| Path::new(a).file_name().is_some_and(|n| n == "haproxy"))
 }
 
+/// Whether a master with command line `argv` loads `config`: one of its
+/// `-f` is the file, or a directory holding it (HAProxy loads a
+/// directory's `*.cfg` files).
+fn loads_config(argv: &[String], pid: u32, config: &Path) -> bool {
+    let Ok(config) = fs::canonicalize(config) else {
+        return false;
+    };
+    let cwd = fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_else(|_| "/".into());
+    argv.windows(2)
+        .filter(|w| w[0] == "-f")
+        .filter_map(|w| fs::canonicalize(cwd.join(&w[1])).ok())
+        .any(|f| f == config || (f.is_dir() && config.parent() == Some(f.as_path())))
+}
+
 /// The `-S` socket of a running HAProxy master that loads `config`.
 fn find_master_socket(config: &Path) -> Option<PathBuf> {
     let config = fs::canonicalize(config).ok()?;
@@ -352,10 +396,7 @@ fn find_master_socket(config: &Path) -> Option<PathBuf> {
                 .map(|w| w[1].clone())
                 .collect()
         };
-        let loads_config = value_of("-f")
-            .iter()
-            .any(|f| fs::canonicalize(cwd.join(f)).ok().as_deref() == Some(config.as_path()));
-        if !loads_config {
+        if !loads_config(&argv, pid, &config) {
             continue;
         }
         if let Some(socket) = value_of("-S").first() {
@@ -365,4 +406,80 @@ fn find_master_socket(config: &Path) -> Option<PathBuf> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(argv: &[&str], cwd: &Path) -> Service {
+        Service {
+            master: None,
+            procs: None,
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            cwd: cwd.to_path_buf(),
+            systemd: false,
+            executable: Some(PathBuf::from("/usr/sbin/haproxy")),
+            environment: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_check_uses_the_masters_files_with_the_candidate_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(d.join("conf.d")).unwrap();
+        for f in [
+            "conf.d/10-a.cfg",
+            "conf.d/50-knocker.cfg",
+            "conf.d/90-z.cfg",
+            "conf.d/notes.txt",
+            "base.cfg",
+        ] {
+            std::fs::write(d.join(f), "").unwrap();
+        }
+        let config = d.join("conf.d/50-knocker.cfg");
+        let candidate = d.join("conf.d/.50-knocker.cfg.knocker-abc");
+        let s = |p: &str| d.join(p).display().to_string();
+        let got = service(
+            &[
+                "haproxy",
+                "-Ws",
+                "-f",
+                "base.cfg",
+                "-f",
+                "conf.d",
+                "-p",
+                "/run/haproxy.pid",
+                "-S",
+                "/run/m.sock",
+                "-L",
+                "peer1",
+            ],
+            &d,
+        )
+        .check_command(&config, &candidate);
+        let want: Vec<String> = vec![
+            "/usr/sbin/haproxy".into(),
+            "-c".into(),
+            "-Ws".into(),
+            "-f".into(),
+            "base.cfg".into(),
+            "-f".into(),
+            s("conf.d/10-a.cfg"),
+            "-f".into(),
+            candidate.display().to_string(),
+            "-f".into(),
+            s("conf.d/90-z.cfg"),
+            "-L".into(),
+            "peer1".into(),
+        ];
+        assert_eq!(got, want);
+        // No master: Debian's service arguments.
+        let got = service(&[], &d).check_command(&config, &candidate);
+        assert_eq!(
+            got[1..],
+            ["-c", "-Ws", "-f", &candidate.display().to_string()]
+        );
+    }
 }
