@@ -162,7 +162,22 @@ pub fn run(args: &HaproxyArgs) -> ExitCode {
     } else {
         haproxy::prepare(&options).and_then(|prepared| {
             if args.dry_run {
-                print_plan(prepared.plan(), args.json);
+                let preview = prepared.preview();
+                if args.json {
+                    print_json(&serde_json::json!({
+                        "version": 1,
+                        "dry_run": true,
+                        "plan": prepared.plan(),
+                        "forwarders": preview.forwarders,
+                        "warnings": preview.warnings,
+                    }));
+                } else {
+                    print_plan(prepared.plan(), false);
+                    print_hints(preview);
+                    for w in &preview.warnings {
+                        eprintln!("knocker haproxy: warning: {w}");
+                    }
+                }
                 return Ok(None);
             }
             if action == Action::Deinit
@@ -293,24 +308,33 @@ fn print_haproxy(report: &haproxy::Report) {
         for c in &report.runtime {
             println!("runtime: {c}");
         }
-        for hint in &report.forwarders {
-            match &hint.command {
-                Some(command) => println!("on web node {}: {command}", hint.node.ip()),
-                None => println!(
-                    "web node {} is this host: its TrustedForwarders needs {}{}",
-                    hint.node,
-                    hint.balancer,
-                    report
-                        .knocknoc_conf_backup
-                        .as_ref()
-                        .map(|b| format!(" (updated; backup {})", b.display()))
-                        .unwrap_or_default()
-                ),
-            }
-        }
+        print_hints(report);
     }
     for w in &report.warnings {
         eprintln!("knocker haproxy: warning: {w}");
+    }
+}
+
+/// The TrustedForwarders each added node needs.
+fn print_hints(report: &haproxy::Report) {
+    for hint in &report.forwarders {
+        match &hint.command {
+            Some(command) => println!(
+                "on web node {} (HAProxy reaches it from {}), run: {command}",
+                hint.node.ip(),
+                hint.balancer
+            ),
+            None => println!(
+                "web node {} is this host: its TrustedForwarders needs {}{}",
+                hint.node,
+                hint.balancer,
+                report
+                    .knocknoc_conf_backup
+                    .as_ref()
+                    .map(|b| format!(" (updated; backup {})", b.display()))
+                    .unwrap_or_default()
+            ),
+        }
     }
 }
 

@@ -698,6 +698,31 @@ fn dry_run_prints_the_exact_diff_and_commands_and_changes_nothing() {
     ]))
     .unwrap();
     assert_eq!(json["version"], 1);
+    // A remote node (dry run: no traffic leaves the host): the command for
+    // its TrustedForwarders names the address HAProxy reaches it from.
+    lb.ok(&["--init", "--plain-http", "--bind", &bind]);
+    let remote: Value =
+        serde_json::from_str(&lb.ok(&["--add", "198.51.100.7", "--json", "--dry-run"])).unwrap();
+    assert!(remote["plan"]["diffs"][0]
+        .as_str()
+        .unwrap()
+        .contains("198.51.100.7:8756"));
+    let hint = &remote["forwarders"][0];
+    assert_eq!(hint["local"], false);
+    let command = hint["command"].as_str().unwrap();
+    assert_eq!(
+        command,
+        format!(
+            "sudo knocker forwarders --add {}",
+            hint["balancer"].as_str().unwrap()
+        )
+    );
+    assert!(command.ends_with("/32"), "{command}");
+    let text = lb.ok(&["--add", "198.51.100.7", "--dry-run"]);
+    assert!(
+        text.contains("+    server web_198.51.100.7_8756 198.51.100.7:8756 cookie "),
+        "{text}"
+    );
     assert!(json["plan"]["diffs"][0]
         .as_str()
         .unwrap()

@@ -555,12 +555,7 @@ pub fn prepare(options: &Options) -> Result<Prepared, Error> {
         };
         let balancer = IpNet::from(source);
         let local = is_local(node.ip());
-        let command = (!local).then(|| {
-            format!(
-                "sudo knocker forwarders --add {balancer}   # on {}",
-                node.ip()
-            )
-        });
+        let command = (!local).then(|| format!("sudo knocker forwarders --add {balancer}"));
         if local && knocknoc_fix.is_none() {
             match forwarders::local_fix(&options.knocknoc_config, balancer, &[balancer])? {
                 Some((change, extra)) => {
@@ -729,6 +724,12 @@ impl Prepared {
             error = error.with_source(std::io::Error::other(source.to_string()));
         }
         error
+    }
+
+    /// The report as it stands before apply (the TrustedForwarders hints and
+    /// warnings that `--dry-run` shows too).
+    pub fn preview(&self) -> &Report {
+        &self.report
     }
 
     /// The block after the change.
