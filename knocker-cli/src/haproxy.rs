@@ -221,6 +221,11 @@ pub fn run_forwarders(args: &ForwardersArgs) -> ExitCode {
     let result = forwarders::prepare(&options).and_then(|prepared| {
         if args.dry_run {
             print_plan(prepared.plan(), args.json);
+            if !args.json {
+                for w in &prepared.preview().warnings {
+                    eprintln!("knocker forwarders: warning: {w}");
+                }
+            }
             Ok(None)
         } else {
             prepared.apply().map(Some)
@@ -242,6 +247,11 @@ pub fn run_forwarders(args: &ForwardersArgs) -> ExitCode {
                 }
                 if report.changed {
                     println!("restart Knocknoc for it to take effect");
+                }
+            }
+            if !args.json {
+                for w in &report.warnings {
+                    eprintln!("knocker forwarders: warning: {w}");
                 }
             }
             ExitCode::SUCCESS

@@ -778,6 +778,12 @@ fn forwarders_add_remove_and_list_keep_every_other_byte() {
         .status
         .success());
     assert_eq!(fs::read_to_string(&config).unwrap(), original);
+    let wide = forwarders(&config, &["--add", "10.0.0.0/8", "--dry-run"]);
+    assert!(wide.status.success());
+    assert!(String::from_utf8_lossy(&wide.stderr).contains("10.0.0.0/8 trusts 16777216 addresses"));
+    let everyone = forwarders(&config, &["--add", "0.0.0.0/0"]);
+    assert_eq!(everyone.status.code(), Some(1));
+    assert_eq!(fs::read_to_string(&config).unwrap(), original);
     for bad in ["10.0.0.1/8", "10.0.0.1 #", "x"] {
         let out = forwarders(&config, &["--add", bad]);
         assert_eq!(out.status.code(), Some(2), "{bad}");

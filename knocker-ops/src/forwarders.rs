@@ -58,6 +58,8 @@ pub struct Report {
     pub forwarders: Vec<String>,
     /// The backup of the previous file.
     pub backup: Option<PathBuf>,
+    /// Networks so wide that many hosts could claim to be a balancer.
+    pub warnings: Vec<String>,
 }
 
 /// A checked change, holding the lock until applied or dropped.
@@ -147,6 +149,29 @@ pub fn prepare(options: &Options) -> Result<Prepared, Error> {
         }
         _ => ("list", String::new(), old.clone()),
     };
+    if let (Action::Add(_), Some(net)) = (&options.action, net) {
+        if net.prefix_len() == 0 {
+            return Err(Error::refused_always(format!(
+                "{net} would trust every client's X-Forwarded-For: anyone could claim any \
+                 address, and Knocknoc grants access by address; give the balancers' addresses"
+            )));
+        }
+    }
+    let warnings = nets
+        .iter()
+        .filter(|n| n.prefix_len() < if n.addr().is_ipv4() { 24 } else { 64 })
+        .map(|n| {
+            format!(
+                "{n} trusts {} addresses to set X-Forwarded-For; a balancer needs only its own \
+                 (/32 or /128)",
+                if n.addr().is_ipv4() {
+                    format!("{}", 1u64 << (32 - n.prefix_len()))
+                } else {
+                    format!("2^{}", 128 - n.prefix_len())
+                }
+            )
+        })
+        .collect();
     let mut plan = Plan::default();
     plan.files.push(FileChange::new(file.path(), &old, &new));
     let report = Report {
@@ -157,6 +182,7 @@ pub fn prepare(options: &Options) -> Result<Prepared, Error> {
         message,
         forwarders: nets.iter().map(ToString::to_string).collect(),
         backup: None,
+        warnings,
     };
     Ok(Prepared {
         plan,
@@ -172,6 +198,11 @@ impl Prepared {
     /// What `--dry-run` prints.
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// The report as it stands before apply (warnings included).
+    pub fn preview(&self) -> &Report {
+        &self.report
     }
 
     /// Backs up and replaces the file (when it changes).
