@@ -315,7 +315,7 @@ fn a_haproxy_check_refusal_and_a_bind_precheck_failure_leave_the_worker_untouche
     let out = lb.knocker(&["--init", "--plain-http", "--bind", &taken]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already listens"));
-    let out = lb.knocker(&["--init", "--plain-http", "--bind", "192.0.2.1:18443"]);
+    let out = lb.knocker(&["--init", "--plain-http", "--bind", "203.0.113.77:18443"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an address of this host"));
 

@@ -320,7 +320,7 @@ mod tests {
         assert!(e.to_string().contains("another frontend"), "{e}");
         drop(held);
         check(addr, &[], &[]).unwrap();
-        let e = check("192.0.2.1:443".parse().unwrap(), &[], &[]).unwrap_err();
+        let e = check("203.0.113.77:443".parse().unwrap(), &[], &[]).unwrap_err();
         assert!(e.to_string().contains("not an address of this host"), "{e}");
     }
 }
