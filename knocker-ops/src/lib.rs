@@ -19,6 +19,7 @@
 pub mod diff;
 pub mod error;
 pub mod plan;
+pub mod replica;
 
 pub use error::{Error, ErrorKind};
 pub use plan::{FileChange, Plan};

@@ -237,6 +237,77 @@ pub async fn drop_slot(
     }
 }
 
+/// The functions `pg_rewind` calls on its source server, with the exact
+/// signatures its documentation grants EXECUTE on, so a role that is not a
+/// superuser can be its source.
+pub const REWIND_FUNCTIONS: [&str; 4] = [
+    "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+    "pg_catalog.pg_stat_file(text, boolean)",
+    "pg_catalog.pg_read_binary_file(text)",
+    "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+];
+
+/// `GRANT EXECUTE ON FUNCTION f TO role` for each of [`REWIND_FUNCTIONS`].
+pub fn rewind_grants_sql(role: &str) -> Vec<String> {
+    REWIND_FUNCTIONS
+        .iter()
+        .map(|f| {
+            format!(
+                "GRANT EXECUTE ON FUNCTION {f} TO {}",
+                escape_identifier(role)
+            )
+        })
+        .collect()
+}
+
+/// The statements of [`rewind_grants_sql`] that `role` still needs (all of
+/// them when the role does not exist yet).
+pub async fn missing_rewind_grants(client: &impl GenericClient, role: &str) -> Result<Vec<String>> {
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .map_err(Error::sql(format!("looking up role {role:?}")))?
+        .is_some();
+    if !exists {
+        return Ok(rewind_grants_sql(role));
+    }
+    let mut out = Vec::new();
+    for (f, sql) in REWIND_FUNCTIONS.iter().zip(rewind_grants_sql(role)) {
+        let granted: bool = client
+            .query_one(
+                "SELECT pg_catalog.has_function_privilege($1, $2, 'EXECUTE')",
+                &[&role, f],
+            )
+            .await
+            .map_err(Error::sql(format!("checking EXECUTE on {f}")))?
+            .get(0);
+        if !granted {
+            out.push(sql);
+        }
+    }
+    Ok(out)
+}
+
+/// `ALTER ROLE role REPLICATION`.
+pub fn replication_attribute_sql(role: &str) -> String {
+    format!("ALTER ROLE {} REPLICATION", escape_identifier(role))
+}
+
+/// Whether `role` exists and has the REPLICATION attribute.
+pub async fn has_replication_attribute(client: &impl GenericClient, role: &str) -> Result<bool> {
+    Ok(client
+        .query_opt(
+            "SELECT rolreplication FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .map_err(Error::sql(format!("looking up role {role:?}")))?
+        .is_some_and(|r| r.get::<_, bool>(0)))
+}
+
 /// One standby as the primary sees it (`pg_stat_replication`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct StandbyRow {

@@ -380,3 +380,32 @@ fn sync_standby_names_set_through_alter_system_reach_the_server_pg15() {
         .await;
     });
 }
+
+/// Regression: hba_install's lock file next to a pg_hba.conf inside the
+/// data directory was root's, so every later base backup failed with
+/// "could not open file ./.pg_hba.conf.knocker.lock: Permission denied".
+#[test]
+fn base_backup_after_an_hba_install_reads_every_file_pg15() {
+    pg_harness::block_on(async {
+        let primary = Cluster::start_with(15, primary_options()).await;
+        let admin = primary.connect().await;
+        replication::create_physical_slot(&admin, "after_edit")
+            .await
+            .unwrap();
+        let report = pgctl::hba_install::edit(
+            &admin,
+            &primary.hba_file(),
+            |old: &[u8]| {
+                let mut new = old.to_vec();
+                new.extend_from_slice(b"# edited\n");
+                Ok::<_, std::convert::Infallible>(new)
+            },
+            &pgctl::hba_install::InstallOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert!(report.changed);
+        let standby = clone_standby(&primary, "after_edit", "after_edit");
+        assert!(standby.data().join("PG_VERSION").exists());
+    });
+}
