@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 
 mod exposedb;
 mod hba_lint;
+mod replica;
 
 /// Tools to share a Knocknoc server's PostgreSQL database safely.
 #[derive(Debug, Parser)]
@@ -32,6 +33,8 @@ struct Cli {
 enum Command {
     /// Share this host's Knocknoc database with other web nodes.
     Exposedb(exposedb::ExposedbArgs),
+    /// A streaming standby of the Knocknoc database.
+    Replica(replica::ReplicaArgs),
     /// Work with pg_hba.conf files.
     Hba {
         #[command(subcommand)]
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Exposedb(args) => exposedb::run(&args),
+        Command::Replica(args) => replica::run(&args),
         Command::Hba {
             command: HbaCommand::Lint(args),
         } => hba_lint::run(&args),
