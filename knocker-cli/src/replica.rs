@@ -11,8 +11,8 @@ use knocker_ops::replica::{self, Action, Options, Report};
 use knocker_ops::{Error, ErrorKind};
 
 const ABOUT: &str = "A streaming standby of the Knocknoc database: prepare the primary (--init), \
-admit a standby (--allow), remove it (--revoke), show replication (--status) and the \
-connection string web nodes use (--print-url).";
+admit a standby (--allow), remove it (--revoke), clone it on the standby host (--clone-from), \
+show replication (--status) and the connection string web nodes use (--print-url).";
 
 const EXAMPLES: &str = "\
 Examples (on the primary):
@@ -21,6 +21,8 @@ Examples (on the primary):
   sudo knocker replica --status [--json]
   sudo knocker replica --print-url
   sudo knocker replica --revoke 203.0.113.8/32 --terminate
+On the standby host (203.0.113.8):
+  sudo knocker replica --clone-from 'postgresql://knocknoc_replication:...@203.0.113.7:5432/?sslmode=require' --name node_b
 
 Exit status: 0 done (or nothing to do), 1 failed or refused (nothing changed), 2 bad usage or input.";
 
@@ -29,7 +31,7 @@ Exit status: 0 done (or nothing to do), 1 failed or refused (nothing changed), 2
 #[command(
     about = ABOUT,
     after_help = EXAMPLES,
-    group(ArgGroup::new("action").args(["init", "allow", "revoke", "status", "print_url"]))
+    group(ArgGroup::new("action").args(["init", "allow", "revoke", "status", "print_url", "clone_from"]))
 )]
 pub struct ReplicaArgs {
     /// Prepare this primary: replication and rewind roles, settings, the pg_hba.conf block
@@ -47,6 +49,10 @@ pub struct ReplicaArgs {
     /// The connection string web nodes use (every node, read-write only)
     #[arg(long)]
     print_url: bool,
+    /// On the standby host: replace the local cluster with a streaming copy of the primary
+    /// (URI: the replication connection string --init printed)
+    #[arg(long, value_name = "URI")]
+    clone_from: Option<String>,
     /// With --allow: make this standby the synchronous one
     #[arg(long)]
     sync: bool,
@@ -112,6 +118,10 @@ fn options(args: &ReplicaArgs) -> Result<Option<Options>, Error> {
         Action::Status
     } else if args.print_url {
         Action::PrintUrl
+    } else if let Some(uri) = &args.clone_from {
+        Action::CloneFrom {
+            uri: replica::Secret(uri.clone()),
+        }
     } else {
         return Ok(None);
     };
@@ -136,6 +146,7 @@ fn options(args: &ReplicaArgs) -> Result<Option<Options>, Error> {
         dry_run: args.dry_run,
         force: args.force,
         no_restart: args.no_restart,
+        progress: !args.json && std::io::stderr().is_terminal(),
     }))
 }
 
@@ -144,7 +155,7 @@ pub fn run(args: &ReplicaArgs) -> ExitCode {
     let opts = match options(args) {
         Ok(Some(o)) => o,
         Ok(None) => {
-            println!("{ABOUT}\n\nUsage: knocker replica [--init | --allow <CIDR> --name NAME | --revoke <CIDR> | --status | --print-url]\n\n{EXAMPLES}");
+            println!("{ABOUT}\n\nUsage: knocker replica [--init | --allow <CIDR> --name NAME | --revoke <CIDR> | --clone-from <URI> | --status | --print-url]\n\n{EXAMPLES}");
             return ExitCode::from(2);
         }
         Err(e) => return fail(args.json, &e),

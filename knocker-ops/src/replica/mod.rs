@@ -15,6 +15,7 @@
 
 mod allow;
 pub mod block;
+mod clone;
 mod init;
 pub mod network;
 mod status;
@@ -63,6 +64,12 @@ pub enum Action {
     Status,
     /// The multi-host connection string for web nodes.
     PrintUrl,
+    /// On the standby host: replace the local cluster with a streaming
+    /// copy of the primary.
+    CloneFrom {
+        /// The replication connection string `--init` printed.
+        uri: Secret,
+    },
 }
 
 impl Action {
@@ -74,6 +81,7 @@ impl Action {
             Action::Revoke { .. } => "revoke",
             Action::Status => "status",
             Action::PrintUrl => "print-url",
+            Action::CloneFrom { .. } => "clone-from",
         }
     }
 }
@@ -99,6 +107,9 @@ pub struct Options {
     pub force: bool,
     /// Never restart; say what to run instead.
     pub no_restart: bool,
+    /// Let long-running children (`pg_basebackup -P`) show progress on
+    /// standard error (the caller sets it for a terminal).
+    pub progress: bool,
 }
 
 impl Options {
@@ -114,12 +125,13 @@ impl Options {
             dry_run: false,
             force: false,
             no_restart: false,
+            progress: false,
         }
     }
 }
 
 /// A secret shown once: serialised as is, never shown by `Debug`.
-#[derive(Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Secret(pub String);
 
@@ -253,6 +265,15 @@ pub async fn run(options: &Options, ask: &mut dyn FnMut(&str) -> bool) -> Result
     if let Some(c) = &options.cluster {
         target::parse_cluster_arg(c)?;
     }
+    if let Action::CloneFrom { uri } = &options.action {
+        // The local cluster may be down: no session before the checks.
+        let mut report = Report {
+            action: options.action.name(),
+            ..Report::default()
+        };
+        clone::clone_from(options, &uri.0, &mut report).await?;
+        return Ok(report);
+    }
     let needs_app = !matches!(options.action, Action::Status);
     let app = match target::AppConn::load(options.conn.as_deref(), &options.config) {
         Ok(app) => Some(app),
@@ -289,6 +310,7 @@ pub async fn run(options: &Options, ask: &mut dyn FnMut(&str) -> bool) -> Result
         }
         (Action::Status, _) => status::status(&admin, &mut report).await?,
         (Action::PrintUrl, Some(app)) => url::print_url(&app, &admin, &mut report)?,
+        (Action::CloneFrom { .. }, _) => unreachable!("handled above"),
         (_, None) => unreachable!("the application's connection is loaded for every other action"),
     }
     Ok(report)

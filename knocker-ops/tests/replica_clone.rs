@@ -1,0 +1,197 @@
+//! `--clone-from` between two Debian clusters (pg_createcluster layout,
+//! peer login as postgres, ssl with the snakeoil certificate): --init and
+//! --allow on the primary through `--cluster`, the clone on the "standby
+//! host", data written on the primary read on the standby, --status on
+//! both, a second clone refused while the slot is in use.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use knocker_ops::replica::{self, Action, Options, Secret};
+use knocker_ops::ErrorKind;
+use pg_harness::DebianCluster;
+use pgctl::conninfo::{ConnInfo, Keyword};
+
+/// Removes what the commands leave outside the clusters' own files (the
+/// moved-aside data directory, the passfile, pg_hba.conf backups), also
+/// on failure.
+struct Leftovers(Vec<PathBuf>);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            if p.is_dir() {
+                let _ = std::fs::remove_dir_all(p);
+            } else {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+fn options(action: Action, cluster: &DebianCluster) -> Options {
+    let mut o = Options::new(action);
+    o.cluster = Some(format!("{}/{}", cluster.major(), cluster.name()));
+    o.config = "/nonexistent/knocknoc.conf".into();
+    o
+}
+
+async fn run(o: &Options) -> Result<replica::Report, knocker_ops::Error> {
+    replica::run(o, &mut |_: &str| true).await
+}
+
+#[test]
+fn clone_from_primary_streams_debian_cluster() {
+    pg_harness::block_on(async {
+        // Declared first, so dropped after the clusters.
+        let mut leftovers = Leftovers(Vec::new());
+        let primary = DebianCluster::create(15).await;
+        let standby = DebianCluster::create(15).await;
+        // hba_install's backups and lock file keep pg_dropcluster from
+        // removing the primary's configuration directory.
+        leftovers.0.push(primary.conf_dir());
+        let moved_prefix = format!("{}.knocker-replaced-", standby.data_dir().display());
+        let passfile = PathBuf::from(format!(
+            "/var/lib/postgresql/15/.{}.knocker-replica.pgpass",
+            standby.name()
+        ));
+        leftovers.0.push(passfile.clone());
+
+        let p = primary.connect().await.unwrap();
+        p.batch_execute("CREATE ROLE knocknoc LOGIN PASSWORD 'pw'")
+            .await
+            .unwrap();
+        p.batch_execute("CREATE DATABASE knocknoc OWNER knocknoc")
+            .await
+            .unwrap();
+        drop(p);
+        let conn = format!(
+            "postgresql://knocknoc:pw@127.0.0.1:{}/knocknoc",
+            primary.port()
+        );
+
+        let mut init = options(Action::Init, &primary);
+        init.conn = Some(conn.clone());
+        let r = run(&init).await.unwrap();
+        let url = r.replication_url.expect("the replication URL").0;
+        assert!(url.contains("sslmode=require"), "{url}");
+        // The test's primary listens on localhost only.
+        let mut info = ConnInfo::parse(&url).unwrap();
+        info.set(Keyword::Host, "127.0.0.1");
+        let url = info.to_uri();
+
+        let mut allow = options(
+            Action::Allow {
+                cidr: "127.0.0.1/32".parse().unwrap(),
+                sync: false,
+            },
+            &primary,
+        );
+        allow.conn = Some(conn.clone());
+        allow.name = Some("node_b".into());
+        run(&allow).await.unwrap();
+        let hba = std::fs::read_to_string(primary.hba_file()).unwrap();
+        assert!(hba.contains("hostssl replication"), "ssl is on: {hba}");
+
+        // --dry-run on the standby host: the exact commands, nothing done.
+        let mut clone = options(
+            Action::CloneFrom {
+                uri: Secret(url.clone()),
+            },
+            &standby,
+        );
+        clone.name = Some("node_b".into());
+        let mut dry = clone.clone();
+        dry.dry_run = true;
+        let plan = run(&dry).await.unwrap().plan.unwrap().to_string();
+        assert!(
+            plan.contains(&format!("pg_ctlcluster -m fast 15 {} stop", standby.name())),
+            "{plan}"
+        );
+        assert!(
+            plan.contains(
+                "--wal-method=stream --checkpoint=fast --no-password --slot knocker_node_b"
+            ),
+            "{plan}"
+        );
+        assert!(
+            !plan.contains(&info.get(Keyword::Password).unwrap().to_string()),
+            "{plan}"
+        );
+        assert!(!passfile.exists());
+
+        let started = Instant::now();
+        let r = run(&clone).await.unwrap();
+        let took = started.elapsed();
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["role"], "standby", "{json}");
+        assert_eq!(json["streaming"], true);
+        assert_eq!(json["upstream"], format!("127.0.0.1:{}", primary.port()));
+        let moved = r
+            .done
+            .iter()
+            .find_map(|d| d.strip_prefix("the old data directory is kept as "))
+            .expect("the old directory is named")
+            .to_string();
+        assert!(moved.starts_with(&moved_prefix), "{moved}");
+        leftovers.0.push(PathBuf::from(&moved));
+        assert!(PathBuf::from(&moved).join("PG_VERSION").exists());
+        eprintln!("clone took {took:?}");
+
+        // The password is only in the 0600 passfile owned by postgres.
+        let meta = std::fs::metadata(&passfile).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert_eq!(
+            Some(meta.uid()),
+            pg_harness::OsUser::lookup("postgres").map(|u| u.uid)
+        );
+        let password = info.get(Keyword::Password).unwrap().to_string();
+        let auto =
+            std::fs::read_to_string(standby.data_dir().join("postgresql.auto.conf")).unwrap();
+        assert!(!auto.contains(&password));
+        assert!(auto.contains("application_name=node_b"), "{auto}");
+        assert!(
+            auto.contains("primary_slot_name = 'knocker_node_b'"),
+            "{auto}"
+        );
+        assert!(!auto.contains("synchronous_standby_names"));
+
+        // Data written on the primary appears on the standby.
+        let p = primary.connect().await.unwrap();
+        p.batch_execute("CREATE TABLE after_clone (v int); INSERT INTO after_clone VALUES (7)")
+            .await
+            .unwrap();
+        let s = standby.connect().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(row)) = s.query_opt("SELECT v FROM after_clone", &[]).await {
+                assert_eq!(row.get::<_, i32>(0), 7);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the row never reached the standby"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // --status on the primary sees it streaming.
+        let r = run(&options(Action::Status, &primary)).await.unwrap();
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["role"], "primary");
+        assert_eq!(json["standbys"][0]["name"], "node_b");
+        assert_eq!(json["standbys"][0]["state"], "streaming");
+        assert_eq!(json["replication_slots"][0]["wal_status"], "reserved");
+
+        // A second clone is refused while the slot is in use, before
+        // anything is touched.
+        let e = run(&clone).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused { overridable: false }, "{e}");
+        assert!(e.to_string().contains("in use"), "{e}");
+        assert!(
+            s.query_one("SELECT 1", &[]).await.is_ok(),
+            "the standby kept running"
+        );
+    });
+}
