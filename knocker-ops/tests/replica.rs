@@ -142,9 +142,30 @@ fn init_allow_status_url_revoke_pg15() {
             plan.contains("ALTER SYSTEM SET wal_log_hints = 'on';"),
             "{plan}"
         );
+        // The bound: the smaller of 10% of the WAL file system and 8 GB.
+        let wal_fs = pgctl::replication::filesystem_space(&pg.data_dir().join("pg_wal"))
+            .unwrap()
+            .total;
+        let bound_mb = (wal_fs / 10).min(8 << 30) >> 20;
         assert!(
-            plan.contains("ALTER SYSTEM SET max_slot_wal_keep_size = '"),
+            plan.contains(&format!(
+                "ALTER SYSTEM SET max_slot_wal_keep_size = '{bound_mb}MB';"
+            )),
             "{plan}"
+        );
+        // Unbounded only with --force, and then said.
+        let mut forced = dry.clone();
+        forced.force = true;
+        let r = run(&forced).await.unwrap();
+        assert!(!r
+            .plan
+            .unwrap()
+            .to_string()
+            .contains("max_slot_wal_keep_size"));
+        assert!(
+            r.warnings.iter().any(|w| w.contains("unbounded")),
+            "{:?}",
+            r.warnings
         );
         assert!(plan.contains(&format!("+{}", block::BEGIN)), "{plan}");
         assert!(plan.contains("-- commands\n"), "{plan}");

@@ -193,5 +193,30 @@ fn clone_from_primary_streams_debian_cluster() {
             s.query_one("SELECT 1", &[]).await.is_ok(),
             "the standby kept running"
         );
+        drop(s);
+
+        // A run killed right after moving the data directory aside: the
+        // next run clones again.
+        standby.stop().await;
+        let interrupted = PathBuf::from(format!("{moved_prefix}interrupted"));
+        leftovers.0.push(interrupted.clone());
+        std::fs::rename(standby.data_dir(), &interrupted).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while pgctl::replication::slot(&p, "knocker_node_b")
+            .await
+            .unwrap()
+            .is_some_and(|s| s.active)
+        {
+            assert!(Instant::now() < deadline, "the walsender never let go");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let r = run(&clone).await.unwrap();
+        assert!(
+            r.warnings.iter().any(|w| w.contains("is missing")),
+            "{:?}",
+            r.warnings
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["streaming"], true, "{json}");
     });
 }

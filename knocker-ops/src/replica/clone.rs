@@ -316,9 +316,25 @@ pub(super) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
     let slot = slot_name(&name);
     let cluster = local_cluster(o)?;
     let data = cluster.data_directory.clone();
-    let meta = std::fs::metadata(&data)
-        .map_err(|e| Error::failed(format!("{}: {e}", data.display())).with_source(e))?;
+    // A run killed between moving the data directory aside and the end of
+    // the copy leaves no (or a partial) data directory: the next run
+    // clones again, taking the owner from the parent directory.
+    let data_exists = data.exists();
+    let owner_of = if data_exists {
+        data.clone()
+    } else {
+        data.parent().unwrap_or(Path::new("/")).to_path_buf()
+    };
+    let meta = std::fs::metadata(&owner_of)
+        .map_err(|e| Error::failed(format!("{}: {e}", owner_of.display())).with_source(e))?;
     let (uid, gid) = (meta.uid(), meta.gid());
+    if !data_exists {
+        report.warnings.push(format!(
+            "{} is missing (an interrupted clone?); earlier data directories are kept as {}.knocker-replaced-*",
+            data.display(),
+            data.display()
+        ));
+    }
     let os_user = user_name(uid).ok_or_else(|| {
         Error::failed(format!(
             "the owner (uid {uid}) of {} has no name",
@@ -442,11 +458,13 @@ pub(super) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
     if !stopped {
         plan.commands.push(ctlcluster(&cluster, "stop"));
     }
-    plan.commands.push(vec![
-        "mv".into(),
-        data.to_string_lossy().into_owned(),
-        moved.to_string_lossy().into_owned(),
-    ]);
+    if data_exists {
+        plan.commands.push(vec![
+            "mv".into(),
+            data.to_string_lossy().into_owned(),
+            moved.to_string_lossy().into_owned(),
+        ]);
+    }
     plan.commands.push(backup_argv.clone());
     plan.commands.push(ctlcluster(&cluster, "start"));
     report.slots.push(slot.clone());
@@ -469,14 +487,20 @@ pub(super) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
     if !stopped {
         run_command(&ctlcluster(&cluster, "stop"), false)?;
     }
-    std::fs::rename(&data, &moved).map_err(|e| {
-        Error::failed(format!("moving {} aside: {e}", data.display())).with_source(e)
-    })?;
-    report.done.push(format!(
-        "the old data directory is kept as {}",
-        moved.display()
-    ));
+    if data_exists {
+        std::fs::rename(&data, &moved).map_err(|e| {
+            Error::failed(format!("moving {} aside: {e}", data.display())).with_source(e)
+        })?;
+        report.done.push(format!(
+            "the old data directory is kept as {}",
+            moved.display()
+        ));
+    }
     if let Err(e) = run_command(&backup_argv, o.progress) {
+        if !data_exists {
+            let _ = std::fs::remove_dir_all(&data);
+            return Err(Error::failed(format!("the base backup failed: {e}")));
+        }
         // Put the old cluster back as it was.
         let _ = std::fs::remove_dir_all(&data);
         let back = std::fs::rename(&moved, &data);
