@@ -218,5 +218,72 @@ fn clone_from_primary_streams_debian_cluster() {
         );
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["streaming"], true, "{json}");
+
+        // --sync: commits wait for node_b; while it is down they hang, and
+        // --revoke releases them.
+        let mut sync = allow.clone();
+        sync.action = Action::Allow {
+            cidr: "127.0.0.1/32".parse().unwrap(),
+            sync: true,
+        };
+        let r = run(&sync).await.unwrap();
+        assert!(
+            r.warnings.iter().any(|w| w.contains("hang")),
+            "{:?}",
+            r.warnings
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let rows = pgctl::replication::standbys(&p).await.unwrap();
+            if rows
+                .iter()
+                .any(|r| r.application_name == "node_b" && r.sync_state == "sync")
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node_b never became sync: {rows:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        standby.stop().await;
+        let writer = primary.connect().await.unwrap();
+        let waiting = tokio::spawn(async move {
+            writer
+                .execute("INSERT INTO after_clone VALUES (8)", &[])
+                .await
+                .map(|_| ())
+        });
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a commit returned without the sync standby"
+        );
+        let mut revoke = options(
+            Action::Revoke {
+                cidr: "127.0.0.1/32".parse().unwrap(),
+                terminate: true,
+            },
+            &primary,
+        );
+        revoke.conn = Some(conn.clone());
+        let r = run(&revoke).await.unwrap();
+        assert!(
+            r.done
+                .iter()
+                .any(|d| d.contains("synchronous_standby_names reset")),
+            "{:?}",
+            r.done
+        );
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the waiting commit is released")
+            .unwrap()
+            .unwrap();
+        assert!(pgctl::replication::slot(&p, "knocker_node_b")
+            .await
+            .unwrap()
+            .is_none());
     });
 }
