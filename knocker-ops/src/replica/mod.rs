@@ -87,7 +87,8 @@ impl Action {
 }
 
 /// What to do and where: plain data, no command-line parser types.
-#[derive(Debug, Clone)]
+/// `Debug` shows the connection strings without their passwords.
+#[derive(Clone)]
 pub struct Options {
     /// The action.
     pub action: Action,
@@ -110,6 +111,30 @@ pub struct Options {
     /// Let long-running children (`pg_basebackup -P`) show progress on
     /// standard error (the caller sets it for a terminal).
     pub progress: bool,
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |c: &Option<String>| {
+            c.as_ref().map(|t| {
+                pgctl::conninfo::ConnInfo::parse(t)
+                    .map(|i| i.redacted().to_keyword_value())
+                    .unwrap_or_else(|_| "<unparsable>".into())
+            })
+        };
+        f.debug_struct("Options")
+            .field("action", &self.action)
+            .field("config", &self.config)
+            .field("conn", &redact(&self.conn))
+            .field("admin_conn", &redact(&self.admin_conn))
+            .field("cluster", &self.cluster)
+            .field("name", &self.name)
+            .field("dry_run", &self.dry_run)
+            .field("force", &self.force)
+            .field("no_restart", &self.no_restart)
+            .field("progress", &self.progress)
+            .finish()
+    }
 }
 
 impl Options {
@@ -385,6 +410,17 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn options_debug_shows_no_password() {
+        let mut o = Options::new(Action::CloneFrom {
+            uri: Secret("postgresql://r:s3cret@h/".into()),
+        });
+        o.conn = Some("postgresql://app:s3cret@h/db".into());
+        o.admin_conn = Some("host=/x password=s3cret".into());
+        let text = format!("{o:?}");
+        assert!(!text.contains("s3cret"), "{text}");
     }
 
     #[test]
