@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod exposedb;
+mod failover;
 mod hba_lint;
 mod replica;
 
@@ -33,6 +34,8 @@ struct Cli {
 enum Command {
     /// Share this host's Knocknoc database with other web nodes.
     Exposedb(exposedb::ExposedbArgs),
+    /// Operator-run failover (--promote a standby when the primary is gone).
+    Failover(failover::FailoverArgs),
     /// A streaming standby of the Knocknoc database.
     Replica(replica::ReplicaArgs),
     /// Work with pg_hba.conf files.
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Exposedb(args) => exposedb::run(&args),
         Command::Replica(args) => replica::run(&args),
+        Command::Failover(args) => failover::run(&args),
         Command::Hba {
             command: HbaCommand::Lint(args),
         } => hba_lint::run(&args),

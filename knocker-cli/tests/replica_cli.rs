@@ -67,6 +67,24 @@ fn bad_input_exits_2_before_connecting() {
             "{args:?}: expected {expected:?} in {both}"
         );
     }
+    // knocker failover: only --promote exists; bad input exits 2 too.
+    for (args, expected) in [
+        (&["failover"][..], "--promote"),
+        (
+            &["failover", "--promote", "--cluster", "15"][..],
+            "expected VERSION/NAME",
+        ),
+        (&["failover", "--switchover"][..], "unexpected argument"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_knocker"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let both = text(&out.stdout) + &text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {both}");
+        assert!(both.contains(expected), "{args:?}: {both}");
+    }
     // --json: one object with version 1 even for bad input.
     let out = knocker(&["--allow", "10.0.0.1/24", "--name", "b", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

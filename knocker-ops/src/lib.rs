@@ -18,6 +18,7 @@
 
 pub mod diff;
 pub mod error;
+pub mod failover;
 pub mod plan;
 pub mod replica;
 

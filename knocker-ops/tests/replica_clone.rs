@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use knocker_ops::replica::{self, Action, Options, Secret};
-use knocker_ops::ErrorKind;
+use knocker_ops::{failover, ErrorKind};
 use pg_harness::DebianCluster;
 use pgctl::conninfo::{ConnInfo, Keyword};
 
@@ -219,6 +219,36 @@ fn clone_from_primary_streams_debian_cluster() {
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["streaming"], true, "{json}");
 
+        // failover --promote is refused while the primary answers, and
+        // --dry-run shows the statements.
+        let promote = failover::Options {
+            action: failover::Action::Promote,
+            admin_conn: None,
+            cluster: Some(format!("15/{}", standby.name())),
+            dry_run: false,
+            force: false,
+        };
+        let e = failover::run(&promote, &mut |_: &str| true)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused { overridable: true }, "{e}");
+        assert!(e.to_string().contains("still answers"), "{e}");
+        let mut dry = promote.clone();
+        dry.dry_run = true;
+        dry.force = true;
+        let plan = failover::run(&dry, &mut |_: &str| true)
+            .await
+            .unwrap()
+            .plan
+            .unwrap()
+            .to_string();
+        assert!(
+            plan.contains("SELECT pg_catalog.pg_promote(true, 60);\nCHECKPOINT;"),
+            "{plan}"
+        );
+        let r = run(&options(Action::Status, &standby)).await.unwrap();
+        assert_eq!(serde_json::to_value(&r).unwrap()["role"], "standby");
+
         // --sync: commits wait for node_b; while it is down they hang, and
         // --revoke releases them.
         let mut sync = allow.clone();
@@ -285,5 +315,79 @@ fn clone_from_primary_streams_debian_cluster() {
             .await
             .unwrap()
             .is_none());
+        drop(p);
+
+        // The primary's whole process tree is SIGKILLed; the standby (back
+        // up, not streaming) is promoted and takes writes.
+        standby.start().await;
+        kill_tree(&primary.data_dir());
+        let r = failover::run(&promote, &mut |_: &str| true).await.unwrap();
+        let window = r.loss_window.clone().unwrap();
+        assert!(
+            window.upstream_probe.starts_with("unreachable"),
+            "{window:?}"
+        );
+        assert!(window.replayed_lsn.is_some());
+        assert_eq!(r.timeline, Some(2), "{r:?}");
+        let ms = r.writable_after_ms.unwrap();
+        eprintln!("promote: writable after {ms} ms");
+        assert!(ms < 10_000, "{ms}");
+        let s = standby.connect().await.unwrap();
+        s.execute("INSERT INTO after_clone VALUES (9)", &[])
+            .await
+            .unwrap();
+        let r = run(&options(Action::Status, &standby)).await.unwrap();
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["role"], "primary");
+        assert_eq!(json["timeline"], 2);
+        // Promoting again: nothing to do.
+        let r = failover::run(&promote, &mut |_: &str| true).await.unwrap();
+        assert!(!r.changed);
     });
+}
+
+/// SIGKILLs the postmaster of `data` and all its children, and waits until
+/// the postmaster no longer runs (PID 1 reaps it later).
+fn kill_tree(data: &std::path::Path) {
+    let pid: i32 = std::fs::read_to_string(data.join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut victims = vec![pid];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            victims.push(child);
+        }
+    }
+    for v in &victims {
+        // SAFETY: kill has no memory preconditions.
+        unsafe { libc::kill(*v, libc::SIGKILL) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let running = state
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'));
+        if !running {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "postmaster {pid} survived SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

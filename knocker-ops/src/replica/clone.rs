@@ -147,7 +147,7 @@ fn parse_source(uri: &str) -> Result<Source, Error> {
 }
 
 /// The rewind role that shares the replication role's password.
-fn rewind_role_of(replication_role: &str) -> String {
+pub(crate) fn rewind_role_of(replication_role: &str) -> String {
     let base = replication_role
         .strip_suffix(super::REPLICATION_ROLE_SUFFIX)
         .unwrap_or(replication_role);

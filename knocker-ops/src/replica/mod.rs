@@ -15,10 +15,10 @@
 
 mod allow;
 pub mod block;
-mod clone;
+pub(crate) mod clone;
 mod init;
 pub mod network;
-mod status;
+pub(crate) mod status;
 pub mod target;
 mod url;
 
