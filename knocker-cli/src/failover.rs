@@ -1,6 +1,6 @@
 //! `knocker failover`: arguments to [`knocker_ops::failover::Options`],
-//! the report to text or JSON, errors to exit codes. Only `--promote` is
-//! built so far (docs/ARCHITECTURE.md).
+//! the report to text or JSON, errors to exit codes. `--promote` and
+//! `--fence` are built so far (docs/ARCHITECTURE.md).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -11,15 +11,19 @@ use knocker_ops::{Error, ErrorKind};
 
 const ABOUT: &str = "Operator-run failover. --promote (on the standby, the primary being gone): \
 refuses while the primary still answers (unless --force), shows the last WAL received, asks, \
-promotes, checkpoints and confirms writes.";
+promotes, checkpoints and confirms writes. --fence (on an old primary): disables it in Debian's \
+start.conf, makes it read-only if started anyway, and stops it.";
 
 /// Arguments of `knocker failover`.
 #[derive(Debug, Args)]
-#[command(about = ABOUT, group(ArgGroup::new("action").args(["promote"]).required(true)))]
+#[command(about = ABOUT, group(ArgGroup::new("action").args(["promote", "fence"]).required(true)))]
 pub struct FailoverArgs {
     /// Promote this standby (the primary is gone)
     #[arg(long)]
     promote: bool,
+    /// Keep this old primary from coming back as a writable primary
+    #[arg(long)]
+    fence: bool,
     /// Superuser connection string (default: peer login as `postgres` over the unix socket)
     #[arg(long, value_name = "URI")]
     admin_conn: Option<String>,
@@ -43,7 +47,11 @@ pub struct FailoverArgs {
 /// Runs `knocker failover`.
 pub fn run(args: &FailoverArgs) -> ExitCode {
     let opts = Options {
-        action: Action::Promote,
+        action: if args.fence {
+            Action::Fence
+        } else {
+            Action::Promote
+        },
         admin_conn: args.admin_conn.clone(),
         cluster: args.cluster.clone(),
         dry_run: args.dry_run,
@@ -55,7 +63,8 @@ pub fn run(args: &FailoverArgs) -> ExitCode {
             return true;
         }
         if !std::io::stdin().is_terminal() {
-            // Promotion loses data when the primary had more: never by default.
+            // Promoting can lose data and fencing stops the server: never
+            // without a yes.
             eprintln!("{question}\nNot a terminal: add --yes to promote.");
             return false;
         }

@@ -34,7 +34,7 @@ struct Cli {
 enum Command {
     /// Share this host's Knocknoc database with other web nodes.
     Exposedb(exposedb::ExposedbArgs),
-    /// Operator-run failover (--promote a standby when the primary is gone).
+    /// Operator-run failover: --promote a standby, --fence an old primary.
     Failover(failover::FailoverArgs),
     /// A streaming standby of the Knocknoc database.
     Replica(replica::ReplicaArgs),

@@ -67,9 +67,13 @@ fn bad_input_exits_2_before_connecting() {
             "{args:?}: expected {expected:?} in {both}"
         );
     }
-    // knocker failover: only --promote exists; bad input exits 2 too.
+    // knocker failover: --promote and --fence exist; bad input exits 2 too.
     for (args, expected) in [
         (&["failover"][..], "--promote"),
+        (
+            &["failover", "--promote", "--fence"][..],
+            "cannot be used with",
+        ),
         (
             &["failover", "--promote", "--cluster", "15"][..],
             "expected VERSION/NAME",

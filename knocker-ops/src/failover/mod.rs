@@ -1,13 +1,16 @@
 //! `knocker failover`: operator-run promotion of a standby. knocker never
 //! decides by itself that a primary is dead (docs/ARCHITECTURE.md).
 //!
-//! Built so far: `--promote`, on the standby when the primary is gone.
+//! Built so far: `--promote`, on the standby when the primary is gone, and
+//! `--fence` ([`fence`]), on an old primary.
 //! It refuses while the primary still answers (that is a switchover's job)
 //! unless forced, reports the last WAL this standby received and replayed
 //! (what the old primary may have committed after that is lost, unless
 //! this standby was synchronous), asks, promotes (`pg_promote`, waiting),
 //! runs a CHECKPOINT (so the control file carries the new timeline, which
 //! `pg_rewind` on the old primary reads), and confirms a write works.
+
+pub mod fence;
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +35,8 @@ pub fn promote_sql() -> String {
 pub enum Action {
     /// Promote this standby; the primary is gone.
     Promote,
+    /// Keep this old primary from coming back as a writable primary.
+    Fence,
 }
 
 /// What to do and where.
@@ -150,6 +155,14 @@ pub async fn run(o: &Options, ask: &mut dyn FnMut(&str) -> bool) -> Result<Repor
     let started = Instant::now();
     if let Some(c) = &o.cluster {
         target::parse_cluster_arg(c)?;
+    }
+    if o.action == Action::Fence {
+        let mut report = Report {
+            action: "fence",
+            ..Report::default()
+        };
+        fence::fence(o, ask, &mut report).await?;
+        return Ok(report);
     }
     let port = if o.admin_conn.is_some() {
         5432

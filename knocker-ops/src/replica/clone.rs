@@ -204,13 +204,14 @@ async fn ask_primary(src: &Source, slot: &str) -> Result<PrimaryFacts, Error> {
     })
 }
 
-fn local_cluster(o: &Options) -> Result<DebianCluster, Error> {
+/// The Debian cluster `--cluster` names, or the only one.
+pub(crate) fn local_cluster(cluster: Option<&str>) -> Result<DebianCluster, Error> {
     let clusters = target::debian_clusters().ok_or_else(|| {
         Error::refused_always(
             "--clone-from needs Debian's postgresql-common (pg_lsclusters, pg_ctlcluster) on this host",
         )
     })?;
-    match &o.cluster {
+    match cluster {
         Some(text) => {
             let (v, n) = target::parse_cluster_arg(text)?;
             clusters
@@ -235,7 +236,8 @@ fn local_cluster(o: &Options) -> Result<DebianCluster, Error> {
     }
 }
 
-fn ctlcluster(c: &DebianCluster, action: &str) -> Vec<String> {
+/// `pg_ctlcluster [-m fast] VERSION NAME ACTION`.
+pub(crate) fn ctlcluster(c: &DebianCluster, action: &str) -> Vec<String> {
     let mut argv = vec!["pg_ctlcluster".to_string()];
     if action == "stop" {
         argv.extend(["-m".into(), "fast".into()]);
@@ -244,7 +246,8 @@ fn ctlcluster(c: &DebianCluster, action: &str) -> Vec<String> {
     argv
 }
 
-fn run_command(argv: &[String], inherit_stderr: bool) -> Result<(), Error> {
+/// Runs `argv`; a failure carries its output.
+pub(crate) fn run_command(argv: &[String], inherit_stderr: bool) -> Result<(), Error> {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).stdin(Stdio::null());
     if inherit_stderr {
@@ -267,7 +270,13 @@ fn run_command(argv: &[String], inherit_stderr: bool) -> Result<(), Error> {
 
 /// Writes `contents` to `path` atomically (temp file in the same
 /// directory, fsync, rename, fsync directory) with `mode` and owner.
-fn write_owned(path: &Path, contents: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), Error> {
+pub(crate) fn write_owned(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<(), Error> {
     let io = |what: &str, e: std::io::Error| {
         Error::failed(format!("{what} {}: {e}", path.display())).with_source(e)
     };
@@ -314,7 +323,7 @@ pub(super) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
         }
     };
     let slot = slot_name(&name);
-    let cluster = local_cluster(o)?;
+    let cluster = local_cluster(o.cluster.as_deref())?;
     let data = cluster.data_directory.clone();
     // A run killed between moving the data directory aside and the end of
     // the copy leaves no (or a partial) data directory: the next run
