@@ -1,6 +1,7 @@
 //! `knocker failover`: arguments to [`knocker_ops::failover::Options`],
-//! the report to text or JSON, errors to exit codes. `--promote` and
-//! `--fence` are built so far (docs/ARCHITECTURE.md).
+//! the report to text or JSON, errors to exit codes. `--promote`,
+//! `--fence` and `--rejoin` are built; `--switchover` is not yet
+//! (docs/ARCHITECTURE.md).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -12,11 +13,12 @@ use knocker_ops::{Error, ErrorKind};
 const ABOUT: &str = "Operator-run failover. --promote (on the standby, the primary being gone): \
 refuses while the primary still answers (unless --force), shows the last WAL received, asks, \
 promotes, checkpoints and confirms writes. --fence (on an old primary): disables it in Debian's \
-start.conf, makes it read-only if started anyway, and stops it.";
+start.conf, makes it read-only if started anyway, and stops it. --rejoin URI (on a fenced old \
+primary): pg_rewind from the new primary and start as its standby.";
 
 /// Arguments of `knocker failover`.
 #[derive(Debug, Args)]
-#[command(about = ABOUT, group(ArgGroup::new("action").args(["promote", "fence"]).required(true)))]
+#[command(about = ABOUT, group(ArgGroup::new("action").args(["promote", "fence", "rejoin"]).required(true)))]
 pub struct FailoverArgs {
     /// Promote this standby (the primary is gone)
     #[arg(long)]
@@ -24,6 +26,13 @@ pub struct FailoverArgs {
     /// Keep this old primary from coming back as a writable primary
     #[arg(long)]
     fence: bool,
+    /// Rewind this fenced old primary from the new primary (URI: its replication
+    /// connection string) and start it as a standby
+    #[arg(long, value_name = "URI")]
+    rejoin: Option<String>,
+    /// This node's standby name for --rejoin (slot knocker_NAME; default: short host name)
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
     /// Superuser connection string (default: peer login as `postgres` over the unix socket)
     #[arg(long, value_name = "URI")]
     admin_conn: Option<String>,
@@ -49,6 +58,10 @@ pub fn run(args: &FailoverArgs) -> ExitCode {
     let opts = Options {
         action: if args.fence {
             Action::Fence
+        } else if let Some(uri) = &args.rejoin {
+            Action::Rejoin {
+                uri: knocker_ops::replica::Secret(uri.clone()),
+            }
         } else {
             Action::Promote
         },
@@ -56,6 +69,11 @@ pub fn run(args: &FailoverArgs) -> ExitCode {
         cluster: args.cluster.clone(),
         dry_run: args.dry_run,
         force: args.force,
+        name: args.name.clone().or_else(|| {
+            args.rejoin
+                .as_ref()
+                .map(|_| knocker_ops::replica::default_name())
+        }),
     };
     let yes = args.yes;
     let mut ask = move |question: &str| -> bool {

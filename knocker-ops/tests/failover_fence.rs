@@ -16,6 +16,7 @@ fn options(cluster: &DebianCluster) -> Options {
         cluster: Some(format!("{}/{}", cluster.major(), cluster.name())),
         dry_run: false,
         force: false,
+        name: None,
     }
 }
 
@@ -149,5 +150,28 @@ fn fence_stops_disables_and_makes_read_only_debian_cluster() {
             .await
             .unwrap();
         assert!(!r.changed, "{r:?}");
+
+        // --rejoin refuses a node pg_rewind cannot work on (Debian's
+        // default: no wal_log_hints, no checksums) before contacting
+        // anything, and leaves it fenced.
+        let mut rejoin = options(&pg);
+        rejoin.action = Action::Rejoin {
+            uri: knocker_ops::replica::Secret(
+                "postgresql://knocknoc_replication:pw@127.0.0.1:1/".into(),
+            ),
+        };
+        rejoin.name = Some("node_a".into());
+        let e = failover::run(&rejoin, &mut |_: &str| true)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("neither wal_log_hints nor data checksums"),
+            "{e}"
+        );
+        assert_eq!(
+            fence::start_mode(&std::fs::read_to_string(&start_conf).unwrap()),
+            "disabled"
+        );
     });
 }

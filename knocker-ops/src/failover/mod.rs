@@ -1,8 +1,8 @@
 //! `knocker failover`: operator-run promotion of a standby. knocker never
 //! decides by itself that a primary is dead (docs/ARCHITECTURE.md).
 //!
-//! Built so far: `--promote`, on the standby when the primary is gone, and
-//! `--fence` ([`fence`]), on an old primary.
+//! Built so far: `--promote`, on the standby when the primary is gone;
+//! `--fence` ([`fence`]) and `--rejoin`, on an old primary.
 //! It refuses while the primary still answers (that is a switchover's job)
 //! unless forced, reports the last WAL this standby received and replayed
 //! (what the old primary may have committed after that is lost, unless
@@ -11,6 +11,7 @@
 //! `pg_rewind` on the old primary reads), and confirms a write works.
 
 pub mod fence;
+mod rejoin;
 
 use std::time::{Duration, Instant};
 
@@ -31,12 +32,17 @@ pub fn promote_sql() -> String {
 }
 
 /// The action of one call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Promote this standby; the primary is gone.
     Promote,
     /// Keep this old primary from coming back as a writable primary.
     Fence,
+    /// Rewind this fenced old primary and make it a standby of the new one.
+    Rejoin {
+        /// The replication connection string of the new primary.
+        uri: crate::replica::Secret,
+    },
 }
 
 /// What to do and where.
@@ -52,6 +58,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Promote although the primary still answers.
     pub force: bool,
+    /// This node's standby name (`--rejoin`; slot `knocker_<name>`).
+    pub name: Option<String>,
 }
 
 impl std::fmt::Debug for Options {
@@ -62,6 +70,7 @@ impl std::fmt::Debug for Options {
             .field("cluster", &self.cluster)
             .field("dry_run", &self.dry_run)
             .field("force", &self.force)
+            .field("name", &self.name)
             .finish()
     }
 }
@@ -156,13 +165,24 @@ pub async fn run(o: &Options, ask: &mut dyn FnMut(&str) -> bool) -> Result<Repor
     if let Some(c) = &o.cluster {
         target::parse_cluster_arg(c)?;
     }
-    if o.action == Action::Fence {
-        let mut report = Report {
-            action: "fence",
-            ..Report::default()
-        };
-        fence::fence(o, ask, &mut report).await?;
-        return Ok(report);
+    match &o.action {
+        Action::Fence => {
+            let mut report = Report {
+                action: "fence",
+                ..Report::default()
+            };
+            fence::fence(o, ask, &mut report).await?;
+            return Ok(report);
+        }
+        Action::Rejoin { uri } => {
+            let mut report = Report {
+                action: "rejoin",
+                ..Report::default()
+            };
+            rejoin::rejoin(o, &uri.0, ask, &mut report).await?;
+            return Ok(report);
+        }
+        Action::Promote => {}
     }
     let port = if o.admin_conn.is_some() {
         5432

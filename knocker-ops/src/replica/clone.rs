@@ -55,7 +55,7 @@ fn moved_aside(data: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn user_name(uid: u32) -> Option<String> {
+pub(crate) fn user_name(uid: u32) -> Option<String> {
     let mut buf = vec![0u8; 4096];
     // SAFETY: zeroed passwd is a valid out parameter for getpwuid_r.
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
@@ -84,16 +84,16 @@ fn user_name(uid: u32) -> Option<String> {
 
 /// The clone's source, from the URI the primary's `--init` printed.
 #[derive(Debug, Clone)]
-struct Source {
-    info: ConnInfo,
-    host: String,
-    port: u16,
-    user: String,
-    password: String,
-    sslmode: Option<pgctl::connect::SslMode>,
+pub(crate) struct Source {
+    pub(crate) info: ConnInfo,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    pub(crate) password: String,
+    pub(crate) sslmode: Option<SslMode>,
 }
 
-fn parse_source(uri: &str) -> Result<Source, Error> {
+pub(crate) fn parse_source(uri: &str) -> Result<Source, Error> {
     let info = ConnInfo::parse_checked(uri)
         .map_err(|e| Error::usage(format!("--clone-from: not a valid connection string: {e}")))?;
     let need = |k: Keyword, what: &str| {
@@ -155,13 +155,13 @@ pub(crate) fn rewind_role_of(replication_role: &str) -> String {
 }
 
 /// What the primary said when asked as the rewind role.
-struct PrimaryFacts {
-    major: u32,
-    database_bytes: i64,
-    slot: Option<replication::Slot>,
+pub(crate) struct PrimaryFacts {
+    pub(crate) major: u32,
+    pub(crate) database_bytes: i64,
+    pub(crate) slot: Option<replication::Slot>,
 }
 
-async fn ask_primary(src: &Source, slot: &str) -> Result<PrimaryFacts, Error> {
+pub(crate) async fn ask_primary(src: &Source, slot: &str) -> Result<PrimaryFacts, Error> {
     let mut info = src.info.clone();
     info.set(Keyword::User, rewind_role_of(&src.user));
     info.set(Keyword::Dbname, super::block::REWIND_DATABASE);
@@ -528,17 +528,7 @@ pub(super) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
     }
     let auto = data.join("postgresql.auto.conf");
     let old_auto = std::fs::read_to_string(&auto).unwrap_or_default();
-    let kept: String = old_auto
-        .lines()
-        .filter(|l| {
-            let t = l.trim_start();
-            !NOT_INHERITED.iter().any(|n| {
-                t.strip_prefix(n)
-                    .is_some_and(|r| r.trim_start().starts_with('=') || r.starts_with(' '))
-            })
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let kept = replication::remove_conf_values(&old_auto, &NOT_INHERITED);
     let new_auto = replication::set_conf_values(
         &kept,
         &[
@@ -556,18 +546,27 @@ pub(super) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
         cluster.id()
     ));
 
-    // Confirm it streams.
-    let admin = target::Admin::connect(o.admin_conn.as_deref(), cluster.port).await?;
+    let admin = wait_streaming(o.admin_conn.as_deref(), &cluster).await?;
+    report
+        .done
+        .push(format!("streaming from {}:{}", src.host, src.port));
+    super::status::status(&admin, report).await
+}
+
+/// Waits until the local standby `cluster` streams from its upstream;
+/// returns the session it watched through.
+pub(crate) async fn wait_streaming(
+    admin_conn: Option<&str>,
+    cluster: &DebianCluster,
+) -> Result<target::Admin, Error> {
+    let admin = target::Admin::connect(admin_conn, cluster.port).await?;
     let deadline = Instant::now() + STREAM_TIMEOUT;
     loop {
         let receiver = replication::wal_receiver(admin.client())
             .await
             .map_err(pg)?;
         if receiver.as_ref().is_some_and(|r| r.status == "streaming") {
-            report
-                .done
-                .push(format!("streaming from {}:{}", src.host, src.port));
-            break;
+            return Ok(admin);
         }
         if Instant::now() > deadline {
             return Err(Error::failed(format!(
@@ -578,7 +577,6 @@ pub(super) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    super::status::status(&admin, report).await
 }
 
 #[cfg(test)]
