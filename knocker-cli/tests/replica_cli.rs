@@ -79,6 +79,30 @@ fn bad_input_exits_2_before_connecting() {
             "expected VERSION/NAME",
         ),
         (&["failover", "--switchover"][..], "unexpected argument"),
+        (
+            &[
+                "failover",
+                "--rejoin",
+                "postgresql://u@h/",
+                "--name",
+                "a",
+                "--cluster",
+                "15/main",
+            ][..],
+            "names no password",
+        ),
+        (
+            &[
+                "failover",
+                "--rejoin",
+                "postgresql://u:p@h/",
+                "--name",
+                "A-1",
+                "--cluster",
+                "15/main",
+            ][..],
+            "--name \"A-1\"",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_knocker"))
             .args(args)
