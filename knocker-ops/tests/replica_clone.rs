@@ -127,6 +127,14 @@ fn clone_from_primary_streams_debian_cluster() {
         );
         assert!(!passfile.exists());
 
+        // Run against the primary's own cluster by mistake: refused, since
+        // it is a running primary with a database of its own.
+        let mut wrong = clone.clone();
+        wrong.cluster = Some(format!("15/{}", primary.name()));
+        let e = run(&wrong).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused { overridable: true }, "{e}");
+        assert!(e.to_string().contains("knocknoc"), "{e}");
+
         let started = Instant::now();
         let r = run(&clone).await.unwrap();
         let took = started.elapsed();

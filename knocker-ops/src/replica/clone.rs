@@ -353,6 +353,9 @@ pub(super) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
     let local_major: u32 = cluster.version.parse().unwrap_or(0);
 
     // Checks: nothing changes until they pass.
+    if cluster.status.starts_with("online") {
+        refuse_replacing_data(o, &cluster).await?;
+    }
     let primary = ask_primary(&src, &slot).await?;
     if primary.major != local_major {
         return Err(Error::refused_always(format!(
@@ -551,6 +554,41 @@ pub(super) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
         .done
         .push(format!("streaming from {}:{}", src.host, src.port));
     super::status::status(&admin, report).await
+}
+
+/// Refuses to replace a running primary that holds data of its own (the
+/// clone would stop it and move its data aside: run on the wrong host, or
+/// with the wrong `--cluster`, that is an outage), unless forced. A fresh
+/// cluster (only the default databases) and a standby are replaced.
+async fn refuse_replacing_data(o: &Options, cluster: &DebianCluster) -> Result<(), Error> {
+    let admin = target::Admin::connect(o.admin_conn.as_deref(), cluster.port).await?;
+    if replication::is_in_recovery(admin.client())
+        .await
+        .map_err(pg)?
+    {
+        return Ok(());
+    }
+    let databases: Vec<String> = admin
+        .client()
+        .query(
+            "SELECT datname::text FROM pg_catalog.pg_database \
+             WHERE datname NOT IN ('postgres', 'template0', 'template1') ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::failed(format!("listing databases: {e}")).with_source(e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !databases.is_empty() && !o.force {
+        return Err(Error::refused(format!(
+            "{} is a running primary with databases of its own ({}); --clone-from would stop it and replace its data (kept aside). \
+             Is this the standby host, and the right --cluster?",
+            cluster.id(),
+            databases.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// Waits until the local standby `cluster` streams from its upstream;
