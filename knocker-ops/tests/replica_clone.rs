@@ -470,3 +470,49 @@ fn kill_tree(data: &std::path::Path) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The standby must run the primary's major version: a PostgreSQL 16
+/// primary is refused by a Debian 15 cluster before anything is touched.
+#[test]
+fn clone_refuses_another_major_version_debian_cluster() {
+    pg_harness::block_on(async {
+        let standby = DebianCluster::create(15).await;
+        let pg16 = pg_harness::Cluster::start(16).await;
+        pg16.create_role("knocknoc", "pw").await;
+        pg16.create_database("knocknoc", "knocknoc").await;
+        let mut init = Options::new(Action::Init);
+        init.conn = Some(format!(
+            "postgresql://knocknoc:pw@127.0.0.1:{}/knocknoc",
+            pg16.port()
+        ));
+        init.admin_conn = Some(format!(
+            "host={} port={} user=postgres dbname=postgres",
+            pg16.socket_dir().display(),
+            pg16.port()
+        ));
+        init.config = "/nonexistent".into();
+        let url = run(&init).await.unwrap().replication_url.unwrap().0;
+        let mut clone = options(Action::CloneFrom { uri: Secret(url) }, &standby);
+        clone.name = Some("node_b".into());
+        let mut info = ConnInfo::parse(&clone_uri(&clone)).unwrap();
+        info.set(Keyword::Host, "127.0.0.1");
+        clone.action = Action::CloneFrom {
+            uri: Secret(info.to_uri()),
+        };
+        let e = run(&clone).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused { overridable: false }, "{e}");
+        assert!(e.to_string().contains("PostgreSQL 16"), "{e}");
+        assert!(
+            standby.connect().await.is_ok(),
+            "the local cluster still runs"
+        );
+        assert!(standby.data_dir().join("PG_VERSION").exists());
+    });
+}
+
+fn clone_uri(o: &Options) -> String {
+    match &o.action {
+        Action::CloneFrom { uri } => uri.0.clone(),
+        _ => unreachable!(),
+    }
+}
