@@ -143,9 +143,13 @@ pub(super) async fn allow(
         replication::create_physical_slot(admin.client(), &slot)
             .await
             .map_err(pg)?;
+        let bound = if settings.max_slot_wal_keep_size_mb < 0 {
+            "no bound".to_string()
+        } else {
+            format!("at most {} MB", settings.max_slot_wal_keep_size_mb)
+        };
         report.done.push(format!(
-            "slot {slot} created; it keeps WAL for {name} from now on (at most max_slot_wal_keep_size = {} MB)",
-            settings.max_slot_wal_keep_size_mb
+            "slot {slot} created; it keeps WAL for {name} from now on ({bound}, max_slot_wal_keep_size)"
         ));
         if settings.max_slot_wal_keep_size_mb < 0 {
             report.warnings.push(format!(
