@@ -341,3 +341,28 @@ pub(super) async fn rejoin(
     ));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controldata_values_are_read_by_key() {
+        let text = "pg_control version number:            1300\n\
+                    Database cluster state:               shut down in recovery\n\
+                    Latest checkpoint location:           0/5000060\n\
+                    wal_log_hints setting:                on\n\
+                    Data page checksum version:           0\n";
+        assert_eq!(
+            control_value(text, "Database cluster state"),
+            Some("shut down in recovery")
+        );
+        assert_eq!(
+            control_value(text, "Latest checkpoint location"),
+            Some("0/5000060")
+        );
+        assert_eq!(control_value(text, "wal_log_hints setting"), Some("on"));
+        assert_eq!(control_value(text, "Data page checksum version"), Some("0"));
+        assert_eq!(control_value(text, "missing"), None);
+    }
+}

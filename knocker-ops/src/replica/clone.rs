@@ -288,11 +288,16 @@ pub(crate) fn write_owned(
             .unwrap_or_default(),
         std::process::id()
     ));
+    // The directories belong to the server's OS user: never follow a link
+    // that user may have put where the temp file goes (root writes here).
+    // A stale temp file of a killed run is removed (the link itself, if
+    // it is one) and the file created anew, exclusively.
+    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
         .map_err(|e| io("creating", e))?;
     std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(|e| io("chown", e))?;
@@ -620,6 +625,28 @@ pub(crate) async fn wait_streaming(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_owned_never_follows_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let target = dir.path().join("standby.signal");
+        let tmp = dir.path().join(format!(
+            ".standby.signal.knocker-tmp-{}",
+            std::process::id()
+        ));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        // SAFETY: getuid/getgid have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        write_owned(&target, b"new", 0o600, uid, gid).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        assert!(!std::fs::symlink_metadata(&target)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
 
     #[test]
     fn source_needs_host_user_and_password() {
