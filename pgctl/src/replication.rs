@@ -164,7 +164,7 @@ pub async fn create_physical_slot(client: &impl GenericClient, name: &str) -> Re
 /// many there were), waiting up to 5 s for it to go.
 pub fn terminate_slot_user_sql(name: &str) -> String {
     format!(
-        "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(active_pid, 5000)) \
+        "SELECT pg_catalog.count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(active_pid, 5000)) \
          FROM pg_catalog.pg_replication_slots WHERE slot_name = {} AND active_pid IS NOT NULL",
         escape_literal(name)
     )
@@ -342,7 +342,7 @@ pub struct StandbyRow {
 pub async fn standbys(client: &impl GenericClient) -> Result<Vec<StandbyRow>> {
     let rows = client
         .query(
-            "SELECT pid, usename::text, application_name, host(client_addr), state, sync_state, \
+            "SELECT pid, usename::text, application_name, pg_catalog.host(client_addr), state, sync_state, \
                     sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text, \
                     CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL \
                          ELSE pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), replay_lsn)::int8 END, \

@@ -272,6 +272,14 @@ fn clone_streams_through_slot_and_stopped_standby_slot_is_lost_pg15() {
             DropSlot::Active { .. }
         ));
 
+        // Its walsender can be ended (the standby reconnects by itself).
+        let ended: i64 = admin
+            .query_one(&replication::terminate_slot_user_sql("standby_b"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(ended, 1);
+
         // The bound: a stopped standby's slot may hold at most 4 MB (the
         // harness's clusters have 1 MB WAL segments).
         admin

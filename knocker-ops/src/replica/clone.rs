@@ -182,8 +182,8 @@ pub(crate) async fn ask_primary(src: &Source, slot: &str) -> Result<PrimaryFacts
         .into_client();
     let row = client
         .query_one(
-            "SELECT current_setting('server_version_num')::int, pg_catalog.pg_is_in_recovery(), \
-                    (SELECT sum(pg_catalog.pg_database_size(oid))::int8 FROM pg_catalog.pg_database \
+            "SELECT pg_catalog.current_setting('server_version_num')::int, pg_catalog.pg_is_in_recovery(), \
+                    (SELECT pg_catalog.sum(pg_catalog.pg_database_size(oid))::int8 FROM pg_catalog.pg_database \
                      WHERE datallowconn)",
             &[],
         )
