@@ -887,7 +887,7 @@ mod tests {
 
     #[test]
     fn slot_names_follow_the_server_rules() {
-        assert!(validate_slot_name("knocker_node_b2").is_ok());
+        assert!(validate_slot_name("standby_node_b2").is_ok());
         assert!(validate_slot_name("Node").is_err());
         assert!(validate_slot_name("a-b").is_err());
         assert!(validate_slot_name("").is_err());
@@ -917,13 +917,13 @@ mod tests {
             user: "app_replication".into(),
             application_name: "node b".into(),
             sslmode: Some(SslMode::Require),
-            passfile: Some("/var/lib/postgresql/15/main/.knocker pass".into()),
+            passfile: Some("/var/lib/postgresql/15/.main pass".into()),
             connect_timeout: Some(5),
         };
         let text = c.to_keyword_value();
         assert_eq!(
             text,
-            "user=app_replication passfile='/var/lib/postgresql/15/main/.knocker pass' \
+            "user=app_replication passfile='/var/lib/postgresql/15/.main pass' \
              connect_timeout=5 host=10.0.0.1 port=5433 application_name='node b' sslmode=require"
         );
         let back = ConnInfo::parse(&text).unwrap();
@@ -963,7 +963,7 @@ mod tests {
             bin_dir: "/usr/lib/postgresql/15/bin".into(),
             data_directory: "/var/lib/postgresql/15/main".into(),
             source: ConnInfo::parse("host=10.0.0.1 port=5432 user=rep").unwrap(),
-            slot: Some("knocker_b".into()),
+            slot: Some("standby_b".into()),
             wal_directory: None,
             progress: true,
         };
@@ -971,7 +971,7 @@ mod tests {
             b.argv().join(" "),
             "/usr/lib/postgresql/15/bin/pg_basebackup --pgdata /var/lib/postgresql/15/main \
              --dbname user=rep host=10.0.0.1 port=5432 --wal-method=stream --checkpoint=fast \
-             --no-password --slot knocker_b --progress"
+             --no-password --slot standby_b --progress"
         );
         let c = PgCtl {
             bin_dir: "/b".into(),

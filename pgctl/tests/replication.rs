@@ -391,7 +391,7 @@ fn sync_standby_names_set_through_alter_system_reach_the_server_pg15() {
 
 /// Regression: hba_install's lock file next to a pg_hba.conf inside the
 /// data directory was root's, so every later base backup failed with
-/// "could not open file ./.pg_hba.conf.knocker.lock: Permission denied".
+/// "could not open file ./<the lock file>: Permission denied".
 #[test]
 fn base_backup_after_an_hba_install_reads_every_file_pg15() {
     pg_harness::block_on(async {
