@@ -156,7 +156,8 @@ pub fn run(args: &ReplicaArgs) -> ExitCode {
         Ok(Some(o)) => o,
         Ok(None) => {
             println!("{ABOUT}\n\nUsage: knocker replica [--init | --allow <CIDR> --name NAME | --revoke <CIDR> | --clone-from <URI> | --status | --print-url]\n\n{EXAMPLES}");
-            return ExitCode::from(2);
+            // As `knocker exposedb` without an action: the usage, exit 0.
+            return ExitCode::SUCCESS;
         }
         Err(e) => return fail(args.json, &e),
     };

@@ -54,7 +54,6 @@ fn bad_input_exits_2_before_connecting() {
         (&["--status", "--cluster", "15"], "expected VERSION/NAME"),
         (&["--init", "--status"], "cannot be used with"),
         (&["--init", "--sync"], "--allow"),
-        (&[], "Usage: knocker replica"),
     ];
     for (args, expected) in cases {
         let mut all: Vec<&str> = args.to_vec();
@@ -113,6 +112,11 @@ fn bad_input_exits_2_before_connecting() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {both}");
         assert!(both.contains(expected), "{args:?}: {both}");
     }
+    // No action: the usage, exit 0 (as knocker exposedb).
+    let out = knocker(&[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("Usage: knocker replica"));
+
     // --json: one object with version 1 even for bad input.
     let out = knocker(&["--allow", "10.0.0.1/24", "--name", "b", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
