@@ -19,7 +19,9 @@ use clap::{Parser, Subcommand};
 
 mod exposedb;
 mod haproxy;
+mod failover;
 mod hba_lint;
+mod replica;
 
 /// Tools to share a Knocknoc server's PostgreSQL database safely.
 #[derive(Debug, Parser)]
@@ -37,6 +39,10 @@ enum Command {
     Haproxy(haproxy::HaproxyArgs),
     /// The balancers this web node trusts (TrustedForwarders).
     Forwarders(haproxy::ForwardersArgs),
+    /// Operator-run failover: --promote a standby, --fence an old primary.
+    Failover(failover::FailoverArgs),
+    /// A streaming standby of the Knocknoc database.
+    Replica(replica::ReplicaArgs),
     /// Work with pg_hba.conf files.
     Hba {
         #[command(subcommand)]
@@ -56,6 +62,8 @@ fn main() -> ExitCode {
         Command::Exposedb(args) => exposedb::run(&args),
         Command::Haproxy(args) => haproxy::run(&args),
         Command::Forwarders(args) => haproxy::run_forwarders(&args),
+        Command::Replica(args) => replica::run(&args),
+        Command::Failover(args) => failover::run(&args),
         Command::Hba {
             command: HbaCommand::Lint(args),
         } => hba_lint::run(&args),

@@ -18,10 +18,12 @@
 
 pub mod diff;
 pub mod error;
+pub mod failover;
 pub mod file_edit;
 pub mod forwarders;
 pub mod haproxy;
 pub mod plan;
+pub mod replica;
 
 pub use error::{Error, ErrorKind};
 pub use plan::{FileChange, Plan};

@@ -382,6 +382,12 @@ where
     let meta =
         std::fs::metadata(hba_path).map_err(|e| InstallError::from_io("stat", hba_path, e))?;
     let owner = Ownership::of(&meta);
+    // The lock file sits next to pg_hba.conf, which may be inside the data
+    // directory: owned by root there, it would make every pg_basebackup
+    // and pg_rewind of the server fail ("could not open file ./<lock
+    // file>: Permission denied"). It belongs to the
+    // hba file's owner, like the backups. Best effort: not root, no chown.
+    let _ = std::os::unix::fs::chown(&lock_path, Some(owner.uid), Some(owner.gid));
     files::check_writable(hba_path)?;
 
     // This very file version was installed and its reload confirmed by an

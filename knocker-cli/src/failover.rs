@@ -1,0 +1,157 @@
+//! `knocker failover`: arguments to [`knocker_ops::failover::Options`],
+//! the report to text or JSON, errors to exit codes. `--promote`,
+//! `--fence` and `--rejoin` are built; `--switchover` is not yet
+//! (docs/ARCHITECTURE.md).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::{ArgGroup, Args};
+use knocker_ops::failover::{self, Action, Options, Report};
+use knocker_ops::{Error, ErrorKind};
+
+const ABOUT: &str = "Operator-run failover. --promote (on the standby, the primary being gone): \
+refuses while the primary still answers (unless --force), shows the last WAL received, asks, \
+promotes, checkpoints and confirms writes. --fence (on an old primary): disables it in Debian's \
+start.conf, makes it read-only if started anyway, and stops it. --rejoin URI (on a fenced old \
+primary): pg_rewind from the new primary and start as its standby.";
+
+/// Arguments of `knocker failover`.
+#[derive(Debug, Args)]
+#[command(about = ABOUT, group(ArgGroup::new("action").args(["promote", "fence", "rejoin"]).required(true)))]
+pub struct FailoverArgs {
+    /// Promote this standby (the primary is gone)
+    #[arg(long)]
+    promote: bool,
+    /// Keep this old primary from coming back as a writable primary
+    #[arg(long)]
+    fence: bool,
+    /// Rewind this fenced old primary from the new primary (URI: its replication
+    /// connection string) and start it as a standby
+    #[arg(long, value_name = "URI")]
+    rejoin: Option<String>,
+    /// This node's standby name for --rejoin (slot knocker_NAME; default: short host name)
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Superuser connection string (default: peer login as `postgres` over the unix socket)
+    #[arg(long, value_name = "URI")]
+    admin_conn: Option<String>,
+    /// The Debian cluster on this host (default: the only one)
+    #[arg(long, value_name = "VERSION/NAME")]
+    cluster: Option<String>,
+    /// Print what would run; change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Print one JSON object ("version": 1)
+    #[arg(long)]
+    json: bool,
+    /// Do not ask before promoting
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Promote although the primary still answers
+    #[arg(long)]
+    force: bool,
+}
+
+/// Runs `knocker failover`.
+pub fn run(args: &FailoverArgs) -> ExitCode {
+    let opts = Options {
+        action: if args.fence {
+            Action::Fence
+        } else if let Some(uri) = &args.rejoin {
+            Action::Rejoin {
+                uri: knocker_ops::replica::Secret(uri.clone()),
+            }
+        } else {
+            Action::Promote
+        },
+        admin_conn: args.admin_conn.clone(),
+        cluster: args.cluster.clone(),
+        dry_run: args.dry_run,
+        force: args.force,
+        name: args.name.clone().or_else(|| {
+            args.rejoin
+                .as_ref()
+                .map(|_| knocker_ops::replica::default_name())
+        }),
+    };
+    let yes = args.yes;
+    let mut ask = move |question: &str| -> bool {
+        if yes {
+            return true;
+        }
+        if !std::io::stdin().is_terminal() {
+            // Promoting can lose data and fencing stops the server: never
+            // without a yes.
+            eprintln!("{question}\nNot a terminal: add --yes to promote.");
+            return false;
+        }
+        eprint!("{question} [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES")
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::failed(format!("cannot start the runtime: {e}")))
+        .and_then(|rt| rt.block_on(failover::run(&opts, &mut ask)));
+    match result {
+        Ok(report) => {
+            if args.json {
+                let mut v = serde_json::to_value(&report).unwrap_or_default();
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("version".into(), 1.into());
+                    m.insert("ok".into(), true.into());
+                }
+                println!("{v}");
+            } else {
+                print_text(&report);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let mut message = e.to_string();
+            if e.kind() == (ErrorKind::Refused { overridable: true }) {
+                message.push_str("\nAdd --force to do it anyway.");
+            }
+            eprintln!("knocker failover: {message}");
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"version": 1, "ok": false, "error": message, "kind": e.kind()})
+                );
+            }
+            ExitCode::from(if e.kind() == ErrorKind::Usage { 2 } else { 1 })
+        }
+    }
+}
+
+fn print_text(r: &Report) {
+    if let Some(plan) = &r.plan {
+        print!("{plan}");
+    }
+    if let Some(w) = &r.loss_window {
+        println!(
+            "received up to {}, replayed up to {}, last replayed commit {}; primary {}: {}",
+            w.received_lsn.as_deref().unwrap_or("-"),
+            w.replayed_lsn.as_deref().unwrap_or("-"),
+            w.last_replayed_commit.as_deref().unwrap_or("-"),
+            w.upstream.as_deref().unwrap_or("unknown"),
+            w.upstream_probe
+        );
+    }
+    for d in &r.done {
+        println!("{d}");
+    }
+    if let Some(ms) = r.writable_after_ms {
+        println!("writable {ms} ms after the command started");
+    }
+    for n in &r.next_steps {
+        println!("next: {n}");
+    }
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+}

@@ -1,0 +1,325 @@
+//! `knocker replica`: arguments to [`knocker_ops::replica::Options`], the
+//! report to text or JSON, errors to exit codes. The work is in
+//! knocker-ops (docs/ARCHITECTURE.md).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgGroup, Args};
+use knocker_ops::replica::{self, Action, Options, Report};
+use knocker_ops::{Error, ErrorKind};
+
+const ABOUT: &str = "A streaming standby of the Knocknoc database: prepare the primary (--init), \
+admit a standby (--allow), remove it (--revoke), clone it on the standby host (--clone-from), \
+show replication (--status) and the connection string web nodes use (--print-url).";
+
+const EXAMPLES: &str = "\
+Examples (on the primary):
+  sudo knocker replica --init
+  sudo knocker replica --allow 203.0.113.8/32 --name node_b [--sync]
+  sudo knocker replica --status [--json]
+  sudo knocker replica --print-url
+  sudo knocker replica --revoke 203.0.113.8/32 --terminate
+On the standby host (203.0.113.8):
+  sudo knocker replica --clone-from 'postgresql://knocknoc_replication:...@203.0.113.7:5432/?sslmode=require' --name node_b
+
+Exit status: 0 done (or nothing to do), 1 failed or refused (nothing changed), 2 bad usage or input.";
+
+/// Arguments of `knocker replica`.
+#[derive(Debug, Args)]
+#[command(
+    about = ABOUT,
+    after_help = EXAMPLES,
+    group(ArgGroup::new("action").args(["init", "allow", "revoke", "status", "print_url", "clone_from"]))
+)]
+pub struct ReplicaArgs {
+    /// Prepare this primary: replication and rewind roles, settings, the pg_hba.conf block
+    #[arg(long)]
+    init: bool,
+    /// Admit the standby --name from CIDR: pg_hba.conf lines and its slot knocker_NAME
+    #[arg(long, value_name = "CIDR")]
+    allow: Option<String>,
+    /// Remove the lines for CIDR and drop its standby's slot
+    #[arg(long, value_name = "CIDR")]
+    revoke: Option<String>,
+    /// Role, timeline, WAL positions, standbys or upstream, slots
+    #[arg(long)]
+    status: bool,
+    /// The connection string web nodes use (every node, read-write only)
+    #[arg(long)]
+    print_url: bool,
+    /// On the standby host: replace the local cluster with a streaming copy of the primary
+    /// (URI: the replication connection string --init printed)
+    #[arg(long, value_name = "URI")]
+    clone_from: Option<String>,
+    /// With --allow: make this standby the synchronous one
+    #[arg(long)]
+    sync: bool,
+    /// With --revoke: end the standby's connection if it is streaming
+    #[arg(long)]
+    terminate: bool,
+    /// knocknoc.conf to read the application's connection string from
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/opt/knocknoc/etc/knocknoc.conf"
+    )]
+    config: PathBuf,
+    /// The application's connection string (default: from knocknoc.conf)
+    #[arg(long, value_name = "URI")]
+    conn: Option<String>,
+    /// Superuser connection string (default: peer login as `postgres` over the unix socket)
+    #[arg(long, value_name = "URI")]
+    admin_conn: Option<String>,
+    /// The Debian cluster on this host (default: the one on the application's port)
+    #[arg(long, value_name = "VERSION/NAME")]
+    cluster: Option<String>,
+    /// The standby's name: its application_name and slot knocker_NAME (default: short host name)
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Do not restart PostgreSQL; print the command instead
+    #[arg(long)]
+    no_restart: bool,
+    /// Print what would change (diff, SQL, commands); change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Print one JSON object ("version": 1)
+    #[arg(long)]
+    json: bool,
+    /// Do not ask before restarting PostgreSQL
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Pass a safety check that names --force
+    #[arg(long)]
+    force: bool,
+}
+
+fn options(args: &ReplicaArgs) -> Result<Option<Options>, Error> {
+    if args.sync && args.allow.is_none() {
+        return Err(Error::usage("--sync goes with --allow CIDR --name NAME"));
+    }
+    if args.terminate && args.revoke.is_none() {
+        return Err(Error::usage("--terminate goes with --revoke CIDR"));
+    }
+    let action = if args.init {
+        Action::Init
+    } else if let Some(c) = &args.allow {
+        Action::Allow {
+            cidr: replica::parse_cidr("--allow", c)?,
+            sync: args.sync,
+        }
+    } else if let Some(c) = &args.revoke {
+        Action::Revoke {
+            cidr: replica::parse_cidr("--revoke", c)?,
+            terminate: args.terminate,
+        }
+    } else if args.status {
+        Action::Status
+    } else if args.print_url {
+        Action::PrintUrl
+    } else if let Some(uri) = &args.clone_from {
+        Action::CloneFrom {
+            uri: replica::Secret(uri.clone()),
+        }
+    } else {
+        return Ok(None);
+    };
+    let name = match (&args.name, &action) {
+        (Some(n), _) => Some(n.clone()),
+        // The default (this host's name) fits the standby host only; on
+        // the primary the standby's name must be given.
+        (None, Action::Allow { .. }) => {
+            return Err(Error::usage(
+                "--allow needs --name NAME: the standby's name (its application_name)",
+            ))
+        }
+        (None, _) => None,
+    };
+    Ok(Some(Options {
+        action,
+        config: args.config.clone(),
+        conn: args.conn.clone(),
+        admin_conn: args.admin_conn.clone(),
+        cluster: args.cluster.clone(),
+        name,
+        dry_run: args.dry_run,
+        force: args.force,
+        no_restart: args.no_restart,
+        progress: !args.json && std::io::stderr().is_terminal(),
+    }))
+}
+
+/// Runs `knocker replica`.
+pub fn run(args: &ReplicaArgs) -> ExitCode {
+    let opts = match options(args) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{ABOUT}\n\nUsage: knocker replica [--init | --allow <CIDR> --name NAME | --revoke <CIDR> | --clone-from <URI> | --status | --print-url]\n\n{EXAMPLES}");
+            // As `knocker exposedb` without an action: the usage, exit 0.
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return fail(args.json, &e),
+    };
+    let yes = args.yes;
+    let mut ask = move |question: &str| -> bool {
+        if yes || !std::io::stdin().is_terminal() {
+            return true;
+        }
+        eprint!("{question} [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES")
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::failed(format!("cannot start the runtime: {e}")))
+        .and_then(|rt| rt.block_on(replica::run(&opts, &mut ask)));
+    match result {
+        Ok(report) => {
+            if args.json {
+                print_json(&report);
+            } else {
+                print_text(&report);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(args.json, &e),
+    }
+}
+
+fn fail(json: bool, e: &Error) -> ExitCode {
+    let mut message = e.to_string();
+    for cause in e.causes() {
+        if !message.contains(&cause) {
+            message.push_str(&format!("\n  caused by: {cause}"));
+        }
+    }
+    if e.kind() == (ErrorKind::Refused { overridable: true }) && !message.contains("--force") {
+        message.push_str("\nAdd --force to do it anyway.");
+    }
+    eprintln!("knocker replica: {message}");
+    if json {
+        let v = serde_json::json!({"version": 1, "ok": false, "error": message, "kind": e.kind()});
+        println!("{v}");
+    }
+    ExitCode::from(match e.kind() {
+        ErrorKind::Usage => 2,
+        _ => 1,
+    })
+}
+
+fn print_json(report: &Report) {
+    let mut v = serde_json::to_value(report).unwrap_or_default();
+    if let Some(map) = v.as_object_mut() {
+        map.insert("version".into(), 1.into());
+        map.insert("ok".into(), true.into());
+        if let Some(plan) = &report.plan {
+            map.insert("dry_run_text".into(), plan.to_string().into());
+        }
+    }
+    println!("{v}");
+}
+
+fn print_text(r: &Report) {
+    if let Some(url) = &r.replication_url {
+        println!("Replication connection string (shown once; keep it for knocker replica --clone-from on the standby):");
+        println!("  {}", url.0);
+        println!();
+    }
+    if let Some(plan) = &r.plan {
+        print!("{plan}");
+        for d in &r.done {
+            println!("-- {d}");
+        }
+    } else {
+        for d in &r.done {
+            println!("{d}");
+        }
+    }
+    if let Some(s) = &r.status {
+        println!(
+            "role: {}  timeline: {}  lsn: {}",
+            s.role,
+            s.timeline,
+            s.current_lsn.as_deref().unwrap_or("-")
+        );
+        if s.role == "standby" {
+            println!(
+                "upstream: {}  streaming: {}  received: {}  replayed: {}  last replayed commit: {}",
+                s.upstream.as_deref().unwrap_or("-"),
+                if s.streaming { "yes" } else { "no" },
+                s.receive_lsn.as_deref().unwrap_or("-"),
+                s.replay_lsn.as_deref().unwrap_or("-"),
+                s.last_replay_time.as_deref().unwrap_or("-"),
+            );
+        }
+        for st in &s.standbys {
+            println!(
+                "standby {}: {} {}  lag {} bytes, {} s  from {}",
+                st.name,
+                st.state,
+                st.sync_state,
+                st.lag_bytes.map_or("-".into(), |b| b.to_string()),
+                st.replay_lag_seconds
+                    .map_or("-".into(), |s| format!("{s:.3}")),
+                st.client_addr.as_deref().unwrap_or("local"),
+            );
+        }
+        for a in &s.allowed {
+            if !s.standbys.iter().any(|st| st.name == a.name) {
+                println!(
+                    "standby {}: not connected (allowed from {})",
+                    a.name, a.cidr
+                );
+            }
+        }
+        for sl in &s.replication_slots {
+            println!(
+                "slot {}: {}  wal_status {}  safe_wal_size {}",
+                sl.name,
+                if sl.active { "active" } else { "inactive" },
+                sl.wal_status.as_deref().unwrap_or("-"),
+                sl.safe_wal_size
+                    .map_or("unbounded".into(), |b| format!("{b} bytes")),
+            );
+        }
+        println!(
+            "synchronous_standby_names: '{}'  max_slot_wal_keep_size: {}  rewind ready: {}",
+            s.synchronous_standby_names,
+            if s.max_slot_wal_keep_size_mb < 0 {
+                "unbounded".to_string()
+            } else {
+                format!("{} MB", s.max_slot_wal_keep_size_mb)
+            },
+            if s.rewind_ready {
+                "yes"
+            } else {
+                "no (wal_log_hints off, no checksums)"
+            }
+        );
+    }
+    if let Some(url) = &r.url {
+        println!("{url}");
+        println!("Replace PASSWORD with the web nodes' password (knocker does not keep it).");
+        if let Some(c) = &r.installer_command {
+            println!("On each web node run:\n  {c}");
+        }
+    }
+    if let Some(restart) = &r.restart {
+        if !restart.restarted {
+            if let Some(c) = &restart.command {
+                println!("Restart needed for {}: {c}", restart.settings.join(", "));
+            }
+        }
+    }
+    if r.plan.is_none() && !r.changed && r.status.is_none() && r.url.is_none() && r.done.is_empty()
+    {
+        println!("nothing to do");
+    }
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+}

@@ -1,0 +1,674 @@
+//! `--clone-from URI --name NAME`, on the standby host: replace the local
+//! Debian cluster's data directory with a base backup of the primary and
+//! start it as a streaming standby.
+//!
+//! Checks come first and change nothing: the primary answers as the
+//! rewind role (same password as the replication role, lines from
+//! `--allow`), is a primary of the same major version, its slot
+//! `knocker_NAME` exists, is free and not lost, and the local file system
+//! has room for the primary's databases. Then: stop the local cluster,
+//! move its data directory aside (kept, named in the report),
+//! `pg_basebackup -X stream -c fast` through the slot as the cluster's OS
+//! user, `standby.signal`, `primary_conninfo` (with a `passfile`: the
+//! password is only in a 0600 file owned by that user) and
+//! `primary_slot_name`, start, and wait until it streams. A failure of the
+//! copy puts the old data directory back and starts it again.
+
+use std::ffi::CStr;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pgctl::connect::SslMode;
+use pgctl::conninfo::{ConnInfo, Keyword};
+use pgctl::replication::{self, Basebackup, PrimaryConninfo};
+
+use super::target::{self, DebianCluster};
+use super::{pg, slot_name, Options, Report};
+use crate::{Error, FileChange, Plan};
+
+/// How long the new standby may take to start streaming.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Settings a clone must not inherit from the primary's
+/// `postgresql.auto.conf`: a promoted standby that names itself as its
+/// synchronous standby would make every commit wait forever.
+const NOT_INHERITED: [&str; 1] = ["synchronous_standby_names"];
+
+/// Where the clone keeps the replication password: next to the data
+/// directory (never inside it, where base backups would copy it).
+pub fn passfile_path(cluster: &DebianCluster) -> PathBuf {
+    let parent = cluster
+        .data_directory
+        .parent()
+        .unwrap_or(Path::new("/var/lib/postgresql"));
+    parent.join(format!(".{}.knocker-replica.pgpass", cluster.name))
+}
+
+/// The name the old data directory is moved to.
+fn moved_aside(data: &Path) -> PathBuf {
+    let stamp = super::utc_now().replace([':', '-'], "");
+    let mut name = data.as_os_str().to_owned();
+    name.push(format!(".knocker-replaced-{stamp}"));
+    PathBuf::from(name)
+}
+
+pub(crate) fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: zeroed passwd is a valid out parameter for getpwuid_r.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: all pointers are valid for the given lengths; getpwuid_r
+    // writes only into `pwd` and `buf`.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name points into `buf`, NUL-terminated by getpwuid_r.
+    Some(
+        unsafe { CStr::from_ptr(pwd.pw_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+/// The clone's source, from the URI the primary's `--init` printed.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    pub(crate) info: ConnInfo,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    pub(crate) password: String,
+    pub(crate) sslmode: Option<SslMode>,
+}
+
+pub(crate) fn parse_source(uri: &str) -> Result<Source, Error> {
+    let info = ConnInfo::parse_checked(uri)
+        .map_err(|e| Error::usage(format!("--clone-from: not a valid connection string: {e}")))?;
+    let need = |k: Keyword, what: &str| {
+        info.get(k)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "--clone-from: the connection string names no {what}"
+                ))
+            })
+    };
+    let host = need(Keyword::Host, "host")?;
+    if host.contains(',') || host.starts_with('/') {
+        return Err(Error::usage(
+            "--clone-from: give the primary's one network address (as knocker replica --init printed it)",
+        ));
+    }
+    let user = need(Keyword::User, "user")?;
+    let password = need(Keyword::Password, "password")?;
+    let port = match info.get(Keyword::Port) {
+        None | Some("") => 5432,
+        Some(p) => p
+            .parse()
+            .map_err(|_| Error::usage(format!("--clone-from: bad port {p:?}")))?,
+    };
+    let sslmode = match info.get(Keyword::Sslmode) {
+        None => None,
+        Some(m) => Some(
+            [
+                SslMode::Disable,
+                SslMode::Allow,
+                SslMode::Prefer,
+                SslMode::Require,
+                SslMode::VerifyCa,
+                SslMode::VerifyFull,
+            ]
+            .into_iter()
+            .find(|x| x.as_str() == m)
+            .ok_or_else(|| Error::usage(format!("--clone-from: bad sslmode {m:?}")))?,
+        ),
+    };
+    Ok(Source {
+        info,
+        host,
+        port,
+        user,
+        password,
+        sslmode,
+    })
+}
+
+/// The rewind role that shares the replication role's password.
+pub(crate) fn rewind_role_of(replication_role: &str) -> String {
+    let base = replication_role
+        .strip_suffix(super::REPLICATION_ROLE_SUFFIX)
+        .unwrap_or(replication_role);
+    format!("{base}{}", super::REWIND_ROLE_SUFFIX)
+}
+
+/// What the primary said when asked as the rewind role.
+pub(crate) struct PrimaryFacts {
+    pub(crate) major: u32,
+    pub(crate) database_bytes: i64,
+    pub(crate) slot: Option<replication::Slot>,
+}
+
+pub(crate) async fn ask_primary(src: &Source, slot: &str) -> Result<PrimaryFacts, Error> {
+    let mut info = src.info.clone();
+    info.set(Keyword::User, rewind_role_of(&src.user));
+    info.set(Keyword::Dbname, super::block::REWIND_DATABASE);
+    info.set(Keyword::ConnectTimeout, "10");
+    let params = pgctl::conninfo::resolve_from_process_env(&info)
+        .map_err(|e| Error::usage(format!("--clone-from: {e}")))?
+        .params;
+    let client = pgctl::connect::connect(&params)
+        .await
+        .map_err(|e| {
+            Error::refused_always(format!(
+                "cannot reach the primary at {}:{} as {}: {e}\nOn the primary, run: knocker replica --allow THIS_HOST_ADDRESS/32 --name NAME",
+                src.host,
+                src.port,
+                rewind_role_of(&src.user)
+            ))
+        })?
+        .into_client();
+    let row = client
+        .query_one(
+            "SELECT pg_catalog.current_setting('server_version_num')::int, pg_catalog.pg_is_in_recovery(), \
+                    (SELECT pg_catalog.sum(pg_catalog.pg_database_size(oid))::int8 FROM pg_catalog.pg_database \
+                     WHERE datallowconn)",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::failed(format!("asking the primary: {e}")).with_source(e))?;
+    let version: i32 = row.get(0);
+    if row.get::<_, bool>(1) {
+        return Err(Error::refused_always(format!(
+            "{}:{} is a standby, not a primary",
+            src.host, src.port
+        )));
+    }
+    let slot = replication::slot(&client, slot).await.map_err(pg)?;
+    Ok(PrimaryFacts {
+        major: u32::try_from(version).unwrap_or(0) / 10000,
+        database_bytes: row.get::<_, Option<i64>>(2).unwrap_or(0),
+        slot,
+    })
+}
+
+/// The Debian cluster `--cluster` names, or the only one.
+pub(crate) fn local_cluster(cluster: Option<&str>) -> Result<DebianCluster, Error> {
+    let clusters = target::debian_clusters().ok_or_else(|| {
+        Error::refused_always(
+            "--clone-from needs Debian's postgresql-common (pg_lsclusters, pg_ctlcluster) on this host",
+        )
+    })?;
+    match cluster {
+        Some(text) => {
+            let (v, n) = target::parse_cluster_arg(text)?;
+            clusters
+                .into_iter()
+                .find(|c| c.version == v && c.name == n)
+                .ok_or_else(|| Error::usage(format!("--cluster {text}: no such cluster")))
+        }
+        None => match clusters.as_slice() {
+            [only] => Ok(only.clone()),
+            [] => Err(Error::refused_always(
+                "no PostgreSQL cluster on this host; create one with pg_createcluster VERSION main",
+            )),
+            several => Err(Error::usage(format!(
+                "several clusters on this host ({}); pick one with --cluster VERSION/NAME",
+                several
+                    .iter()
+                    .map(DebianCluster::id)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        },
+    }
+}
+
+/// `pg_ctlcluster [-m fast] VERSION NAME ACTION`.
+pub(crate) fn ctlcluster(c: &DebianCluster, action: &str) -> Vec<String> {
+    let mut argv = vec!["pg_ctlcluster".to_string()];
+    if action == "stop" {
+        argv.extend(["-m".into(), "fast".into()]);
+    }
+    argv.extend([c.version.clone(), c.name.clone(), action.to_string()]);
+    argv
+}
+
+/// Runs `argv`; a failure carries its output.
+pub(crate) fn run_command(argv: &[String], inherit_stderr: bool) -> Result<(), Error> {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).stdin(Stdio::null());
+    if inherit_stderr {
+        cmd.stderr(Stdio::inherit());
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| Error::failed(format!("cannot run {}: {e}", argv[0])).with_source(e))?;
+    if !out.status.success() {
+        return Err(Error::failed(format!(
+            "`{}` failed ({}): {}{}",
+            crate::plan::shell_words(argv),
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `contents` to `path` atomically (temp file in the same
+/// directory, fsync, rename, fsync directory) with `mode` and owner.
+pub(crate) fn write_owned(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<(), Error> {
+    let io = |what: &str, e: std::io::Error| {
+        Error::failed(format!("{what} {}: {e}", path.display())).with_source(e)
+    };
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = dir.join(format!(
+        ".{}.knocker-tmp-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    // The directories belong to the server's OS user: never follow a link
+    // that user may have put where the temp file goes (root writes here).
+    // A stale temp file of a killed run is removed (the link itself, if
+    // it is one) and the file created anew, exclusively.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(|e| io("creating", e))?;
+    std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(|e| io("chown", e))?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| io("chmod", e))?;
+    f.write_all(contents).map_err(|e| io("writing", e))?;
+    f.sync_all().map_err(|e| io("syncing", e))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| io("renaming into", e))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+pub(super) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> Result<(), Error> {
+    let src = parse_source(uri)?;
+    let name = match &o.name {
+        Some(n) => n.clone(),
+        None => {
+            let n = super::default_name();
+            super::validate_standby_name(&n).map_err(|_| {
+                Error::usage(format!(
+                    "this host's name {n:?} cannot be a standby name; give --name NAME"
+                ))
+            })?;
+            n
+        }
+    };
+    let slot = slot_name(&name);
+    let cluster = local_cluster(o.cluster.as_deref())?;
+    let data = cluster.data_directory.clone();
+    // A run killed between moving the data directory aside and the end of
+    // the copy leaves no (or a partial) data directory: the next run
+    // clones again, taking the owner from the parent directory.
+    let data_exists = data.exists();
+    let owner_of = if data_exists {
+        data.clone()
+    } else {
+        data.parent().unwrap_or(Path::new("/")).to_path_buf()
+    };
+    let meta = std::fs::metadata(&owner_of)
+        .map_err(|e| Error::failed(format!("{}: {e}", owner_of.display())).with_source(e))?;
+    let (uid, gid) = (meta.uid(), meta.gid());
+    if !data_exists {
+        report.warnings.push(format!(
+            "{} is missing (an interrupted clone?); earlier data directories are kept as {}.knocker-replaced-*",
+            data.display(),
+            data.display()
+        ));
+    }
+    let os_user = user_name(uid).ok_or_else(|| {
+        Error::failed(format!(
+            "the owner (uid {uid}) of {} has no name",
+            data.display()
+        ))
+    })?;
+    let local_major: u32 = cluster.version.parse().unwrap_or(0);
+
+    // Checks: nothing changes until they pass.
+    if cluster.status.starts_with("online") {
+        refuse_replacing_data(o, &cluster).await?;
+    }
+    let primary = ask_primary(&src, &slot).await?;
+    if primary.major != local_major {
+        return Err(Error::refused_always(format!(
+            "the primary runs PostgreSQL {}, this cluster ({}) is {local_major}: streaming replication needs the same major version",
+            primary.major,
+            cluster.id()
+        )));
+    }
+    match &primary.slot {
+        None => {
+            return Err(Error::refused_always(format!(
+                "the primary has no slot {slot}; on the primary run: knocker replica --allow THIS_HOST_ADDRESS/32 --name {name}"
+            )))
+        }
+        Some(s) if s.active => {
+            return Err(Error::refused_always(format!(
+                "slot {slot} is in use (walsender pid {}): another standby named {name} is streaming",
+                s.active_pid.unwrap_or(0)
+            )))
+        }
+        Some(s) if s.wal_status.as_deref() == Some("lost") && !o.force => {
+            return Err(Error::refused(format!(
+                "slot {slot} is lost; on the primary run --revoke and --allow again for a fresh slot"
+            )))
+        }
+        Some(_) => {}
+    }
+    let parent = data.parent().unwrap_or(Path::new("/"));
+    let space = replication::filesystem_space(parent).map_err(pg)?;
+    // The copy plus WAL written meanwhile: ask for 10% and 1 GB more.
+    let needed = u64::try_from(primary.database_bytes).unwrap_or(0) / 10 * 11 + (1 << 30);
+    if space.available < needed && !o.force {
+        return Err(Error::refused(format!(
+            "{} has {} MB free; the primary's databases need about {} MB",
+            parent.display(),
+            space.available >> 20,
+            needed >> 20
+        )));
+    }
+
+    let bin = PathBuf::from(format!("/usr/lib/postgresql/{}/bin", cluster.version));
+    let passfile = passfile_path(&cluster);
+    let mut source = ConnInfo::builder()
+        .host(src.host.clone())
+        .port(src.port)
+        .user(src.user.clone())
+        .application_name(name.clone())
+        .set(Keyword::Passfile, passfile.to_string_lossy().into_owned())
+        .build();
+    if let Some(m) = src.sslmode {
+        source.set(Keyword::Sslmode, m.as_str());
+    }
+    let mut backup_argv = vec![
+        "runuser".to_string(),
+        "-u".into(),
+        os_user.clone(),
+        "--".into(),
+    ];
+    backup_argv.extend(
+        Basebackup {
+            bin_dir: bin,
+            data_directory: data.clone(),
+            source,
+            slot: Some(slot.clone()),
+            wal_directory: None,
+            progress: o.progress,
+        }
+        .argv(),
+    );
+    let conninfo = PrimaryConninfo {
+        host: src.host.clone(),
+        port: src.port,
+        user: src.user.clone(),
+        application_name: name.clone(),
+        sslmode: src.sslmode,
+        passfile: Some(passfile.clone()),
+        connect_timeout: Some(5),
+    };
+    let moved = moved_aside(&data);
+    let pass_text =
+        replication::passfile_line(&src.host, src.port, "replication", &src.user, &src.password)
+            + &replication::passfile_line(
+                &src.host,
+                src.port,
+                super::block::REWIND_DATABASE,
+                &rewind_role_of(&src.user),
+                &src.password,
+            );
+
+    let mut plan = Plan::default();
+    plan.files.push(FileChange::new(
+        &passfile,
+        b"",
+        format!(
+            "# {} lines for {} (mode 0600, owner {os_user}); passwords not shown\n",
+            2, src.user
+        )
+        .as_bytes(),
+    ));
+    let auto_conf_new =
+        replication::auto_conf_line("primary_conninfo", &conninfo.to_keyword_value())
+            + &replication::auto_conf_line("primary_slot_name", &slot);
+    plan.files.push(FileChange::new(
+        data.join("postgresql.auto.conf"),
+        b"(from the primary)\n",
+        format!("(from the primary, without synchronous_standby_names)\n{auto_conf_new}")
+            .as_bytes(),
+    ));
+    plan.files
+        .push(FileChange::new(data.join("standby.signal"), b"", b"\n"));
+    let stopped = !cluster.status.starts_with("online");
+    if !stopped {
+        plan.commands.push(ctlcluster(&cluster, "stop"));
+    }
+    if data_exists {
+        plan.commands.push(vec![
+            "mv".into(),
+            data.to_string_lossy().into_owned(),
+            moved.to_string_lossy().into_owned(),
+        ]);
+    }
+    plan.commands.push(backup_argv.clone());
+    plan.commands.push(ctlcluster(&cluster, "start"));
+    report.slots.push(slot.clone());
+    report.done.push(format!(
+        "checked: {}:{} is a primary of PostgreSQL {}, slot {slot} is free, {} MB free for about {} MB",
+        src.host,
+        src.port,
+        primary.major,
+        space.available >> 20,
+        primary.database_bytes >> 20
+    ));
+    if o.dry_run {
+        report.plan = Some(plan);
+        return Ok(());
+    }
+
+    // Apply.
+    report.changed = true;
+    write_owned(&passfile, pass_text.as_bytes(), 0o600, uid, gid)?;
+    if !stopped {
+        run_command(&ctlcluster(&cluster, "stop"), false)?;
+    }
+    if data_exists {
+        std::fs::rename(&data, &moved).map_err(|e| {
+            Error::failed(format!("moving {} aside: {e}", data.display())).with_source(e)
+        })?;
+        report.done.push(format!(
+            "the old data directory is kept as {}",
+            moved.display()
+        ));
+    }
+    if let Err(e) = run_command(&backup_argv, o.progress) {
+        if !data_exists {
+            let _ = std::fs::remove_dir_all(&data);
+            return Err(Error::failed(format!("the base backup failed: {e}")));
+        }
+        // Put the old cluster back as it was.
+        let _ = std::fs::remove_dir_all(&data);
+        let back = std::fs::rename(&moved, &data);
+        if back.is_ok() && !stopped {
+            let _ = run_command(&ctlcluster(&cluster, "start"), false);
+        }
+        return Err(match back {
+            Ok(()) => Error::failed(format!(
+                "the base backup failed; the old data directory is back in place: {e}"
+            )),
+            Err(b) => Error::failed(format!(
+                "the base backup failed ({e}), and moving {} back failed too ({b}): move it back by hand",
+                moved.display()
+            )),
+        });
+    }
+    let auto = data.join("postgresql.auto.conf");
+    let old_auto = std::fs::read_to_string(&auto).unwrap_or_default();
+    let kept = replication::remove_conf_values(&old_auto, &NOT_INHERITED);
+    let new_auto = replication::set_conf_values(
+        &kept,
+        &[
+            ("primary_conninfo", &conninfo.to_keyword_value()),
+            ("primary_slot_name", &slot),
+        ],
+    );
+    write_owned(&auto, new_auto.as_bytes(), 0o600, uid, gid)?;
+    write_owned(&data.join("standby.signal"), b"", 0o600, uid, gid)?;
+    run_command(&ctlcluster(&cluster, "start"), false)?;
+    report.done.push(format!(
+        "cloned from {}:{} through slot {slot}; {} started as a standby",
+        src.host,
+        src.port,
+        cluster.id()
+    ));
+
+    let admin = wait_streaming(o.admin_conn.as_deref(), &cluster).await?;
+    report
+        .done
+        .push(format!("streaming from {}:{}", src.host, src.port));
+    super::status::status(&admin, report).await
+}
+
+/// Refuses to replace a running primary that holds data of its own (the
+/// clone would stop it and move its data aside: run on the wrong host, or
+/// with the wrong `--cluster`, that is an outage), unless forced. A fresh
+/// cluster (only the default databases) and a standby are replaced.
+async fn refuse_replacing_data(o: &Options, cluster: &DebianCluster) -> Result<(), Error> {
+    let admin = target::Admin::connect(o.admin_conn.as_deref(), cluster.port).await?;
+    if replication::is_in_recovery(admin.client())
+        .await
+        .map_err(pg)?
+    {
+        return Ok(());
+    }
+    let databases: Vec<String> = admin
+        .client()
+        .query(
+            "SELECT datname::text FROM pg_catalog.pg_database \
+             WHERE datname NOT IN ('postgres', 'template0', 'template1') ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::failed(format!("listing databases: {e}")).with_source(e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !databases.is_empty() && !o.force {
+        return Err(Error::refused(format!(
+            "{} is a running primary with databases of its own ({}); --clone-from would stop it and replace its data (kept aside). \
+             Is this the standby host, and the right --cluster?",
+            cluster.id(),
+            databases.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Waits until the local standby `cluster` streams from its upstream;
+/// returns the session it watched through.
+pub(crate) async fn wait_streaming(
+    admin_conn: Option<&str>,
+    cluster: &DebianCluster,
+) -> Result<target::Admin, Error> {
+    let admin = target::Admin::connect(admin_conn, cluster.port).await?;
+    let deadline = Instant::now() + STREAM_TIMEOUT;
+    loop {
+        let receiver = replication::wal_receiver(admin.client())
+            .await
+            .map_err(pg)?;
+        if receiver.as_ref().is_some_and(|r| r.status == "streaming") {
+            return Ok(admin);
+        }
+        if Instant::now() > deadline {
+            return Err(Error::failed(format!(
+                "the standby started but does not stream after {}s; see the server log of {} (knocker replica --status)",
+                STREAM_TIMEOUT.as_secs(),
+                cluster.id()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_owned_never_follows_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let target = dir.path().join("standby.signal");
+        let tmp = dir.path().join(format!(
+            ".standby.signal.knocker-tmp-{}",
+            std::process::id()
+        ));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        // SAFETY: getuid/getgid have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        write_owned(&target, b"new", 0o600, uid, gid).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        assert!(!std::fs::symlink_metadata(&target)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+
+    #[test]
+    fn source_needs_host_user_and_password() {
+        let s =
+            parse_source("postgresql://app_replication:pw@10.0.0.1:5433/?sslmode=require").unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.user.as_str()),
+            ("10.0.0.1", 5433, "app_replication")
+        );
+        assert_eq!(s.sslmode, Some(pgctl::connect::SslMode::Require));
+        for bad in [
+            "postgresql://app_replication@10.0.0.1/",
+            "postgresql://:pw@10.0.0.1/",
+            "postgresql://u:pw@a,b/",
+            "not a uri = ",
+        ] {
+            assert_eq!(
+                parse_source(bad).unwrap_err().kind(),
+                crate::ErrorKind::Usage,
+                "{bad}"
+            );
+        }
+        assert_eq!(rewind_role_of("knocknoc_replication"), "knocknoc_rewind");
+    }
+}
