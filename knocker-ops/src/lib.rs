@@ -18,6 +18,7 @@
 
 pub mod diff;
 pub mod error;
+pub mod exposedb;
 pub mod plan;
 
 pub use error::{Error, ErrorKind};

@@ -37,5 +37,6 @@ pub mod error;
 pub mod grants;
 pub mod hba_install;
 pub mod listen;
+pub mod os;
 pub mod roles;
 pub mod server;

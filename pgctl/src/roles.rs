@@ -431,6 +431,41 @@ pub async fn terminate_sessions_from(
     Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
 }
 
+/// Which of `roles` the role `user` belongs to, the way the server's
+/// pg_hba.conf matching asks (hba.c `is_member()`, that is
+/// `is_member_of_role_nosuper()`): every role reachable through
+/// `pg_auth_members` grants, itself included, whatever the grants'
+/// INHERIT/SET options, and no superuser bypass (unlike `pg_has_role`).
+/// Every role of `roles` is in the answer; one that `user` does not belong
+/// to (or a `user` that does not exist) maps to false.
+pub async fn memberships(
+    client: &impl GenericClient,
+    user: &str,
+    roles: &[String],
+) -> Result<std::collections::HashMap<String, bool>> {
+    let mut member_of: std::collections::HashMap<String, bool> =
+        roles.iter().map(|r| (r.clone(), false)).collect();
+    if roles.is_empty() {
+        return Ok(member_of);
+    }
+    let rows = client
+        .query(
+            "WITH RECURSIVE m(oid) AS ( \
+               SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1 \
+               UNION \
+               SELECT a.roleid FROM pg_catalog.pg_auth_members a JOIN m ON a.member = m.oid) \
+             SELECT r.rolname::text FROM pg_catalog.pg_roles r JOIN m ON r.oid = m.oid \
+             WHERE r.rolname = ANY($2::text[])",
+            &[&user, &roles],
+        )
+        .await
+        .map_err(Error::sql("reading role memberships"))?;
+    for row in rows {
+        member_of.insert(row.get(0), true);
+    }
+    Ok(member_of)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

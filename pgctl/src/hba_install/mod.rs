@@ -82,6 +82,10 @@ pub use error::{HbaProblem, InstallError};
 use files::{HbaPaths, Ownership, Syncer, TempFile};
 use lock::{FileId, HbaLock};
 
+/// The statement that asks the server to reload its configuration after a
+/// new pg_hba.conf is in place, exactly as sent: a dry run prints this.
+pub const RELOAD_SQL: &str = "SELECT pg_catalog.pg_reload_conf()";
+
 /// A future returned by [`Reconnect::reconnect`].
 pub type ConnectFuture =
     Pin<Box<dyn Future<Output = Result<Client, tokio_postgres::Error>> + Send + 'static>>;

@@ -9,8 +9,8 @@ use pgctl::conninfo::{ConnInfo, Keyword};
 use pgctl::server::ServerFacts;
 use tokio_postgres::Client;
 
-use super::output::Failure;
-use super::ExposedbArgs;
+use super::{Event, Options};
+use crate::Error;
 
 /// The socket directory of a stock Debian/Ubuntu server.
 pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
@@ -28,36 +28,37 @@ pub struct AppConn {
 
 impl AppConn {
     /// Read and check the application's connection string.
-    pub fn load(args: &ExposedbArgs) -> Result<AppConn, Failure> {
-        let (text, from) = match &args.conn {
+    pub fn load(options: &Options) -> Result<AppConn, Error> {
+        let (text, from) = match &options.conn {
             Some(c) => (c.clone(), "--conn".to_string()),
             None => {
-                let doc = knocknoc_conf::Document::load(&args.config).map_err(|e| {
-                    Failure::failed(format!(
+                let doc = knocknoc_conf::Document::load(&options.config).map_err(|e| {
+                    Error::failed(format!(
                         "{e}\nGive the application's connection string with --conn URI, or --config PATH."
                     ))
                 })?;
-                let settings = doc
-                    .settings()
-                    .map_err(|e| Failure::failed(format!("{}: {e}", args.config.display())))?;
+                let settings = doc.settings().map_err(|e| {
+                    Error::failed(options.config.display().to_string()).with_source(e)
+                })?;
                 let url = settings.database_url.ok_or_else(|| {
-                    Failure::failed(format!(
+                    Error::failed(format!(
                         "{} has no DatabaseURL; give the connection string with --conn URI",
-                        args.config.display()
+                        options.config.display()
                     ))
                 })?;
                 (
                     url.expose_secret().to_string(),
-                    format!("DatabaseURL in {}", args.config.display()),
+                    format!("DatabaseURL in {}", options.config.display()),
                 )
             }
         };
-        let info = ConnInfo::parse_checked(&text)
-            .map_err(|e| Failure::usage(format!("{from}: not a valid connection string: {e}")))?;
+        let info = ConnInfo::parse_checked(&text).map_err(|e| {
+            Error::usage(format!("{from}: not a valid connection string")).with_source(e)
+        })?;
         let user = info
             .get(Keyword::User)
             .filter(|u| !u.is_empty())
-            .ok_or_else(|| Failure::usage(format!("{from}: the connection string names no user")))?
+            .ok_or_else(|| Error::usage(format!("{from}: the connection string names no user")))?
             .to_string();
         let database = info
             .get(Keyword::Dbname)
@@ -70,10 +71,10 @@ impl AppConn {
                 .split(',')
                 .next()
                 .and_then(|p| p.trim().parse().ok())
-                .ok_or_else(|| Failure::usage(format!("{from}: bad port {p:?}")))?,
+                .ok_or_else(|| Error::usage(format!("{from}: bad port {p:?}")))?,
         };
         pgctl::roles::validate_name("database", &database)
-            .map_err(|e| Failure::usage(format!("{from}: {e}")))?;
+            .map_err(|e| Error::usage(from).with_source(e))?;
         Ok(AppConn {
             database,
             user,
@@ -81,9 +82,9 @@ impl AppConn {
         })
     }
 
-    /// The remote role's name: `--user` or `<application role>_remote`.
-    pub fn remote_role(&self, args: &ExposedbArgs) -> String {
-        args.user.clone().unwrap_or_else(|| {
+    /// The remote role's name: `user` or `<application role>_remote`.
+    pub fn remote_role(&self, user: Option<&str>) -> String {
+        user.map(str::to_string).unwrap_or_else(|| {
             let mut base = self.user.clone();
             while base.len() + "_remote".len() > pgctl::roles::MAX_NAME_BYTES {
                 base.pop();
@@ -110,13 +111,13 @@ impl std::fmt::Debug for Admin {
     }
 }
 
-async fn open(params: &ConnectParams, os_user: Option<&str>) -> Result<Client, Failure> {
+async fn open(params: &ConnectParams, os_user: Option<&str>) -> Result<Client, Error> {
     let connected = match os_user {
         Some(u) => pgctl::connect::connect_as_os_user(params, u).await,
         None => pgctl::connect::connect(params).await,
     };
     connected.map(|c| c.into_client()).map_err(|e| {
-        Failure::failed(format!(
+        Error::failed(format!(
             "cannot connect as the database administrator: {e}\n\
              Run as root on the database server (peer login as postgres over {DEFAULT_SOCKET_DIR}), \
              or give a superuser connection string with --admin-conn."
@@ -128,11 +129,11 @@ impl Admin {
     /// Connect as the local superuser: `--admin-conn`, else peer login as
     /// `postgres` over the unix socket of the application's port (as that
     /// OS user when running as root).
-    pub async fn connect(args: &ExposedbArgs, app: &AppConn) -> Result<Admin, Failure> {
-        let (info, os_user) = match &args.admin_conn {
+    pub async fn connect(admin_conn: Option<&str>, app: &AppConn) -> Result<Admin, Error> {
+        let (info, os_user) = match admin_conn {
             Some(text) => (
                 ConnInfo::parse_checked(text).map_err(|e| {
-                    Failure::usage(format!("--admin-conn: not a valid connection string: {e}"))
+                    Error::usage("--admin-conn: not a valid connection string").with_source(e)
                 })?,
                 None,
             ),
@@ -149,14 +150,14 @@ impl Admin {
             }
         };
         let params = pgctl::conninfo::resolve_from_process_env(&info)
-            .map_err(|e| Failure::usage(format!("admin connection: {e}")))?
+            .map_err(|e| Error::usage("admin connection").with_source(e))?
             .params;
         let client = open(&params, os_user.as_deref()).await?;
         let facts = pgctl::server::read_facts(&client)
             .await
-            .map_err(|e| Failure::failed(e.to_string()))?;
+            .map_err(|e| super::pg("reading the server's settings", e))?;
         if !facts.is_superuser {
-            return Err(Failure::failed(format!(
+            return Err(Error::failed(format!(
                 "the admin connection logs in as {:?}, which is not a superuser; use --admin-conn with a superuser",
                 facts.user
             )));
@@ -180,16 +181,16 @@ impl Admin {
     }
 
     /// Replace the session and reread the facts (after a restart).
-    pub async fn replace(&mut self, client: Client) -> Result<(), Failure> {
+    pub async fn replace(&mut self, client: Client) -> Result<(), Error> {
         self.facts = pgctl::server::read_facts(&client)
             .await
-            .map_err(|e| Failure::failed(e.to_string()))?;
+            .map_err(|e| super::pg("reading the server's settings", e))?;
         self.client = client;
         Ok(())
     }
 
     /// Another superuser session, the same way, to `database`.
-    pub async fn connect_to_database(&self, database: &str) -> Result<Client, Failure> {
+    pub async fn connect_to_database(&self, database: &str) -> Result<Client, Error> {
         let mut params = self.params.clone();
         params.dbname = database.to_string();
         open(&params, self.os_user.as_deref()).await
@@ -217,18 +218,18 @@ impl Admin {
     }
 
     /// The server's pg_hba.conf.
-    pub fn hba_path(&self) -> Result<PathBuf, Failure> {
+    pub fn hba_path(&self) -> Result<PathBuf, Error> {
         self.facts
             .hba_file
             .clone()
-            .ok_or_else(|| Failure::failed("the server did not report its hba_file"))
+            .ok_or_else(|| Error::failed("the server did not report its hba_file"))
     }
 
     /// Refuse a pg_hba.conf that another tool manages, unless forced.
-    pub fn check_hba_owner(&self, force: bool) -> Result<(), Failure> {
+    pub fn check_hba_owner(&self, force: bool) -> Result<(), Error> {
         pgctl::server::check_hba_owner(&self.facts, force)
             .map(|_| ())
-            .map_err(|e| Failure::failed(format!("{e}\nAdd --force to edit it anyway.")))
+            .map_err(|e| super::pg("pg_hba.conf is managed by another tool", e))
     }
 
     /// Whether `listen_addresses` includes an IPv6 address or `*`.
@@ -240,22 +241,37 @@ impl Admin {
 
     /// Edit pg_hba.conf safely (lock, backup, validate, atomic write,
     /// reload). Returns whether the file changed.
-    pub async fn install_hba<F, E>(&self, path: &Path, edit: F) -> Result<bool, Failure>
+    pub async fn install_hba<F, E>(
+        &self,
+        path: &Path,
+        edit: F,
+        events: Option<super::EventSink>,
+    ) -> Result<bool, Error>
     where
         F: FnOnce(&[u8]) -> Result<Vec<u8>, E>,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
         let options = pgctl::hba_install::InstallOptions {
-            events: Some(Arc::new(|e: pgctl::hba_install::InstallEvent| {
-                if matches!(e, pgctl::hba_install::InstallEvent::WaitingForLock { .. }) {
-                    eprintln!("{e}");
-                }
-            })),
+            events: events.map(|sink| {
+                Arc::new(move |e: pgctl::hba_install::InstallEvent| {
+                    if matches!(e, pgctl::hba_install::InstallEvent::WaitingForLock { .. }) {
+                        sink(&Event::WaitingForLock(e.to_string()));
+                    }
+                }) as pgctl::hba_install::EventSink
+            }),
             ..Default::default()
         };
         pgctl::hba_install::edit(&self.client, path, edit, &options)
             .await
             .map(|r| r.changed)
-            .map_err(|e| Failure::failed(format!("{}: {e}", path.display())))
+            .map_err(|e| {
+                let refused = e.is_refusal();
+                let base = if refused {
+                    Error::refused(path.display().to_string())
+                } else {
+                    Error::failed(path.display().to_string())
+                };
+                base.with_source(e)
+            })
     }
 }
