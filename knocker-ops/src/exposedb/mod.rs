@@ -15,9 +15,9 @@
 //! };
 //! let mut session = Exposedb::connect(options).await?;
 //! let plan = session.plan_change(&["203.0.113.7/32".parse().unwrap()], &[])?;
-//! print!("{}", plan.plan); // the dry run
+//! print!("{}", plan.dry_run.plan); // the dry run
 //! let report = session.change(plan).await?;
-//! assert_eq!(report.added.len(), 1);
+//! assert_eq!(report.plan.added.len(), 1);
 //! # Ok(()) }
 //! ```
 
