@@ -5,8 +5,12 @@ use std::net::IpAddr;
 
 use knocknoc_conf::DatabaseUrl;
 use pgctl::appdb;
-use pgctl::connect::{self, ConnectError, ConnectErrorKind, ConnectParams, Connected};
+use pgctl::connect::{
+    self, ConnectError, ConnectErrorKind, ConnectParams, Connected, LocalSuperuser,
+    LocalSuperuserError,
+};
 use pgctl::conninfo::{resolve_from_process_env, ConnInfo, Keyword};
+use pgctl::naming::Naming;
 use pgctl::roles::{self, EnsureRole};
 
 use crate::answers::{PROMPT_EXISTING_URL, PROMPT_NEW_URL};
@@ -15,6 +19,20 @@ use crate::{Abort, Args};
 
 /// The application role and database option 1 creates.
 const APP_NAME: &str = "knocknoc";
+
+/// The installer's names for what pgctl creates: the database comment
+/// `created by knocknoc-installer`, the write probe
+/// `knocknoc_installer_probe`.
+fn naming() -> Naming {
+    Naming::new("knocknoc-installer")
+}
+
+/// The mark of the roles it creates: `managed by knocker`, the mark the
+/// knocker tools share, so a re-run rotates the role an earlier run created
+/// instead of refusing it as someone else's.
+fn role_naming() -> Naming {
+    Naming::new("knocker")
+}
 
 /// The environment variable that can carry the connection string.
 const URL_ENV: &str = "KNOCKNOC_DB_URL";
@@ -254,7 +272,7 @@ async fn check_new(
     source: Option<IpAddr>,
 ) -> Result<NewDbCheck, String> {
     let mut connected = open(params, source).await.map_err(|e| explain(&e))?;
-    appdb::check_can_create(connected.client_mut())
+    appdb::check_can_create(connected.client_mut(), &naming())
         .await
         .map_err(|e| {
             format!(
@@ -417,33 +435,28 @@ pub fn settle(
     }
 }
 
-/// The administrator connection for option 1: `--admin-conn`, else peer
-/// authentication as OS user `postgres` over /var/run/postgresql (port from
-/// `PGPORT`, else 5432).
+/// The administrator connection for option 1 ([`LocalSuperuser`], as
+/// knocker opens it): `--admin-conn`, else peer authentication as OS user
+/// `postgres` over /var/run/postgresql (port from `PGPORT`, else 5432).
 async fn admin(args: &Args) -> Result<(Connected, ConnectParams), String> {
-    match &args.admin_conn {
-        Some(conn) => {
-            let params = resolve(conn).map_err(|e| format!("--admin-conn: {e}"))?;
-            let c = connect::connect(&params)
-                .await
-                .map_err(|e| format!("Cannot connect as administrator: {e}"))?;
-            Ok((c, params))
+    let who = LocalSuperuser::new(args.admin_conn.as_deref(), None).map_err(|e| {
+        let what = match args.admin_conn {
+            Some(_) => "--admin-conn",
+            None => "local administrator connection",
+        };
+        match e {
+            LocalSuperuserError::Parse(e) => format!("{what}: Not a valid connection string: {e}"),
+            LocalSuperuserError::Resolve(e) => match args.admin_conn {
+                Some(_) => format!("{what}: Unusable connection string: {e}"),
+                None => format!("{what}: {e}"),
+            },
         }
-        None => {
-            let info = ConnInfo::builder()
-                .host("/var/run/postgresql")
-                .user("postgres")
-                .dbname("postgres")
-                .build();
-            let params = resolve_from_process_env(&info)
-                .map_err(|e| format!("local administrator connection: {e}"))?
-                .params;
-            let c = connect::connect_as_os_user(&params, "postgres")
-                .await
-                .map_err(|e| format!("Cannot connect to the local PostgreSQL as OS user postgres (is it installed and running?): {e}"))?;
-            Ok((c, params))
-        }
-    }
+    })?;
+    let connected = who.connect().await.map_err(|e| match args.admin_conn {
+        Some(_) => format!("Cannot connect as administrator: {e}"),
+        None => format!("Cannot connect to the local PostgreSQL as OS user postgres (is it installed and running?): {e}"),
+    })?;
+    Ok((connected, who.params))
 }
 
 /// Option 1: re-check the current local string when there is one that
@@ -488,6 +501,7 @@ async fn local(
         APP_NAME,
         &EnsureRole {
             rotate_password: true,
+            naming: role_naming(),
             ..Default::default()
         },
     )
@@ -497,7 +511,7 @@ async fn local(
         .password()
         .cloned()
         .ok_or_else(|| Abort::Check("the application role's password could not be set".into()))?;
-    let created = appdb::ensure_database(client, APP_NAME, APP_NAME)
+    let created = appdb::ensure_database(client, APP_NAME, APP_NAME, &naming())
         .await
         .map_err(|e| Abort::Check(format!("Cannot create the database: {e}")))?;
     term.ok(&format!(
@@ -524,7 +538,7 @@ async fn local(
     let mut app = connect::connect(&params)
         .await
         .map_err(|e| Abort::Check(format!("The new role cannot log in: {}", explain(&e))))?;
-    appdb::check_can_create(app.client_mut())
+    appdb::check_can_create(app.client_mut(), &naming())
         .await
         .map_err(|e| Abort::Check(format!("The new role cannot create tables: {e}")))?;
     let stored = DatabaseUrl::new(url).map_err(|e| Abort::Check(e.to_string()))?;

@@ -34,6 +34,12 @@ pub fn effective_user_name() -> Option<String> {
     Some(name.to_string_lossy().into_owned()).filter(|n| !n.is_empty())
 }
 
+/// Whether this process runs with the effective uid of root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 fn utc(t: SystemTime) -> OffsetDateTime {
     OffsetDateTime::from(t)
 }

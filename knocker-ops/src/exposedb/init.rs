@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use pgctl::conninfo::{ConnInfo, UriScheme};
-use pgctl::listen::{plan_listen_addresses, ListenPlan, RestartWith};
+use pgctl::listen::{plan_listen_addresses, ListenPlan};
+use pgctl::restart::RestartWith;
 use pgctl::roles::{EnsureRole, RoleOutcome};
 use serde::Serialize;
 
@@ -201,6 +202,7 @@ impl Exposedb {
             rotate_password: self.options.rotate_password,
             force: self.options.force,
             password: None,
+            naming: super::naming(),
         }
     }
 
@@ -240,7 +242,7 @@ impl Exposedb {
                 notes.push(format!(
                     "ALTER SYSTEM is off: listen_addresses = '{}' would be written to {} in the include directory.",
                     listen.new,
-                    pgctl::listen::INCLUDE_FILE_NAME
+                    super::naming().listen_file_name()
                 ));
             }
             notes.push("Then PostgreSQL would be restarted for listen_addresses.".into());
@@ -286,7 +288,7 @@ impl Exposedb {
             }
         }
         let how = RestartWith::Manager(manager);
-        let client = pgctl::listen::restart_and_wait(
+        let client = pgctl::restart::restart_and_wait(
             self.admin.client(),
             &how,
             Duration::from_secs(120),
@@ -367,9 +369,13 @@ impl Exposedb {
         let mut listen_changed = false;
         let mut restart = None;
         if listen.changes() {
-            let change = pgctl::listen::set_listen_addresses(self.admin.client(), &listen.new)
-                .await
-                .map_err(|e| pg("setting listen_addresses", e))?;
+            let change = pgctl::listen::set_listen_addresses(
+                self.admin.client(),
+                &listen.new,
+                &super::naming(),
+            )
+            .await
+            .map_err(|e| pg("setting listen_addresses", e))?;
             listen_changed = true;
             if change.restart_needed {
                 restart = Some(self.restart(Some(&listen), &mut warnings).await?);
@@ -504,7 +510,7 @@ impl Exposedb {
         let notes = vec![format!(
             "knocker's {} in the include directory would be removed if present; \
              PostgreSQL would be restarted if listen_addresses changes.",
-            pgctl::listen::INCLUDE_FILE_NAME
+            super::naming().listen_file_name()
         )];
         Ok(DeinitPlan {
             role: self.scope().user,
@@ -543,6 +549,7 @@ impl Exposedb {
                 &scope.user,
                 &scope.database,
                 owner,
+                &super::naming(),
                 self.options.force,
             )
             .await
@@ -589,6 +596,7 @@ impl Exposedb {
                     &scope.user,
                     &scope.database,
                     owner,
+                    &super::naming(),
                     self.options.force,
                 )
                 .await
@@ -598,7 +606,7 @@ impl Exposedb {
             None => false,
         };
         drop(in_app_db);
-        let change = pgctl::listen::reset_listen_addresses(self.admin.client())
+        let change = pgctl::listen::reset_listen_addresses(self.admin.client(), &super::naming())
             .await
             .map_err(|e| pg("resetting listen_addresses", e))?;
         let mut warnings = Vec::new();

@@ -361,6 +361,13 @@ impl DryRun {
     }
 }
 
+/// knocker's names for what pgctl creates: `.pg_hba.conf.knocker-*` temp
+/// files and lock, `managed by knocker` roles, `zz-knocker-listen.conf`
+/// "Written by knocker exposedb".
+pub fn naming() -> pgctl::naming::Naming {
+    pgctl::naming::Naming::new("knocker").written_by("knocker exposedb")
+}
+
 /// Who is making the change, for the rule's comment: `SUDO_USER`, else
 /// `USER`, else the effective user's name from the password database.
 pub fn rule_comment() -> String {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pgctl::connect::ConnectParams;
+use pgctl::connect::{LocalSuperuser, LocalSuperuserError};
 use pgctl::conninfo::{ConnInfo, Keyword};
 use pgctl::server::ServerFacts;
 use tokio_postgres::Client;
@@ -12,8 +12,7 @@ use tokio_postgres::Client;
 use super::{Event, Options};
 use crate::Error;
 
-/// The socket directory of a stock Debian/Ubuntu server.
-pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
+pub use pgctl::connect::DEFAULT_SOCKET_DIR;
 
 /// The application's connection string, read from `--conn` or knocknoc.conf.
 #[derive(Debug)]
@@ -97,26 +96,19 @@ impl AppConn {
 /// A superuser session on the server, with what it told about itself.
 pub struct Admin {
     client: Client,
-    params: ConnectParams,
-    os_user: Option<String>,
+    who: LocalSuperuser,
     /// Server settings and version.
     pub facts: ServerFacts,
 }
 
 impl std::fmt::Debug for Admin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Admin")
-            .field("params", &self.params)
-            .finish()
+        f.debug_struct("Admin").field("who", &self.who).finish()
     }
 }
 
-async fn open(params: &ConnectParams, os_user: Option<&str>) -> Result<Client, Error> {
-    let connected = match os_user {
-        Some(u) => pgctl::connect::connect_as_os_user(params, u).await,
-        None => pgctl::connect::connect(params).await,
-    };
-    connected.map(|c| c.into_client()).map_err(|e| {
+async fn open(who: &LocalSuperuser) -> Result<Client, Error> {
+    who.connect().await.map(|c| c.into_client()).map_err(|e| {
         Error::failed(format!(
             "cannot connect as the database administrator: {e}\n\
              Run as root on the database server (peer login as postgres over {DEFAULT_SOCKET_DIR}), \
@@ -126,33 +118,17 @@ async fn open(params: &ConnectParams, os_user: Option<&str>) -> Result<Client, E
 }
 
 impl Admin {
-    /// Connect as the local superuser: `--admin-conn`, else peer login as
-    /// `postgres` over the unix socket of the application's port (as that
-    /// OS user when running as root).
+    /// Connect as the local superuser ([`LocalSuperuser`]): `admin_conn`,
+    /// else peer login as `postgres` over the unix socket of the
+    /// application's port (as that OS user when running as root).
     pub async fn connect(admin_conn: Option<&str>, app: &AppConn) -> Result<Admin, Error> {
-        let (info, os_user) = match admin_conn {
-            Some(text) => (
-                ConnInfo::parse_checked(text).map_err(|e| {
-                    Error::usage("--admin-conn: not a valid connection string").with_source(e)
-                })?,
-                None,
-            ),
-            None => {
-                let info = ConnInfo::builder()
-                    .host(DEFAULT_SOCKET_DIR)
-                    .port(app.port)
-                    .user("postgres")
-                    .dbname("postgres")
-                    .build();
-                // SAFETY: geteuid has no preconditions and cannot fail.
-                let root = unsafe { libc::geteuid() } == 0;
-                (info, root.then(|| "postgres".to_string()))
+        let who = LocalSuperuser::new(admin_conn, Some(app.port)).map_err(|e| match e {
+            LocalSuperuserError::Parse(e) => {
+                Error::usage("--admin-conn: not a valid connection string").with_source(e)
             }
-        };
-        let params = pgctl::conninfo::resolve_from_process_env(&info)
-            .map_err(|e| Error::usage("admin connection").with_source(e))?
-            .params;
-        let client = open(&params, os_user.as_deref()).await?;
+            LocalSuperuserError::Resolve(e) => Error::usage("admin connection").with_source(e),
+        })?;
+        let client = open(&who).await?;
         let facts = pgctl::server::read_facts(&client)
             .await
             .map_err(|e| super::pg("reading the server's settings", e))?;
@@ -162,12 +138,7 @@ impl Admin {
                 facts.user
             )));
         }
-        Ok(Admin {
-            client,
-            params,
-            os_user,
-            facts,
-        })
+        Ok(Admin { client, who, facts })
     }
 
     /// The session.
@@ -191,9 +162,7 @@ impl Admin {
 
     /// Another superuser session, the same way, to `database`.
     pub async fn connect_to_database(&self, database: &str) -> Result<Client, Error> {
-        let mut params = self.params.clone();
-        params.dbname = database.to_string();
-        open(&params, self.os_user.as_deref()).await
+        open(&self.who.to_database(database)).await
     }
 
     /// A closure that reconnects, for `restart_and_wait` (which reports
@@ -203,17 +172,10 @@ impl Admin {
     ) -> impl FnMut() -> std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<Client, pgctl::connect::ConnectError>> + Send>,
     > {
-        let params = Arc::new(self.params.clone());
-        let os_user = self.os_user.clone();
+        let who = Arc::new(self.who.clone());
         move || {
-            let (params, os_user) = (params.clone(), os_user.clone());
-            Box::pin(async move {
-                let connected = match &os_user {
-                    Some(u) => pgctl::connect::connect_as_os_user(&params, u).await,
-                    None => pgctl::connect::connect(&params).await,
-                };
-                connected.map(|c| c.into_client())
-            })
+            let who = who.clone();
+            Box::pin(async move { who.connect().await.map(|c| c.into_client()) })
         }
     }
 
@@ -227,7 +189,7 @@ impl Admin {
 
     /// Refuse a pg_hba.conf that another tool manages, unless forced.
     pub fn check_hba_owner(&self, force: bool) -> Result<(), Error> {
-        pgctl::server::check_hba_owner(&self.facts, force)
+        pgctl::hba_install::owner::check_hba_owner(&self.facts, &super::naming(), force)
             .map(|_| ())
             .map_err(|e| super::pg("pg_hba.conf is managed by another tool", e))
     }
@@ -259,6 +221,7 @@ impl Admin {
                     }
                 }) as pgctl::hba_install::EventSink
             }),
+            naming: super::naming(),
             ..Default::default()
         };
         pgctl::hba_install::edit(&self.client, path, edit, &options)

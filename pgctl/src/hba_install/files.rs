@@ -2,10 +2,10 @@
 //! owner and mode, backups and their pruning, stale temp files.
 //!
 //! Names used next to `pg_hba.conf` (for a hba file named NAME):
-//! - `.NAME.knocker-XXXXXX`: temp files (new content, backup in progress,
+//! - `.NAME.TOOL-XXXXXX`: temp files (new content, backup in progress,
 //!   restore); under the lock any such file is left over from a killed run.
-//! - `.NAME.knocker.lock`: the lock file (see `lock.rs`).
-//! - `NAME.knocker-backup-YYYYMMDDTHHMMSS.ffffffZ`: backups, visible, sorted
+//! - `.NAME.TOOL.lock`: the lock file (see `lock.rs`).
+//! - `NAME.TOOL-backup-YYYYMMDDTHHMMSS.ffffffZ`: backups, visible, sorted
 //!   by name = by time. None of these ends in `.conf`, so an `include_dir`
 //!   pointed at the directory never reads them.
 
@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::distr::{Alphanumeric, SampleString};
+
+use crate::naming::Naming;
 
 use super::error::InstallError;
 
@@ -28,10 +30,12 @@ pub(crate) struct HbaPaths {
     pub(crate) dir: PathBuf,
     /// Its file name.
     pub(crate) name: String,
+    /// The caller's names for the temp and backup files.
+    pub(crate) naming: Naming,
 }
 
 impl HbaPaths {
-    pub(crate) fn new(file: &Path) -> Result<HbaPaths, InstallError> {
+    pub(crate) fn new(file: &Path, naming: &Naming) -> Result<HbaPaths, InstallError> {
         let name = file
             .file_name()
             .and_then(|n| n.to_str())
@@ -49,15 +53,16 @@ impl HbaPaths {
             file: file.to_path_buf(),
             dir,
             name,
+            naming: naming.clone(),
         })
     }
 
     fn temp_prefix(&self) -> String {
-        format!(".{}.knocker-", self.name)
+        self.naming.temp_prefix(&self.name)
     }
 
     fn backup_prefix(&self) -> String {
-        format!("{}.knocker-backup-", self.name)
+        self.naming.backup_prefix(&self.name)
     }
 
     /// Removes temp files left by a killed run (call only under the lock).
@@ -176,7 +181,7 @@ pub(crate) struct TempFile {
 }
 
 impl TempFile {
-    /// Creates `.NAME.knocker-XXXXXX` with the given ownership from the
+    /// Creates `.NAME.TOOL-XXXXXX` with the given ownership from the
     /// start (mode at creation, then fchown/fchmod before any byte is
     /// written), and writes `bytes` to it.
     pub(crate) fn create(
@@ -327,10 +332,14 @@ mod tests {
 
     #[test]
     fn generated_names_never_end_in_conf() {
-        let paths = HbaPaths::new(Path::new("/etc/postgresql/15/main/pg_hba.conf")).unwrap();
+        let paths = HbaPaths::new(
+            Path::new("/etc/postgresql/15/main/pg_hba.conf"),
+            &Naming::new("tool"),
+        )
+        .unwrap();
         assert!(!paths.new_backup_path().to_string_lossy().ends_with(".conf"));
         assert!(paths.temp_prefix().starts_with('.'));
-        assert_eq!(paths.temp_prefix(), ".pg_hba.conf.knocker-");
-        assert_eq!(paths.backup_prefix(), "pg_hba.conf.knocker-backup-");
+        assert_eq!(paths.temp_prefix(), ".pg_hba.conf.tool-");
+        assert_eq!(paths.backup_prefix(), "pg_hba.conf.tool-backup-");
     }
 }
