@@ -1,4 +1,4 @@
-//! The dialogue (DESIGN.md section 1): four questions in a fixed order, each
+//! The dialogue (the reference installer dialogue): four questions in a fixed order, each
 //! answered by a flag, by the operator, or by its default; then the database
 //! check; then one atomic write of knocknoc.conf.
 

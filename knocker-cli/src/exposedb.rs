@@ -15,7 +15,7 @@ use knocker_ops::exposedb::{
 use knocker_ops::{Error, ErrorKind};
 use serde_json::{Map, Value};
 
-/// The reference usage text (DESIGN.md section 1), printed when no action is
+/// The reference usage text (the reference command line), printed when no action is
 /// given.
 pub const REFERENCE_USAGE: &str = "\
 knocker exposedb [--init | --add <CIDR> | --remove <CIDR> | --list] [--conn URI]

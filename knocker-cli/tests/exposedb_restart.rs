@@ -1,6 +1,6 @@
-//! `knocker exposedb --init` and the PostgreSQL restart (DESIGN.md section
-//! 4): the notice and the confirmation on a real terminal (a pty), and the
-//! message when the restarted server does not come back.
+//! `knocker exposedb --init` and the PostgreSQL restart: the notice and the
+//! confirmation on a real terminal (a pty), and the message when the
+//! restarted server does not come back.
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Lossless `pg_hba.conf` documents, read exactly as PostgreSQL 13 to 18
 //! read them.
 //!
