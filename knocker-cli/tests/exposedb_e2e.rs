@@ -83,6 +83,15 @@ impl Primary {
     }
 
     fn knocker_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    /// The command `knocker exposedb --config .. --admin-conn .. ARGS`.
+    fn command(&self, args: &[&str]) -> Command {
         let admin = format!(
             "host=127.0.0.1 port={} user=postgres dbname=postgres",
             self.pg.port()
@@ -94,10 +103,7 @@ impl Primary {
         cmd.args(&all)
             .stdin(Stdio::null())
             .env_remove("SSL_CERT_FILE");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
+        cmd
     }
 }
 
@@ -791,6 +797,28 @@ pg_harness::pg_test!(
                 .contains("does not listen on IPv6"),
             "{j}"
         );
+    }
+);
+
+pg_harness::pg_test!(
+    /// Regression: with neither SUDO_USER nor USER (a root login shell,
+    /// cron, a service) the rule comment said "by unknown"; it names the
+    /// effective user from the password database.
+    async fn rule_comment_names_the_effective_user_without_sudo_user_or_user(major: u32) {
+        let p = Primary::start(major, None).await;
+        ok(p.knocker(&["--init", "--no-restart", "--advertise", "127.0.0.1"]));
+        let o = p
+            .command(&["--add", "127.0.0.2"])
+            .env_remove("SUDO_USER")
+            .env_remove("USER")
+            .output()
+            .unwrap();
+        ok(o);
+        let listed = json(&ok(p.knocker(&["--list", "--json"])));
+        let comment = listed["rules"][0]["comment"].as_str().unwrap().to_string();
+        // The tests run as root.
+        assert!(comment.ends_with(" by root"), "{comment}");
+        assert!(comment.starts_with("added 20"), "{comment}");
     }
 );
 
