@@ -374,7 +374,17 @@ fn print_deinit_plan(p: &DeinitPlan) {
     print_dry_run(&p.dry_run);
 }
 
+/// How a change of listen_addresses takes effect.
+fn restart_note(restart: Option<&ops::RestartReport>) -> &'static str {
+    if restart.is_some_and(|r| r.restarted) {
+        " (PostgreSQL restarted)"
+    } else {
+        " (takes effect after a restart)"
+    }
+}
+
 fn print_init(r: &InitReport) {
+    let t = &r.target;
     match &r.connection_string {
         Some(uri) => println!(
             "Connection string for the secondary web nodes (shown only now; keep it safe):\n\n  {uri}\n"
@@ -382,7 +392,7 @@ fn print_init(r: &InitReport) {
         None => println!(
             "Already set up: role {} exists (its password is not shown again; \
              --rotate-password sets a new one).",
-            r.role
+            t.role
         ),
     }
     if !r.changed {
@@ -394,22 +404,17 @@ fn print_init(r: &InitReport) {
         ) {
             println!(
                 "Created login role {} (scram-sha-256), acting as {} in database {}.",
-                r.role, r.owner, r.database
+                t.role, r.owner, t.database
             );
         }
         if r.hba_changed {
-            println!("Added the (empty) knocker block to {}.", r.hba_file);
+            println!("Added the (empty) knocker block to {}.", t.hba_file);
         }
         if r.listen_changed {
-            let restarted = r.restart.as_ref().is_some_and(|x| x.restarted);
             println!(
                 "listen_addresses = '{}'{}.",
-                r.listen_addresses,
-                if restarted {
-                    " (PostgreSQL restarted)"
-                } else {
-                    " (takes effect after a restart)"
-                }
+                t.listen_addresses,
+                restart_note(r.restart.as_ref())
             );
         }
     }
@@ -445,15 +450,10 @@ fn print_deinit(r: &DeinitReport) {
         println!("Dropped role {}.", r.role);
     }
     if r.listen_changed {
-        let restarted = r.restart.as_ref().is_some_and(|x| x.restarted);
         println!(
             "listen_addresses reset to '{}'{}.",
             r.listen_addresses,
-            if restarted {
-                " (PostgreSQL restarted)"
-            } else {
-                " (takes effect after a restart)"
-            }
+            restart_note(r.restart.as_ref())
         );
     }
     if !r.hba_changed && !r.role_dropped && !r.listen_changed {

@@ -2,71 +2,24 @@
 //! servers 15-18: allow/deny proven from other loopback addresses.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use pg_harness::{Cluster, ClusterOptions};
+mod common;
 
-/// A primary with a Knocknoc database and a knocknoc.conf pointing at it.
-struct Primary {
-    pg: Cluster,
-    _dir: tempfile::TempDir,
-    conf: PathBuf,
+use common::Primary;
+
+/// What these tests ask of the shared primary.
+trait Knocker {
+    /// `--init` without restart, advertising 127.0.0.1: the new password.
+    fn init_password(&self) -> String;
+    /// Runs `knocker exposedb ARGS`.
+    fn knocker(&self, args: &[&str]) -> Output;
+    /// Runs it with `env` set.
+    fn knocker_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output;
 }
 
-impl Primary {
-    async fn start(major: u32, hba: Option<&str>) -> Primary {
-        Primary::start_with(major, hba, &[]).await
-    }
-
-    /// With extra server settings.
-    async fn start_with(major: u32, hba: Option<&str>, settings: &[(&str, &str)]) -> Primary {
-        Primary::start_opts(major, hba, settings, false).await
-    }
-
-    /// With extra server settings, and SSL on when `ssl` (a certificate
-    /// signed by the harness's throwaway CA, naming localhost).
-    async fn start_opts(
-        major: u32,
-        hba: Option<&str>,
-        settings: &[(&str, &str)],
-        ssl: bool,
-    ) -> Primary {
-        let mut all = vec![
-            ("log_connections".to_string(), "on".to_string()),
-            ("log_statement".to_string(), "all".to_string()),
-        ];
-        all.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let pg = Cluster::start_with(
-            major,
-            ClusterOptions {
-                hba: hba.map(str::to_string),
-                settings: all,
-                ssl,
-                ..Default::default()
-            },
-        )
-        .await;
-        pg.create_role("knocknoc", "app-secret").await;
-        pg.create_database("knocknoc", "knocknoc").await;
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("knocknoc.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "Listen = 127.0.0.1:8756\nDatabaseURL = \"postgres://knocknoc:app-secret@127.0.0.1:{}/knocknoc\"\n",
-                pg.port()
-            ),
-        )
-        .unwrap();
-        Primary {
-            pg,
-            _dir: dir,
-            conf,
-        }
-    }
-
-    /// `--init` without restart, advertising 127.0.0.1: the new password.
+impl Knocker for Primary {
     fn init_password(&self) -> String {
         let init = json(&ok(self.knocker(&[
             "--init",
@@ -88,22 +41,6 @@ impl Primary {
             cmd.env(k, v);
         }
         cmd.output().unwrap()
-    }
-
-    /// The command `knocker exposedb --config .. --admin-conn .. ARGS`.
-    fn command(&self, args: &[&str]) -> Command {
-        let admin = format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres",
-            self.pg.port()
-        );
-        let mut all: Vec<&str> = vec!["exposedb", "--config", self.conf.to_str().unwrap()];
-        all.extend(["--admin-conn", &admin]);
-        all.extend(args);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_knocker"));
-        cmd.args(&all)
-            .stdin(Stdio::null())
-            .env_remove("SSL_CERT_FILE");
-        cmd
     }
 }
 

@@ -342,20 +342,7 @@ fn measure(
         ),
     )?;
     let psql_run = |sql: &str| -> Result<(Duration, String)> {
-        let (t, out) = timed(
-            Command::new(psql)
-                .args(["-X", "-q", "-A", "-t", "-h"])
-                .arg(pg.socket_dir())
-                .args([
-                    "-p",
-                    &pg.port().to_string(),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
-                ])
-                .args(["-c", sql]),
-        )?;
+        let (t, out) = timed(&mut pg.psql_command(psql, sql))?;
         Ok((t, String::from_utf8_lossy(&out.stdout).trim().to_string()))
     };
     // The server accepts every generated line.

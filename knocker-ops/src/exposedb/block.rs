@@ -17,7 +17,7 @@
 //! reject wins unless forced".
 //!
 //! ```
-//! use knocker_ops::exposedb::block::{plan, HbaFile, Scope, BEGIN_MARKER};
+//! use knocker_ops::exposedb::block::{plan, HbaFile, Request, Scope, BEGIN_MARKER};
 //! use pghba::{NoFiles, PgVersion};
 //!
 //! let old = b"local all all peer\nhost all all 0.0.0.0/0 reject\n";
@@ -25,7 +25,8 @@
 //! let scope = Scope { database: "knocknoc".into(), user: "knocknoc_remote".into(), hostssl: true };
 //! let add = ["203.0.113.7/32".parse().unwrap()];
 //! // `NoFiles`: the file has no includes; a real caller passes `FsLoader`.
-//! let change = plan(&file, &mut NoFiles, &scope, &add, &[], "added by test", false).unwrap();
+//! let request = Request { add: add.to_vec(), comment: "added by test".into(), ..Request::default() };
+//! let change = plan(&file, &mut NoFiles, &scope, &request).unwrap();
 //! let text = String::from_utf8(change.new_text).unwrap();
 //! assert!(text.starts_with(&format!("local all all peer\n{BEGIN_MARKER}\nhostssl knocknoc knocknoc_remote 203.0.113.7/32 scram-sha-256 # added by test\n")));
 //! assert!(text.ends_with("# END knocker exposedb\nhost all all 0.0.0.0/0 reject\n"));
@@ -121,6 +122,21 @@ pub enum PlanError {
         /// The operator's line.
         line: EarlierLine,
     },
+}
+
+/// What [`plan`] is asked to do: the CIDRs to add and remove (as one
+/// change), the comment after each new rule, and whether the operator's
+/// earlier rejects are overridden.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    /// CIDRs to admit (those present are left alone).
+    pub add: Vec<IpNet>,
+    /// CIDRs to take out.
+    pub remove: Vec<IpNet>,
+    /// The comment after each new rule (without `#`).
+    pub comment: String,
+    /// Go on past an earlier reject of the operator's.
+    pub force: bool,
 }
 
 /// The result of [`plan`]: the new file and what changed.
@@ -234,11 +250,15 @@ pub fn plan(
     file: &HbaFile<'_>,
     loader: &mut dyn FileLoader,
     scope: &Scope,
-    add: &[IpNet],
-    remove: &[IpNet],
-    comment: &str,
-    force: bool,
+    request: &Request,
 ) -> Result<Change, PlanError> {
+    let Request {
+        add,
+        remove,
+        comment,
+        force,
+    } = request;
+    let force = *force;
     let version = file.version;
     let mut doc = HbaDocument::parse_for(file.text, version);
     let database =
@@ -387,15 +407,13 @@ mod tests {
         comment: &str,
         force: bool,
     ) -> Result<Change, PlanError> {
-        plan(
-            &top(old, version),
-            &mut NoFiles,
-            scope,
-            add,
-            remove,
-            comment,
+        let request = Request {
+            add: add.to_vec(),
+            remove: remove.to_vec(),
+            comment: comment.to_string(),
             force,
-        )
+        };
+        plan(&top(old, version), &mut NoFiles, scope, &request)
     }
 
     fn net(s: &str) -> IpNet {
@@ -709,7 +727,13 @@ mod tests {
         force: bool,
     ) -> Result<Change, PlanError> {
         let file = top(old.as_bytes(), version);
-        plan(&file, files, &scope(), &[net(cidr)], &[], "c", force)
+        let request = Request {
+            add: vec![net(cidr)],
+            comment: "c".into(),
+            force,
+            ..Request::default()
+        };
+        plan(&file, files, &scope(), &request)
     }
 
     /// Rules of an included file sit at the include line's place: a

@@ -37,13 +37,9 @@ pub struct ChangePlan {
     #[serde(skip)]
     pub warnings: Vec<String>,
     #[serde(skip)]
-    add: Vec<IpNet>,
-    #[serde(skip)]
-    remove: Vec<IpNet>,
-    #[serde(skip)]
     removed_nets: Vec<IpNet>,
     #[serde(skip)]
-    comment: String,
+    edit: super::BlockEdit,
 }
 
 /// What `--add/--remove` did. JSON: the plan's `hba_file`, `added`,
@@ -117,24 +113,17 @@ impl Exposedb {
         }
         self.admin.check_hba_owner(self.options.force)?;
         let scope = self.scope();
-        let version = self.version()?;
         let (path, old) = self.read_hba()?;
-        let comment = rule_comment();
-        let path_str = path.to_string_lossy().into_owned();
-        let planned = block::plan(
-            &block::HbaFile {
-                path: &path_str,
-                text: &old,
-                version,
+        let edit = self.block_edit(
+            &path,
+            block::Request {
+                add: add.to_vec(),
+                remove: remove.to_vec(),
+                comment: rule_comment(),
+                force: self.options.force,
             },
-            &mut pghba::FsLoader,
-            &scope,
-            add,
-            remove,
-            &comment,
-            self.options.force,
-        )
-        .map_err(plan_error)?;
+        )?;
+        let planned = edit.plan(&old).map_err(plan_error)?;
         let mut warnings = Vec::new();
         for (net, line) in &planned.shadowed_by {
             let how = if line.rejects { "rejects" } else { "decides" };
@@ -187,10 +176,8 @@ impl Exposedb {
             user: scope.user,
             hostssl: scope.hostssl,
             warnings,
-            add: add.to_vec(),
-            remove: remove.to_vec(),
             removed_nets: planned.removed,
-            comment,
+            edit,
         })
     }
 
@@ -200,40 +187,12 @@ impl Exposedb {
     pub async fn change(&mut self, plan: ChangePlan) -> Result<ChangeReport, Error> {
         let file = &plan.dry_run.plan.files[0];
         let changed = if file.changes() {
-            let force = self.options.force;
-            let scope = self.scope();
-            let version = self.version()?;
-            let (add, remove, comment) =
-                (plan.add.clone(), plan.remove.clone(), plan.comment.clone());
-            let (old, planned_text) = (file.old.clone(), file.new.clone());
-            let path_str = file.path.to_string_lossy().into_owned();
-            // Unchanged under the lock (the usual case): the plan holds, so
-            // skip a second whole-file parse and check (cargo xtask bench
-            // exposedb).
+            let edit = plan
+                .edit
+                .clone()
+                .into_edit(file.old.clone(), file.new.clone());
             self.admin
-                .install_hba(
-                    &file.path,
-                    move |current: &[u8]| {
-                        if current == old.as_slice() {
-                            return Ok(planned_text);
-                        }
-                        block::plan(
-                            &block::HbaFile {
-                                path: &path_str,
-                                text: current,
-                                version,
-                            },
-                            &mut pghba::FsLoader,
-                            &scope,
-                            &add,
-                            &remove,
-                            &comment,
-                            force,
-                        )
-                        .map(|c| c.new_text)
-                    },
-                    self.options.events.clone(),
-                )
+                .install_hba(&file.path, edit, self.options.events.clone())
                 .await?
         } else {
             false

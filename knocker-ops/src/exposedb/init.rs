@@ -13,9 +13,9 @@ use serde::Serialize;
 use super::{block, pg, rule_comment, DryRun, Exposedb, POOL_PER_NODE};
 use crate::{Error, FileChange, Plan};
 
-/// What `--init --dry-run` reports: the plan and the facts it rests on.
+/// What `--init` works on (its plan and report share them).
 #[derive(Debug, Clone, Serialize)]
-pub struct InitPlan {
+pub struct InitTarget {
     /// The remote role.
     pub role: String,
     /// The application database.
@@ -26,6 +26,14 @@ pub struct InitPlan {
     pub listen_addresses: String,
     /// Whether the block's rules are `hostssl`.
     pub hostssl: bool,
+}
+
+/// What `--init --dry-run` reports: the plan and the facts it rests on.
+#[derive(Debug, Clone, Serialize)]
+pub struct InitPlan {
+    /// The role, database, file and settings.
+    #[serde(flatten)]
+    pub target: InitTarget,
     /// The diff, SQL and notes.
     #[serde(flatten)]
     pub dry_run: DryRun,
@@ -65,16 +73,9 @@ pub struct CertificateFacts {
 /// What `--init` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct InitReport {
-    /// The remote role.
-    pub role: String,
-    /// The application database.
-    pub database: String,
-    /// The server's pg_hba.conf.
-    pub hba_file: String,
-    /// `listen_addresses` after the change.
-    pub listen_addresses: String,
-    /// Whether the block's rules are `hostssl`.
-    pub hostssl: bool,
+    /// The role, database, file and settings.
+    #[serde(flatten)]
+    pub target: InitTarget,
     /// The restart, when one was needed.
     #[serde(flatten)]
     pub restart: Option<RestartReport>,
@@ -179,22 +180,16 @@ impl Exposedb {
         plan_listen_addresses(&self.admin.facts.listen_addresses, &adds)
     }
 
-    /// The block change of `--init` (creating it when missing).
-    fn init_block(&self, text: &[u8], path: &str) -> Result<block::Change, Error> {
-        block::plan(
-            &block::HbaFile {
-                path,
-                text,
-                version: self.version()?,
+    /// The block edit of `--init`: the block, created when missing.
+    fn init_block(&self, path: &std::path::Path) -> Result<super::BlockEdit, Error> {
+        self.block_edit(
+            path,
+            block::Request {
+                comment: rule_comment(),
+                force: self.options.force,
+                ..block::Request::default()
             },
-            &mut pghba::FsLoader,
-            &self.scope(),
-            &[],
-            &[],
-            &rule_comment(),
-            self.options.force,
         )
-        .map_err(super::change::plan_error)
     }
 
     fn ensure_role(&self) -> EnsureRole {
@@ -212,7 +207,10 @@ impl Exposedb {
         self.admin.check_hba_owner(self.options.force)?;
         let scope = self.scope();
         let (path, old) = self.read_hba()?;
-        let hba = self.init_block(&old, &path.to_string_lossy())?;
+        let hba = self
+            .init_block(&path)?
+            .plan(&old)
+            .map_err(super::change::plan_error)?;
         let listen = self.listen_plan();
         let client = self.admin.client();
         let role_plan = pgctl::roles::plan_login_role(client, &scope.user, &self.ensure_role())
@@ -248,11 +246,13 @@ impl Exposedb {
             notes.push("Then PostgreSQL would be restarted for listen_addresses.".into());
         }
         Ok(InitPlan {
-            role: scope.user,
-            database: scope.database,
-            hba_file: path.display().to_string(),
-            listen_addresses: listen.new,
-            hostssl: scope.hostssl,
+            target: InitTarget {
+                role: scope.user,
+                database: scope.database,
+                hba_file: path.display().to_string(),
+                listen_addresses: listen.new,
+                hostssl: scope.hostssl,
+            },
             dry_run: DryRun::new(plan, notes),
             warnings: Vec::new(),
         })
@@ -312,10 +312,9 @@ impl Exposedb {
         let scope = self.scope();
         pgctl::roles::validate_name("role", &scope.user)
             .map_err(|e| Error::usage("--user").with_source(e))?;
-        let version = self.version()?;
         let (path, old) = self.read_hba()?;
-        let path_str = path.to_string_lossy().into_owned();
-        let hba = self.init_block(&old, &path_str)?;
+        let edit = self.init_block(&path)?;
+        let hba = edit.plan(&old).map_err(super::change::plan_error)?;
         let listen = self.listen_plan();
         let mut warnings = Vec::new();
 
@@ -340,26 +339,10 @@ impl Exposedb {
         .await
         .map_err(|e| pg("linking the remote role", e))?;
         let hba_changed = if hba.changed() {
-            let (scope2, comment, force) = (scope.clone(), rule_comment(), self.options.force);
             self.admin
                 .install_hba(
                     &path,
-                    move |cur: &[u8]| {
-                        block::plan(
-                            &block::HbaFile {
-                                path: &path_str,
-                                text: cur,
-                                version,
-                            },
-                            &mut pghba::FsLoader,
-                            &scope2,
-                            &[],
-                            &[],
-                            &comment,
-                            force,
-                        )
-                        .map(|c| c.new_text)
-                    },
+                    edit.into_edit(old, hba.new_text),
                     self.options.events.clone(),
                 )
                 .await?
@@ -468,11 +451,13 @@ impl Exposedb {
             }
         }
         Ok(InitReport {
-            role: scope.user,
-            database: scope.database,
-            hba_file: path.display().to_string(),
-            listen_addresses: listen.new,
-            hostssl: scope.hostssl,
+            target: InitTarget {
+                role: scope.user,
+                database: scope.database,
+                hba_file: path.display().to_string(),
+                listen_addresses: listen.new,
+                hostssl: scope.hostssl,
+            },
             restart,
             other_addresses,
             advertise: host,

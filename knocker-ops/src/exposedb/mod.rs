@@ -42,7 +42,10 @@ use crate::{Error, Plan};
 pub use change::{ChangePlan, ChangeReport};
 pub use cidr::parse_cidr;
 pub use explain::{ExplainReport, ExplainStep, MaybeLine};
-pub use init::{DeinitPlan, DeinitReport, InitPlan, InitReport, RoleOutcomeName};
+pub use init::{
+    CertificateFacts, DeinitPlan, DeinitReport, InitPlan, InitReport, InitTarget, RestartReport,
+    RoleOutcomeName,
+};
 pub use list::{ListReport, ListedRule};
 pub use target::{Admin, AppConn, DEFAULT_SOCKET_DIR};
 
@@ -318,11 +321,64 @@ impl Exposedb {
             .map_err(|e| Error::failed("unsupported server version").with_source(e))
     }
 
+    /// The block change `request` asks for, on this server's pg_hba.conf.
+    fn block_edit(
+        &self,
+        path: &std::path::Path,
+        request: block::Request,
+    ) -> Result<BlockEdit, Error> {
+        Ok(BlockEdit {
+            path: path.to_string_lossy().into_owned(),
+            version: self.version()?,
+            scope: self.scope(),
+            request,
+        })
+    }
+
     fn read_hba(&self) -> Result<(PathBuf, Vec<u8>), Error> {
         let path = self.admin.hba_path()?;
         let bytes = std::fs::read(&path)
             .map_err(|e| Error::failed(format!("cannot read {}", path.display())).with_source(e))?;
         Ok((path, bytes))
+    }
+}
+
+/// One change of the block, planned on the file as read and planned again
+/// on the file found under the installation's lock (the same request).
+#[derive(Debug, Clone)]
+struct BlockEdit {
+    path: String,
+    version: pghba::PgVersion,
+    scope: block::Scope,
+    request: block::Request,
+}
+
+impl BlockEdit {
+    /// The block's change of `text` (included files read from disk).
+    fn plan(&self, text: &[u8]) -> Result<block::Change, block::PlanError> {
+        let file = block::HbaFile {
+            path: &self.path,
+            text,
+            version: self.version,
+        };
+        block::plan(&file, &mut pghba::FsLoader, &self.scope, &self.request)
+    }
+
+    /// The edit for pghba's installation: the new text of the file as found
+    /// under the lock. When it is still `planned_from`, the plan's text
+    /// holds and the whole-file parse is skipped (cargo xtask bench
+    /// exposedb).
+    fn into_edit(
+        self,
+        planned_from: Vec<u8>,
+        planned: Vec<u8>,
+    ) -> impl FnOnce(&[u8]) -> Result<Vec<u8>, block::PlanError> {
+        move |current: &[u8]| {
+            if current == planned_from.as_slice() {
+                return Ok(planned);
+            }
+            self.plan(current).map(|c| c.new_text)
+        }
     }
 }
 
