@@ -32,6 +32,7 @@
 //! ```
 
 pub mod appdb;
+pub mod atomic;
 pub mod connect;
 pub mod conninfo;
 pub mod error;

@@ -26,7 +26,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::io::{self, Write as _};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -503,57 +503,22 @@ async fn write_include_file(
 /// its rename (a live run renames within milliseconds).
 const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Removes the temporary files that killed runs left in `dir`. The server
-/// ignores them (include_dir skips dot files), but they are litter in a
-/// directory operators read.
-fn remove_stale_temps(dir: &Path, temp_prefix: &str) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(Error::io("reading", dir))?;
-    for entry in entries.flatten() {
-        let is_ours = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(temp_prefix));
-        let stale = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > STALE_TEMP_AGE);
-        if is_ours && stale {
-            let path = entry.path();
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("removing the stale temporary file", path)(e)),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Writes `text` to `path` atomically (dot-named temporary file in the same
-/// directory, which include_dir ignores; fsync; rename; fsync directory),
-/// owned like the directory and readable by the server. Temporary files of
-/// earlier, killed runs are removed first.
+/// Writes `text` to `path` atomically ([`crate::atomic`]: dot-named
+/// temporary file in the same directory, which include_dir ignores; fsync;
+/// rename; fsync directory), owned like the directory and readable by the
+/// server. Temporary files of earlier, killed runs are removed first (the
+/// server ignores them, but they are litter in a directory operators read).
 fn write_config_file(dir: &Path, path: &Path, text: &str, temp_prefix: &str) -> Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
+    let io_error = |e: crate::atomic::AtomicWriteError| Error::io(e.step, e.path)(e.source);
     let meta = std::fs::metadata(dir).map_err(Error::io("reading", dir))?;
-    remove_stale_temps(dir, temp_prefix)?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(temp_prefix)
-        .tempfile_in(dir)
-        .map_err(Error::io("creating a temporary file in", dir))?;
-    let temp_path = temp.path().to_owned();
-    temp.write_all(text.as_bytes())
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(Error::io("writing", &temp_path))?;
-    std::fs::set_permissions(&temp_path, std::fs::Permissions::from_mode(0o644))
-        .map_err(Error::io("setting the mode of", &temp_path))?;
-    std::os::unix::fs::chown(&temp_path, Some(meta.uid()), Some(meta.gid()))
-        .map_err(Error::io("setting the owner of", &temp_path))?;
-    temp.persist(path)
-        .map_err(|e| Error::io("replacing", path)(e.error))?;
-    sync_dir(dir)
+    crate::atomic::remove_stale_temps(dir, temp_prefix, STALE_TEMP_AGE).map_err(io_error)?;
+    let owner = crate::atomic::Ownership {
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mode: 0o644,
+    };
+    crate::atomic::replace(dir, path, temp_prefix, owner, text.as_bytes()).map_err(io_error)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -9,14 +9,12 @@
 //!   by name = by time. None of these ends in `.conf`, so an `include_dir`
 //!   pointed at the directory never reads them.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use rand::distr::{Alphanumeric, SampleString};
-
+use crate::atomic::{self, AtomicWriteError};
 use crate::naming::Naming;
 
 use super::error::InstallError;
@@ -125,21 +123,12 @@ impl HbaPaths {
 }
 
 /// Owner, group and permission bits to give every file written for the hba
-/// file.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Ownership {
-    pub(crate) uid: u32,
-    pub(crate) gid: u32,
-    pub(crate) mode: u32,
-}
+/// file: the original's.
+pub(crate) use crate::atomic::Ownership;
 
-impl Ownership {
-    pub(crate) fn of(meta: &fs::Metadata) -> Ownership {
-        Ownership {
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mode: meta.mode() & 0o7777,
-        }
+impl From<AtomicWriteError> for InstallError {
+    fn from(e: AtomicWriteError) -> InstallError {
+        InstallError::from_io(e.step, e.path, e.source)
     }
 }
 
@@ -151,14 +140,14 @@ pub(crate) struct Syncer {
 }
 
 impl Syncer {
-    fn sync_file(&mut self, file: &File, path: &Path) -> Result<(), InstallError> {
+    fn sync_file(&mut self, temp: &atomic::TempFile) -> Result<(), InstallError> {
         if !self.enabled {
             return Ok(());
         }
         let start = Instant::now();
-        let result = file.sync_all();
+        let result = temp.sync();
         self.spent += start.elapsed();
-        result.map_err(|e| InstallError::from_io("fsync", path, e))
+        Ok(result?)
     }
 
     pub(crate) fn sync_dir(&mut self, dir: &Path) -> Result<(), InstallError> {
@@ -166,98 +155,41 @@ impl Syncer {
             return Ok(());
         }
         let start = Instant::now();
-        let result = File::open(dir).and_then(|d| d.sync_all());
+        let result = atomic::sync_dir(dir);
         self.spent += start.elapsed();
-        result.map_err(|e| InstallError::from_io("fsync directory", dir, e))
+        Ok(result?)
     }
 }
 
-/// A temp file next to the hba file, removed on drop unless renamed.
+/// A temp file next to the hba file ([`atomic::TempFile`]), removed on drop
+/// unless renamed.
 #[derive(Debug)]
-pub(crate) struct TempFile {
-    path: PathBuf,
-    file: Option<File>,
-    renamed: bool,
-}
+pub(crate) struct TempFile(atomic::TempFile);
 
 impl TempFile {
     /// Creates `.NAME.TOOL-XXXXXX` with the given ownership from the
-    /// start (mode at creation, then fchown/fchmod before any byte is
-    /// written), and writes `bytes` to it.
+    /// start and writes `bytes` to it.
     pub(crate) fn create(
         paths: &HbaPaths,
         owner: Ownership,
         bytes: &[u8],
     ) -> Result<TempFile, InstallError> {
-        let (path, file) = loop {
-            let suffix = Alphanumeric.sample_string(&mut rand::rng(), 6);
-            let path = paths.dir.join(format!("{}{}", paths.temp_prefix(), suffix));
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(owner.mode & 0o777)
-                .open(&path)
-            {
-                Ok(file) => break (path, file),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(InstallError::from_io(
-                        "create a temp file in",
-                        &paths.dir,
-                        e,
-                    ))
-                }
-            }
-        };
-        let mut temp = TempFile {
-            path,
-            file: Some(file),
-            renamed: false,
-        };
-        temp.set_ownership(owner)?;
-        let file = temp.file.as_mut().expect("open until renamed");
-        file.write_all(bytes)
-            .map_err(|e| InstallError::from_io("write", &temp.path, e))?;
-        Ok(temp)
-    }
-
-    fn set_ownership(&mut self, owner: Ownership) -> Result<(), InstallError> {
-        let file = self.file.as_ref().expect("open until renamed");
-        let meta = file
-            .metadata()
-            .map_err(|e| InstallError::from_io("stat", &self.path, e))?;
-        if meta.uid() != owner.uid || meta.gid() != owner.gid {
-            std::os::unix::fs::fchown(file, Some(owner.uid), Some(owner.gid)).map_err(|e| {
-                InstallError::from_io("give the owner of the original to", &self.path, e)
-            })?;
-        }
-        // After fchown (which may clear set-id bits) and regardless of umask.
-        file.set_permissions(fs::Permissions::from_mode(owner.mode))
-            .map_err(|e| InstallError::from_io("set the mode of", &self.path, e))?;
-        Ok(())
+        Ok(TempFile(atomic::TempFile::create(
+            &paths.dir,
+            &paths.temp_prefix(),
+            owner,
+            bytes,
+        )?))
     }
 
     /// fsyncs the content.
     pub(crate) fn sync(&mut self, syncer: &mut Syncer) -> Result<(), InstallError> {
-        let file = self.file.as_ref().expect("open until renamed");
-        syncer.sync_file(file, &self.path)
+        syncer.sync_file(&self.0)
     }
 
     /// Renames the temp file to `target` (atomically replacing it).
-    pub(crate) fn rename_to(mut self, target: &Path) -> Result<(), InstallError> {
-        self.file = None;
-        fs::rename(&self.path, target)
-            .map_err(|e| InstallError::from_io("rename a temp file over", target, e))?;
-        self.renamed = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.renamed {
-            let _ = fs::remove_file(&self.path);
-        }
+    pub(crate) fn rename_to(self, target: &Path) -> Result<(), InstallError> {
+        Ok(self.0.rename_to(target)?)
     }
 }
 
