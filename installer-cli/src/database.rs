@@ -189,13 +189,9 @@ async fn report_hosts(term: &Term, params: &ConnectParams, source: Option<IpAddr
         };
         match open(&single, source).await {
             Ok(c) => {
-                let role = match c
-                    .client()
-                    .query_one("SELECT pg_catalog.pg_is_in_recovery()", &[])
-                    .await
-                {
-                    Ok(row) if row.get::<_, bool>(0) => "standby (read-only)",
-                    Ok(_) => "primary",
+                let role = match pgctl::server::is_in_recovery(c.client()).await {
+                    Ok(true) => "standby (read-only)",
+                    Ok(false) => "primary",
                     Err(_) => "role unknown",
                 };
                 let tls = if c.is_tls() { ", TLS" } else { "" };

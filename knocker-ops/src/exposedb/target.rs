@@ -191,7 +191,7 @@ impl Admin {
     pub fn check_hba_owner(&self, force: bool) -> Result<(), Error> {
         pgctl::hba_install::owner::check_hba_owner(&self.facts, &super::naming(), force)
             .map(|_| ())
-            .map_err(|e| super::pg("pg_hba.conf is managed by another tool", e))
+            .map_err(|e| super::pg("pg_hba.conf is left alone", e))
     }
 
     /// Whether `listen_addresses` includes an IPv6 address or `*`.
