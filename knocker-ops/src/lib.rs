@@ -19,6 +19,7 @@
 pub mod diff;
 pub mod error;
 pub mod exposedb;
+pub mod installer;
 pub mod plan;
 
 pub use error::{Error, ErrorKind};
