@@ -760,6 +760,43 @@ pg_harness::pg_test!(
 );
 
 pg_harness::pg_test!(
+    /// A pg_hba.conf another tool manages is refused, the flag hint said
+    /// once (pgctl names no flag; the CLI adds it), JSON carries the kind
+    /// and the causes, and --force passes the check.
+    async fn managed_file_refused_with_the_force_hint_once(major: u32) {
+        let p = Primary::start(major, None).await;
+        ok(p.knocker(&["--init", "--no-restart", "--advertise", "127.0.0.1"]));
+        let hba = p.pg.hba_file();
+        let original = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(&hba, format!("# Ansible managed\n{original}")).unwrap();
+        let before = std::fs::read(&hba).unwrap();
+        let o = p.knocker(&["--add", "127.0.0.2"]);
+        assert_eq!(o.status.code(), Some(1));
+        let err = stderr(&o);
+        assert!(
+            err.contains("pg_hba.conf is left alone: pg_hba.conf is managed by Ansible"),
+            "{err}"
+        );
+        assert_eq!(err.matches("--force").count(), 1, "{err}");
+        assert!(err.ends_with("Add --force to do it anyway.\n"), "{err}");
+        assert_eq!(std::fs::read(&hba).unwrap(), before, "nothing changed");
+        let j = json(&p.knocker(&["--add", "127.0.0.2", "--json"]));
+        assert_eq!(j["ok"], false);
+        assert_eq!(j["error"]["kind"], "refused", "{j}");
+        assert_eq!(j["error"]["message"], "pg_hba.conf is left alone", "{j}");
+        assert!(
+            j["error"]["causes"][0]
+                .as_str()
+                .unwrap()
+                .contains("Ansible"),
+            "{j}"
+        );
+        ok(p.knocker(&["--add", "127.0.0.2", "--force"]));
+        assert_eq!(stdout(&ok(p.knocker(&["--list"]))), "127.0.0.2/32\n");
+    }
+);
+
+pg_harness::pg_test!(
     async fn deinit_reassigns_what_the_remote_role_owns_and_refuses_other_databases(major: u32) {
         let p = Primary::start(major, None).await;
         let init = json(&ok(p.knocker(&[

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! knocker's commands as a library.
 //!
 //! Each command is a module with an options struct (plain data, no clap),

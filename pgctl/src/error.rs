@@ -13,8 +13,6 @@ use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 
-use crate::hba_install::owner::HbaOwner;
-
 /// Result of the server operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -58,12 +56,6 @@ pub enum Error {
         action: String,
         /// The session user.
         user: String,
-    },
-    /// Something else owns pg_hba.conf; editing it would be undone.
-    #[error("{owner}; edits made here would be overwritten, so the edit was refused")]
-    ForeignManaged {
-        /// Who owns the file and how that was recognised.
-        owner: HbaOwner,
     },
     /// A name (role or database) cannot be used as given.
     #[error("invalid {what} name {name:?}: {reason}")]

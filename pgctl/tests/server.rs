@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use pg_harness::{Cluster, DebianCluster};
 use pgctl::error::Error;
-use pgctl::hba_install::owner::{check_hba_owner, HbaOwnerKind};
+use pgctl::hba_install::owner::{check_hba_owner, HbaOwnerKind, OwnerCheckError};
 use pgctl::naming::Naming;
 use pgctl::server::{
     detect_manager_with, is_in_recovery, read_facts, require_superuser, HostProbe, ServerManager,
@@ -140,7 +140,9 @@ pg_harness::pg_test!(
         std::fs::write(pg.hba_file(), format!("# Ansible managed\n{original}")).unwrap();
         let err = check_hba_owner(&facts, &Naming::default(), false).unwrap_err();
         match &err {
-            Error::ForeignManaged { owner } => assert_eq!(owner.kind, HbaOwnerKind::Ansible),
+            OwnerCheckError::ForeignManaged { owner } => {
+                assert_eq!(owner.kind, HbaOwnerKind::Ansible)
+            }
             other => panic!("{other:?}"),
         }
         // It says what was refused; the caller adds its own flag's name.
@@ -154,7 +156,9 @@ pg_harness::pg_test!(
         std::fs::write(pg.hba_file(), &original).unwrap();
         std::fs::write(pg.data_dir().join("patroni.dynamic.json"), "{}").unwrap();
         match check_hba_owner(&facts, &Naming::default(), false) {
-            Err(Error::ForeignManaged { owner }) => assert_eq!(owner.kind, HbaOwnerKind::Patroni),
+            Err(OwnerCheckError::ForeignManaged { owner }) => {
+                assert_eq!(owner.kind, HbaOwnerKind::Patroni)
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -445,7 +445,7 @@ pub fn rule_comment() -> String {
 pub(crate) fn pg(context: impl Into<String>, e: pgctl::error::Error) -> Error {
     use pgctl::error::Error as E;
     let base = match &e {
-        E::ForeignManaged { .. } | E::RoleNotManaged { .. } => Error::refused(context),
+        E::RoleNotManaged { .. } => Error::refused(context),
         E::InvalidName { .. } => Error::usage(context),
         _ => Error::failed(context),
     };

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use pgctl::connect::{LocalSuperuser, LocalSuperuserError};
 use pgctl::conninfo::{ConnInfo, Keyword};
+use pgctl::hba_install::owner::OwnerCheckError;
 use pgctl::server::ServerFacts;
 use tokio_postgres::Client;
 
@@ -191,7 +192,12 @@ impl Admin {
     pub fn check_hba_owner(&self, force: bool) -> Result<(), Error> {
         pgctl::hba_install::owner::check_hba_owner(&self.facts, &super::naming(), force)
             .map(|_| ())
-            .map_err(|e| super::pg("pg_hba.conf is left alone", e))
+            .map_err(|e| match e {
+                OwnerCheckError::ForeignManaged { .. } => {
+                    Error::refused("pg_hba.conf is left alone").with_source(e)
+                }
+                _ => Error::failed("pg_hba.conf is left alone").with_source(e),
+            })
     }
 
     /// Whether `listen_addresses` includes an IPv6 address or `*`.

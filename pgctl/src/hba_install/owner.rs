@@ -7,7 +7,6 @@ use std::fmt;
 use std::fs;
 use std::path::Path;
 
-use crate::error::{Error, Result};
 use crate::naming::Naming;
 use crate::server::ServerFacts;
 
@@ -144,20 +143,44 @@ fn contains_word(text: &str, word: &str) -> bool {
     })
 }
 
-/// Reads the server's pg_hba.conf and refuses with [`Error::ForeignManaged`]
-/// when another tool owns it, unless `force`. Returns the owner found (so a
-/// forced run can warn about it).
+/// Why [`check_hba_owner`] stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OwnerCheckError {
+    /// Something else owns pg_hba.conf; editing it would be undone.
+    #[error("{owner}; edits made here would be overwritten, so the edit was refused")]
+    ForeignManaged {
+        /// Who owns the file and how that was recognised.
+        owner: HbaOwner,
+    },
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The hba file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Reads the server's pg_hba.conf and refuses with
+/// [`OwnerCheckError::ForeignManaged`] when another tool owns it, unless
+/// `force`. Returns the owner found (so a forced run can warn about it).
 pub fn check_hba_owner(
     facts: &ServerFacts,
     naming: &Naming,
     force: bool,
-) -> Result<Option<HbaOwner>> {
+) -> Result<Option<HbaOwner>, OwnerCheckError> {
     let Some(hba_file) = &facts.hba_file else {
         return Ok(None);
     };
-    let text = fs::read_to_string(hba_file).map_err(Error::io("reading", hba_file))?;
+    let text = fs::read_to_string(hba_file).map_err(|source| OwnerCheckError::Read {
+        path: hba_file.clone(),
+        source,
+    })?;
     match hba_owner(&text, facts.data_directory.as_deref(), naming) {
-        Some(owner) if !force => Err(Error::ForeignManaged { owner }),
+        Some(owner) if !force => Err(OwnerCheckError::ForeignManaged { owner }),
         found => Ok(found),
     }
 }
