@@ -760,6 +760,44 @@ pg_harness::pg_test!(
 );
 
 pg_harness::pg_test!(
+    /// Regression: `--dry-run` printed `SELECT pg_catalog.pg_reload_conf()`
+    /// while the installation sent `select pg_reload_conf()`. Every
+    /// statement the dry run lists is the one the server then logs.
+    async fn dry_run_sql_is_the_sql_the_server_receives(major: u32) {
+        let p = Primary::start(major, None).await;
+        ok(p.knocker(&["--init", "--no-restart", "--advertise", "127.0.0.1"]));
+        ok(p.knocker(&["--add", "127.0.0.5"]));
+        let plan = json(&ok(p.knocker(&[
+            "--add",
+            "127.0.0.2",
+            "--remove",
+            "127.0.0.5",
+            "--terminate",
+            "--dry-run",
+            "--json",
+        ])));
+        let sql: Vec<String> = plan["sql"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(sql.len(), 2, "{plan}");
+        assert_eq!(sql[0], "SELECT pg_catalog.pg_reload_conf()");
+        ok(p.knocker(&["--add", "127.0.0.2", "--remove", "127.0.0.5", "--terminate"]));
+        // log_statement = all: `statement: SQL` (simple protocol) or
+        // `execute <unnamed>: SQL` (extended).
+        let log = p.pg.log();
+        for statement in &sql {
+            assert!(
+                log.lines().any(|l| l.ends_with(&format!(": {statement}"))),
+                "{statement} not in the server log:\n{log}"
+            );
+        }
+    }
+);
+
+pg_harness::pg_test!(
     /// A pg_hba.conf another tool manages is refused, the flag hint said
     /// once (pgctl names no flag; the CLI adds it), JSON carries the kind
     /// and the causes, and --force passes the check.
