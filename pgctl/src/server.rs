@@ -1,13 +1,14 @@
-//! Facts about a running server: its version and settings, who manages it
-//! (so it can be restarted the way the operator would), and whether some
-//! other tool owns its pg_hba.conf.
+//! Facts about a running server: its version and settings, whether it is
+//! a standby, and who manages it (so it can be restarted the way the
+//! operator would, see [`crate::restart`]). Whether some other tool owns
+//! its pg_hba.conf is [`crate::hba_install::owner`]'s question.
 //!
 //! ```no_run
 //! # async fn demo(client: &tokio_postgres::Client) -> Result<(), pgctl::error::Error> {
 //! let facts = pgctl::server::read_facts(client).await?;
 //! let manager = pgctl::server::detect_manager(&facts);
-//! pgctl::server::check_hba_owner(&facts, false)?;
-//! println!("PostgreSQL {} managed by {manager}", facts.major());
+//! let standby = pgctl::server::is_in_recovery(client).await?;
+//! println!("PostgreSQL {} managed by {manager}, standby: {standby}", facts.major());
 //! # Ok(()) }
 //! ```
 

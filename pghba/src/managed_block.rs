@@ -22,10 +22,11 @@
 //! let mut doc = HbaDocument::parse_for(text, PgVersion::V16);
 //! let at = BLOCK.position_for_new(&file, &doc, &mut NoFiles, true);
 //! let line = doc.format_record(at, &["host", "app", "app", "10.0.0.0/8", "scram-sha-256"], None);
-//! let range = doc.set_block(BLOCK.begin, BLOCK.end, &[line.as_slice()], at).unwrap();
+//! let range = doc.set_block(BLOCK.begin, BLOCK.end, &[line], at).unwrap();
 //! assert_eq!(
 //!     String::from_utf8(doc.to_bytes()).unwrap(),
-//!     "local all all peer\n# BEGIN myapp\nhost app app 10.0.0.0/8 scram-sha-256\n# END myapp\nhost all all 0.0.0.0/0 reject\n"
+//!     // the new line is aligned on the columns of its neighbours
+//!     "local all all peer\n# BEGIN myapp\nhost  app app 10.0.0.0/8 scram-sha-256\n# END myapp\nhost all all 0.0.0.0/0 reject\n"
 //! );
 //! assert_eq!(BLOCK.rules_inside(&doc, &range, PgVersion::V16).len(), 1);
 //! ```
