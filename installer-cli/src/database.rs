@@ -9,7 +9,6 @@ use knocknoc_conf::DatabaseUrl;
 use pgctl::connect::{self, ConnectParams, Connected, LocalSuperuser, LocalSuperuserError};
 use pgctl::conninfo::{ConnInfo, Keyword};
 
-use crate::answers::{PROMPT_EXISTING_URL, PROMPT_NEW_URL};
 use crate::ui::Term;
 use crate::{Abort, Args};
 
@@ -100,11 +99,11 @@ pub fn url_from_args(args: &Args) -> Result<Option<String>, Abort> {
 }
 
 /// Parses and resolves a connection string, with a reason for people.
-fn resolve(url: &str) -> Result<ConnectParams, String> {
+pub(crate) fn resolve(url: &str) -> Result<ConnectParams, String> {
     ops::resolve(url).map_err(|e| e.to_string())
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -128,7 +127,7 @@ async fn report_hosts(term: &Term, params: &ConnectParams, source: Option<IpAddr
 }
 
 /// Option 3's check ([`ops::check_existing`]), said.
-async fn check_existing(
+pub(crate) async fn check_existing(
     term: &Term,
     params: &ConnectParams,
     source: Option<IpAddr>,
@@ -149,12 +148,12 @@ async fn check_existing(
 }
 
 /// What option 2's check found.
-enum NewDbCheck {
+pub(crate) enum NewDbCheck {
     Empty,
     HasTables(Vec<String>),
 }
 
-async fn check_new(
+pub(crate) async fn check_new(
     term: &Term,
     params: &ConnectParams,
     source: Option<IpAddr>,
@@ -170,143 +169,6 @@ async fn check_new(
         Ok(NewDbCheck::Empty)
     } else {
         Ok(NewDbCheck::HasTables(found.tables))
-    }
-}
-
-/// Reads a connection string: the flag/file/environment value, else the
-/// prompt (empty = `default`, or the last string tried, to retry).
-fn next_url(
-    term: &mut Term,
-    prompt: &str,
-    given: &mut Option<String>,
-    default: Option<&str>,
-) -> Result<String, Abort> {
-    if let Some(url) = given.take() {
-        return Ok(url);
-    }
-    if !term.can_prompt() {
-        return default.map(str::to_owned).ok_or_else(|| {
-            Abort::Usage(
-                "no connection string given (--db-url, --db-url-file or KNOCKNOC_DB_URL)".into(),
-            )
-        });
-    }
-    loop {
-        let answer = term.ask(prompt).ok_or(Abort::EndOfInput)?;
-        if !answer.is_empty() {
-            return Ok(answer);
-        }
-        if let Some(d) = default {
-            return Ok(d.to_owned());
-        }
-        term.problem(
-            "A connection string is required, e.g. postgres://USER:PASSWORD@HOST:5432/knocknoc",
-        );
-    }
-}
-
-/// Runs the chosen option to the end and gives the connection string to
-/// store. Interactive: every failure is explained and the prompt comes back
-/// (an empty answer retries the same string). Otherwise the first failure
-/// ends the run.
-pub fn settle(
-    args: &Args,
-    term: &mut Term,
-    option: DbOption,
-    mut given: Option<String>,
-    current: Option<&DatabaseUrl>,
-) -> Result<DatabaseUrl, Abort> {
-    let interactive_retry = term.can_prompt();
-    let rt = runtime();
-    match option {
-        DbOption::Local => {
-            if given.is_some() {
-                return Err(Abort::Usage(
-                    "option 1 creates its own connection string: --db-url is for options 2 and 3"
-                        .into(),
-                ));
-            }
-            rt.block_on(local(args, term, current))
-        }
-        DbOption::ExistingExternal | DbOption::NewExternal => {
-            let prompt = if option == DbOption::ExistingExternal {
-                PROMPT_EXISTING_URL
-            } else {
-                PROMPT_NEW_URL
-            };
-            let mut default = if option == DbOption::ExistingExternal {
-                current.map(|u| u.expose_secret().to_owned())
-            } else {
-                None
-            };
-            loop {
-                let from_flag = given.is_some();
-                let url = next_url(term, prompt, &mut given, default.as_deref())?;
-                let fail = |term: &Term, reason: String, usage: bool| -> Result<(), Abort> {
-                    if interactive_retry && !from_flag {
-                        term.problem(&reason);
-                        term.say("Press Enter to retry with the same connection string, or enter another one.");
-                        Ok(())
-                    } else if usage {
-                        Err(Abort::Usage(reason))
-                    } else {
-                        Err(Abort::Check(reason))
-                    }
-                };
-                let params = match resolve(&url) {
-                    Ok(p) => p,
-                    Err(reason) => {
-                        fail(term, reason, true)?;
-                        default = None;
-                        continue;
-                    }
-                };
-                let stored =
-                    DatabaseUrl::new(url.clone()).map_err(|e| Abort::Usage(e.to_string()))?;
-                term.say(&format!("Checking {stored} ..."));
-                default = Some(url.clone());
-                if option == DbOption::ExistingExternal {
-                    match rt.block_on(check_existing(term, &params, args.bind_source)) {
-                        Ok(()) => return Ok(stored),
-                        Err(reason) => fail(term, reason, false)?,
-                    }
-                    continue;
-                }
-                match rt.block_on(check_new(term, &params, args.bind_source)) {
-                    Ok(NewDbCheck::Empty) => return Ok(stored),
-                    Ok(NewDbCheck::HasTables(names)) => {
-                        let list = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
-                        let more = if names.len() > 5 { ", ..." } else { "" };
-                        let what = format!(
-                            "Database \"{}\" already holds {} table(s) ({list}{more}): it may belong to another application.",
-                            params.dbname,
-                            names.len()
-                        );
-                        if args.allow_nonempty {
-                            term.problem(&format!("{what} Using it anyway (--allow-nonempty)."));
-                            return Ok(stored);
-                        }
-                        if !term.can_prompt() {
-                            return Err(Abort::Usage(format!(
-                                "{what} Refusing it (--allow-nonempty to accept)."
-                            )));
-                        }
-                        term.problem(&what);
-                        let answer = term
-                            .ask("Use it anyway? [y/N]: ")
-                            .ok_or(Abort::EndOfInput)?;
-                        if answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes") {
-                            return Ok(stored);
-                        }
-                        default = None;
-                        if from_flag {
-                            return Err(Abort::Usage(format!("{what} Not confirmed.")));
-                        }
-                    }
-                    Err(reason) => fail(term, reason, false)?,
-                }
-            }
-        }
     }
 }
 
@@ -337,7 +199,7 @@ async fn admin(args: &Args) -> Result<(Connected, ConnectParams), String> {
 /// Option 1: re-check the current local string when there is one that
 /// works; otherwise create (or re-key) role and database `knocknoc` and
 /// test the new string.
-async fn local(
+pub(crate) async fn local(
     args: &Args,
     term: &Term,
     current: Option<&DatabaseUrl>,
