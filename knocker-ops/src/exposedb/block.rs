@@ -168,7 +168,7 @@ impl Change {
 
 /// A connection from `addr` to the scope's database as its role, encrypted
 /// with SSL when the block's rules are `hostssl`: what `--explain` asks
-/// [`RuleSet::first_match`] about.
+/// [`pghba::matcher::RuleSet::first_match`] about.
 pub fn connection(scope: &Scope, addr: IpAddr) -> Connection {
     Connection::host(addr, scope.database.as_str(), scope.user.as_str()).with_ssl(scope.hostssl)
 }

@@ -41,7 +41,7 @@ use serde::Serialize;
 use crate::{Error, Plan};
 pub use change::{ChangePlan, ChangeReport};
 pub use cidr::parse_cidr;
-pub use explain::{ExplainReport, ExplainStep, MaybeLine};
+pub use explain::{ExplainReport, ExplainStep, MaybeLine, Verdict};
 pub use init::{
     CertificateFacts, DeinitPlan, DeinitReport, InitPlan, InitReport, InitTarget, RestartReport,
     RoleOutcomeName,
