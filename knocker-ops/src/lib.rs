@@ -24,4 +24,13 @@ pub mod installer;
 pub mod plan;
 
 pub use error::{Error, ErrorKind};
+
+/// knocker's names for what pgctl creates, shared by every command: temp,
+/// backup and lock files `.pg_hba.conf.knocker-*` / `.pg_hba.conf.knocker.lock`
+/// (commands that edit the same file must share the lock, so they must
+/// share this naming: pass it as `pgctl::hba_install::InstallOptions::naming`),
+/// roles marked `managed by knocker`, `zz-knocker-listen.conf`.
+pub fn naming() -> pgctl::naming::Naming {
+    pgctl::naming::Naming::new("knocker")
+}
 pub use plan::{FileChange, Plan};

@@ -421,7 +421,7 @@ impl DryRun {
 /// files and lock, `managed by knocker` roles, `zz-knocker-listen.conf`
 /// "Written by knocker exposedb".
 pub fn naming() -> pgctl::naming::Naming {
-    pgctl::naming::Naming::new("knocker").written_by("knocker exposedb")
+    crate::naming().written_by("knocker exposedb")
 }
 
 /// Who is making the change, for the rule's comment: `SUDO_USER`, else
