@@ -168,6 +168,7 @@ pub(super) async fn init(
         rotate_password: false,
         force: o.force,
         password: None,
+        naming: crate::naming(),
     };
     let rep_plan = pgctl::roles::plan_login_role(client, &roles.replication, &ensure)
         .await
