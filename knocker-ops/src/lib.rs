@@ -25,6 +25,7 @@ pub mod file_edit;
 pub mod forwarders;
 pub mod haproxy;
 pub mod installer;
+pub mod network;
 pub mod plan;
 pub mod replica;
 

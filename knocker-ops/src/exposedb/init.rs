@@ -369,7 +369,7 @@ impl Exposedb {
         let host = match &self.options.advertise {
             Some(h) => h.clone(),
             None => {
-                let (chosen, others) = super::network::advertise_candidates();
+                let (chosen, others) = crate::network::advertise_candidates();
                 let others: Vec<String> = others.iter().map(|a| a.to_string()).collect();
                 if !others.is_empty() {
                     warnings.push(format!(

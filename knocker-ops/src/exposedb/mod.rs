@@ -27,7 +27,6 @@ pub mod cidr;
 mod explain;
 mod init;
 mod list;
-pub mod network;
 mod target;
 
 use std::fmt;

@@ -265,7 +265,7 @@ pub(super) async fn init(
             })?;
     }
     if let Some(p) = &password {
-        let host = super::network::advertise_candidates()
+        let host = crate::network::advertise_candidates()
             .0
             .map(|a| a.to_string())
             .unwrap_or_else(|| {
