@@ -65,23 +65,26 @@ offline as a given PostgreSQL version would load it.
 forwarders and database (local, new external, or an existing shared one).";
 
 const USAGE: &str = "\
-usage: cargo xtask dist [--bin-dir DIR] [--out-dir DIR]
+usage: cargo xtask dist [--bin-dir DIR] [--out-dir DIR] [--fast]
 
 Builds target/debian/knocker_<version>_<arch>.deb (cargo build --release, then dpkg-deb).
   --bin-dir DIR   package the knocker and knocknoc-installer already built in DIR
                   (e.g. target/debug) instead of building them
   --out-dir DIR   write the .deb into DIR instead of target/debian
+  --fast          compress with gzip -1 instead of xz (0.2 s instead of 7 s; for tests)
 ";
 
 /// `cargo xtask dist [--bin-dir DIR] [--out-dir DIR]`.
 pub fn run(args: &[&str]) -> Result<()> {
     let mut bin_dir = None;
     let mut out_dir = workspace_root().join("target/debian");
+    let mut fast = false;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match *arg {
             "--bin-dir" => bin_dir = Some(PathBuf::from(rest.next().context(USAGE)?)),
             "--out-dir" => out_dir = PathBuf::from(rest.next().context(USAGE)?),
+            "--fast" => fast = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return Ok(());
@@ -95,7 +98,7 @@ pub fn run(args: &[&str]) -> Result<()> {
         Some(dir) => dir,
         None => build_release()?,
     };
-    let deb = build_package(&bin_dir, &out_dir)?;
+    let deb = build_package(&bin_dir, &out_dir, fast)?;
     eprintln!(
         "xtask dist: wrote {} in {:.1} s",
         deb.display(),
@@ -210,7 +213,7 @@ fn build_info(bin_dir: &Path) -> Result<BuildInfo> {
 
 /// Lays out the staging tree under a scratch directory in `out_dir`, then
 /// `dpkg-deb --build`s it into `out_dir/knocker_<version>_<arch>.deb`.
-fn build_package(bin_dir: &Path, out_dir: &Path) -> Result<PathBuf> {
+fn build_package(bin_dir: &Path, out_dir: &Path, fast: bool) -> Result<PathBuf> {
     let info = build_info(bin_dir)?;
     let arch = command_stdout(Command::new("dpkg").arg("--print-architecture"))?;
     fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
@@ -218,7 +221,7 @@ fn build_package(bin_dir: &Path, out_dir: &Path) -> Result<PathBuf> {
     // working directory and the binaries under `debian/<package>/`.
     let work = out_dir.join(format!(".build-{}", std::process::id()));
     let _ = fs::remove_dir_all(&work);
-    let result = stage_and_build(bin_dir, out_dir, &work, &info, &arch);
+    let result = stage_and_build(bin_dir, out_dir, &work, &info, &arch, fast);
     let _ = fs::remove_dir_all(&work);
     result
 }
@@ -229,6 +232,7 @@ fn stage_and_build(
     work: &Path,
     info: &BuildInfo,
     arch: &str,
+    fast: bool,
 ) -> Result<PathBuf> {
     let root = work.join("debian").join(PACKAGE);
     create_dir(&root)?;
@@ -290,8 +294,10 @@ fn stage_and_build(
 
     let deb = out_dir.join(format!("{PACKAGE}_{}_{arch}.deb", info.version));
     let partial = work.join("package.deb");
+    let compression: &[&str] = if fast { &["-Zgzip", "-z1"] } else { &["-Zxz"] };
     run_checked(
         Command::new("dpkg-deb")
+            .args(compression)
             .args(["--root-owner-group", "--build"])
             .arg(&root)
             .arg(&partial)

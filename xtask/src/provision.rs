@@ -358,6 +358,13 @@ mod tests {
     }
 
     #[test]
+    fn debian_package_presence_is_dpkgs_installed_state() {
+        // dpkg is Essential: always installed on the Debian machines we run on.
+        assert!(debian_package_installed("dpkg"));
+        assert!(!debian_package_installed("knocker-no-such-package"));
+    }
+
+    #[test]
     fn symlink_paths_must_stay_inside_the_package() {
         assert!(safe_relative("native/lib/x").is_ok());
         assert!(safe_relative("../etc/passwd").is_err());
