@@ -209,7 +209,13 @@ fn debian_package_installs_works_and_removes_cleanly() {
         "knocknoc-installer",
     ] {
         let out = run("man", &["-w", page]);
-        assert_success(&format!("man -w {page}"), &out);
+        assert_success(
+            &format!(
+                "man -w {page} (if the file is missing, is /usr/share/man excluded by a \
+                 path-exclude in /etc/dpkg/dpkg.cfg.d, as in Docker's slim images?)"
+            ),
+            &out,
+        );
         assert_eq!(
             stdout(&out).trim(),
             format!("/usr/share/man/man1/{page}.1.gz")
