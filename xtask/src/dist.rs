@@ -350,7 +350,13 @@ fn write_man_pages(dir: &Path, info: &BuildInfo, epoch: u64) -> Result<()> {
     let date = format_date(epoch, "%Y-%m-%d")?;
     for cmd in [knocker_cli::command(), installer_cli::command()] {
         let mut pages = Vec::new();
-        let mut cmd = cmd.disable_help_subcommand(true);
+        // The packaged binaries' version, not the one compiled into xtask
+        // (which may be older than the binaries given with --bin-dir).
+        // (clap takes a &'static str without its `string` feature; xtask
+        // makes two of these per run.)
+        let version: &'static str =
+            Box::leak(format!("{} ({})", info.version, info.commit).into_boxed_str());
+        let mut cmd = cmd.version(version).disable_help_subcommand(true);
         cmd.build();
         collect_commands(&cmd, &mut pages);
         for page in pages {

@@ -184,6 +184,7 @@ fn debian_package_installs_works_and_removes_cleanly() {
     assert_success("dpkg -i", &run("dpkg", &["--install", deb]));
 
     // The binaries, where the Knocknoc documentation runs them and on PATH.
+    let knocker_version = stdout(&run("/opt/knocknoc/knocker/knocker", &["--version"]));
     for bin in [
         "/opt/knocknoc/knocker/knocker",
         "/usr/bin/knocker",
@@ -221,15 +222,26 @@ fn debian_package_installs_works_and_removes_cleanly() {
             format!("/usr/share/man/man1/{page}.1.gz")
         );
     }
-    let rendered = Command::new("man")
-        .args(["-P", "cat", "knocker-exposedb"])
-        .env("MANWIDTH", "100")
-        .output()
-        .unwrap();
-    assert_success("man knocker-exposedb", &rendered);
-    let rendered = stdout(&rendered);
+    // Rendered from the file man found (`-l`: man-db's cache of formatted
+    // pages in /var/cache/man is keyed by the page's mtime, which is the
+    // commit's time, so it could hold another build's page of that commit).
+    let render = |page: &str| {
+        let out = Command::new("man")
+            .args(["-P", "cat", "-l"])
+            .arg(format!("/usr/share/man/man1/{page}.1.gz"))
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        assert_success(&format!("man {page}"), &out);
+        stdout(&out)
+    };
+    let rendered = render("knocker-exposedb");
     assert!(rendered.contains("--init"), "{rendered}");
     assert!(rendered.contains("--add <CIDR>"), "{rendered}");
+    // The man page names the packaged build, not whatever xtask was built from.
+    let rendered = render("knocker");
+    let build = knocker_version.trim().split_once(' ').unwrap().1;
+    assert!(rendered.contains(build), "{build} not in\n{rendered}");
 
     // Completions: bash for real, zsh and fish by content.
     let bash = "/usr/share/bash-completion/completions/knocker";
