@@ -124,7 +124,7 @@ fn require_tools() -> Result<()> {
 }
 
 /// Whether an executable `name` is in one of `$PATH`'s directories.
-pub(crate) fn on_path(name: &str) -> bool {
+fn on_path(name: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| {
         std::env::split_paths(&path).any(|dir| {
             fs::metadata(dir.join(name))
@@ -237,7 +237,7 @@ fn stage_and_build(
     let root = work.join("debian").join(PACKAGE);
     create_dir(&root)?;
     write_file(&work.join("debian/control"), b"", 0o644)?;
-    let epoch = source_date_epoch();
+    let epoch = source_date_epoch(info);
 
     // The binaries, stripped like dh_strip does, and their links on PATH.
     let install_dir = root.join(INSTALL_DIR);
@@ -309,27 +309,36 @@ fn stage_and_build(
     Ok(deb)
 }
 
-/// The time the package says it was made: `$SOURCE_DATE_EPOCH` (reproducible
-/// builds), else the commit's time, else now.
-fn source_date_epoch() -> u64 {
+/// The time the package says it was made (every file's mtime, the man
+/// pages' and changelog's date): `$SOURCE_DATE_EPOCH` (reproducible
+/// builds), else the time of the binaries' commit, else now. A build with uncommitted
+/// changes is not the commit: it takes now, also because man-db reuses a
+/// formatted page cached for a source page of the same mtime.
+fn source_date_epoch(info: &BuildInfo) -> u64 {
     if let Some(epoch) = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|e| e.trim().parse().ok())
     {
         return epoch;
     }
-    if let Ok(out) = Command::new("git")
-        .args(["log", "-1", "--format=%ct"])
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // `commit 0123456789ab`; `-modified` and `unknown: ...` take now.
+    let Some(hash) = info
+        .commit
+        .strip_prefix("commit ")
+        .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+    else {
+        return now;
+    };
+    Command::new("git")
+        .args(["show", "--no-patch", "--format=%ct", hash])
         .current_dir(workspace_root())
         .output()
-    {
-        if let Ok(epoch) = String::from_utf8_lossy(&out.stdout).trim().parse() {
-            return epoch;
-        }
-    }
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .ok()
+        .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+        .unwrap_or(now)
 }
 
 /// `date -u -d @EPOCH +FORMAT`.
