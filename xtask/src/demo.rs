@@ -264,8 +264,11 @@ async fn flow(major: u32, knocker: &Path, installer: &Path) -> Result<()> {
     verdict(&demo.checks, major)
 }
 
-/// Section 1: the application's role, database, a table and knocknoc.conf.
+/// Section 1: the binaries' versions; the application's role, database, a
+/// table and knocknoc.conf.
 async fn primary_with_knocknoc(demo: &Demo<'_>, conf: &Path) -> Result<()> {
+    show(demo.knocker, &["--version"])?;
+    show(demo.installer, &["--version"])?;
     let pg = &demo.primary;
     pg.create_role("knocknoc", "app-secret").await;
     pg.create_database("knocknoc", "knocknoc").await;
@@ -286,7 +289,7 @@ async fn primary_with_knocknoc(demo: &Demo<'_>, conf: &Path) -> Result<()> {
         ),
     )
     .with_context(|| format!("cannot write {}", conf.display()))?;
-    println!("  {} (the primary's knocknoc.conf):", conf.display());
+    println!("\n  {} (the primary's knocknoc.conf):", conf.display());
     println!(
         "    DatabaseURL = \"postgres://knocknoc:********@127.0.0.1:{}/knocknoc\"",
         pg.port()
