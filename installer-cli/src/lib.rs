@@ -1,5 +1,5 @@
-//! The `knocknoc-installer` command line as a library, so that its clap
-//! [`Command`] is reachable outside the binary: `cargo xtask dist`
+//! The `knocknoc-installer` command line as a library, so that its
+//! [`clap::Command`] is reachable outside the binary: `cargo xtask dist`
 //! generates the man page and shell completions from [`command`]. The
 //! dialogue itself lives in the binary (`src/main.rs` and its modules).
 //!
@@ -12,8 +12,6 @@
 use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser};
-
-pub use clap::Command;
 
 /// What `knocknoc-installer --version` prints after the name: the crate
 /// version and the git commit of the build (`0.1.0 (commit 0123456789ab)`;
@@ -86,6 +84,6 @@ pub struct Args {
 }
 
 /// The complete `knocknoc-installer` command line, as clap describes it.
-pub fn command() -> Command {
+pub fn command() -> clap::Command {
     Args::command()
 }

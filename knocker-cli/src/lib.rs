@@ -1,4 +1,4 @@
-//! The `knocker` command line as a library, so that its clap [`Command`]
+//! The `knocker` command line as a library, so that its [`clap::Command`]
 //! (every command, subcommand and flag) is reachable outside the binary:
 //! `cargo xtask dist` generates the man pages and shell completions from
 //! [`command`].
@@ -16,8 +16,6 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-
-pub use clap::Command;
 
 mod exposedb;
 mod hba_lint;
@@ -37,11 +35,11 @@ pub const VERSION: &str = concat!(
 #[command(name = "knocker", version = VERSION)]
 pub struct Cli {
     #[command(subcommand)]
-    command: Commands,
+    command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Commands {
+enum Command {
     /// Share this host's Knocknoc database with other web nodes.
     Exposedb(exposedb::ExposedbArgs),
     /// Work with pg_hba.conf files.
@@ -58,15 +56,15 @@ enum HbaCommand {
 }
 
 /// The complete `knocker` command line, as clap describes it.
-pub fn command() -> Command {
+pub fn command() -> clap::Command {
     Cli::command()
 }
 
 /// Runs the command `cli` holds; returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Commands::Exposedb(args) => exposedb::run(&args),
-        Commands::Hba {
+        Command::Exposedb(args) => exposedb::run(&args),
+        Command::Hba {
             command: HbaCommand::Lint(args),
         } => hba_lint::run(&args),
     }
