@@ -139,8 +139,44 @@ pub fn run(args: &[&str]) -> Result<()> {
             );
         }
     }
-    pg_harness::block_on(flow(major, &knocker, &installer))
+    // Once the sections have begun, the transcript ends with a VERDICT line
+    // whatever happens: a failed check, an error, or a pg-harness panic
+    // (whose message the panic hook has printed as the error line).
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pg_harness::block_on(flow(major, &knocker, &installer))
+    }));
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if e.is::<ChecksFailed>() => Err(e),
+        Ok(Err(e)) => {
+            println!("\nVERDICT: FAILED: the demo stopped before its end: {e:#}");
+            Err(e)
+        }
+        Err(panic) => {
+            println!(
+                "\nVERDICT: FAILED: the demo stopped before its end (see the `xtask: error:` line)"
+            );
+            std::panic::resume_unwind(panic)
+        }
+    }
 }
+
+/// The demo ran to its end and some checks failed (the VERDICT line says
+/// which).
+#[derive(Debug)]
+struct ChecksFailed(usize);
+
+impl std::fmt::Display for ChecksFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of the demo's checks failed (see the VERDICT line)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ChecksFailed {}
 
 /// `cargo build` of the two binaries; returns `target/debug`.
 fn build() -> Result<PathBuf> {
@@ -451,6 +487,6 @@ fn verdict(checks: &Checks, major: u32) -> Result<()> {
             checks.failed.len() + checks.passed,
             checks.failed.join("; ")
         );
-        bail!("demo failed")
+        Err(ChecksFailed(checks.failed.len()).into())
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! Failures end as one `xtask: error: ...` line and exit status 1, panics
 //! included (a hook prints their message as such a line, without a
-//! backtrace unless `RUST_BACKTRACE` asks for one).
+//! backtrace unless `XTASK_BACKTRACE=1` asks for one).
 //! * `cargo xtask bench hba`: the pg_hba benchmark (see `bench_hba`).
 //! * `cargo xtask bench-start [RUNS]` (or `bench cluster-start [RUNS]`):
 //!   throwaway cluster start time per version.
@@ -93,12 +93,13 @@ fn dispatch(args: &[&str]) -> Option<Result<()>> {
 }
 
 /// Prints a panic as one `xtask: error:` line (its message, where it
-/// happened), not as a Rust panic with a backtrace; `RUST_BACKTRACE` set
-/// to anything but `0` keeps the standard report for debugging.
+/// happened), not as a Rust panic with a backtrace. `XTASK_BACKTRACE=1`
+/// keeps the standard report for debugging (not `RUST_BACKTRACE`, which
+/// many developers and CI images set for every program).
 fn install_panic_hook() {
     let standard = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+        if std::env::var_os("XTASK_BACKTRACE").is_some_and(|v| !v.is_empty() && v != "0") {
             standard(info);
             return;
         }

@@ -34,15 +34,19 @@ fn reachable_tempdir() -> tempfile::TempDir {
 }
 
 fn demo(cache: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("demo")
+    demo_command(cache, extra).output().unwrap()
+}
+
+fn demo_command(cache: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.arg("demo")
         .arg("--bin-dir")
         .arg(bin_dir())
         .args(extra)
         .env("KNOCKER_PG_CACHE", cache)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .unwrap()
+        .env_remove("KNOCKER_PG_TMPDIR")
+        .env_remove("XTASK_BACKTRACE");
+    cmd
 }
 
 /// The README's promise: on a machine whose cache does not exist yet, the
@@ -120,4 +124,36 @@ fn demo_on_an_unsupported_version_fails_in_one_line() {
         stderr.trim_end(),
         "xtask: error: PostgreSQL 14 is not provided here: choose one of [15, 16, 17, 18]"
     );
+}
+
+/// A failure deep in pg-harness (which reports by panicking) still ends as
+/// one `xtask: error:` line, without a backtrace even when `RUST_BACKTRACE`
+/// is set (as in many shells and CI images): here the throwaway cluster's
+/// directory under a 0700 directory. The transcript ends with its
+/// `VERDICT: FAILED` line.
+#[test]
+fn demo_failure_inside_pg_harness_is_one_line_without_backtrace() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test runs as root, like the rest of the suite"
+    );
+    let scratch = reachable_tempdir();
+    let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = demo_command(scratch.path(), &[])
+        .env("KNOCKER_PG_TMPDIR", private.path())
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("xtask: error: pg-harness: "), "{stderr}");
+    assert!(last.contains("0700"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+    // The transcript still ends with its verdict.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let verdict = stdout.lines().last().unwrap_or_default();
+    assert!(verdict.starts_with("VERDICT: FAILED: "), "{stdout}");
 }
