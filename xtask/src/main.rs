@@ -125,10 +125,32 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `cargo` as the one running us.
+/// `cargo` as the one running us, without the variables `cargo run` set
+/// for xtask itself.
+///
+/// Build scripts watch some of them (ring's reruns when `CARGO_PKG_NAME`,
+/// `CARGO_MANIFEST_DIR` or `OUT_DIR` differ from its last run): inherited,
+/// every `cargo xtask demo` rebuilt ring and everything above it (two
+/// minutes on two cores), and the next plain `cargo build` did it again.
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(workspace_root());
+    for (key, _) in std::env::vars_os() {
+        let Some(name) = key.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "OUT_DIR"
+            )
+        {
+            cmd.env_remove(&key);
+        }
+    }
     cmd
 }
 
