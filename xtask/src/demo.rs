@@ -24,8 +24,6 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use pg_harness::{Cluster, ClusterOptions};
 
-use crate::cargo;
-
 /// The version the demo runs on unless `--pg-version` says otherwise.
 const DEFAULT_PG_VERSION: u32 = 15;
 
@@ -178,28 +176,13 @@ impl std::fmt::Display for ChecksFailed {
 
 impl std::error::Error for ChecksFailed {}
 
-/// `cargo build` of the two binaries; returns `target/debug`.
+/// `cargo build` of the two binaries; returns their directory.
 fn build() -> Result<PathBuf> {
     eprintln!(
         "xtask demo: building knocker and knocknoc-installer (cargo build; \
          the first build takes a few minutes)"
     );
-    let status = cargo()
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "knocker-cli",
-            "-p",
-            "installer-cli",
-            "--bins",
-        ])
-        .status()
-        .context("cannot run cargo")?;
-    if !status.success() {
-        bail!("cargo build failed ({status})");
-    }
-    Ok(crate::workspace_root().join("target/debug"))
+    crate::build_binaries(&["--quiet"])
 }
 
 /// Removes the demo's scratch directory however the demo ends.

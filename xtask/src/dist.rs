@@ -33,7 +33,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap_complete::Shell;
 
-use crate::{cargo, workspace_root};
+use crate::workspace_root;
 
 /// The Debian package name.
 const PACKAGE: &str = "knocker";
@@ -133,28 +133,13 @@ fn on_path(name: &str) -> bool {
     })
 }
 
-/// `cargo build --release` of the two binaries; returns `target/release`.
+/// `cargo build --release` of the two binaries; returns their directory.
 fn build_release() -> Result<PathBuf> {
     eprintln!(
         "xtask dist: building knocker and knocknoc-installer (cargo build --release; \
          the first release build takes several minutes)"
     );
-    let status = cargo()
-        .args([
-            "build",
-            "--release",
-            "--package",
-            "knocker-cli",
-            "--package",
-            "installer-cli",
-            "--bins",
-        ])
-        .status()
-        .context("cannot run cargo")?;
-    if !status.success() {
-        bail!("cargo build --release failed ({status})");
-    }
-    Ok(workspace_root().join("target/release"))
+    crate::build_binaries(&["--release"])
 }
 
 /// What the packaged binaries say about themselves.

@@ -154,6 +154,46 @@ fn cargo() -> Command {
     cmd
 }
 
+/// `cargo build` (with `extra` arguments, e.g. `--release`) of the
+/// `knocker` and `knocknoc-installer` binaries; returns the directory that
+/// holds both, as cargo reports it (so `CARGO_TARGET_DIR` and
+/// `build.target-dir` are honoured). Compiler messages go to the terminal.
+fn build_binaries(extra: &[&str]) -> Result<PathBuf> {
+    let output = cargo()
+        .args([
+            "build",
+            "-p",
+            "knocker-cli",
+            "-p",
+            "installer-cli",
+            "--bins",
+        ])
+        .args(["--message-format", "json-render-diagnostics"])
+        .args(extra)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo")?;
+    if !output.status.success() {
+        bail!("cargo build {} failed ({})", extra.join(" "), output.status);
+    }
+    let mut dirs = Vec::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let name = message["target"]["name"].as_str();
+        if let (Some("knocker" | "knocknoc-installer"), Some(exe)) =
+            (name, message["executable"].as_str())
+        {
+            dirs.push(Path::new(exe).parent().map(Path::to_path_buf));
+        }
+    }
+    match dirs.as_slice() {
+        [Some(a), Some(b)] if a == b => Ok(a.clone()),
+        _ => bail!("cargo build did not report knocker and knocknoc-installer in one directory"),
+    }
+}
+
 /// Runs one step, printing its name and duration.
 fn step(name: &str, cmd: &mut Command) -> Result<()> {
     eprintln!("xtask test: == {name}");
