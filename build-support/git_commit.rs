@@ -32,7 +32,7 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
         .arg("safe.directory=*")
         .args(args)
         .current_dir(dir)
-        // `git status` would otherwise refresh the index, which is watched.
+        // Reading only: `git status` must not refresh (rewrite) the index.
         .env("GIT_OPTIONAL_LOCKS", "0")
         .output()
         .ok()?;
@@ -47,13 +47,13 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
 fn git_commit(dir: &Path) -> Option<String> {
     let commit = git(dir, &["rev-parse", "--short=12", "--verify", "HEAD"])?;
     // HEAD and its reflog move with every commit, checkout and reset; the
-    // branch's ref (loose or packed) too; the index with every `git add`.
+    // branch's ref (loose or packed) too. Not the index: shell prompts
+    // rewrite it all the time, and each rewrite would rebuild the binaries.
     let mut watched = vec![
         "HEAD".to_owned(),
         "logs/HEAD".to_owned(),
-        "index".to_owned(),
+        "packed-refs".to_owned(),
     ];
-    watched.push("packed-refs".to_owned());
     if let Some(branch) = git(dir, &["symbolic-ref", "-q", "HEAD"]) {
         watched.push(branch);
     }
@@ -66,8 +66,20 @@ fn git_commit(dir: &Path) -> Option<String> {
             }
         }
     }
-    // Edits to this package's own sources re-evaluate the modified flag.
-    println!("cargo:rerun-if-changed=src");
+    // The `-modified` flag is re-evaluated when the sources compiled into
+    // the binaries change: this package's and our libraries' (cargo would
+    // recompile the binary for those anyway).
+    for sources in [
+        "src",
+        "../pghba/src",
+        "../pgctl/src",
+        "../knocknoc-conf/src",
+        "../knocker-ops/src",
+    ] {
+        if dir.join(sources).is_dir() {
+            println!("cargo:rerun-if-changed={sources}");
+        }
+    }
     let modified = git(dir, &["status", "--porcelain", "--untracked-files=no"])
         .is_some_and(|status| !status.is_empty());
     Some(if modified {
