@@ -101,17 +101,24 @@ pub fn run(args: &[&str]) -> Result<()> {
     while let Some(arg) = rest.next() {
         match *arg {
             "--pg-version" => {
-                let value = rest.next().context(USAGE)?;
-                major = value
-                    .parse()
-                    .with_context(|| format!("--pg-version {value:?}: not a number\n{USAGE}"))?;
+                let value = crate::option_value(&mut rest, "--pg-version", USAGE)?;
+                major = value.parse().map_err(|_| {
+                    crate::usage_error(&format!("--pg-version {value:?}: not a number"), USAGE)
+                })?;
             }
-            "--bin-dir" => bin_dir = Some(PathBuf::from(rest.next().context(USAGE)?)),
+            "--bin-dir" => {
+                bin_dir = Some(crate::option_value(&mut rest, "--bin-dir", USAGE)?.into())
+            }
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return Ok(());
             }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
+            other => {
+                return Err(crate::usage_error(
+                    &format!("unknown argument {other:?}"),
+                    USAGE,
+                ))
+            }
         }
     }
 

@@ -82,14 +82,21 @@ pub fn run(args: &[&str]) -> Result<()> {
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match *arg {
-            "--bin-dir" => bin_dir = Some(PathBuf::from(rest.next().context(USAGE)?)),
-            "--out-dir" => out_dir = PathBuf::from(rest.next().context(USAGE)?),
+            "--bin-dir" => {
+                bin_dir = Some(crate::option_value(&mut rest, "--bin-dir", USAGE)?.into())
+            }
+            "--out-dir" => out_dir = crate::option_value(&mut rest, "--out-dir", USAGE)?.into(),
             "--fast" => fast = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return Ok(());
             }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
+            other => {
+                return Err(crate::usage_error(
+                    &format!("unknown argument {other:?}"),
+                    USAGE,
+                ))
+            }
         }
     }
     let started = Instant::now();

@@ -37,7 +37,7 @@ commands:
   demo [--pg-version N] [--bin-dir DIR]
                               provision what it needs, build, then walk the shared-primary
                               flow (knocker exposedb, knocknoc-installer) as a tutorial
-  dist [--bin-dir DIR] [--out-dir DIR]
+  dist [--bin-dir DIR] [--out-dir DIR] [--fast]
                               the Debian package target/debian/knocker_<version>_<arch>.deb
   test                        pg and the packaging tools, then cargo fmt --check,
                               clippy -D warnings, doc tests, fuzz corpora replay,
@@ -65,11 +65,43 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Usage>() => {
+            eprintln!("xtask: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("xtask: error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Bad arguments to a command (exit status 2): the message and the usage.
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.trim_end())
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// A [`Usage`] error: `problem`, then the command's `usage` text.
+fn usage_error(problem: &str, usage: &str) -> anyhow::Error {
+    Usage(format!("{problem}\n{usage}")).into()
+}
+
+/// The value after option `name` in `rest`, or a [`Usage`] error.
+fn option_value<'a>(
+    rest: &mut std::slice::Iter<'_, &'a str>,
+    name: &str,
+    usage: &str,
+) -> Result<&'a str> {
+    rest.next()
+        .copied()
+        .ok_or_else(|| usage_error(&format!("{name} needs a value"), usage))
 }
 
 /// Runs the command `args` names; `None` for a usage error.
