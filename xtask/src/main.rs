@@ -6,13 +6,14 @@
 //! * `cargo xtask test`: provision (PostgreSQL, the Debian packaging
 //!   tools), then fmt check, clippy, doc tests, the fuzz corpora replay and
 //!   every test (nextest, last so that its summary closes the output).
-//!
-//! Failures end as one `xtask: error: ...` line and exit status 1, panics
-//! included (a hook prints their message as such a line, without a
-//! backtrace unless `XTASK_BACKTRACE=1` asks for one).
 //! * `cargo xtask bench hba`: the pg_hba benchmark (see `bench_hba`).
 //! * `cargo xtask bench-start [RUNS]` (or `bench cluster-start [RUNS]`):
 //!   throwaway cluster start time per version.
+//!
+//! Failures end as one `xtask: error: ...` line and exit status 1 (bad
+//! arguments: the usage and 2), panics
+//! included (a hook prints their message as such a line, without a
+//! backtrace unless `XTASK_BACKTRACE=1` asks for one).
 
 mod bench;
 mod bench_exposedb;
