@@ -10,10 +10,10 @@
 //! * `cargo xtask bench-start [RUNS]` (or `bench cluster-start [RUNS]`):
 //!   throwaway cluster start time per version.
 //!
-//! Failures end as one `xtask: error: ...` line and exit status 1 (bad
-//! arguments: the usage and 2), panics
+//! Failures end as one `xtask: error: ...` line and exit status 1, panics
 //! included (a hook prints their message as such a line, without a
-//! backtrace unless `XTASK_BACKTRACE=1` asks for one).
+//! backtrace unless `XTASK_BACKTRACE=1` asks for one); bad arguments print
+//! the usage and exit 2.
 
 mod bench;
 mod bench_exposedb;
