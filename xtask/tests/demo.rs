@@ -1,0 +1,159 @@
+//! `cargo xtask demo` from a fresh machine's point of view: an empty
+//! provisioning cache (`KNOCKER_PG_CACHE`), and prerequisites that are
+//! missing. It runs the `knocker` and `knocknoc-installer` that the test
+//! build made in the same target directory (`--bin-dir`), so that it costs
+//! no build of its own: run it with `cargo xtask test`, or after building
+//! them (`cargo nextest run -p xtask -p knocker-cli -p installer-cli`).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `target/debug` (or whichever profile directory holds this test's xtask).
+fn bin_dir() -> PathBuf {
+    let xtask = Path::new(env!("CARGO_BIN_EXE_xtask"));
+    let dir = xtask.parent().expect("xtask has a directory").to_path_buf();
+    for name in ["knocker", "knocknoc-installer"] {
+        assert!(
+            dir.join(name).is_file(),
+            "{} is missing: build it (cargo build -p knocker-cli -p installer-cli)",
+            dir.join(name).display()
+        );
+    }
+    dir
+}
+
+/// A new, empty directory the unprivileged server user can reach.
+fn reachable_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("knocker-demo-test-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn demo(cache: &Path, extra: &[&str]) -> Output {
+    demo_command(cache, extra).output().unwrap()
+}
+
+fn demo_command(cache: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.arg("demo")
+        .arg("--bin-dir")
+        .arg(bin_dir())
+        .args(extra)
+        .env("KNOCKER_PG_CACHE", cache)
+        .env_remove("KNOCKER_PG_TMPDIR")
+        .env_remove("XTASK_BACKTRACE");
+    cmd
+}
+
+/// The README's promise: on a machine whose cache does not exist yet, the
+/// demo alone ends with `VERDICT: OK`, provisioning only what it uses (its
+/// PostgreSQL 15 is Debian's, so nothing is downloaded into the cache; the
+/// cache only gets the initdb template).
+#[test]
+fn demo_from_an_empty_cache_ends_verdict_ok_pg_server() {
+    let scratch = reachable_tempdir();
+    let cache = scratch.path().join("cache-that-does-not-exist-yet");
+    let started = std::time::Instant::now();
+    let out = demo(&cache, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!(
+        "demo took {:.1} s\n{stdout}\n{stderr}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(out.status.success(), "exit {:?}", out.status);
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.starts_with("VERDICT: OK"), "last line: {last}");
+    assert!(!stdout.contains("FAILED"));
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // Sections are numbered 1, 2, 3 ... in order.
+    let numbers: Vec<u32> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("== "))
+        .filter_map(|l| l.split_once(". "))
+        .map(|(n, _)| n.parse().unwrap())
+        .collect();
+    assert!(numbers.len() >= 5, "{numbers:?}");
+    assert_eq!(numbers, (1..=numbers.len() as u32).collect::<Vec<_>>());
+
+    let mut made: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    made.sort();
+    assert_eq!(
+        made,
+        ["templates"],
+        "the demo provisioned more than it uses"
+    );
+}
+
+/// A prerequisite that is missing is one line naming the fix, exit 1:
+/// here a cache under a 0700 directory, which the unprivileged server user
+/// cannot reach (as root; the tests run as root, like CI).
+#[test]
+fn demo_with_an_unreachable_cache_fails_in_one_line() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test runs as root, like the rest of the suite"
+    );
+    let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = demo(&private.path().join("cache"), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("xtask: error: "), "{stderr}");
+    assert!(stderr.contains("KNOCKER_PG_CACHE"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+/// A version the machine cannot provide: one line, exit 1, nothing done.
+#[test]
+fn demo_on_an_unsupported_version_fails_in_one_line() {
+    let scratch = reachable_tempdir();
+    let out = demo(scratch.path(), &["--pg-version", "14"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "xtask: error: PostgreSQL 14 is not provided here: choose one of [15, 16, 17, 18]"
+    );
+}
+
+/// A failure deep in pg-harness (which reports by panicking) still ends as
+/// one `xtask: error:` line, without a backtrace even when `RUST_BACKTRACE`
+/// is set (as in many shells and CI images): here the throwaway cluster's
+/// directory under a 0700 directory. The transcript ends with its
+/// `VERDICT: FAILED` line.
+#[test]
+fn demo_failure_inside_pg_harness_is_one_line_without_backtrace() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test runs as root, like the rest of the suite"
+    );
+    let scratch = reachable_tempdir();
+    let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = demo_command(scratch.path(), &[])
+        .env("KNOCKER_PG_TMPDIR", private.path())
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("xtask: error: pg-harness: "), "{stderr}");
+    assert!(last.contains("0700"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+    // The transcript still ends with its verdict.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let verdict = stdout.lines().last().unwrap_or_default();
+    assert!(verdict.starts_with("VERDICT: FAILED: "), "{stdout}");
+}
