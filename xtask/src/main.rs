@@ -194,8 +194,8 @@ fn cargo() -> Command {
     cmd
 }
 
-/// `cargo build` (with `extra` arguments, e.g. `--release`) of the
-/// `knocker` and `knocknoc-installer` binaries; returns the directory that
+/// `cargo build` (with `extra` arguments, e.g. `--release` or more `-p`) of
+/// the `knocker` and `knocknoc-installer` binaries; returns the directory that
 /// holds both, as cargo reports it (so `CARGO_TARGET_DIR` and
 /// `build.target-dir` are honoured). Compiler messages go to the terminal.
 fn build_binaries(extra: &[&str]) -> Result<PathBuf> {
