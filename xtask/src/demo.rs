@@ -9,13 +9,18 @@
 //! and a knocknoc.conf) is exposed with `knocker exposedb --init`, a web
 //! node at 127.0.0.2 is allowed with `--add`, configured with
 //! `knocknoc-installer` option 3 (non-interactively) and queries the
-//! database; 127.0.0.3 is refused; then `--remove` and `--deinit` undo it
-//! all.
+//! database; 127.0.0.3 is refused. Then a standby and a failover on a pair
+//! of Debian clusters (`demo_ha`: `knocker replica`, `knocker failover`),
+//! the load balancer in front of two web nodes (`demo_lb`: `knocker
+//! haproxy`, `knocker forwarders`), and finally `--remove` and `--deinit`
+//! undo the sharing. Everything the demo starts is stopped by pid or
+//! dropped (`pg_dropcluster`) when its section ends, also on failure.
 //!
 //! PostgreSQL 15 by default: it is Debian's package (one `apt-get install`
 //! on a fresh machine, no download into the cache), and the only build here
-//! with `pg_basebackup` and `pg_rewind`, which the standby and switchover
-//! sections will need.
+//! with `pg_createcluster`, `pg_basebackup` and `pg_rewind`, which the
+//! standby and failover sections need (with `--pg-version 16`..`18` they
+//! are left out, saying why).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -31,6 +36,10 @@ const DEFAULT_PG_VERSION: u32 = 15;
 const WEB_NODE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const STRANGER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
 
+/// The web node's knocknoc.conf (in the scratch directory): written by the
+/// installer, then its TrustedForwarders kept by `knocker forwarders`.
+pub(crate) const WEB_NODE_CONF: &str = "web-node-knocknoc.conf";
+
 const USAGE: &str = "\
 usage: cargo xtask demo [--pg-version N] [--bin-dir DIR]
   --pg-version N  run on PostgreSQL N (15, the default, from Debian; 16-18 from npm)
@@ -38,13 +47,14 @@ usage: cargo xtask demo [--pg-version N] [--bin-dir DIR]
 ";
 
 /// One step's verdict, for the summary line.
-struct Checks {
+pub(crate) struct Checks {
     failed: Vec<String>,
     passed: usize,
 }
 
 impl Checks {
-    fn check(&mut self, what: &str, ok: bool) {
+    /// Prints and records one check.
+    pub(crate) fn check(&mut self, what: &str, ok: bool) {
         if ok {
             self.passed += 1;
             println!("    ok: {what}");
@@ -68,7 +78,7 @@ fn shell_word(w: &str) -> String {
 
 /// Run a binary, printing the command line and its output; returns
 /// (exit code, stdout).
-fn show(bin: &Path, args: &[&str]) -> Result<(i32, String)> {
+pub(crate) fn show(bin: &Path, args: &[&str]) -> Result<(i32, String)> {
     let name = bin.file_name().unwrap_or_default().to_string_lossy();
     println!(
         "\n$ {name} {}",
@@ -123,6 +133,9 @@ pub fn run(args: &[&str]) -> Result<()> {
     }
 
     crate::provision::provision(major)?;
+    // The load balancer's section runs Debian's HAProxy (installed only
+    // when missing).
+    crate::provision::ensure_debian_packages(&["haproxy"], "the demo's load balancer")?;
     // As root, the throwaway servers run as an unprivileged user and their
     // initdb template lives in the cache: that user must reach it.
     if nix::unistd::geteuid().is_root() {
@@ -197,7 +210,7 @@ fn build() -> Result<PathBuf> {
 }
 
 /// Removes the demo's scratch directory however the demo ends.
-struct ScratchDir(PathBuf);
+pub(crate) struct ScratchDir(pub(crate) PathBuf);
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
@@ -206,14 +219,14 @@ impl Drop for ScratchDir {
 }
 
 /// What the sections share.
-struct Demo<'a> {
-    checks: Checks,
+pub(crate) struct Demo<'a> {
+    pub(crate) checks: Checks,
     /// The number of the last section printed.
     section: u32,
-    knocker: &'a Path,
+    pub(crate) knocker: &'a Path,
     installer: &'a Path,
     primary: Cluster,
-    scratch: ScratchDir,
+    pub(crate) scratch: ScratchDir,
     /// `--config` and `--admin-conn` for every `knocker exposedb` call.
     conf: String,
     admin: String,
@@ -225,7 +238,7 @@ struct Demo<'a> {
 
 impl Demo<'_> {
     /// Prints the next section's numbered title.
-    fn section(&mut self, title: &str) {
+    pub(crate) fn section(&mut self, title: &str) {
         self.section += 1;
         println!("\n== {}. {title}", self.section);
     }
@@ -286,10 +299,16 @@ async fn flow(major: u32, knocker: &Path, installer: &Path) -> Result<()> {
     expose(&mut demo).await?;
     allow_web_node(&mut demo)?;
     web_node_joins(&mut demo).await?;
-    // The sections of the commands still to come join here, each once its
-    // command exists (a section whose command does not exist is not shown):
-    // a standby (knocker replica), a switchover (knocker failover), the load
-    // balancer in front of the web nodes (knocker haproxy).
+    // The sections of the other commands join here, each once its command
+    // exists (a section whose command does not exist is not shown).
+    if let Some(why) = crate::demo_ha::unavailable(major) {
+        println!("\n  (The standby and failover sections are left out: {why}.)");
+    } else {
+        let pair = crate::demo_ha::standby(&mut demo).await?;
+        crate::demo_ha::failover(&mut demo, &pair).await?;
+        pair.remove()?;
+    }
+    crate::demo_lb::load_balancer(&mut demo)?;
     undo(&mut demo).await?;
     verdict(&demo.checks, major)
 }
@@ -381,7 +400,7 @@ async fn web_node_joins(demo: &mut Demo<'_>) -> Result<()> {
     demo.section(&format!(
         "On the web node ({WEB_NODE}): knocknoc-installer, option 3"
     ));
-    let web_conf = demo.scratch.0.join("web-node-knocknoc.conf");
+    let web_conf = demo.scratch.0.join(WEB_NODE_CONF);
     let web_conf = web_conf.to_string_lossy().into_owned();
     let source = WEB_NODE.to_string();
     let (code, _) = show(
@@ -470,7 +489,7 @@ fn verdict(checks: &Checks, major: u32) -> Result<()> {
     println!();
     if checks.failed.is_empty() {
         println!(
-            "VERDICT: OK: the whole shared-primary flow works on PostgreSQL {major} ({} checks passed).",
+            "VERDICT: OK: the whole story works on PostgreSQL {major} ({} checks passed).",
             checks.passed
         );
         Ok(())

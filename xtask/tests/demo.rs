@@ -78,19 +78,99 @@ fn demo_from_an_empty_cache_ends_verdict_ok_pg_server() {
         .filter_map(|l| l.split_once(". "))
         .map(|(n, _)| n.parse().unwrap())
         .collect();
-    assert!(numbers.len() >= 5, "{numbers:?}");
+    assert!(numbers.len() >= 8, "{numbers:?}");
     assert_eq!(numbers, (1..=numbers.len() as u32).collect::<Vec<_>>());
+    // The whole story, in order: the shared primary, a standby, a
+    // failover, the load balancer, the undo.
+    let headers: Vec<&str> = stdout.lines().filter(|l| l.starts_with("== ")).collect();
+    let mut at = 0;
+    for wanted in [
+        "On the primary: expose the database",
+        "knocknoc-installer, option 3",
+        "A standby: knocker replica",
+        "Failover: node A fails, node B is promoted, node A rejoins",
+        "The load balancer: knocker haproxy",
+        "Undo:",
+    ] {
+        let found = headers[at..]
+            .iter()
+            .position(|h| h.contains(wanted))
+            .unwrap_or_else(|| panic!("no section {wanted:?} after {at}: {headers:?}"));
+        at += found + 1;
+    }
+    for command in [
+        "$ knocker replica --init",
+        "$ knocker replica --allow",
+        "$ knocker replica --clone-from",
+        "$ knocker replica --status",
+        "$ knocker replica --print-url",
+        "$ knocker failover --promote",
+        "$ knocker failover --fence",
+        "$ knocker failover --rejoin",
+        "$ knocker haproxy --init --plain-http",
+        "$ knocker haproxy --add",
+        "$ knocker haproxy --list",
+        "$ knocker forwarders --list",
+    ] {
+        assert!(stdout.contains(command), "{command} is not shown");
+    }
+    // What the demo started is gone: its Debian clusters (named after its
+    // pid) and their files, its HAProxy (whose command line names the
+    // demo's scratch directory).
+    let pid = out_pid(&stdout);
+    let scratch_name = format!("knocker-demo-{pid}/");
+    let haproxies: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("haproxy") && c.contains(&scratch_name))
+        .collect();
+    assert!(haproxies.is_empty(), "still running: {haproxies:?}");
+    let debian = std::fs::read_dir("/etc/postgresql/15")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("knocker_{pid}_")))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    assert!(debian.is_empty(), "left behind: {debian:?}");
+    let leftovers: Vec<String> = std::fs::read_dir("/var/lib/postgresql/15")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(&format!("knocker_{pid}_")))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
 
     let mut made: Vec<String> = std::fs::read_dir(&cache)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     made.sort();
+    // The initdb template, and the lock that serialises pg_createcluster.
     assert_eq!(
         made,
-        ["templates"],
+        ["debian-clusters.lock", "templates"],
         "the demo provisioned more than it uses"
     );
+}
+
+/// The demo's pid, from the scratch directory it names
+/// (`/tmp/knocker-demo-PID/...`).
+fn out_pid(stdout: &str) -> u32 {
+    let at = stdout
+        .find("knocker-demo-")
+        .expect("the transcript names the demo's scratch directory")
+        + "knocker-demo-".len();
+    stdout[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a pid")
 }
 
 /// A prerequisite that is missing is one line naming the fix, exit 1:
