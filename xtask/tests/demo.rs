@@ -52,7 +52,9 @@ fn demo_command(cache: &Path, extra: &[&str]) -> Command {
 /// The README's promise: on a machine whose cache does not exist yet, the
 /// demo alone ends with `VERDICT: OK`, provisioning only what it uses (its
 /// PostgreSQL 15 is Debian's, so nothing is downloaded into the cache; the
-/// cache only gets the initdb template).
+/// cache only gets the initdb template and pg-harness's lock for
+/// `pg_createcluster`), shows every section of the story, and leaves none
+/// of its Debian clusters or HAProxy processes behind.
 #[test]
 fn demo_from_an_empty_cache_ends_verdict_ok_pg_server() {
     let scratch = reachable_tempdir();
