@@ -2,7 +2,6 @@
 //! reports to text or JSON, errors to exit codes (docs/ARCHITECTURE.md).
 //! The operations live in `knocker_ops::exposedb`.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,8 +11,10 @@ use knocker_ops::exposedb::{
     self as ops, Action, ChangePlan, ChangeReport, DeinitPlan, DeinitReport, DryRun, ExplainReport,
     InitPlan, InitReport, ListReport, Options, Report,
 };
-use knocker_ops::{Error, ErrorKind};
+use knocker_ops::Error;
 use serde_json::{Map, Value};
+
+use crate::output;
 
 /// The reference usage text (the reference command line), printed when no action is
 /// given.
@@ -188,20 +189,13 @@ fn options(args: &ExposedbArgs) -> Options {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    let ask = !args.yes && std::io::stdin().is_terminal();
+    let yes = args.yes;
     let confirm_restart: ops::ConfirmRestart = Box::new(move |manager: &str| {
         eprintln!(
             "PostgreSQL will be restarted ({manager}) to change listen_addresses; \
              the Knocknoc web app on this host loses its database connections for a few seconds."
         );
-        if !ask {
-            return true;
-        }
-        eprint!("Restart PostgreSQL now? [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
+        yes || output::confirm("Restart PostgreSQL now?", true)
     });
     Options {
         conn: args.conn.clone(),
@@ -234,13 +228,7 @@ pub fn run(args: &ExposedbArgs) -> ExitCode {
         Err(e) => return finish(args.json, None, Err(e)),
     };
     let name = action.name();
-    let result = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(ops::run(options, action, args.dry_run)),
-        Err(e) => Err(Error::failed("cannot start the runtime").with_source(e)),
-    };
+    let result = output::block_on(ops::run(options, action, args.dry_run));
     finish(args.json, Some(name), result)
 }
 
@@ -264,27 +252,15 @@ fn finish(json: bool, action: Option<&str>, result: Result<Report, Error>) -> Ex
                 }
                 print_text(report);
             }
-            0
+            ExitCode::SUCCESS
         }
         Err(e) => {
-            let hint = force_hint(e);
-            eprintln!("knocker exposedb: {}", error_text(e));
-            if let Some(h) = hint {
+            eprintln!("knocker exposedb: {}", output::error_text(e));
+            if let Some(h) = output::force_hint(e) {
                 eprintln!("{h}");
             }
-            let mut error = serde_json::json!({
-                "kind": kind_name(e.kind()),
-                "message": e.to_string(),
-                "causes": e.causes(),
-            });
-            if let Some(h) = hint {
-                error["hint"] = Value::from(h);
-            }
-            fields.insert("error".into(), error);
-            match e.kind() {
-                ErrorKind::Usage => 2,
-                _ => 1,
-            }
+            fields.insert("error".into(), output::error_json(e));
+            output::exit_code(e)
         }
     };
     if json {
@@ -296,34 +272,7 @@ fn finish(json: bool, action: Option<&str>, result: Result<Report, Error>) -> Ex
         fields.insert("warnings".into(), Value::from(warnings));
         println!("{}", Value::Object(fields));
     }
-    ExitCode::from(code)
-}
-
-/// The flag that passes an overridable refusal, said once, here.
-fn force_hint(e: &Error) -> Option<&'static str> {
-    matches!(e.kind(), ErrorKind::Refused { overridable: true })
-        .then_some("Add --force to do it anyway.")
-}
-
-fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::Usage => "usage",
-        ErrorKind::Refused { .. } => "refused",
-        ErrorKind::Failed => "failed",
-    }
-}
-
-/// The error and its causes, `message: cause: cause`, leaving out a cause
-/// whose text the line already holds (many errors repeat their source).
-pub(crate) fn error_text(e: &Error) -> String {
-    let mut text = e.to_string();
-    for cause in e.causes() {
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
+    code
 }
 
 fn print_text(report: &Report) {

@@ -2,15 +2,15 @@
 //! `knocker_ops::haproxy` / `knocker_ops::forwarders` options, reports to
 //! text or JSON, errors to exit codes. Nothing else.
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args};
 use knocker_ops::haproxy::{self, Action, Options};
-use knocker_ops::{forwarders, Error, ErrorKind, Plan};
-use serde::Serialize;
+use knocker_ops::{forwarders, Error, Plan};
+
+use crate::output;
 
 const HAPROXY_EXAMPLES: &str = "\
 Examples:
@@ -164,13 +164,15 @@ pub fn run(args: &HaproxyArgs) -> ExitCode {
             if args.dry_run {
                 let preview = prepared.preview();
                 if args.json {
-                    print_json(&serde_json::json!({
-                        "version": 1,
-                        "dry_run": true,
-                        "plan": prepared.plan(),
-                        "forwarders": preview.forwarders,
-                        "warnings": preview.warnings,
-                    }));
+                    output::print_json(
+                        &serde_json::json!({
+                            "dry_run": true,
+                            "plan": prepared.plan(),
+                            "forwarders": preview.forwarders,
+                            "warnings": preview.warnings,
+                        }),
+                        &[],
+                    );
                 } else {
                     print_plan(prepared.plan(), false);
                     print_hints(preview);
@@ -182,9 +184,9 @@ pub fn run(args: &HaproxyArgs) -> ExitCode {
             }
             if action == Action::Deinit
                 && !args.yes
-                && std::io::stdin().is_terminal()
-                && !confirm(
+                && !output::confirm(
                     "Remove knocker's HAProxy frontend and backend (clients lose the service)?",
+                    true,
                 )
             {
                 return Err(Error::usage("not confirmed; nothing changed"));
@@ -196,13 +198,13 @@ pub fn run(args: &HaproxyArgs) -> ExitCode {
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(report)) => {
             if args.json {
-                print_json(&report);
+                output::print_json(&report, &[]);
             } else {
                 print_haproxy(&report);
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail("haproxy", &e, args.json),
+        Err(e) => output::fail("haproxy", &e, args.json),
     }
 }
 
@@ -235,7 +237,7 @@ pub fn run_forwarders(args: &ForwardersArgs) -> ExitCode {
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(report)) => {
             if args.json {
-                print_json(&report);
+                output::print_json(&report, &[]);
             } else if report.action == "list" {
                 for net in &report.forwarders {
                     println!("{net}");
@@ -256,28 +258,13 @@ pub fn run_forwarders(args: &ForwardersArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail("forwarders", &e, args.json),
+        Err(e) => output::fail("forwarders", &e, args.json),
     }
-}
-
-fn confirm(question: &str) -> bool {
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).is_ok()
-        && matches!(answer.trim(), "y" | "Y" | "yes" | "Yes")
-}
-
-fn print_json(value: &impl Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("reports serialise")
-    );
 }
 
 fn print_plan(plan: &Plan, json: bool) {
     if json {
-        print_json(&serde_json::json!({"version": 1, "dry_run": true, "plan": plan}));
+        output::print_json(&serde_json::json!({"dry_run": true, "plan": plan}), &[]);
     } else {
         print!("{plan}");
         if plan.is_empty() {
@@ -346,26 +333,4 @@ fn print_hints(report: &haproxy::Report) {
             ),
         }
     }
-}
-
-fn fail(command: &str, e: &Error, json: bool) -> ExitCode {
-    let code = match e.kind() {
-        ErrorKind::Usage => 2,
-        _ => 1,
-    };
-    if json {
-        print_json(&serde_json::json!({
-            "version": 1,
-            "error": {"kind": e.kind(), "message": e.to_string(), "causes": e.causes()},
-        }));
-    } else {
-        eprintln!("knocker {command}: error: {e}");
-        for cause in e.causes() {
-            eprintln!("  caused by: {cause}");
-        }
-        if e.kind() == (ErrorKind::Refused { overridable: true }) {
-            eprintln!("  (--force to do it anyway)");
-        }
-    }
-    ExitCode::from(code)
 }

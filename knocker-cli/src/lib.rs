@@ -21,6 +21,7 @@ mod exposedb;
 mod failover;
 mod haproxy;
 mod hba_lint;
+mod output;
 mod replica;
 
 /// What `knocker --version` prints after the name: the crate version and
