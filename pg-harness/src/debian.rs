@@ -281,11 +281,36 @@ impl DebianCluster {
 
 impl Drop for DebianCluster {
     fn drop(&mut self) {
-        let _ = Command::new("pg_dropcluster")
-            .arg("--stop")
-            .arg(self.major.to_string())
-            .arg(&self.name)
-            .output();
+        drop_cluster(self.major, &self.name);
+    }
+}
+
+/// `pg_dropcluster --stop`, then what it leaves: it keeps a directory that
+/// holds files it did not create (pg_hba.conf backups and lock files beside
+/// the configuration, a data directory moved aside as `NAME.*`, a passfile
+/// `.NAME.*`), so a harness cluster would otherwise leave them behind.
+fn drop_cluster(major: u32, name: &str) {
+    let _ = Command::new("pg_dropcluster")
+        .arg("--stop")
+        .arg(major.to_string())
+        .arg(name)
+        .output();
+    let _ = fs::remove_dir_all(format!("/etc/postgresql/{major}/{name}"));
+    let _ = fs::remove_file(format!("/var/log/postgresql/postgresql-{major}-{name}.log"));
+    let Ok(entries) = fs::read_dir(format!("/var/lib/postgresql/{major}")) else {
+        return;
+    };
+    let (moved, hidden) = (format!("{name}."), format!(".{name}."));
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file == name || file.starts_with(&moved) || file.starts_with(&hidden) {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+        }
     }
 }
 
@@ -318,11 +343,7 @@ fn drop_stale_clusters(major: u32) {
             continue;
         };
         if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("pg_dropcluster")
-                .arg("--stop")
-                .arg(major.to_string())
-                .arg(&name)
-                .output();
+            drop_cluster(major, &name);
         }
     }
 }
