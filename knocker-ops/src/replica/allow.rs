@@ -12,6 +12,7 @@ async fn initialised_roles(app: &AppConn, admin: &Admin) -> Result<BlockRoles, E
     let roles = BlockRoles {
         replication: app.derived_role(super::REPLICATION_ROLE_SUFFIX),
         rewind: app.derived_role(super::REWIND_ROLE_SUFFIX),
+        promote: app.derived_role(super::PROMOTE_ROLE_SUFFIX),
     };
     for role in [&roles.replication, &roles.rewind] {
         let info = pgctl::roles::role_info(admin.client(), role)
@@ -180,6 +181,7 @@ pub(super) async fn revoke(
     let roles = BlockRoles {
         replication: app.derived_role(super::REPLICATION_ROLE_SUFFIX),
         rewind: app.derived_role(super::REWIND_ROLE_SUFFIX),
+        promote: app.derived_role(super::PROMOTE_ROLE_SUFFIX),
     };
     let (path, old) = admin.read_hba()?;
     let version = admin.version()?;
