@@ -18,8 +18,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod exposedb;
-mod haproxy;
 mod failover;
+mod haproxy;
 mod hba_lint;
 mod replica;
 

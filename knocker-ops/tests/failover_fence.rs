@@ -17,6 +17,7 @@ fn options(cluster: &DebianCluster) -> Options {
         dry_run: false,
         force: false,
         name: None,
+        peer: None,
     }
 }
 

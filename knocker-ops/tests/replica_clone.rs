@@ -79,6 +79,7 @@ fn clone_from_primary_streams_debian_cluster() {
 
         let mut init = options(Action::Init, &primary);
         init.conn = Some(conn.clone());
+        init.name = Some("node_a".into());
         let r = run(&init).await.unwrap();
         let url = r.replication_url.expect("the replication URL").0;
         assert!(url.contains("sslmode=require"), "{url}");
@@ -242,6 +243,7 @@ fn clone_from_primary_streams_debian_cluster() {
             dry_run: false,
             force: false,
             name: None,
+            peer: None,
         };
         let e = failover::run(&promote, &mut |_: &str| true)
             .await

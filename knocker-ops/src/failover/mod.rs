@@ -1,7 +1,8 @@
 //! `knocker failover`: operator-run promotion of a standby. knocker never
 //! decides by itself that a primary is dead (docs/ARCHITECTURE.md).
 //!
-//! Built so far: `--promote`, on the standby when the primary is gone;
+//! Built so far: `--switchover` ([`switchover`]), on the primary;
+//! `--promote`, on the standby when the primary is gone;
 //! `--fence` ([`fence`]) and `--rejoin`, on an old primary.
 //! It refuses while the primary still answers (that is a switchover's job)
 //! unless forced, reports the last WAL this standby received and replayed
@@ -12,6 +13,7 @@
 
 pub mod fence;
 mod rejoin;
+pub mod switchover;
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,8 @@ pub fn promote_sql() -> String {
 /// The action of one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// Hand the primary role to the streaming standby (on the primary).
+    Switchover,
     /// Promote this standby; the primary is gone.
     Promote,
     /// Keep this old primary from coming back as a writable primary.
@@ -58,8 +62,12 @@ pub struct Options {
     pub dry_run: bool,
     /// Promote although the primary still answers.
     pub force: bool,
-    /// This node's standby name (`--rejoin`; slot `knocker_<name>`).
+    /// This node's standby name (`--rejoin`, `--switchover`; slot
+    /// `knocker_<name>`).
     pub name: Option<String>,
+    /// `--switchover`: the standby as `HOST[:PORT]` (default: the one
+    /// streaming standby's address and this server's port).
+    pub peer: Option<String>,
 }
 
 impl std::fmt::Debug for Options {
@@ -71,6 +79,7 @@ impl std::fmt::Debug for Options {
             .field("dry_run", &self.dry_run)
             .field("force", &self.force)
             .field("name", &self.name)
+            .field("peer", &self.peer)
             .finish()
     }
 }
@@ -106,6 +115,10 @@ pub struct Report {
     /// The new timeline.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeline: Option<i32>,
+    /// `--switchover`: milliseconds from the fence to the standby's
+    /// promotion (writes refused meanwhile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only_ms: Option<u64>,
     /// Milliseconds from the start of the call to the first write here.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub writable_after_ms: Option<u64>,
@@ -165,6 +178,9 @@ pub async fn run(o: &Options, ask: &mut dyn FnMut(&str) -> bool) -> Result<Repor
     if let Some(c) = &o.cluster {
         target::parse_cluster_arg(c)?;
     }
+    if o.peer.is_some() && o.action != Action::Switchover {
+        return Err(Error::usage("--peer goes with --switchover"));
+    }
     match &o.action {
         Action::Fence => {
             let mut report = Report {
@@ -180,6 +196,14 @@ pub async fn run(o: &Options, ask: &mut dyn FnMut(&str) -> bool) -> Result<Repor
                 ..Report::default()
             };
             rejoin::rejoin(o, &uri.0, ask, &mut report).await?;
+            return Ok(report);
+        }
+        Action::Switchover => {
+            let mut report = Report {
+                action: "switchover",
+                ..Report::default()
+            };
+            switchover::switchover(o, ask, &mut report).await?;
             return Ok(report);
         }
         Action::Promote => {}

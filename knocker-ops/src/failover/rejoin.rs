@@ -31,7 +31,7 @@ use crate::replica::{block, slot_name};
 use crate::{Error, FileChange, Plan};
 
 /// `pg_controldata` facts pg_rewind depends on.
-fn controldata(bin: &std::path::Path, data: &std::path::Path) -> Result<String, Error> {
+pub(super) fn controldata(bin: &std::path::Path, data: &std::path::Path) -> Result<String, Error> {
     let out = Command::new(bin.join("pg_controldata"))
         .arg(data)
         .env("LC_ALL", "C")
@@ -48,7 +48,7 @@ fn controldata(bin: &std::path::Path, data: &std::path::Path) -> Result<String, 
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn control_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+pub(super) fn control_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines()
         .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
         .map(str::trim)
