@@ -1,4 +1,4 @@
-//! The dialogue (DESIGN.md section 1): four questions in a fixed order, each
+//! The dialogue (the reference installer dialogue): four questions in a fixed order, each
 //! answered by a flag, by the operator, or by its default; then the database
 //! check; then one atomic write of knocknoc.conf.
 
@@ -151,7 +151,7 @@ pub fn run(args: &Args, term: &mut Term) -> Result<(), Abort> {
         |s| DbOption::parse(s).ok_or_else(|| format!("{s:?} is not an option: answer 1, 2 or 3")),
     )?;
 
-    let url = database::settle(args, term, option, url_flag, current.url.as_ref())?;
+    let url = settle(args, term, option, url_flag, current.url.as_ref())?;
 
     let mut doc = current.doc;
     let edit =
@@ -193,4 +193,141 @@ fn tighten_mode(path: &Path, term: &Term) -> Result<(), Abort> {
         path.display()
     ));
     Ok(())
+}
+
+/// Reads a connection string: the flag/file/environment value, else the
+/// prompt (empty = `default`, or the last string tried, to retry).
+fn next_url(
+    term: &mut Term,
+    prompt: &str,
+    given: &mut Option<String>,
+    default: Option<&str>,
+) -> Result<String, Abort> {
+    if let Some(url) = given.take() {
+        return Ok(url);
+    }
+    if !term.can_prompt() {
+        return default.map(str::to_owned).ok_or_else(|| {
+            Abort::Usage(
+                "no connection string given (--db-url, --db-url-file or KNOCKNOC_DB_URL)".into(),
+            )
+        });
+    }
+    loop {
+        let answer = term.ask(prompt).ok_or(Abort::EndOfInput)?;
+        if !answer.is_empty() {
+            return Ok(answer);
+        }
+        if let Some(d) = default {
+            return Ok(d.to_owned());
+        }
+        term.problem(
+            "A connection string is required, e.g. postgres://USER:PASSWORD@HOST:5432/knocknoc",
+        );
+    }
+}
+
+/// Runs the chosen option to the end and gives the connection string to
+/// store. Interactive: every failure is explained and the prompt comes back
+/// (an empty answer retries the same string). Otherwise the first failure
+/// ends the run.
+pub fn settle(
+    args: &Args,
+    term: &mut Term,
+    option: DbOption,
+    mut given: Option<String>,
+    current: Option<&DatabaseUrl>,
+) -> Result<DatabaseUrl, Abort> {
+    let interactive_retry = term.can_prompt();
+    let rt = database::runtime();
+    match option {
+        DbOption::Local => {
+            if given.is_some() {
+                return Err(Abort::Usage(
+                    "option 1 creates its own connection string: --db-url is for options 2 and 3"
+                        .into(),
+                ));
+            }
+            rt.block_on(database::local(args, term, current))
+        }
+        DbOption::ExistingExternal | DbOption::NewExternal => {
+            let prompt = if option == DbOption::ExistingExternal {
+                PROMPT_EXISTING_URL
+            } else {
+                PROMPT_NEW_URL
+            };
+            let mut default = if option == DbOption::ExistingExternal {
+                current.map(|u| u.expose_secret().to_owned())
+            } else {
+                None
+            };
+            loop {
+                let from_flag = given.is_some();
+                let url = next_url(term, prompt, &mut given, default.as_deref())?;
+                let fail = |term: &Term, reason: String, usage: bool| -> Result<(), Abort> {
+                    if interactive_retry && !from_flag {
+                        term.problem(&reason);
+                        term.say("Press Enter to retry with the same connection string, or enter another one.");
+                        Ok(())
+                    } else if usage {
+                        Err(Abort::Usage(reason))
+                    } else {
+                        Err(Abort::Check(reason))
+                    }
+                };
+                let params = match database::resolve(&url) {
+                    Ok(p) => p,
+                    Err(reason) => {
+                        fail(term, reason, true)?;
+                        default = None;
+                        continue;
+                    }
+                };
+                let stored =
+                    DatabaseUrl::new(url.clone()).map_err(|e| Abort::Usage(e.to_string()))?;
+                term.say(&format!("Checking {stored} ..."));
+                default = Some(url.clone());
+                if option == DbOption::ExistingExternal {
+                    match rt.block_on(database::check_existing(term, &params, args.bind_source)) {
+                        Ok(()) => return Ok(stored),
+                        Err(reason) => fail(term, reason, false)?,
+                    }
+                    continue;
+                }
+                match rt.block_on(database::check_new(term, &params, args.bind_source)) {
+                    Ok(database::NewDbCheck::Empty) => return Ok(stored),
+                    Ok(database::NewDbCheck::HasTables(names)) => {
+                        let list = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+                        let more = if names.len() > 5 { ", ..." } else { "" };
+                        let what = format!(
+                            "Database \"{}\" already holds {} table(s) ({list}{more}): it may belong to another application.",
+                            params.dbname,
+                            names.len()
+                        );
+                        if args.allow_nonempty {
+                            term.problem(&format!("{what} Using it anyway (--allow-nonempty)."));
+                            return Ok(stored);
+                        }
+                        if !term.can_prompt() {
+                            return Err(Abort::Usage(format!(
+                                "{what} Refusing it (--allow-nonempty to accept)."
+                            )));
+                        }
+                        term.problem(&what);
+                        let answer = term
+                            .ask("Use it anyway? [y/N]: ")
+                            .ok_or(Abort::EndOfInput)?;
+                        if answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes") {
+                            return Ok(stored);
+                        }
+                        default = None;
+                        if from_flag {
+                            return Err(Abort::Usage(format!("{what} Not confirmed.")));
+                        }
+                    }
+                    Err(reason) => fail(term, reason, false)?,
+                }
+            }
+        }
+    }
 }

@@ -9,6 +9,8 @@ use std::process::{Command, Output, Stdio};
 
 use pg_harness::DebianCluster;
 
+mod common;
+
 fn knocker(conf: &std::path::Path, args: &[&str]) -> Output {
     let o = Command::new(env!("CARGO_BIN_EXE_knocker"))
         .arg("exposedb")
@@ -54,15 +56,7 @@ fn debian_cluster_as_root_without_admin_conn_or_yes() {
         assert_eq!(ssl, "on", "Debian clusters use the snakeoil certificate");
         drop(admin);
         let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("knocknoc.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "DatabaseURL = \"postgres://knocknoc:app-secret@127.0.0.1:{}/knocknoc\"\n",
-                cluster.port()
-            ),
-        )
-        .unwrap();
+        let conf = common::knocknoc_conf(dir.path(), cluster.port());
         let hba_meta = std::fs::metadata(cluster.hba_file()).unwrap();
 
         // The secondary at 127.0.0.2 reaches the primary at 127.0.0.1.

@@ -2,71 +2,24 @@
 //! servers 15-18: allow/deny proven from other loopback addresses.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use pg_harness::{Cluster, ClusterOptions};
+mod common;
 
-/// A primary with a Knocknoc database and a knocknoc.conf pointing at it.
-struct Primary {
-    pg: Cluster,
-    _dir: tempfile::TempDir,
-    conf: PathBuf,
+use common::Primary;
+
+/// What these tests ask of the shared primary.
+trait Knocker {
+    /// `--init` without restart, advertising 127.0.0.1: the new password.
+    fn init_password(&self) -> String;
+    /// Runs `knocker exposedb ARGS`.
+    fn knocker(&self, args: &[&str]) -> Output;
+    /// Runs it with `env` set.
+    fn knocker_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output;
 }
 
-impl Primary {
-    async fn start(major: u32, hba: Option<&str>) -> Primary {
-        Primary::start_with(major, hba, &[]).await
-    }
-
-    /// With extra server settings.
-    async fn start_with(major: u32, hba: Option<&str>, settings: &[(&str, &str)]) -> Primary {
-        Primary::start_opts(major, hba, settings, false).await
-    }
-
-    /// With extra server settings, and SSL on when `ssl` (a certificate
-    /// signed by the harness's throwaway CA, naming localhost).
-    async fn start_opts(
-        major: u32,
-        hba: Option<&str>,
-        settings: &[(&str, &str)],
-        ssl: bool,
-    ) -> Primary {
-        let mut all = vec![
-            ("log_connections".to_string(), "on".to_string()),
-            ("log_statement".to_string(), "all".to_string()),
-        ];
-        all.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let pg = Cluster::start_with(
-            major,
-            ClusterOptions {
-                hba: hba.map(str::to_string),
-                settings: all,
-                ssl,
-                ..Default::default()
-            },
-        )
-        .await;
-        pg.create_role("knocknoc", "app-secret").await;
-        pg.create_database("knocknoc", "knocknoc").await;
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("knocknoc.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "Listen = 127.0.0.1:8756\nDatabaseURL = \"postgres://knocknoc:app-secret@127.0.0.1:{}/knocknoc\"\n",
-                pg.port()
-            ),
-        )
-        .unwrap();
-        Primary {
-            pg,
-            _dir: dir,
-            conf,
-        }
-    }
-
-    /// `--init` without restart, advertising 127.0.0.1: the new password.
+impl Knocker for Primary {
     fn init_password(&self) -> String {
         let init = json(&ok(self.knocker(&[
             "--init",
@@ -83,17 +36,7 @@ impl Primary {
     }
 
     fn knocker_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let admin = format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres",
-            self.pg.port()
-        );
-        let mut all: Vec<&str> = vec!["exposedb", "--config", self.conf.to_str().unwrap()];
-        all.extend(["--admin-conn", &admin]);
-        all.extend(args);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_knocker"));
-        cmd.args(&all)
-            .stdin(Stdio::null())
-            .env_remove("SSL_CERT_FILE");
+        let mut cmd = self.command(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -791,6 +734,103 @@ pg_harness::pg_test!(
                 .contains("does not listen on IPv6"),
             "{j}"
         );
+    }
+);
+
+pg_harness::pg_test!(
+    /// Regression: with neither SUDO_USER nor USER (a root login shell,
+    /// cron, a service) the rule comment said "by unknown"; it names the
+    /// effective user from the password database.
+    async fn rule_comment_names_the_effective_user_without_sudo_user_or_user(major: u32) {
+        let p = Primary::start(major, None).await;
+        ok(p.knocker(&["--init", "--no-restart", "--advertise", "127.0.0.1"]));
+        let o = p
+            .command(&["--add", "127.0.0.2"])
+            .env_remove("SUDO_USER")
+            .env_remove("USER")
+            .output()
+            .unwrap();
+        ok(o);
+        let listed = json(&ok(p.knocker(&["--list", "--json"])));
+        let comment = listed["rules"][0]["comment"].as_str().unwrap().to_string();
+        // The tests run as root.
+        assert!(comment.ends_with(" by root"), "{comment}");
+        assert!(comment.starts_with("added 20"), "{comment}");
+    }
+);
+
+pg_harness::pg_test!(
+    /// Regression: `--dry-run` printed `SELECT pg_catalog.pg_reload_conf()`
+    /// while the installation sent `select pg_reload_conf()`. Every
+    /// statement the dry run lists is the one the server then logs.
+    async fn dry_run_sql_is_the_sql_the_server_receives(major: u32) {
+        let p = Primary::start(major, None).await;
+        ok(p.knocker(&["--init", "--no-restart", "--advertise", "127.0.0.1"]));
+        ok(p.knocker(&["--add", "127.0.0.5"]));
+        let plan = json(&ok(p.knocker(&[
+            "--add",
+            "127.0.0.2",
+            "--remove",
+            "127.0.0.5",
+            "--terminate",
+            "--dry-run",
+            "--json",
+        ])));
+        let sql: Vec<String> = plan["sql"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(sql.len(), 2, "{plan}");
+        assert_eq!(sql[0], "SELECT pg_catalog.pg_reload_conf()");
+        ok(p.knocker(&["--add", "127.0.0.2", "--remove", "127.0.0.5", "--terminate"]));
+        // log_statement = all: `statement: SQL` (simple protocol) or
+        // `execute <unnamed>: SQL` (extended).
+        let log = p.pg.log();
+        for statement in &sql {
+            assert!(
+                log.lines().any(|l| l.ends_with(&format!(": {statement}"))),
+                "{statement} not in the server log:\n{log}"
+            );
+        }
+    }
+);
+
+pg_harness::pg_test!(
+    /// A pg_hba.conf another tool manages is refused, the flag hint said
+    /// once (pgctl names no flag; the CLI adds it), JSON carries the kind
+    /// and the causes, and --force passes the check.
+    async fn managed_file_refused_with_the_force_hint_once(major: u32) {
+        let p = Primary::start(major, None).await;
+        ok(p.knocker(&["--init", "--no-restart", "--advertise", "127.0.0.1"]));
+        let hba = p.pg.hba_file();
+        let original = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(&hba, format!("# Ansible managed\n{original}")).unwrap();
+        let before = std::fs::read(&hba).unwrap();
+        let o = p.knocker(&["--add", "127.0.0.2"]);
+        assert_eq!(o.status.code(), Some(1));
+        let err = stderr(&o);
+        assert!(
+            err.contains("pg_hba.conf is left alone: pg_hba.conf is managed by Ansible"),
+            "{err}"
+        );
+        assert_eq!(err.matches("--force").count(), 1, "{err}");
+        assert!(err.ends_with("Add --force to do it anyway.\n"), "{err}");
+        assert_eq!(std::fs::read(&hba).unwrap(), before, "nothing changed");
+        let j = json(&p.knocker(&["--add", "127.0.0.2", "--json"]));
+        assert_eq!(j["ok"], false);
+        assert_eq!(j["error"]["kind"], "refused", "{j}");
+        assert_eq!(j["error"]["message"], "pg_hba.conf is left alone", "{j}");
+        assert!(
+            j["error"]["causes"][0]
+                .as_str()
+                .unwrap()
+                .contains("Ansible"),
+            "{j}"
+        );
+        ok(p.knocker(&["--add", "127.0.0.2", "--force"]));
+        assert_eq!(stdout(&ok(p.knocker(&["--list"]))), "127.0.0.2/32\n");
     }
 );
 

@@ -1,44 +1,21 @@
-//! `knocker exposedb --init` and the PostgreSQL restart (DESIGN.md section
-//! 4): the notice and the confirmation on a real terminal (a pty), and the
-//! message when the restarted server does not come back.
+//! `knocker exposedb --init` and the PostgreSQL restart: the notice and the
+//! confirmation on a real terminal (a pty), and the message when the
+//! restarted server does not come back.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use expectrl::{Eof, Session};
 use pg_harness::Cluster;
 
-/// A primary with a Knocknoc database, and a knocknoc.conf for it.
-async fn primary(major: u32) -> (Cluster, tempfile::TempDir, PathBuf) {
-    let pg = Cluster::start(major).await;
-    pg.create_role("knocknoc", "app-secret").await;
-    pg.create_database("knocknoc", "knocknoc").await;
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("knocknoc.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "DatabaseURL = \"postgres://knocknoc:app-secret@127.0.0.1:{}/knocknoc\"\n",
-            pg.port()
-        ),
-    )
-    .unwrap();
-    (pg, dir, conf)
-}
+mod common;
 
-fn knocker(pg: &Cluster, conf: &std::path::Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_knocker"));
-    cmd.args(["exposedb", "--config"])
-        .arg(conf)
-        .arg("--admin-conn")
-        .arg(format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres",
-            pg.port()
-        ))
-        .args(["--advertise", "127.0.0.1"])
-        .args(args)
-        .env("TERM", "dumb");
+use common::Primary;
+
+/// `knocker exposedb ARGS` advertising 127.0.0.1, without escape sequences.
+fn knocker(p: &Primary, args: &[&str]) -> Command {
+    let mut cmd = p.command(&["--advertise", "127.0.0.1"]);
+    cmd.args(args).env("TERM", "dumb");
     cmd
 }
 
@@ -65,8 +42,11 @@ const NOTICE: &str = "the Knocknoc web app on this host loses its database conne
 
 /// Runs `--init` on a pty, waits for the notice and the prompt, answers,
 /// and returns everything printed and the exit status.
-fn init_on_a_pty(pg: &Cluster, conf: &std::path::Path, answer: &str) -> (String, String) {
-    let mut s = Session::spawn(knocker(pg, conf, &["--init"])).expect("spawn on a pty");
+fn init_on_a_pty(p: &Primary, answer: &str) -> (String, String) {
+    let mut cmd = knocker(p, &["--init"]);
+    // On the pty: standard input is the terminal, not closed.
+    cmd.stdin(std::process::Stdio::inherit());
+    let mut s = Session::spawn(cmd).expect("spawn on a pty");
     s.set_expect_timeout(Some(Duration::from_secs(120)));
     let mut seen = Vec::new();
     for needle in [NOTICE, PROMPT] {
@@ -88,16 +68,17 @@ fn init_on_a_pty(pg: &Cluster, conf: &std::path::Path, answer: &str) -> (String,
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_prompt_answered_yes_restarts_pg17() {
-    let (pg, _dir, conf) = primary(17).await;
-    let before = start_time(&pg).await;
-    let (text, status) = tokio::task::block_in_place(|| init_on_a_pty(&pg, &conf, "y"));
+    let p = Primary::start(17, None).await;
+    let pg = &p.pg;
+    let before = start_time(pg).await;
+    let (text, status) = tokio::task::block_in_place(|| init_on_a_pty(&p, "y"));
     assert!(
         status.contains("Exited") && status.ends_with(", 0)"),
         "{status}\n{text}"
     );
     assert!(text.contains("(PostgreSQL restarted)"), "{text}");
-    assert_ne!(start_time(&pg).await, before, "the server restarted");
-    assert!(running_listen_addresses(&pg).await.starts_with("0.0.0.0"));
+    assert_ne!(start_time(pg).await, before, "the server restarted");
+    assert!(running_listen_addresses(pg).await.starts_with("0.0.0.0"));
     // It now accepts TCP connections on another IPv4 address.
     tokio::net::TcpStream::connect(("127.0.0.2", pg.port()))
         .await
@@ -106,16 +87,17 @@ async fn restart_prompt_answered_yes_restarts_pg17() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_prompt_answered_no_restarts_nothing_and_says_what_to_run_pg17() {
-    let (pg, _dir, conf) = primary(17).await;
-    let before = start_time(&pg).await;
-    let listen_before = running_listen_addresses(&pg).await;
-    let (text, status) = tokio::task::block_in_place(|| init_on_a_pty(&pg, &conf, "n"));
+    let p = Primary::start(17, None).await;
+    let pg = &p.pg;
+    let before = start_time(pg).await;
+    let listen_before = running_listen_addresses(pg).await;
+    let (text, status) = tokio::task::block_in_place(|| init_on_a_pty(&p, "n"));
     assert!(
         status.contains("Exited") && status.ends_with(", 0)"),
         "{status}\n{text}"
     );
-    assert_eq!(start_time(&pg).await, before, "nothing restarted");
-    assert_eq!(running_listen_addresses(&pg).await, listen_before);
+    assert_eq!(start_time(pg).await, before, "nothing restarted");
+    assert_eq!(running_listen_addresses(pg).await, listen_before);
     // The operator is told what to run, with the exact command.
     let data_dir = pg.data_dir().display().to_string();
     let told = text
@@ -136,7 +118,8 @@ async fn restart_prompt_answered_no_restarts_nothing_and_says_what_to_run_pg17()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_that_never_comes_back_reports_the_last_connection_error_pg17() {
-    let (pg, _dir, conf) = primary(17).await;
+    let p = Primary::start(17, None).await;
+    let pg = &p.pg;
     // A setting that only bites at the next start: the restart stops the
     // server and it cannot start again.
     pg.connect()
@@ -144,10 +127,7 @@ async fn restart_that_never_comes_back_reports_the_last_connection_error_pg17() 
         .batch_execute("ALTER SYSTEM SET shared_preload_libraries = 'knocker_test_no_such_library'")
         .await
         .unwrap();
-    let o = knocker(&pg, &conf, &["--init", "--yes"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let o = knocker(&p, &["--init", "--yes"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("restarting PostgreSQL"), "{err}");

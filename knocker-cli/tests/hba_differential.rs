@@ -54,21 +54,9 @@ const ALLOWED: &[(&str, &[u32], &str)] = &[];
 /// `(case name, versions, what is wrong)`. An entry whose case agrees again
 /// fails the test: remove it then.
 fn known_lint_bugs() -> Vec<(String, Vec<u32>, String)> {
-    let text = std::fs::read_to_string(corpus_dir().join("known-lint-bugs.txt"))
-        .expect("read pghba/corpus/known-lint-bugs.txt");
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let mut parts = l.splitn(3, '\t');
-            let case = parts.next().unwrap_or_default().to_string();
-            let versions = parts
-                .next()
-                .unwrap_or_default()
-                .split(',')
-                .map(|v| v.trim().parse().expect("known-lint-bugs.txt: versions"))
-                .collect();
-            (case, versions, parts.next().unwrap_or_default().to_string())
-        })
+    pg_harness::corpus::known_lint_bugs()
+        .into_iter()
+        .map(|b| (b.case, b.versions, b.what))
         .collect()
 }
 
@@ -219,7 +207,7 @@ struct Case {
 }
 
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pghba/corpus")
+    pg_harness::corpus::pghba_corpus_dir()
 }
 
 /// The corpus cases in name order. A `.conf` file is a case on its own; a

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! knocker's commands as a library.
 //!
 //! Each command is a module with an options struct (plain data, no clap),
@@ -18,12 +19,24 @@
 
 pub mod diff;
 pub mod error;
+pub mod exposedb;
 pub mod failover;
 pub mod file_edit;
 pub mod forwarders;
 pub mod haproxy;
+pub mod installer;
+pub mod network;
 pub mod plan;
 pub mod replica;
 
 pub use error::{Error, ErrorKind};
+
+/// knocker's names for what pgctl creates, shared by every command: temp,
+/// backup and lock files `.pg_hba.conf.knocker-*` / `.pg_hba.conf.knocker.lock`
+/// (commands that edit the same file must share the lock, so they must
+/// share this naming: pass it as `pgctl::hba_install::InstallOptions::naming`),
+/// roles marked `managed by knocker`, `zz-knocker-listen.conf`.
+pub fn naming() -> pgctl::naming::Naming {
+    pgctl::naming::Naming::new("knocker")
+}
 pub use plan::{FileChange, Plan};

@@ -600,6 +600,18 @@ impl Cluster {
         self.shutdown(Signal::SIGINT);
     }
 
+    /// `psql` (the program at `psql`) running `sql` as `postgres` over the
+    /// unix socket, unaligned and tuples only (`-X -q -A -t`): what the
+    /// benchmarks time against.
+    pub fn psql_command(&self, psql: &Path, sql: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new(psql);
+        cmd.args(["-X", "-q", "-A", "-t", "-h"])
+            .arg(self.socket_dir())
+            .args(["-p", &self.port().to_string()])
+            .args(["-U", "postgres", "-d", "postgres", "-c", sql]);
+        cmd
+    }
+
     /// Whether the postmaster is running.
     pub fn is_running(&self) -> bool {
         let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());

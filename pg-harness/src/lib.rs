@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 mod cluster;
+pub mod corpus;
 mod debian;
 mod os_user;
 mod template;

@@ -23,7 +23,6 @@
 //! It also prints the median time spent inside fsync calls as reported by
 //! `InstallReport::fsync_time`.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -158,18 +157,8 @@ async fn knocker_add(pg: &Cluster, added: &mut u32, fsync: bool) -> (Duration, I
 
 fn psql_reload(pg: &Cluster, psql: &std::path::Path) -> Duration {
     let start = Instant::now();
-    let out = Command::new(psql)
-        .args(["-X", "-q", "-A", "-t", "-h"])
-        .arg(pg.socket_dir())
-        .args([
-            "-p",
-            &pg.port().to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-        ])
-        .args(["-c", "select pg_reload_conf()"])
+    let out = pg
+        .psql_command(psql, "select pg_reload_conf()")
         .output()
         .unwrap();
     let elapsed = start.elapsed();

@@ -1,5 +1,5 @@
 //! Checks on an application database, as the installer needs them: does it
-//! hold a usable application schema (web node joining an existing Knocknoc
+//! hold a usable application schema (a client joining an existing
 //! database), is it empty and writable (a new external database), and
 //! creating it on a local server.
 //!
@@ -10,6 +10,7 @@ use postgres_protocol::escape::{escape_identifier, escape_literal};
 use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, Result};
+use crate::naming::Naming;
 use crate::roles::validate_name;
 
 /// One ordinary (or partitioned) table outside the system schemas, with
@@ -102,14 +103,16 @@ pub async fn check_application_schema(client: &impl GenericClient) -> Result<Sch
 /// Checks that the connected role can create objects in the current
 /// database: creates and drops a table in its default schema inside a
 /// transaction that is rolled back, so nothing is left either way.
-pub async fn check_can_create(client: &mut Client) -> Result<()> {
+/// The table is named by the caller ([`Naming::probe_table`]).
+pub async fn check_can_create(client: &mut Client, naming: &Naming) -> Result<()> {
     let tx = client
         .transaction()
         .await
         .map_err(Error::sql("starting a transaction"))?;
-    tx.batch_execute(
-        "CREATE TABLE knocknoc_installer_probe (id integer); DROP TABLE knocknoc_installer_probe",
-    )
+    let table = escape_identifier(&naming.probe_table());
+    tx.batch_execute(&format!(
+        "CREATE TABLE {table} (id integer); DROP TABLE {table}"
+    ))
     .await
     .map_err(Error::sql(
         "creating a table in the database's default schema",
@@ -132,10 +135,15 @@ pub async fn database_exists(client: &impl GenericClient, name: &str) -> Result<
     Ok(row.get(0))
 }
 
-/// Creates database `name` owned by `owner` unless it exists; says whether
-/// it created it. An existing database is left as it is (its owner is not
-/// changed).
-pub async fn ensure_database(client: &impl GenericClient, name: &str, owner: &str) -> Result<bool> {
+/// Creates database `name` owned by `owner` unless it exists, with the
+/// comment [`Naming::database_comment`]; says whether it created it. An
+/// existing database is left as it is (its owner is not changed).
+pub async fn ensure_database(
+    client: &impl GenericClient,
+    name: &str,
+    owner: &str,
+    naming: &Naming,
+) -> Result<bool> {
     validate_name("database", name)?;
     validate_name("role", owner)?;
     if database_exists(client, name).await? {
@@ -153,7 +161,7 @@ pub async fn ensure_database(client: &impl GenericClient, name: &str, owner: &st
     let comment = format!(
         "COMMENT ON DATABASE {} IS {}",
         escape_identifier(name),
-        escape_literal("created by knocknoc-installer")
+        escape_literal(&naming.database_comment())
     );
     client
         .batch_execute(&comment)

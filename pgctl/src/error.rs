@@ -13,8 +13,6 @@ use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 
-use crate::server::HbaOwner;
-
 /// Result of the server operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -59,12 +57,6 @@ pub enum Error {
         /// The session user.
         user: String,
     },
-    /// Something else owns pg_hba.conf; editing it would be undone.
-    #[error("{owner}; edits made here would be overwritten, so knocker refuses to change it (use --force to edit anyway)")]
-    ForeignManaged {
-        /// Who owns the file and how that was recognised.
-        owner: HbaOwner,
-    },
     /// A name (role or database) cannot be used as given.
     #[error("invalid {what} name {name:?}: {reason}")]
     InvalidName {
@@ -75,16 +67,19 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
-    /// A role exists but was not created by knocker.
-    #[error("role \"{role}\" already exists and is not marked as managed by knocker; refusing to adopt it (use --force, or choose another name)")]
+    /// A role exists without the caller's mark (or is a superuser), so
+    /// taking it over was refused.
+    #[error("role \"{role}\" already exists and is not marked '{mark}'; taking it over was refused (choose another name)")]
     RoleNotManaged {
         /// The role name.
         role: String,
+        /// The mark it lacks (the caller's [`crate::naming::Naming::role_comment`]).
+        mark: String,
     },
     /// A role to be dropped still owns objects or holds privileges in
     /// databases other than the one it was linked to; dropping it would
     /// fail (SQLSTATE 2BP01) and reassigning them is the operator's call.
-    #[error("role \"{role}\" owns objects or holds privileges in database(s) {}; knocker only reassigns those in database \"{database}\". In each of those databases run REASSIGN OWNED BY {role_sql} TO {owner_sql}; DROP OWNED BY {role_sql}; (or drop the objects), then run this again", .others.join(", "))]
+    #[error("role \"{role}\" owns objects or holds privileges in database(s) {}; only those in database \"{database}\" are reassigned. In each of those databases run REASSIGN OWNED BY {role_sql} TO {owner_sql}; DROP OWNED BY {role_sql}; (or drop the objects), then run this again", .others.join(", "))]
     RoleHasObjectsElsewhere {
         /// The role.
         role: String,

@@ -16,8 +16,8 @@
 //!
 //! ```no_run
 //! # async fn demo(mut client: tokio_postgres::Client) -> Result<(), pgctl::error::Error> {
-//! let owner = pgctl::grants::find_owner_role(&client, "knocknoc", Some("knocknoc")).await?;
-//! pgctl::grants::link_role(&mut client, "knocknoc_remote", "knocknoc", &owner).await?;
+//! let owner = pgctl::grants::find_owner_role(&client, "appdb", Some("appdb")).await?;
+//! pgctl::grants::link_role(&mut client, "app_remote", "appdb", &owner).await?;
 //! # Ok(()) }
 //! ```
 
@@ -25,6 +25,7 @@ use postgres_protocol::escape::{escape_identifier, escape_literal};
 use tokio_postgres::GenericClient;
 
 use crate::error::{Error, Result};
+use crate::naming::Naming;
 use crate::roles::{
     role_info, run_terminate, terminate_sessions, terminate_sessions_sql, validate_name,
 };
@@ -454,14 +455,16 @@ pub async fn plan_drop_linked_role(
     role: &str,
     database: &str,
     owner: &str,
+    naming: &Naming,
     force: bool,
 ) -> Result<Option<DropPlan>> {
     let Some(info) = role_info(client, role).await? else {
         return Ok(None);
     };
-    if info.superuser || (!info.managed && !force) {
+    if info.superuser || (!info.is_marked_by(naming) && !force) {
         return Err(Error::RoleNotManaged {
             role: role.to_owned(),
+            mark: naming.role_comment(),
         });
     }
     let current: String = client
@@ -503,8 +506,8 @@ pub async fn plan_drop_linked_role(
 /// drops it: the statements of [`plan_drop_linked_role`]. Run it connected
 /// to `database`, so that objects the role made there (with `SET ROLE` or
 /// `RESET ROLE`) stay with the application instead of blocking the drop. A
-/// missing role is not an error (nothing to do); a role not marked as
-/// managed by knocker is refused unless `force`. If anything fails, nothing
+/// missing role is not an error (nothing to do); a role without the
+/// caller's mark ([`Naming::role_comment`]) is refused unless `force`. If anything fails, nothing
 /// changes (sessions already ended stay ended). Sessions that logged in
 /// while the transaction ran (NOLOGIN takes effect only at commit) are
 /// ended after the commit.
@@ -513,6 +516,7 @@ pub async fn drop_linked_role(
     role: &str,
     database: &str,
     owner: &str,
+    naming: &Naming,
     force: bool,
 ) -> Result<DropOutcome> {
     let r = escape_identifier(role);
@@ -521,7 +525,7 @@ pub async fn drop_linked_role(
         .transaction()
         .await
         .map_err(Error::sql(action.clone()))?;
-    let Some(plan) = plan_drop_linked_role(&tx, role, database, owner, force).await? else {
+    let Some(plan) = plan_drop_linked_role(&tx, role, database, owner, naming, force).await? else {
         return Ok(DropOutcome::default());
     };
     tx.batch_execute(&plan.nologin)

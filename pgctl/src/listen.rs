@@ -11,7 +11,8 @@
 //! use pgctl::listen::{plan_listen_addresses, restart_and_wait, set_listen_addresses, verify_listening, RestartWith};
 //! let facts = pgctl::server::read_facts(&client).await?;
 //! let plan = plan_listen_addresses(&facts.listen_addresses, &["0.0.0.0"]);
-//! let change = set_listen_addresses(&client, &plan.new).await?;
+//! let naming = pgctl::naming::Naming::new("shopctl");
+//! let change = set_listen_addresses(&client, &plan.new, &naming).await?;
 //! if change.restart_needed {
 //!     let how = RestartWith::Manager(pgctl::server::detect_manager(&facts));
 //!     let client = restart_and_wait(&client, &how, Duration::from_secs(60), || async {
@@ -25,24 +26,21 @@
 //! # Ok(()) }
 //! ```
 
-use std::future::Future;
-use std::io::{self, Write as _};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use postgres_protocol::escape::escape_literal;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, Result};
-use crate::server::{require_superuser, shell_word, user_groups, user_name, ServerManager};
-
-/// Name of the file written into the include directory when ALTER SYSTEM
-/// is disabled. `zz-` sorts it after the usual numbered files, so it wins
-/// among them.
-pub const INCLUDE_FILE_NAME: &str = "zz-knocker-listen.conf";
+use crate::naming::Naming;
+// Restarting lives in `crate::restart`; these names stay reachable here
+// for callers that found them in this module first.
+pub use crate::restart::{pending_restart, restart_and_wait, RestartWith};
+use crate::server::require_superuser;
 
 /// The result of [`plan_listen_addresses`].
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -363,7 +361,7 @@ pub const RESET_LISTEN_ADDRESSES_SQL: &str = "ALTER SYSTEM RESET listen_addresse
 
 /// Sets `listen_addresses` to `value` for the next server start: with
 /// ALTER SYSTEM, or, where it is disabled (`allow_alter_system = off`),
-/// with a file [`INCLUDE_FILE_NAME`] in the configuration's include
+/// with a file [`Naming::listen_file_name`] in the configuration's include
 /// directory (Debian: `conf.d/`). Checks with `pg_file_settings` which file
 /// wins and fails with [`Error::Overridden`] (removing its own file) when it
 /// is not ours. Needs a superuser session on the server's own host for the
@@ -371,6 +369,7 @@ pub const RESET_LISTEN_ADDRESSES_SQL: &str = "ALTER SYSTEM RESET listen_addresse
 pub async fn set_listen_addresses(
     client: &impl GenericClient,
     value: &str,
+    naming: &Naming,
 ) -> Result<ListenChange> {
     validate_listen_addresses(value)?;
     require_superuser(client, "changing listen_addresses").await?;
@@ -380,12 +379,12 @@ pub async fn set_listen_addresses(
         match client.batch_execute(&set_listen_addresses_sql(value)).await {
             Ok(()) => WrittenTo::AlterSystem,
             Err(e) if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) => {
-                WrittenTo::IncludeFile(write_include_file(client, value).await?)
+                WrittenTo::IncludeFile(write_include_file(client, value, naming).await?)
             }
             Err(e) => return Err(Error::sql("setting listen_addresses with ALTER SYSTEM")(e)),
         }
     } else {
-        WrittenTo::IncludeFile(write_include_file(client, value).await?)
+        WrittenTo::IncludeFile(write_include_file(client, value, naming).await?)
     };
     let winner = winning_file(client).await?;
     if let (WrittenTo::IncludeFile(path), Some((file, line, _))) = (&written_to, &winner) {
@@ -407,12 +406,15 @@ pub async fn set_listen_addresses(
     })
 }
 
-/// Undoes knocker's settings of `listen_addresses` for `--deinit`: removes
-/// the ALTER SYSTEM entry (when ALTER SYSTEM is allowed) and knocker's
-/// include file (when present), so the operator's own configuration
-/// applies again. To go back to a value remembered from before, call
+/// Undoes [`set_listen_addresses`]: removes the ALTER SYSTEM entry (when
+/// ALTER SYSTEM is allowed) and the caller's include file
+/// ([`Naming::listen_file_name`], when present), so the operator's own
+/// configuration applies again. To go back to a value remembered from before, call
 /// [`set_listen_addresses`] with it instead.
-pub async fn reset_listen_addresses(client: &impl GenericClient) -> Result<ListenChange> {
+pub async fn reset_listen_addresses(
+    client: &impl GenericClient,
+    naming: &Naming,
+) -> Result<ListenChange> {
     require_superuser(client, "resetting listen_addresses").await?;
     let running = running_value(client).await?;
     let mut written_to = WrittenTo::AlterSystem;
@@ -423,7 +425,7 @@ pub async fn reset_listen_addresses(client: &impl GenericClient) -> Result<Liste
             .map_err(Error::sql("resetting listen_addresses with ALTER SYSTEM"))?;
     }
     if let Some(dir) = include_dir_of(client).await? {
-        let path = dir.join(INCLUDE_FILE_NAME);
+        let path = dir.join(naming.listen_file_name());
         match std::fs::remove_file(&path) {
             Ok(()) => {
                 sync_dir(&dir)?;
@@ -468,7 +470,11 @@ async fn include_dir_of(client: &impl GenericClient) -> Result<Option<PathBuf>> 
     Ok(find_include_dir(&text, &config_file))
 }
 
-async fn write_include_file(client: &impl GenericClient, value: &str) -> Result<PathBuf> {
+async fn write_include_file(
+    client: &impl GenericClient,
+    value: &str,
+    naming: &Naming,
+) -> Result<PathBuf> {
     let dir = include_dir_of(client).await?;
     let Some(dir) = dir else {
         let config_file: String = client
@@ -481,75 +487,38 @@ async fn write_include_file(client: &impl GenericClient, value: &str) -> Result<
             wanted: value.to_owned(),
         });
     };
-    let path = dir.join(INCLUDE_FILE_NAME);
+    let path = dir.join(naming.listen_file_name());
     let text = format!(
-        "# Written by knocker exposedb: ALTER SYSTEM is disabled on this server\n\
+        "# Written by {}: ALTER SYSTEM is disabled on this server\n\
          # (allow_alter_system = off), so the listen addresses live here.\n\
          listen_addresses = '{}'\n",
+        naming.writer(),
         value.replace('\'', "''")
     );
-    write_config_file(&dir, &path, &text)?;
+    write_config_file(&dir, &path, &text, &naming.listen_temp_prefix())?;
     Ok(path)
 }
-
-/// Prefix of the temporary files [`write_config_file`] renames into place.
-const TEMP_PREFIX: &str = ".zz-knocker-listen.";
 
 /// A temporary file older than this was left by a run that was killed before
 /// its rename (a live run renames within milliseconds).
 const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Removes the temporary files that killed runs left in `dir`. The server
-/// ignores them (include_dir skips dot files), but they are litter in a
-/// directory operators read.
-fn remove_stale_temps(dir: &Path) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(Error::io("reading", dir))?;
-    for entry in entries.flatten() {
-        let is_ours = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(TEMP_PREFIX));
-        let stale = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > STALE_TEMP_AGE);
-        if is_ours && stale {
-            let path = entry.path();
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("removing the stale temporary file", path)(e)),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Writes `text` to `path` atomically (dot-named temporary file in the same
-/// directory, which include_dir ignores; fsync; rename; fsync directory),
-/// owned like the directory and readable by the server. Temporary files of
-/// earlier, killed runs are removed first.
-fn write_config_file(dir: &Path, path: &Path, text: &str) -> Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+/// Writes `text` to `path` atomically ([`crate::atomic`]: dot-named
+/// temporary file in the same directory, which include_dir ignores; fsync;
+/// rename; fsync directory), owned like the directory and readable by the
+/// server. Temporary files of earlier, killed runs are removed first (the
+/// server ignores them, but they are litter in a directory operators read).
+fn write_config_file(dir: &Path, path: &Path, text: &str, temp_prefix: &str) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let io_error = |e: crate::atomic::AtomicWriteError| Error::io(e.step, e.path)(e.source);
     let meta = std::fs::metadata(dir).map_err(Error::io("reading", dir))?;
-    remove_stale_temps(dir)?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .map_err(Error::io("creating a temporary file in", dir))?;
-    let temp_path = temp.path().to_owned();
-    temp.write_all(text.as_bytes())
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(Error::io("writing", &temp_path))?;
-    std::fs::set_permissions(&temp_path, std::fs::Permissions::from_mode(0o644))
-        .map_err(Error::io("setting the mode of", &temp_path))?;
-    std::os::unix::fs::chown(&temp_path, Some(meta.uid()), Some(meta.gid()))
-        .map_err(Error::io("setting the owner of", &temp_path))?;
-    temp.persist(path)
-        .map_err(|e| Error::io("replacing", path)(e.error))?;
-    sync_dir(dir)
+    crate::atomic::remove_stale_temps(dir, temp_prefix, STALE_TEMP_AGE).map_err(io_error)?;
+    let owner = crate::atomic::Ownership {
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mode: 0o644,
+    };
+    crate::atomic::replace(dir, path, temp_prefix, owner, text.as_bytes()).map_err(io_error)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -614,272 +583,6 @@ fn parse_config_line(line: &str) -> Option<(&str, String)> {
     Some((key, value))
 }
 
-/// The names of settings that changed in the configuration files but wait
-/// for a restart (`pg_settings.pending_restart`; the server must have been
-/// told to reload first).
-pub async fn pending_restart(client: &impl GenericClient) -> Result<Vec<String>> {
-    let rows = client
-        .query(
-            "SELECT name FROM pg_catalog.pg_settings WHERE pending_restart ORDER BY name",
-            &[],
-        )
-        .await
-        .map_err(Error::sql("reading pending_restart"))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
-/// How to restart the server.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RestartWith {
-    /// Through the detected manager.
-    Manager(ServerManager),
-    /// A command given by the caller (program and arguments), run as is.
-    Command(Vec<String>),
-}
-
-/// A prepared process: argv plus the identity to run it as.
-struct Prepared {
-    argv: Vec<String>,
-    run_as: Option<(u32, u32, Vec<u32>)>,
-}
-
-impl Prepared {
-    fn display(&self) -> String {
-        self.argv
-            .iter()
-            .map(|w| shell_word(w))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
-
-fn prepare(how: &RestartWith, wait: Duration) -> Result<Prepared> {
-    match how {
-        RestartWith::Command(argv) if argv.is_empty() => Err(Error::NoManager {
-            reason: "the restart command is empty".into(),
-        }),
-        RestartWith::Command(argv) => Ok(Prepared {
-            argv: argv.clone(),
-            run_as: None,
-        }),
-        RestartWith::Manager(ServerManager::Systemd { unit }) => Ok(Prepared {
-            argv: vec!["systemctl".into(), "restart".into(), unit.clone()],
-            run_as: None,
-        }),
-        RestartWith::Manager(ServerManager::PgCtlCluster { version, cluster }) => Ok(Prepared {
-            argv: vec![
-                "pg_ctlcluster".into(),
-                "-m".into(),
-                "fast".into(),
-                version.clone(),
-                cluster.clone(),
-                "restart".into(),
-            ],
-            run_as: None,
-        }),
-        RestartWith::Manager(ServerManager::PgCtl {
-            pg_ctl,
-            data_directory,
-            uid,
-            gid,
-            log_file,
-        }) => {
-            let mut argv = vec![
-                pg_ctl.to_string_lossy().into_owned(),
-                "-D".into(),
-                data_directory.to_string_lossy().into_owned(),
-                "-m".into(),
-                "fast".into(),
-                "-w".into(),
-                "-t".into(),
-                wait.as_secs().max(1).to_string(),
-            ];
-            argv.extend([
-                "-l".into(),
-                log_file
-                    .as_ref()
-                    .map_or_else(|| "/dev/null".into(), |l| l.to_string_lossy().into_owned()),
-            ]);
-            argv.push("restart".into());
-            let groups = user_name(*uid)
-                .map(|name| user_groups(&name, *gid))
-                .unwrap_or_else(|| vec![*gid]);
-            Ok(Prepared {
-                argv,
-                run_as: Some((*uid, *gid, groups)),
-            })
-        }
-        RestartWith::Manager(ServerManager::Unknown { reason }) => Err(Error::NoManager {
-            reason: reason.clone(),
-        }),
-    }
-}
-
-async fn start_time(client: &Client) -> std::result::Result<String, tokio_postgres::Error> {
-    client
-        .query_one("SELECT pg_catalog.pg_postmaster_start_time()::text", &[])
-        .await
-        .map(|row| row.get(0))
-}
-
-/// Restarts the server and waits until a new server process accepts
-/// connections, giving up after `timeout`. `before` is a session on the
-/// server (it will be cut off by the restart); `connect` opens a new one.
-///
-/// Success means a connection made through `connect` reports a later
-/// `pg_postmaster_start_time()` than before; the restart command's exit
-/// status is only reported, never trusted. Returns the new session.
-///
-/// `connect` may fail with any error (a driver error, this crate's
-/// [`crate::connect::ConnectError`], ...): when the server does not come
-/// back, [`Error::RestartTimeout`] carries the last one's text with its
-/// causes (e.g. "error connecting to server: Connection refused").
-pub async fn restart_and_wait<F, Fut, E>(
-    before: &Client,
-    how: &RestartWith,
-    timeout: Duration,
-    mut connect: F,
-) -> Result<Client>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = std::result::Result<Client, E>>,
-    E: std::error::Error,
-{
-    let began = Instant::now();
-    let deadline = began + timeout;
-    let started_before = start_time(before)
-        .await
-        .map_err(Error::sql("reading the server's start time"))?;
-    let prepared = prepare(how, timeout)?;
-    let command = prepared.display();
-    let mut output_file = tempfile::tempfile().map_err(|source| Error::Spawn {
-        command: command.clone(),
-        source,
-    })?;
-    let mut cmd = tokio::process::Command::new(&prepared.argv[0]);
-    cmd.args(&prepared.argv[1..])
-        .stdin(Stdio::null())
-        .current_dir("/")
-        .kill_on_drop(true);
-    // The server started by the command inherits its environment, and
-    // PGPORT/PGDATA/PGOPTIONS there would change where and how it runs.
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PG") {
-            cmd.env_remove(name);
-        }
-    }
-    let out = output_file
-        .try_clone()
-        .and_then(|o| Ok((o.try_clone()?, o)));
-    let (stdout, stderr) = out.map_err(|source| Error::Spawn {
-        command: command.clone(),
-        source,
-    })?;
-    cmd.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
-    if let Some((uid, gid, groups)) = prepared.run_as.clone() {
-        let groups: Vec<libc::gid_t> = groups.into_iter().collect();
-        // SAFETY: only async-signal-safe system calls run between fork and
-        // exec; the group list was built before forking.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setgroups(groups.len() as _, groups.as_ptr()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
-    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
-        command: command.clone(),
-        source,
-    })?;
-
-    let mut status: Option<i32> = None;
-    let mut exited = false;
-    let mut failed_at: Option<Instant> = None;
-    let mut last_error: Option<String> = None;
-    loop {
-        if !exited {
-            match child.try_wait() {
-                Ok(Some(s)) => {
-                    exited = true;
-                    status = s.code();
-                    if !s.success() {
-                        failed_at = Some(Instant::now());
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    exited = true;
-                    last_error = Some(e.to_string());
-                }
-            }
-        }
-        if exited {
-            // A connection attempt may hang (e.g. no connect timeout):
-            // the deadline bounds it too.
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let attempt = tokio::time::timeout(remaining, async {
-                let client = connect().await.map_err(|e| error_chain(&e))?;
-                let started = start_time(&client).await.map_err(|e| error_chain(&e))?;
-                Ok::<_, String>((client, started))
-            })
-            .await;
-            match attempt {
-                Ok(Ok((client, t))) if t != started_before => return Ok(client),
-                Ok(Ok(_)) => last_error = Some("the server has not restarted yet".into()),
-                Ok(Err(e)) => last_error = Some(e),
-                Err(_) => last_error = Some("the connection attempt timed out".into()),
-            }
-        }
-        // A manager that reported failure while the old server runs on will
-        // not restart it; give it a short grace for asynchronous managers.
-        let gave_up = failed_at.is_some_and(|at| at.elapsed() > Duration::from_secs(5));
-        if Instant::now() >= deadline || gave_up {
-            let _ = child.start_kill();
-            let output = read_tail(&mut output_file);
-            return Err(Error::RestartTimeout {
-                waited: began.elapsed(),
-                command,
-                status,
-                output,
-                last_error,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// An error's text followed by its causes' (drivers often keep the OS
-/// error, "Connection refused", only in the source), skipping a cause whose
-/// text is already part of the message.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        source = cause.source();
-    }
-    text
-}
-
-fn read_tail(file: &mut std::fs::File) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut text = String::new();
-    let _ = file.seek(SeekFrom::Start(0));
-    let mut bytes = Vec::new();
-    let _ = file.read_to_end(&mut bytes);
-    text.push_str(&String::from_utf8_lossy(&bytes));
-    let tail: Vec<&str> = text.lines().rev().take(10).collect();
-    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-}
-
 /// Checks, after a restart, that the server reports `plan.new` as its
 /// `listen_addresses` and accepts TCP connections on `port` at every
 /// address it should: each entry of the new value (a wildcard is probed
@@ -941,14 +644,14 @@ mod tests {
     use super::*;
 
     /// Guards the leftover noted for issue 5: a run killed between creating
-    /// its temporary file and the rename left `.zz-knocker-listen.*` behind
+    /// its temporary file and the rename left `.zz-tool-listen.*` behind
     /// for good. The next write removes old ones and keeps fresh ones (which
     /// may belong to a run in progress).
     #[test]
     fn write_config_file_removes_stale_temps_only() {
         let dir = tempfile::tempdir().unwrap();
-        let stale = dir.path().join(".zz-knocker-listen.Ab12Cd");
-        let fresh = dir.path().join(".zz-knocker-listen.Ef34Gh");
+        let stale = dir.path().join(".zz-tool-listen.Ab12Cd");
+        let fresh = dir.path().join(".zz-tool-listen.Ef34Gh");
         let other = dir.path().join(".other.Ij56Kl");
         for p in [&stale, &fresh, &other] {
             std::fs::write(p, "listen_addresses = '*'\n").unwrap();
@@ -962,8 +665,15 @@ mod tests {
                 .set_modified(old)
                 .unwrap();
         }
-        let target = dir.path().join(INCLUDE_FILE_NAME);
-        write_config_file(dir.path(), &target, "listen_addresses = 'localhost'\n").unwrap();
+        let naming = Naming::new("tool");
+        let target = dir.path().join(naming.listen_file_name());
+        write_config_file(
+            dir.path(),
+            &target,
+            "listen_addresses = 'localhost'\n",
+            &naming.listen_temp_prefix(),
+        )
+        .unwrap();
         assert!(!stale.exists());
         assert!(fresh.exists() && other.exists());
         assert_eq!(
@@ -979,8 +689,8 @@ mod tests {
             names,
             [
                 ".other.Ij56Kl",
-                ".zz-knocker-listen.Ef34Gh",
-                INCLUDE_FILE_NAME
+                ".zz-tool-listen.Ef34Gh",
+                "zz-tool-listen.conf"
             ]
         );
     }

@@ -4,8 +4,8 @@
 //! only the verifier appears in `CREATE ROLE` / `ALTER ROLE`; statement
 //! logging is switched off for the session where the session may do so, so
 //! not even the verifier lands in the server log. Roles created here carry
-//! the comment [`MANAGED_COMMENT`]; a role without it is never taken over
-//! unless forced.
+//! the caller's comment ([`Naming::role_comment`], e.g. `managed by
+//! shopctl`); a role without it is never taken over unless forced.
 //!
 //! ```no_run
 //! # async fn demo(client: &tokio_postgres::Client) -> Result<(), pgctl::error::Error> {
@@ -23,9 +23,7 @@ use postgres_protocol::escape::{escape_identifier, escape_literal};
 use tokio_postgres::GenericClient;
 
 use crate::error::{Error, Result};
-
-/// The comment that marks a role as created by knocker.
-pub const MANAGED_COMMENT: &str = "managed by knocker";
+use crate::naming::Naming;
 
 /// Longest role or database name PostgreSQL keeps (NAMEDATALEN - 1 bytes);
 /// longer names are silently truncated by the server, so they are refused.
@@ -110,9 +108,11 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
 pub struct EnsureRole {
     /// Give an existing managed role a new password.
     pub rotate_password: bool,
-    /// Take over an existing role that is not marked as managed by knocker
+    /// Take over an existing role that does not carry the caller's mark
     /// (it gets a new password and the mark).
     pub force: bool,
+    /// The caller's names: the mark is [`Naming::role_comment`].
+    pub naming: Naming,
     /// Use this password instead of generating one.
     pub password: Option<Password>,
 }
@@ -146,8 +146,9 @@ impl RoleOutcome {
 pub struct RoleInfo {
     /// Name.
     pub name: String,
-    /// Carries [`MANAGED_COMMENT`].
-    pub managed: bool,
+    /// Its comment (`COMMENT ON ROLE`), which marks the roles a caller
+    /// manages ([`RoleInfo::is_marked_by`]).
+    pub comment: Option<String>,
     /// Has LOGIN.
     pub can_login: bool,
     /// Is a superuser.
@@ -156,15 +157,22 @@ pub struct RoleInfo {
     pub inherit: bool,
 }
 
+impl RoleInfo {
+    /// Whether the role carries the mark of the caller named `naming`.
+    pub fn is_marked_by(&self, naming: &Naming) -> bool {
+        self.comment.as_deref() == Some(naming.role_comment().as_str())
+    }
+}
+
 /// Looks a role up; `None` when it does not exist.
 pub async fn role_info(client: &impl GenericClient, name: &str) -> Result<Option<RoleInfo>> {
     let row = client
         .query_opt(
             "SELECT rolname::text, \
-                    coalesce(pg_catalog.shobj_description(oid, 'pg_authid') = $2, false), \
+                    pg_catalog.shobj_description(oid, 'pg_authid')::text, \
                     rolcanlogin, rolsuper, rolinherit \
              FROM pg_catalog.pg_roles WHERE rolname = $1",
-            &[&name, &MANAGED_COMMENT],
+            &[&name],
         )
         .await
         .map_err(Error::sql(format!(
@@ -173,7 +181,7 @@ pub async fn role_info(client: &impl GenericClient, name: &str) -> Result<Option
         )))?;
     Ok(row.map(|row| RoleInfo {
         name: row.get(0),
-        managed: row.get(1),
+        comment: row.get(1),
         can_login: row.get(2),
         superuser: row.get(3),
         inherit: row.get(4),
@@ -252,6 +260,7 @@ pub enum RoleStep {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RolePlan {
     name: String,
+    mark: String,
     /// What will happen.
     pub step: RoleStep,
 }
@@ -269,12 +278,7 @@ impl RolePlan {
     /// [`PASSWORD_PLACEHOLDER`] when `None`, for printing).
     pub fn statements(&self, password: Option<&Password>) -> Vec<String> {
         let ident = escape_identifier(&self.name);
-        let mark = || {
-            format!(
-                "COMMENT ON ROLE {ident} IS {}",
-                escape_literal(MANAGED_COMMENT)
-            )
-        };
+        let mark = || format!("COMMENT ON ROLE {ident} IS {}", escape_literal(&self.mark));
         match self.step {
             RoleStep::Create => vec![
                 format!(
@@ -302,20 +306,23 @@ pub async fn plan_login_role(
     options: &EnsureRole,
 ) -> Result<RolePlan> {
     validate_name("role", name)?;
+    let marked = |info: &RoleInfo| info.is_marked_by(&options.naming);
     let step = match role_info(client, name).await? {
         None => RoleStep::Create,
-        Some(info) if info.superuser || (!info.managed && !options.force) => {
+        Some(info) if info.superuser || (!marked(&info) && !options.force) => {
             return Err(Error::RoleNotManaged {
                 role: name.to_owned(),
+                mark: options.naming.role_comment(),
             })
         }
-        Some(info) if !info.managed => RoleStep::Adopt,
+        Some(info) if !marked(&info) => RoleStep::Adopt,
         Some(_) if options.rotate_password => RoleStep::Rotate,
         Some(info) if !info.can_login => RoleStep::AllowLogin,
         Some(_) => RoleStep::Unchanged,
     };
     Ok(RolePlan {
         name: name.to_owned(),
+        mark: options.naming.role_comment(),
         step,
     })
 }
@@ -323,7 +330,7 @@ pub async fn plan_login_role(
 /// Creates the login role `name`, or makes sure the existing one is usable:
 ///
 /// - missing: created with LOGIN, a SCRAM verifier of a new password and the
-///   [`MANAGED_COMMENT`] mark → [`RoleOutcome::Created`];
+///   caller's mark ([`Naming::role_comment`]) → [`RoleOutcome::Created`];
 /// - present and marked: LOGIN ensured, password kept
 ///   ([`RoleOutcome::Unchanged`]) unless `rotate_password`
 ///   ([`RoleOutcome::Rotated`]);
@@ -429,6 +436,41 @@ pub async fn terminate_sessions_from(
         .await
         .map_err(Error::sql(format!("ending the sessions from {network}")))?;
     Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+}
+
+/// Which of `roles` the role `user` belongs to, the way the server's
+/// pg_hba.conf matching asks (hba.c `is_member()`, that is
+/// `is_member_of_role_nosuper()`): every role reachable through
+/// `pg_auth_members` grants, itself included, whatever the grants'
+/// INHERIT/SET options, and no superuser bypass (unlike `pg_has_role`).
+/// Every role of `roles` is in the answer; one that `user` does not belong
+/// to (or a `user` that does not exist) maps to false.
+pub async fn memberships(
+    client: &impl GenericClient,
+    user: &str,
+    roles: &[String],
+) -> Result<std::collections::HashMap<String, bool>> {
+    let mut member_of: std::collections::HashMap<String, bool> =
+        roles.iter().map(|r| (r.clone(), false)).collect();
+    if roles.is_empty() {
+        return Ok(member_of);
+    }
+    let rows = client
+        .query(
+            "WITH RECURSIVE m(oid) AS ( \
+               SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1 \
+               UNION \
+               SELECT a.roleid FROM pg_catalog.pg_auth_members a JOIN m ON a.member = m.oid) \
+             SELECT r.rolname::text FROM pg_catalog.pg_roles r JOIN m ON r.oid = m.oid \
+             WHERE r.rolname = ANY($2::text[])",
+            &[&user, &roles],
+        )
+        .await
+        .map_err(Error::sql("reading role memberships"))?;
+    for row in rows {
+        member_of.insert(row.get(0), true);
+    }
+    Ok(member_of)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 mod pg_server {
     use pg_harness::Cluster;
     use pgctl::appdb;
+    use pgctl::naming::Naming;
 
     #[tokio::test]
     async fn application_schema_needs_a_table_the_role_can_select_and_insert() {
@@ -39,22 +40,30 @@ mod pg_server {
     async fn create_probe_leaves_nothing_and_database_creation_is_idempotent() {
         let pg = Cluster::start(17).await;
         let mut su = pg.connect().await;
-        appdb::check_can_create(&mut su).await.unwrap();
+        appdb::check_can_create(&mut su, &Naming::default())
+            .await
+            .unwrap();
         assert!(appdb::tables(&su).await.unwrap().is_empty());
         su.batch_execute("CREATE ROLE owner_role LOGIN")
             .await
             .unwrap();
-        assert!(appdb::ensure_database(&su, "app db", "owner_role")
-            .await
-            .unwrap());
-        assert!(!appdb::ensure_database(&su, "app db", "owner_role")
-            .await
-            .unwrap());
+        assert!(
+            appdb::ensure_database(&su, "app db", "owner_role", &Naming::default())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !appdb::ensure_database(&su, "app db", "owner_role", &Naming::default())
+                .await
+                .unwrap()
+        );
         assert!(appdb::database_exists(&su, "app db").await.unwrap());
         // Too long: PostgreSQL would truncate it silently, so it is refused.
         let long = "d".repeat(64);
-        assert!(appdb::ensure_database(&su, &long, "owner_role")
-            .await
-            .is_err());
+        assert!(
+            appdb::ensure_database(&su, &long, "owner_role", &Naming::default())
+                .await
+                .is_err()
+        );
     }
 }

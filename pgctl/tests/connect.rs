@@ -313,7 +313,7 @@ fn server_side_error_classes_pg17() {
         );
         assert!(
             e.to_string()
-                .contains("knocker exposedb --add \"127.0.0.1/32\""),
+                .contains("add a pg_hba.conf rule for 127.0.0.1/32"),
             "{e}"
         );
 

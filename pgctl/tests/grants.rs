@@ -4,6 +4,7 @@
 use pg_harness::Cluster;
 use pgctl::error::Error;
 use pgctl::grants::{drop_linked_role, find_owner_role, link_role, unlink_role, LinkChanges};
+use pgctl::naming::Naming;
 use pgctl::roles::{ensure_login_role, role_info, EnsureRole};
 use postgres_protocol::escape::escape_identifier as ident;
 
@@ -108,7 +109,7 @@ async fn link_and_check(pg: &Cluster, app: &str, db: &str, remote: &str) {
     let c = pg.connect_as(remote, password.expose(), db).await.unwrap();
 
     // --deinit: ends the session and drops the role; the data stays.
-    let dropped = drop_linked_role(&mut admin, remote, db, &owner, false)
+    let dropped = drop_linked_role(&mut admin, remote, db, &owner, &Naming::default(), false)
         .await
         .unwrap();
     assert!(dropped.dropped);
@@ -117,7 +118,7 @@ async fn link_and_check(pg: &Cluster, app: &str, db: &str, remote: &str) {
     assert!(dropped.terminated_sessions >= 1, "{dropped:?}");
     assert!(c.query_one("SELECT 1", &[]).await.is_err());
     assert!(role_info(&admin, remote).await.unwrap().is_none());
-    let again = drop_linked_role(&mut admin, remote, db, &owner, false)
+    let again = drop_linked_role(&mut admin, remote, db, &owner, &Naming::default(), false)
         .await
         .unwrap();
     assert!(!again.dropped);
@@ -192,9 +193,16 @@ pg_harness::pg_test!(
         link_role(&mut admin, "hand_made", "appdb", "app")
             .await
             .unwrap();
-        let err = drop_linked_role(&mut admin, "hand_made", "appdb", "app", false)
-            .await
-            .unwrap_err();
+        let err = drop_linked_role(
+            &mut admin,
+            "hand_made",
+            "appdb",
+            "app",
+            &Naming::default(),
+            false,
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, Error::RoleNotManaged { .. }), "{err}");
         // Refused means unchanged: still linked and able to log in.
         let c = pg.connect_as("hand_made", "pw", "appdb").await.unwrap();
@@ -202,9 +210,16 @@ pg_harness::pg_test!(
             .await
             .unwrap();
         drop(c);
-        let forced = drop_linked_role(&mut admin, "hand_made", "appdb", "app", true)
-            .await
-            .unwrap();
+        let forced = drop_linked_role(
+            &mut admin,
+            "hand_made",
+            "appdb",
+            "app",
+            &Naming::default(),
+            true,
+        )
+        .await
+        .unwrap();
         assert!(forced.dropped);
     }
 );

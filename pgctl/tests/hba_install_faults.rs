@@ -187,7 +187,8 @@ fn second_installer_waits_for_the_lock_names_the_holder_and_times_out_pg17() {
     pg_harness::block_on(async {
         let pg = Cluster::start(MAJOR).await;
         let hba = pg.hba_file();
-        let lock_path = hba.with_file_name(".pg_hba.conf.knocker.lock");
+        let lock_path =
+            hba.with_file_name(pgctl::naming::Naming::default().lock_name("pg_hba.conf"));
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)

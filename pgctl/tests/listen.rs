@@ -13,10 +13,15 @@ use pg_harness::{Cluster, DebianCluster};
 use pgctl::error::Error;
 use pgctl::listen::{
     plan_listen_addresses, reset_listen_addresses, restart_and_wait, set_listen_addresses,
-    verify_listening, RestartWith, WrittenTo, INCLUDE_FILE_NAME,
+    verify_listening, RestartWith, WrittenTo,
 };
 use pgctl::server::{detect_manager, read_facts, ServerManager};
 use tokio_postgres::{Client, NoTls};
+
+/// The names the tests give their files (as a caller would its own).
+fn naming() -> pgctl::naming::Naming {
+    pgctl::naming::Naming::new("listentest")
+}
 
 async fn connect(pg: &Cluster) -> Result<Client, tokio_postgres::Error> {
     let (client, connection) = pg.config().connect(NoTls).await?;
@@ -44,7 +49,9 @@ pg_harness::pg_test!(
 
         let plan = plan_listen_addresses(&facts.listen_addresses, &["0.0.0.0"]);
         assert_eq!(plan.new, "0.0.0.0");
-        let change = set_listen_addresses(&client, &plan.new).await.unwrap();
+        let change = set_listen_addresses(&client, &plan.new, &naming())
+            .await
+            .unwrap();
         assert_eq!(change.written_to, WrittenTo::AlterSystem);
         assert!(change.restart_needed);
         let (winner, _) = change.winner.clone().unwrap();
@@ -73,7 +80,7 @@ pg_harness::pg_test!(
         assert!(!plan_listen_addresses(&facts.listen_addresses, &["0.0.0.0"]).changes());
 
         // --deinit: back to the operator's value.
-        let reset = reset_listen_addresses(&client).await.unwrap();
+        let reset = reset_listen_addresses(&client, &naming()).await.unwrap();
         assert_eq!(reset.new, "127.0.0.1");
         assert!(reset.restart_needed);
         let client = restart(&pg, &client, &how).await;
@@ -121,8 +128,13 @@ pg_harness::pg_test!(
         disable_alter_system(&pg, &client, "").await;
         let facts = read_facts(&client).await.unwrap();
         let plan = plan_listen_addresses(&facts.listen_addresses, &["0.0.0.0"]);
-        let change = set_listen_addresses(&client, &plan.new).await.unwrap();
-        let file = pg.data_dir().join("conf.d").join(INCLUDE_FILE_NAME);
+        let change = set_listen_addresses(&client, &plan.new, &naming())
+            .await
+            .unwrap();
+        let file = pg
+            .data_dir()
+            .join("conf.d")
+            .join(naming().listen_file_name());
         assert_eq!(change.written_to, WrittenTo::IncludeFile(file.clone()));
         assert_eq!(
             change.winner.as_ref().map(|w| w.0.as_path()),
@@ -138,7 +150,7 @@ pg_harness::pg_test!(
         let client = restart(&pg, &client, &how).await;
         verify_listening(&client, facts.port, &plan).await.unwrap();
 
-        let reset = reset_listen_addresses(&client).await.unwrap();
+        let reset = reset_listen_addresses(&client, &naming()).await.unwrap();
         assert_eq!(reset.written_to, WrittenTo::IncludeFile(file.clone()));
         assert!(!file.exists());
         assert_eq!(reset.new, "127.0.0.1");
@@ -158,7 +170,9 @@ pg_harness::pg_test!(
         let pg = Cluster::start(major).await;
         let client = pg.connect().await;
         disable_alter_system(&pg, &client, "listen_addresses = '127.0.0.1'\n").await;
-        let err = set_listen_addresses(&client, "0.0.0.0").await.unwrap_err();
+        let err = set_listen_addresses(&client, "0.0.0.0", &naming())
+            .await
+            .unwrap_err();
         match &err {
             Error::Overridden { winner, .. } => assert_eq!(winner, &pg.conf_file()),
             other => panic!("{other:?}"),
@@ -166,7 +180,7 @@ pg_harness::pg_test!(
         assert!(!pg
             .data_dir()
             .join("conf.d")
-            .join(INCLUDE_FILE_NAME)
+            .join(naming().listen_file_name())
             .exists());
     }
 );
@@ -182,7 +196,9 @@ fn debian_cluster_restarts_through_pg_ctlcluster_keeping_its_loopback_addresses(
         assert!(plan.new.starts_with("0.0.0.0"), "{plan:?}");
         assert!(!plan.new.contains("localhost"), "{plan:?}");
         assert!(plan.loopback_before.contains(&"127.0.0.1".parse().unwrap()));
-        set_listen_addresses(&client, &plan.new).await.unwrap();
+        set_listen_addresses(&client, &plan.new, &naming())
+            .await
+            .unwrap();
         let manager = detect_manager(&facts);
         assert!(
             matches!(manager, ServerManager::PgCtlCluster { .. }),
@@ -199,7 +215,7 @@ fn debian_cluster_restarts_through_pg_ctlcluster_keeping_its_loopback_addresses(
         let new_log = &log[log_before.min(log.len())..];
         assert!(!new_log.contains("could not bind"), "{new_log}");
 
-        reset_listen_addresses(&client).await.unwrap();
+        reset_listen_addresses(&client, &naming()).await.unwrap();
         let client = restart_and_wait(&client, &how, Duration::from_secs(60), || dc.connect())
             .await
             .unwrap();
@@ -265,7 +281,9 @@ pg_harness::pg_test!(
         let pg = Cluster::start(major).await;
         let client = pg.connect().await;
         for bad in ["0.0.0.0\nssl = off", "0.0.0.0'; x", "10.0.0.0/8", "a#b"] {
-            let err = set_listen_addresses(&client, bad).await.unwrap_err();
+            let err = set_listen_addresses(&client, bad, &naming())
+                .await
+                .unwrap_err();
             assert!(matches!(err, Error::InvalidListenAddresses { .. }), "{err}");
         }
         let auto = std::fs::read_to_string(pg.data_dir().join("postgresql.auto.conf")).unwrap();
@@ -274,7 +292,9 @@ pg_harness::pg_test!(
             pg.create_role("plain", "pw").await;
             pg.connect_as("plain", "pw", "postgres").await.unwrap()
         };
-        let err = set_listen_addresses(&plain, "0.0.0.0").await.unwrap_err();
+        let err = set_listen_addresses(&plain, "0.0.0.0", &naming())
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::NotSuperuser { .. }), "{err}");
     }
 );

@@ -3,6 +3,7 @@
 
 use pg_harness::{Cluster, ClusterOptions};
 use pgctl::error::Error;
+use pgctl::naming::Naming;
 use pgctl::roles::{
     ensure_login_role, role_info, terminate_sessions_from, EnsureRole, Password, RoleOutcome,
 };
@@ -151,7 +152,7 @@ pg_harness::pg_test!(
             .await
             .is_ok());
         let info = role_info(&admin, "r1").await.unwrap().unwrap();
-        assert!(info.managed && info.can_login && !info.superuser);
+        assert!(info.is_marked_by(&Naming::default()) && info.can_login && !info.superuser);
 
         pg.create_role("operators_own", "theirs").await;
         let err = ensure_login_role(&admin, "operators_own", &EnsureRole::default())
@@ -179,13 +180,11 @@ pg_harness::pg_test!(
             .connect_as("operators_own", p.expose(), "postgres")
             .await
             .is_ok());
-        assert!(
-            role_info(&admin, "operators_own")
-                .await
-                .unwrap()
-                .unwrap()
-                .managed
-        );
+        assert!(role_info(&admin, "operators_own")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_marked_by(&Naming::default()));
 
         // Superusers are never taken over, even forced.
         let err = ensure_login_role(
@@ -212,7 +211,11 @@ pg_harness::pg_test!(
             .unwrap();
         let p = outcome.password().unwrap();
         assert!(pg.connect_as(name, p.expose(), "postgres").await.is_ok());
-        assert!(role_info(&admin, name).await.unwrap().unwrap().managed);
+        assert!(role_info(&admin, name)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_marked_by(&Naming::default()));
 
         let err = ensure_login_role(&admin, "pg_mine", &EnsureRole::default())
             .await

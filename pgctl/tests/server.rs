@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use pg_harness::{Cluster, DebianCluster};
 use pgctl::error::Error;
+use pgctl::hba_install::owner::{check_hba_owner, HbaOwnerKind, OwnerCheckError};
+use pgctl::naming::Naming;
 use pgctl::server::{
-    check_hba_owner, detect_manager_with, read_facts, require_superuser, HbaOwnerKind, HostProbe,
-    ServerManager,
+    detect_manager_with, is_in_recovery, read_facts, require_superuser, HostProbe, ServerManager,
 };
 
 fn no_systemd() -> HostProbe {
@@ -126,24 +127,38 @@ fn debian_cluster_is_managed_by_pg_ctlcluster_or_its_systemd_unit() {
 pg_harness::pg_test!(
     async fn hba_file_with_a_configuration_management_header_is_refused_unless_forced(major: u32) {
         let pg = Cluster::start(major).await;
-        let facts = read_facts(&pg.connect().await).await.unwrap();
-        assert_eq!(check_hba_owner(&facts, false).unwrap(), None);
+        let client = pg.connect().await;
+        // A throwaway cluster is a primary, not in recovery.
+        assert!(!is_in_recovery(&client).await.unwrap());
+        let facts = read_facts(&client).await.unwrap();
+        assert_eq!(
+            check_hba_owner(&facts, &Naming::default(), false).unwrap(),
+            None
+        );
 
         let original = std::fs::read_to_string(pg.hba_file()).unwrap();
         std::fs::write(pg.hba_file(), format!("# Ansible managed\n{original}")).unwrap();
-        let err = check_hba_owner(&facts, false).unwrap_err();
+        let err = check_hba_owner(&facts, &Naming::default(), false).unwrap_err();
         match &err {
-            Error::ForeignManaged { owner } => assert_eq!(owner.kind, HbaOwnerKind::Ansible),
+            OwnerCheckError::ForeignManaged { owner } => {
+                assert_eq!(owner.kind, HbaOwnerKind::Ansible)
+            }
             other => panic!("{other:?}"),
         }
-        assert!(err.to_string().contains("--force"), "{err}");
-        let forced = check_hba_owner(&facts, true).unwrap().unwrap();
+        // It says what was refused; the caller adds its own flag's name.
+        assert!(err.to_string().contains("refused"), "{err}");
+        assert!(!err.to_string().contains("--force"), "{err}");
+        let forced = check_hba_owner(&facts, &Naming::default(), true)
+            .unwrap()
+            .unwrap();
         assert_eq!(forced.kind, HbaOwnerKind::Ansible);
 
         std::fs::write(pg.hba_file(), &original).unwrap();
         std::fs::write(pg.data_dir().join("patroni.dynamic.json"), "{}").unwrap();
-        match check_hba_owner(&facts, false) {
-            Err(Error::ForeignManaged { owner }) => assert_eq!(owner.kind, HbaOwnerKind::Patroni),
+        match check_hba_owner(&facts, &Naming::default(), false) {
+            Err(OwnerCheckError::ForeignManaged { owner }) => {
+                assert_eq!(owner.kind, HbaOwnerKind::Patroni)
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// glibc's `inet_aton_exact()`: `a.b.c.d`, `a.b.c` (c: 16 bits), `a.b`
 /// (b: 24 bits) or `a` (32 bits), each part decimal, `0x` hex or `0` octal.
-pub fn inet_aton(s: &[u8]) -> Option<Ipv4Addr> {
+pub(crate) fn inet_aton(s: &[u8]) -> Option<Ipv4Addr> {
     if let Some(a) = plain_dotted_quad(s) {
         return Some(a);
     }
@@ -196,7 +196,7 @@ pub fn parse_numeric_host_in(s: &[u8], interfaces: &InterfaceNames) -> Option<Ip
 /// glibc's `inet_pton6()`: up to eight groups of at most four hex digits,
 /// one `::` standing for at least one zero group, and optionally a dotted
 /// quad ([`inet_pton4`]) as the last 32 bits.
-pub fn inet_pton6(s: &[u8]) -> Option<Ipv6Addr> {
+pub(crate) fn inet_pton6(s: &[u8]) -> Option<Ipv6Addr> {
     let mut out = [0u8; 16];
     let mut tp = 0;
     let mut colon_at: Option<usize> = None;
@@ -332,7 +332,7 @@ fn scope_is_valid(addr: &Ipv6Addr, scope: &str, interfaces: &InterfaceNames) -> 
 
 /// `strtol(s, &end, 10)` that must consume the whole string (leading
 /// whitespace and a sign allowed), as `pg_sockaddr_cidr_mask()` uses it.
-pub fn strtol_whole(s: &[u8]) -> Option<i64> {
+pub(crate) fn strtol_whole(s: &[u8]) -> Option<i64> {
     if s.is_empty() {
         return None;
     }

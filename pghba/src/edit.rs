@@ -428,8 +428,8 @@ fn lines_with_term(doc: &HbaDocument, text: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    const BEGIN: &str = "# BEGIN knocker exposedb (managed by knocker; edit with knocker exposedb)";
-    const END: &str = "# END knocker exposedb";
+    const BEGIN: &str = "# BEGIN shopctl rules (managed by shopctl)";
+    const END: &str = "# END shopctl rules";
 
     fn diff_lines(a: &[u8], b: &[u8]) -> (Vec<String>, Vec<String>) {
         let a: Vec<String> = String::from_utf8_lossy(a)
@@ -480,8 +480,8 @@ mod tests {
             3,
             &[
                 "hostssl",
-                "knocknoc",
-                "knocknoc_remote",
+                "shopdata",
+                "shopdata_remote",
                 "203.0.113.7/32",
                 "scram-sha-256",
             ],
@@ -489,7 +489,7 @@ mod tests {
         );
         assert_eq!(
             String::from_utf8(rec.clone()).unwrap(),
-            "hostssl knocknoc        knocknoc_remote 203.0.113.7/32          scram-sha-256 # added by test"
+            "hostssl shopdata        shopdata_remote 203.0.113.7/32          scram-sha-256 # added by test"
         );
         let r = doc
             .set_block(BEGIN, END, std::slice::from_ref(&rec), 3)
@@ -514,8 +514,8 @@ mod tests {
             4,
             &[
                 "hostssl",
-                "knocknoc",
-                "knocknoc_remote",
+                "shopdata",
+                "shopdata_remote",
                 "198.51.100.0/24",
                 "scram-sha-256",
             ],

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Lossless `pg_hba.conf` documents, read exactly as PostgreSQL 13 to 18
 //! read them.
 //!
@@ -49,8 +50,8 @@ pub mod address;
 pub mod check;
 pub mod document;
 pub mod edit;
-pub mod exposedb_block;
 pub mod lint;
+pub mod managed_block;
 pub mod matcher;
 pub mod parser;
 mod regex_check;

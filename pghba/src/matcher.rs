@@ -643,7 +643,7 @@ pub(crate) fn user_token(t: &AuthToken, version: PgVersion) -> TokenKind<'_> {
 }
 
 /// `check_db()`.
-pub fn database_matches(
+pub(crate) fn database_matches(
     tokens: &[AuthToken],
     version: PgVersion,
     conn: &Connection,
@@ -673,7 +673,7 @@ pub fn database_matches(
 }
 
 /// `check_role()`.
-pub fn user_matches(
+pub(crate) fn user_matches(
     tokens: &[AuthToken],
     version: PgVersion,
     user: &str,

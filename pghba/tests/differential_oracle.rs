@@ -21,25 +21,13 @@ use serde_json::{Map, Value};
 const OPTIONS_EXEMPT: [&str; 7] = ["ldap", "radius", "gss", "sspi", "pam", "bsd", "oauth"];
 
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")
+    pg_harness::corpus::pghba_corpus_dir()
 }
 
 fn known_lint_bugs() -> Vec<(String, Vec<u32>)> {
-    let text = std::fs::read_to_string(corpus_dir().join("known-lint-bugs.txt"))
-        .expect("read corpus/known-lint-bugs.txt");
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let mut parts = l.splitn(3, '\t');
-            let case = parts.next().unwrap_or_default().to_string();
-            let versions = parts
-                .next()
-                .unwrap_or_default()
-                .split(',')
-                .map(|v| v.trim().parse().expect("known-lint-bugs.txt: versions"))
-                .collect();
-            (case, versions)
-        })
+    pg_harness::corpus::known_lint_bugs()
+        .into_iter()
+        .map(|b| (b.case, b.versions))
         .collect()
 }
 

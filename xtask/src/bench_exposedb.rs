@@ -253,6 +253,9 @@ fn hba_text(rules: usize) -> String {
             let _ = writeln!(s, "# team {}", n / 10);
         }
         let (a, b) = (n / 256 % 256, n % 256);
+        // An IPv6 group holds 16 bits: past 65535 the count moves on to the
+        // second group (2001:db9:...), so 100k rules stay valid addresses.
+        let (hi, lo) = (0xdb8 + (n >> 16), n & 0xffff);
         let _ = match n % 5 {
             0 => writeln!(
                 s,
@@ -260,7 +263,7 @@ fn hba_text(rules: usize) -> String {
             ),
             1 => writeln!(
                 s,
-                "hostnossl  db_{n},reporting  +group_{n}  2001:db8:{n:x}::/48  md5"
+                "hostnossl  db_{n},reporting  +group_{n}  2001:{hi:x}:{lo:x}::/48  md5"
             ),
             2 => writeln!(s, "host    all   svc_{n}   198.18.{a}.{b}/32   reject"),
             3 => writeln!(
@@ -339,20 +342,7 @@ fn measure(
         ),
     )?;
     let psql_run = |sql: &str| -> Result<(Duration, String)> {
-        let (t, out) = timed(
-            Command::new(psql)
-                .args(["-X", "-q", "-A", "-t", "-h"])
-                .arg(pg.socket_dir())
-                .args([
-                    "-p",
-                    &pg.port().to_string(),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
-                ])
-                .args(["-c", sql]),
-        )?;
+        let (t, out) = timed(&mut pg.psql_command(psql, sql))?;
         Ok((t, String::from_utf8_lossy(&out.stdout).trim().to_string()))
     };
     // The server accepts every generated line.
@@ -723,4 +713,26 @@ fn table(report: &mut String, size: usize, r: &mut Results) -> bool {
         Some(ansible_reload >= 10.0),
     );
     met_all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: past ~65k rules the generator wrote `2001:db8:1868d::/48`
+    /// (a 5-digit group), which no server loads, so `--sizes 100000` died.
+    #[test]
+    fn generated_ipv6_groups_fit_in_16_bits_at_100k_rules() {
+        let text = hba_text(100_000);
+        for line in text.lines().filter(|l| l.contains("2001:")) {
+            let addr = line.split_whitespace().nth(3).unwrap();
+            let net = addr.trim_end_matches("/48");
+            assert!(
+                net.parse::<std::net::Ipv6Addr>().is_ok(),
+                "{line}: {net} is not an IPv6 address"
+            );
+        }
+        // n = 65536 (65536 % 5 == 1) is the first in the second group.
+        assert!(text.contains("+group_65536  2001:db9:0::/48"));
+    }
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask demo`: the shared-primary flow of DESIGN.md section 1 on
+//! `cargo xtask demo`: the shared-primary flow (README.md) on
 //! throwaway clusters, printed like a tutorial, with a one-line verdict.
 //!
 //! A primary (a pg-harness cluster with a Knocknoc database and a

@@ -18,7 +18,7 @@ async fn initialised_roles(app: &AppConn, admin: &Admin) -> Result<BlockRoles, E
         let info = pgctl::roles::role_info(admin.client(), role)
             .await
             .map_err(pg)?;
-        if !info.is_some_and(|i| i.managed) {
+        if !info.is_some_and(|i| i.is_marked_by(&crate::naming())) {
             return Err(Error::refused_always(format!(
                 "role {role:?} does not exist or is not knocker's; run knocker replica --init first"
             )));

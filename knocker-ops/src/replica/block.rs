@@ -206,8 +206,9 @@ pub fn edit(
     }
     let insert_at = match range {
         Some(r) => r.begin,
-        None => pghba::exposedb_block::first_catch_all_reject(&doc, version)
-            .unwrap_or(doc.lines().len()),
+        None => {
+            pghba::managed_block::first_catch_all_reject(&doc, version).unwrap_or(doc.lines().len())
+        }
     };
     doc.set_block(BEGIN, END, &lines, insert_at)
         .map_err(block_error)?;

@@ -184,6 +184,7 @@ pub(super) async fn init(
         rotate_password: false,
         force: o.force,
         password: None,
+        naming: crate::naming(),
     };
     let rep_plan = pgctl::roles::plan_login_role(client, &roles.replication, &ensure)
         .await
@@ -293,7 +294,7 @@ pub(super) async fn init(
             })?;
     }
     if let Some(p) = &password {
-        let host = super::network::advertise_candidates()
+        let host = crate::network::advertise_candidates()
             .0
             .map(|a| a.to_string())
             .unwrap_or_else(|| {

@@ -17,7 +17,6 @@ mod allow;
 pub mod block;
 pub(crate) mod clone;
 mod init;
-pub mod network;
 pub(crate) mod status;
 pub mod target;
 mod url;

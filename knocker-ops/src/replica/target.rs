@@ -333,9 +333,14 @@ impl Admin {
 
     /// Refuse a pg_hba.conf that another tool manages, unless forced.
     pub fn check_hba_owner(&self, force: bool) -> Result<(), Error> {
-        pgctl::server::check_hba_owner(&self.facts, force)
+        pgctl::hba_install::owner::check_hba_owner(&self.facts, &crate::naming(), force)
             .map(|_| ())
-            .map_err(|e| Error::refused(e.to_string()))
+            .map_err(|e| match e {
+                pgctl::hba_install::owner::OwnerCheckError::ForeignManaged { .. } => {
+                    Error::refused("pg_hba.conf is left alone").with_source(e)
+                }
+                _ => Error::failed("pg_hba.conf is left alone").with_source(e),
+            })
     }
 
     /// Edit pg_hba.conf safely (lock, backup, validate, atomic write,
@@ -345,9 +350,12 @@ impl Admin {
         F: FnOnce(&[u8]) -> Result<Vec<u8>, E>,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
-        // As exposedb: the reload is confirmed from this session (the
-        // installer's own-session check).
-        let options = pgctl::hba_install::InstallOptions::default();
+        // knocker's naming, so that replica and exposedb share one lock on
+        // the file (docs/ARCHITECTURE.md).
+        let options = pgctl::hba_install::InstallOptions {
+            naming: crate::naming(),
+            ..Default::default()
+        };
         pgctl::hba_install::edit(&self.client, path, edit, &options)
             .await
             .map(|r| r.changed)

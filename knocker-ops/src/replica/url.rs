@@ -35,7 +35,7 @@ pub(super) fn print_url(app: &AppConn, admin: &Admin, report: &mut Report) -> Re
     let (_, text) = admin.read_hba()?;
     let version = admin.version()?;
     let mut hosts = Vec::new();
-    match super::network::advertise_candidates().0 {
+    match crate::network::advertise_candidates().0 {
         Some(a) => hosts.push(a.to_string()),
         None => {
             report

@@ -393,8 +393,7 @@ impl HostAttempt {
                     hba.client_address
                 ),
                 Some(hba) => format!(
-                    "add a pg_hba.conf rule on the database server for {} (with knocker: knocker exposedb --add \"{}\")",
-                    hba.client_address,
+                    "add a pg_hba.conf rule for {} on the database server",
                     cidr_of(&hba.client_address)
                 ),
                 None => "add a pg_hba.conf rule for this client on the database server".to_owned(),
@@ -585,12 +584,12 @@ mod tests {
     #[test]
     fn parses_no_hba_entry_message() {
         let hba = HbaRejection::parse(
-            "no pg_hba.conf entry for host \"127.0.0.2\", user \"app\", database \"knocknoc\", no encryption",
+            "no pg_hba.conf entry for host \"127.0.0.2\", user \"app\", database \"appdb\", no encryption",
         )
         .unwrap();
         assert_eq!(hba.client_address, "127.0.0.2");
         assert_eq!(hba.user, "app");
-        assert_eq!(hba.database.as_deref(), Some("knocknoc"));
+        assert_eq!(hba.database.as_deref(), Some("appdb"));
         assert_eq!(hba.encryption.as_deref(), Some("no encryption"));
         assert!(!hba.rejected_by_rule);
     }

@@ -49,7 +49,7 @@
 
 mod certificate;
 mod error;
-mod params;
+mod local;
 mod tls;
 mod transport;
 
@@ -62,9 +62,10 @@ use tokio::task::JoinHandle;
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::Client;
 
+pub use crate::conninfo::{ConnectParams, HostParam, SslMode, TargetSessionAttrs};
 pub use certificate::{fetch_server_certificate, ServerCertificate};
 pub use error::{ConnectError, ConnectErrorKind, HbaRejection, HostAttempt, TlsFailureReason};
-pub use params::{ConnectParams, HostParam, SslMode, TargetSessionAttrs};
+pub use local::{LocalSuperuser, LocalSuperuserError, DEFAULT_SOCKET_DIR, DEFAULT_SUPERUSER};
 pub use tls::CertificateCheck;
 
 use tls::TlsPolicy;

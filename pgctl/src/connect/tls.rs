@@ -18,8 +18,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::params::{ConnectParams, SslMode};
 use super::transport::PgStream;
+use crate::conninfo::{ConnectParams, SslMode};
 
 /// The `sslrootcert` value that means "the operating system's trusted roots"
 /// (libpq 16+).

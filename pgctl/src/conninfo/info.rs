@@ -4,8 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::keyword::{Keyword, KEYWORD_COUNT};
+use super::params::{SslMode, TargetSessionAttrs};
 use super::parse::{self, is_c_space, ParseError};
-use crate::connect::{SslMode, TargetSessionAttrs};
 
 /// The keyword -> value pairs a connection string sets, nothing else: no
 /// defaults, no environment, no `.pgpass` (see [`super::resolve()`] for those).
@@ -23,7 +23,7 @@ use crate::connect::{SslMode, TargetSessionAttrs};
 /// ```
 /// use pgctl::conninfo::{ConnInfo, Keyword};
 ///
-/// let info: ConnInfo = "postgresql://app:s3cret@db1:5432,db2:5433/knocknoc?sslmode=require"
+/// let info: ConnInfo = "postgresql://app:s3cret@db1:5432,db2:5433/appdb?sslmode=require"
 ///     .parse()
 ///     .unwrap();
 /// assert_eq!(info.get(Keyword::Host), Some("db1,db2"));
@@ -334,20 +334,20 @@ impl fmt::Debug for DebugMap<'_> {
 /// use pgctl::connect::SslMode;
 ///
 /// let info = ConnInfo::builder()
-///     .user("knocknoc_remote")
+///     .user("app_remote")
 ///     .password("p@ss word")
 ///     .host("203.0.113.5")
 ///     .port(5432)
-///     .dbname("knocknoc")
+///     .dbname("appdb")
 ///     .sslmode(SslMode::Require)
 ///     .build();
 /// assert_eq!(
 ///     info.to_uri(),
-///     "postgresql://knocknoc_remote:p%40ss%20word@203.0.113.5:5432/knocknoc?sslmode=require"
+///     "postgresql://app_remote:p%40ss%20word@203.0.113.5:5432/appdb?sslmode=require"
 /// );
 /// assert_eq!(
 ///     info.to_keyword_value(),
-///     "user=knocknoc_remote password='p@ss word' dbname=knocknoc host=203.0.113.5 port=5432 sslmode=require"
+///     "user=app_remote password='p@ss word' dbname=appdb host=203.0.113.5 port=5432 sslmode=require"
 /// );
 /// ```
 #[derive(Clone, Default, PartialEq, Eq)]

@@ -10,7 +10,8 @@
 //!   password.
 //! - [`resolve()`] (separately) fills in the `PG*` environment, defaults and
 //!   `.pgpass` and checks values the way libpq does before connecting,
-//!   producing [`crate::connect::ConnectParams`]; [`tokio_config`] turns one
+//!   producing [`ConnectParams`] (defined here, used by
+//!   [`crate::connect`]); [`tokio_config`] turns one
 //!   of its hosts into a `tokio_postgres::Config`.
 //!
 //! Nothing here needs tokio.
@@ -31,6 +32,7 @@
 
 mod info;
 mod keyword;
+mod params;
 mod parse;
 mod passfile;
 pub mod resolve;
@@ -38,6 +40,7 @@ mod tokio_config;
 
 pub use info::{ConnInfo, ConnInfoBuilder, UriScheme};
 pub use keyword::{Keyword, UnknownKeyword};
+pub use params::{ConnectParams, HostParam, SslMode, TargetSessionAttrs};
 pub use parse::{ParseError, ParseErrorKind};
 pub use passfile::ResolveWarning;
 pub use resolve::{

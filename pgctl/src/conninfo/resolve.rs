@@ -31,9 +31,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::keyword::{Keyword, KEYWORD_COUNT};
+use super::params::{ConnectParams, HostParam, SslMode, TargetSessionAttrs};
 use super::passfile::{self, PassfileKey, ResolveWarning};
 use super::ConnInfo;
-use crate::connect::{ConnectParams, HostParam, SslMode, TargetSessionAttrs};
 
 /// The unix socket directory used when no host is given (Debian's libpq).
 pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";

@@ -1,6 +1,6 @@
 //! One resolved host as a `tokio_postgres::Config` (types only, no runtime).
 
-use crate::connect::{ConnectParams, SslMode, TargetSessionAttrs};
+use super::params::{ConnectParams, SslMode, TargetSessionAttrs};
 
 /// A `tokio_postgres::Config` for `params.hosts[host_index]` alone: user,
 /// password (the connection's, else that host's `.pgpass` entry), database,

@@ -208,6 +208,14 @@ fn not_writable_hint(source: &io::Error) -> &'static str {
 }
 
 impl InstallError {
+    /// Whether this is a safety check that [`InstallOptions::force`]
+    /// passes (the file already has lines the server rejects).
+    ///
+    /// [`InstallOptions::force`]: super::InstallOptions::force
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, InstallError::ExistingErrors { .. })
+    }
+
     /// The SQLSTATE of the server error behind this error, if any.
     pub fn sqlstate(&self) -> Option<&SqlState> {
         match self {

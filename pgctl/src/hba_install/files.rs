@@ -2,20 +2,20 @@
 //! owner and mode, backups and their pruning, stale temp files.
 //!
 //! Names used next to `pg_hba.conf` (for a hba file named NAME):
-//! - `.NAME.knocker-XXXXXX`: temp files (new content, backup in progress,
+//! - `.NAME.TOOL-XXXXXX`: temp files (new content, backup in progress,
 //!   restore); under the lock any such file is left over from a killed run.
-//! - `.NAME.knocker.lock`: the lock file (see `lock.rs`).
-//! - `NAME.knocker-backup-YYYYMMDDTHHMMSS.ffffffZ`: backups, visible, sorted
+//! - `.NAME.TOOL.lock`: the lock file (see `lock.rs`).
+//! - `NAME.TOOL-backup-YYYYMMDDTHHMMSS.ffffffZ`: backups, visible, sorted
 //!   by name = by time. None of these ends in `.conf`, so an `include_dir`
 //!   pointed at the directory never reads them.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
-use rand::distr::{Alphanumeric, SampleString};
+use crate::atomic::{self, AtomicWriteError};
+use crate::naming::Naming;
 
 use super::error::InstallError;
 
@@ -28,10 +28,12 @@ pub(crate) struct HbaPaths {
     pub(crate) dir: PathBuf,
     /// Its file name.
     pub(crate) name: String,
+    /// The caller's names for the temp and backup files.
+    pub(crate) naming: Naming,
 }
 
 impl HbaPaths {
-    pub(crate) fn new(file: &Path) -> Result<HbaPaths, InstallError> {
+    pub(crate) fn new(file: &Path, naming: &Naming) -> Result<HbaPaths, InstallError> {
         let name = file
             .file_name()
             .and_then(|n| n.to_str())
@@ -49,15 +51,16 @@ impl HbaPaths {
             file: file.to_path_buf(),
             dir,
             name,
+            naming: naming.clone(),
         })
     }
 
     fn temp_prefix(&self) -> String {
-        format!(".{}.knocker-", self.name)
+        self.naming.temp_prefix(&self.name)
     }
 
     fn backup_prefix(&self) -> String {
-        format!("{}.knocker-backup-", self.name)
+        self.naming.backup_prefix(&self.name)
     }
 
     /// Removes temp files left by a killed run (call only under the lock).
@@ -120,21 +123,12 @@ impl HbaPaths {
 }
 
 /// Owner, group and permission bits to give every file written for the hba
-/// file.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Ownership {
-    pub(crate) uid: u32,
-    pub(crate) gid: u32,
-    pub(crate) mode: u32,
-}
+/// file: the original's.
+pub(crate) use crate::atomic::Ownership;
 
-impl Ownership {
-    pub(crate) fn of(meta: &fs::Metadata) -> Ownership {
-        Ownership {
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mode: meta.mode() & 0o7777,
-        }
+impl From<AtomicWriteError> for InstallError {
+    fn from(e: AtomicWriteError) -> InstallError {
+        InstallError::from_io(e.step, e.path, e.source)
     }
 }
 
@@ -146,14 +140,14 @@ pub(crate) struct Syncer {
 }
 
 impl Syncer {
-    fn sync_file(&mut self, file: &File, path: &Path) -> Result<(), InstallError> {
+    fn sync_file(&mut self, temp: &atomic::TempFile) -> Result<(), InstallError> {
         if !self.enabled {
             return Ok(());
         }
         let start = Instant::now();
-        let result = file.sync_all();
+        let result = temp.sync();
         self.spent += start.elapsed();
-        result.map_err(|e| InstallError::from_io("fsync", path, e))
+        Ok(result?)
     }
 
     pub(crate) fn sync_dir(&mut self, dir: &Path) -> Result<(), InstallError> {
@@ -161,98 +155,41 @@ impl Syncer {
             return Ok(());
         }
         let start = Instant::now();
-        let result = File::open(dir).and_then(|d| d.sync_all());
+        let result = atomic::sync_dir(dir);
         self.spent += start.elapsed();
-        result.map_err(|e| InstallError::from_io("fsync directory", dir, e))
+        Ok(result?)
     }
 }
 
-/// A temp file next to the hba file, removed on drop unless renamed.
+/// A temp file next to the hba file ([`atomic::TempFile`]), removed on drop
+/// unless renamed.
 #[derive(Debug)]
-pub(crate) struct TempFile {
-    path: PathBuf,
-    file: Option<File>,
-    renamed: bool,
-}
+pub(crate) struct TempFile(atomic::TempFile);
 
 impl TempFile {
-    /// Creates `.NAME.knocker-XXXXXX` with the given ownership from the
-    /// start (mode at creation, then fchown/fchmod before any byte is
-    /// written), and writes `bytes` to it.
+    /// Creates `.NAME.TOOL-XXXXXX` with the given ownership from the
+    /// start and writes `bytes` to it.
     pub(crate) fn create(
         paths: &HbaPaths,
         owner: Ownership,
         bytes: &[u8],
     ) -> Result<TempFile, InstallError> {
-        let (path, file) = loop {
-            let suffix = Alphanumeric.sample_string(&mut rand::rng(), 6);
-            let path = paths.dir.join(format!("{}{}", paths.temp_prefix(), suffix));
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(owner.mode & 0o777)
-                .open(&path)
-            {
-                Ok(file) => break (path, file),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(InstallError::from_io(
-                        "create a temp file in",
-                        &paths.dir,
-                        e,
-                    ))
-                }
-            }
-        };
-        let mut temp = TempFile {
-            path,
-            file: Some(file),
-            renamed: false,
-        };
-        temp.set_ownership(owner)?;
-        let file = temp.file.as_mut().expect("open until renamed");
-        file.write_all(bytes)
-            .map_err(|e| InstallError::from_io("write", &temp.path, e))?;
-        Ok(temp)
-    }
-
-    fn set_ownership(&mut self, owner: Ownership) -> Result<(), InstallError> {
-        let file = self.file.as_ref().expect("open until renamed");
-        let meta = file
-            .metadata()
-            .map_err(|e| InstallError::from_io("stat", &self.path, e))?;
-        if meta.uid() != owner.uid || meta.gid() != owner.gid {
-            std::os::unix::fs::fchown(file, Some(owner.uid), Some(owner.gid)).map_err(|e| {
-                InstallError::from_io("give the owner of the original to", &self.path, e)
-            })?;
-        }
-        // After fchown (which may clear set-id bits) and regardless of umask.
-        file.set_permissions(fs::Permissions::from_mode(owner.mode))
-            .map_err(|e| InstallError::from_io("set the mode of", &self.path, e))?;
-        Ok(())
+        Ok(TempFile(atomic::TempFile::create(
+            &paths.dir,
+            &paths.temp_prefix(),
+            owner,
+            bytes,
+        )?))
     }
 
     /// fsyncs the content.
     pub(crate) fn sync(&mut self, syncer: &mut Syncer) -> Result<(), InstallError> {
-        let file = self.file.as_ref().expect("open until renamed");
-        syncer.sync_file(file, &self.path)
+        syncer.sync_file(&self.0)
     }
 
     /// Renames the temp file to `target` (atomically replacing it).
-    pub(crate) fn rename_to(mut self, target: &Path) -> Result<(), InstallError> {
-        self.file = None;
-        fs::rename(&self.path, target)
-            .map_err(|e| InstallError::from_io("rename a temp file over", target, e))?;
-        self.renamed = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.renamed {
-            let _ = fs::remove_file(&self.path);
-        }
+    pub(crate) fn rename_to(self, target: &Path) -> Result<(), InstallError> {
+        Ok(self.0.rename_to(target)?)
     }
 }
 
@@ -308,37 +245,13 @@ pub(crate) fn check_writable(path: &Path) -> Result<(), InstallError> {
 
 /// `YYYYMMDDTHHMMSS.ffffffZ` in UTC.
 fn utc_stamp(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_micros()
-    )
-}
-
-/// Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
-/// well-known algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    crate::os::utc_compact_timestamp_of(t)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn utc_stamp_formats_known_instants() {
@@ -351,10 +264,14 @@ mod tests {
 
     #[test]
     fn generated_names_never_end_in_conf() {
-        let paths = HbaPaths::new(Path::new("/etc/postgresql/15/main/pg_hba.conf")).unwrap();
+        let paths = HbaPaths::new(
+            Path::new("/etc/postgresql/15/main/pg_hba.conf"),
+            &Naming::new("tool"),
+        )
+        .unwrap();
         assert!(!paths.new_backup_path().to_string_lossy().ends_with(".conf"));
         assert!(paths.temp_prefix().starts_with('.'));
-        assert_eq!(paths.temp_prefix(), ".pg_hba.conf.knocker-");
-        assert_eq!(paths.backup_prefix(), "pg_hba.conf.knocker-backup-");
+        assert_eq!(paths.temp_prefix(), ".pg_hba.conf.tool-");
+        assert_eq!(paths.backup_prefix(), "pg_hba.conf.tool-backup-");
     }
 }

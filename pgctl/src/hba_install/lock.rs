@@ -1,7 +1,7 @@
 //! The exclusive lock that serialises installers of one pg_hba file.
 //!
 //! The lock is an `flock(2)` on a lock file next to the hba file
-//! (`.pg_hba.conf.knocker.lock`: a dot name not ending in `.conf`, so
+//! (`.pg_hba.conf.TOOL.lock`: a dot name not ending in `.conf`, so
 //! `include_dir` never reads it). The kernel drops the lock when its holder
 //! dies, even by SIGKILL, so a killed run never blocks the next one. The
 //! file itself is never removed (removing a lock file races with a process
@@ -152,8 +152,8 @@ impl HbaLock {
     }
 
     /// The path of the lock file for `hba_path`.
-    pub(crate) fn path_for(dir: &Path, file_name: &str) -> PathBuf {
-        dir.join(format!(".{file_name}.knocker.lock"))
+    pub(crate) fn path_for(dir: &Path, file_name: &str, naming: &crate::naming::Naming) -> PathBuf {
+        dir.join(naming.lock_name(file_name))
     }
 }
 
@@ -184,7 +184,11 @@ mod tests {
     #[test]
     fn a_waiting_caller_is_told_the_holders_pid_then_times_out() {
         let dir = tempfile::tempdir().unwrap();
-        let path = HbaLock::path_for(dir.path(), "pg_hba.conf");
+        let path = HbaLock::path_for(
+            dir.path(),
+            "pg_hba.conf",
+            &crate::naming::Naming::new("tool"),
+        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -4,11 +4,11 @@
 //!
 //! 1. checks the connection is a superuser's and reads the server's version
 //!    and `hba_file` (the path given must be that file);
-//! 2. takes an exclusive lock (`flock` on `.pg_hba.conf.knocker.lock` next to
+//! 2. takes an exclusive lock (`flock` on `.pg_hba.conf.TOOL.lock` next to
 //!    the file), reporting [`InstallEvent::WaitingForLock`] with the holder's
 //!    pid when another installer has it; the kernel releases the lock of a
 //!    killed process;
-//! 3. removes temp files a killed run left behind (`.pg_hba.conf.knocker-*`);
+//! 3. removes temp files a killed run left behind (`.pg_hba.conf.TOOL-*`);
 //! 4. reads the current file, checks it can be written (immutable and
 //!    read-only files are refused before anything is written) and asks the
 //!    server (`pg_hba_file_rules`) whether it already has errors: if so it
@@ -19,9 +19,9 @@
 //! 5. applies the caller's edit to the current bytes, under the lock, so
 //!    concurrent editors never lose each other's changes;
 //! 6. validates the new text offline for the server's version;
-//! 7. writes a backup `pg_hba.conf.knocker-backup-<UTC timestamp>` with the
+//! 7. writes a backup `pg_hba.conf.TOOL-backup-<UTC timestamp>` with the
 //!    owner and mode of the original (temp file, fsync, rename);
-//! 8. writes the new text to `.pg_hba.conf.knocker-XXXXXX` with the original's
+//! 8. writes the new text to `.pg_hba.conf.TOOL-XXXXXX` with the original's
 //!    owner and mode, fsyncs it, renames it over the file, fsyncs the
 //!    directory: every reader sees the old or the new file, never a mix;
 //! 9. asks the server to check the file now on disk; on any error, puts the
@@ -54,7 +54,7 @@
 //! let hba = Path::new("/etc/postgresql/15/main/pg_hba.conf");
 //! let report = edit(client, hba, |old: &[u8]| {
 //!     let mut new = old.to_vec();
-//!     new.extend_from_slice(b"host knocknoc app_remote 203.0.113.7/32 scram-sha-256\n");
+//!     new.extend_from_slice(b"host appdb app_remote 203.0.113.7/32 scram-sha-256\n");
 //!     Ok::<_, std::convert::Infallible>(new)
 //! }, &options).await?;
 //! assert!(report.changed);
@@ -64,6 +64,7 @@
 mod error;
 mod files;
 mod lock;
+pub mod owner;
 mod server;
 mod validate;
 
@@ -79,8 +80,13 @@ use tokio_postgres::{Client, NoTls};
 
 pub use error::{HbaProblem, InstallError};
 
+use crate::naming::Naming;
 use files::{HbaPaths, Ownership, Syncer, TempFile};
 use lock::{FileId, HbaLock};
+
+/// The statement that asks the server to reload its configuration after a
+/// new pg_hba.conf is in place, exactly as sent: a dry run prints this.
+pub const RELOAD_SQL: &str = "SELECT pg_catalog.pg_reload_conf()";
 
 /// A future returned by [`Reconnect::reconnect`].
 pub type ConnectFuture =
@@ -145,6 +151,10 @@ pub struct InstallOptions {
     /// Receives progress events, e.g. to print "waiting for lock held by pid
     /// N". Called synchronously, right after each step completes.
     pub events: Option<EventSink>,
+    /// The caller's name for the lock, temp and backup files (default:
+    /// [`Naming::default`]). Callers that edit the same file must agree on
+    /// it: the lock is only shared under one name.
+    pub naming: Naming,
 }
 
 impl Default for InstallOptions {
@@ -158,6 +168,7 @@ impl Default for InstallOptions {
             reload_timeout: Duration::from_secs(10),
             reconnect: None,
             events: None,
+            naming: Naming::default(),
         }
     }
 }
@@ -173,6 +184,7 @@ impl fmt::Debug for InstallOptions {
             .field("reload_timeout", &self.reload_timeout)
             .field("reconnect", &self.reconnect.as_ref().map(|_| ".."))
             .field("events", &self.events.as_ref().map(|_| ".."))
+            .field("naming", &self.naming)
             .finish()
     }
 }
@@ -368,9 +380,9 @@ where
     };
     let facts = server::facts(client).await?;
     check_same_file(hba_path, &facts.hba_file)?;
-    let paths = HbaPaths::new(hba_path)?;
+    let paths = HbaPaths::new(hba_path, &options.naming)?;
 
-    let lock_path = HbaLock::path_for(&paths.dir, &paths.name);
+    let lock_path = HbaLock::path_for(&paths.dir, &paths.name, &options.naming);
     let (mut lock, lock_wait) = HbaLock::acquire(&lock_path, options.lock_timeout, &events).await?;
     let stale_temps_removed = paths.remove_stale_temps()?;
     for path in &stale_temps_removed {
@@ -393,7 +405,7 @@ where
     // This very file version was installed and its reload confirmed by an
     // installer (a version with server errors is never recorded): the
     // server parsed it without errors then, so asking again only costs a
-    // whole-file parse (cargo xtask bench exposedb). Errors that appeared
+    // whole-file parse (measured by the end-to-end add benchmark). Errors that appeared
     // since without a change of the file (an included file edited, a
     // setting changed) are still caught by the check of the new file in
     // step 9, which then puts the old bytes back.

@@ -161,7 +161,7 @@ pub(crate) async fn send_reload(client: &Client) -> Result<i64, InstallError> {
         .await
         .map_err(|e| InstallError::from_pg("read the server clock before reloading", e))?;
     let row = client
-        .query_one("select pg_reload_conf()", &[])
+        .query_one(super::RELOAD_SQL, &[])
         .await
         .map_err(|e| InstallError::from_pg("reload the configuration (pg_reload_conf)", e))?;
     let sent: bool = row.get(0);

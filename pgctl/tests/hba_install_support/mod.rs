@@ -262,7 +262,7 @@ pub fn temp_files(hba: &Path) -> Vec<PathBuf> {
 /// Knocker's backups of `hba`, oldest first.
 pub fn backups(hba: &Path) -> Vec<PathBuf> {
     let name = hba.file_name().unwrap().to_str().unwrap();
-    let prefix = format!("{name}.knocker-backup-");
+    let prefix = pgctl::naming::Naming::default().backup_prefix(name);
     list(hba, |n| n.starts_with(&prefix))
 }
 

@@ -21,7 +21,7 @@ pub const PG13_MAX_LINE: usize = 20480;
 pub const PG13_MAX_TOKEN: usize = 10240;
 
 /// The server's idea of a blank: space, tab and carriage return (`pg_isblank`).
-pub fn is_blank(c: u8) -> bool {
+pub(crate) fn is_blank(c: u8) -> bool {
     c == b' ' || c == b'\t' || c == b'\r'
 }
 

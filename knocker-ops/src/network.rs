@@ -1,6 +1,6 @@
-//! This host's addresses, to tell secondaries where the database is: the
-//! default route's interface from `/proc/net/route` and the interfaces'
-//! addresses from `getifaddrs`. Nothing is ever connected to.
+//! This host's addresses, to tell standbys, secondaries and web nodes where
+//! the database is: the default route's interface from `/proc/net/route` and
+//! the interfaces' addresses from `getifaddrs`. Nothing is ever connected to.
 
 use std::net::{IpAddr, Ipv4Addr};
 

@@ -7,18 +7,17 @@
 //! that its rules are reached, or at the end of the file. Each rule in it
 //! admits one CIDR to one database as one role with `scram-sha-256`.
 //!
-//! Which of the operator's lines come before the block and may decide its
-//! connections is asked of [`crate::shadow`] (the overlap analysis behind
-//! `knocker hba lint --shadowing`), and which line a connection hits
-//! of [`crate::matcher`]: this module only places and edits the block.
-//!
-//! Include directives (16+) and `@file` references are expanded in place,
-//! through a [`FileLoader`], by the same code as lint ([`crate::check`]):
-//! rules of an included file that come before the block count like the
-//! top file's. The block itself lives in the top file only.
+//! Where the block goes and which rules the server reads before it is
+//! pghba's generic [`ManagedBlock`] (includes expanded); which of the
+//! operator's lines may decide the block's connections is asked of
+//! [`pghba::shadow`] (the overlap analysis behind `knocker hba lint
+//! --shadowing`), and which line a connection hits of [`pghba::matcher`].
+//! This module is knocker's policy: the markers, the [`Scope`] of the
+//! rules (one database, one role, `scram-sha-256`), and "the operator's
+//! reject wins unless forced".
 //!
 //! ```
-//! use pghba::exposedb_block::{plan, HbaFile, Scope, BEGIN_MARKER};
+//! use knocker_ops::exposedb::block::{plan, HbaFile, Request, Scope, BEGIN_MARKER};
 //! use pghba::{NoFiles, PgVersion};
 //!
 //! let old = b"local all all peer\nhost all all 0.0.0.0/0 reject\n";
@@ -26,30 +25,36 @@
 //! let scope = Scope { database: "knocknoc".into(), user: "knocknoc_remote".into(), hostssl: true };
 //! let add = ["203.0.113.7/32".parse().unwrap()];
 //! // `NoFiles`: the file has no includes; a real caller passes `FsLoader`.
-//! let change = plan(&file, &mut NoFiles, &scope, &add, &[], "added by test", false).unwrap();
+//! let request = Request { add: add.to_vec(), comment: "added by test".into(), ..Request::default() };
+//! let change = plan(&file, &mut NoFiles, &scope, &request).unwrap();
 //! let text = String::from_utf8(change.new_text).unwrap();
 //! assert!(text.starts_with(&format!("local all all peer\n{BEGIN_MARKER}\nhostssl knocknoc knocknoc_remote 203.0.113.7/32 scram-sha-256 # added by test\n")));
 //! assert!(text.ends_with("# END knocker exposedb\nhost all all 0.0.0.0/0 reject\n"));
 //! ```
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-
-use crate::check::{FileLoader, NoFiles};
-use crate::document::{HbaDocument, LineKind};
-use crate::edit::{quote_name, BlockError, BlockRange};
-use crate::matcher::{Connection, LocatedRule, RuleSet};
-use crate::rule::{AuthMethod, ConnectionType, HbaAddress, HbaRule};
-use crate::shadow::{self, candidate_rule, Overlap};
-use crate::version::{PgVersion, ValidateOptions};
+use pghba::managed_block::{line_text, rules_before, ManagedBlock};
+pub use pghba::managed_block::{rule_set, rule_text, HbaFile};
+use pghba::matcher::{Connection, LocatedRule};
+use pghba::shadow::{self, candidate_rule, Overlap};
+use pghba::{
+    quote_name, AuthMethod, BlockError, ConnectionType, FileLoader, HbaAddress, HbaDocument,
+    HbaRule, PgVersion,
+};
 
 /// The comment line that opens the managed block.
 pub const BEGIN_MARKER: &str =
     "# BEGIN knocker exposedb (managed by knocker; edit with knocker exposedb)";
 /// The comment line that closes the managed block.
 pub const END_MARKER: &str = "# END knocker exposedb";
+
+/// The block, as pghba's generic managed block.
+pub const BLOCK: ManagedBlock<'static> = ManagedBlock {
+    begin: BEGIN_MARKER,
+    end: END_MARKER,
+};
 
 /// Which database and role the block's rules admit, and over which
 /// connection type.
@@ -119,6 +124,21 @@ pub enum PlanError {
     },
 }
 
+/// What [`plan`] is asked to do: the CIDRs to add and remove (as one
+/// change), the comment after each new rule, and whether the operator's
+/// earlier rejects are overridden.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    /// CIDRs to admit (those present are left alone).
+    pub add: Vec<IpNet>,
+    /// CIDRs to take out.
+    pub remove: Vec<IpNet>,
+    /// The comment after each new rule (without `#`).
+    pub comment: String,
+    /// Go on past an earlier reject of the operator's.
+    pub force: bool,
+}
+
 /// The result of [`plan`]: the new file and what changed.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Change {
@@ -146,66 +166,9 @@ impl Change {
     }
 }
 
-/// The top pg_hba.conf as the block's functions read it.
-#[derive(Clone, Copy, Debug)]
-pub struct HbaFile<'a> {
-    /// Its path (the server's `hba_file`): relative include and `@file`
-    /// names are resolved against its directory, and rules from it carry it
-    /// as their [`LocatedRule::file`].
-    pub path: &'a str,
-    /// Its bytes.
-    pub text: &'a [u8],
-    /// The server's major version.
-    pub version: PgVersion,
-}
-
-/// The rules of `file` as the server would keep them, for matching and
-/// overlap questions about the block: included files and `@file`
-/// references are read through `loader` and expanded in place; `ssl` is
-/// the server's `ssl` setting (with it off, `hostssl` lines never match).
-pub fn rule_set(file: &HbaFile<'_>, loader: &mut dyn FileLoader, ssl: bool) -> RuleSet {
-    let opts = ValidateOptions {
-        ssl_enabled: ssl,
-        ..ValidateOptions::for_version(file.version)
-    };
-    RuleSet::load(file.path, file.text, loader, &opts)
-}
-
-/// The text of line `line` of `rule_file`: the top file's from `doc`, an
-/// included file's read again through `loader` (empty when it cannot be).
-fn text_of_line(
-    file: &HbaFile<'_>,
-    doc: &HbaDocument,
-    loader: &mut dyn FileLoader,
-    rule_file: &str,
-    line: u32,
-) -> String {
-    let find = |d: &HbaDocument| {
-        d.lines()
-            .iter()
-            .find(|l| l.line_number() == line)
-            .map(|l| String::from_utf8_lossy(l.content()).trim_end().to_string())
-            .unwrap_or_default()
-    };
-    if rule_file == file.path {
-        return find(doc);
-    }
-    match loader.read_file(rule_file) {
-        Ok(bytes) => find(&HbaDocument::parse_for(&bytes, file.version)),
-        Err(_) => String::new(),
-    }
-}
-
-/// The text of the line a rule of [`rule_set`] comes from (included files
-/// read again through `loader`), for messages.
-pub fn rule_text(file: &HbaFile<'_>, loader: &mut dyn FileLoader, rule: &LocatedRule) -> String {
-    let doc = HbaDocument::parse_for(file.text, file.version);
-    text_of_line(file, &doc, loader, &rule.file, rule.line)
-}
-
 /// A connection from `addr` to the scope's database as its role, encrypted
 /// with SSL when the block's rules are `hostssl`: what `--explain` asks
-/// [`RuleSet::first_match`] about.
+/// [`pghba::matcher::RuleSet::first_match`] about.
 pub fn connection(scope: &Scope, addr: IpAddr) -> Connection {
     Connection::host(addr, scope.database.as_str(), scope.user.as_str()).with_ssl(scope.hostssl)
 }
@@ -226,129 +189,14 @@ fn candidate(scope: &Scope, net: IpNet) -> HbaRule {
     )
 }
 
-/// Each rule of `rules` (loaded from `doc` by [`rule_set`]) that is in the
-/// top file `top`, with its index into `doc.lines()`, in order.
-fn located<'r>(doc: &HbaDocument, rules: &'r RuleSet, top: &str) -> Vec<(usize, &'r LocatedRule)> {
-    let index: HashMap<u32, usize> = doc
-        .lines()
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.line_number(), i))
-        .collect();
-    rules
-        .rules
-        .iter()
-        .filter(|r| r.file == top)
-        .filter_map(|r| index.get(&r.line).map(|&i| (i, r)))
-        .collect()
-}
-
-/// The name the top file carries where no path is known (the block's
-/// rules are read without includes).
-const FILE_NAME: &str = "pg_hba.conf";
-
-/// The top file's rules only, includes not followed: enough to find the
-/// block's own rules and the top file's catch-all lines.
-fn top_rules(doc: &HbaDocument, version: PgVersion) -> RuleSet {
-    top_rules_of(doc.lines(), version)
-}
-
-/// [`top_rules`] of some of a document's lines (numbered from 1).
-fn top_rules_of(lines: &[crate::document::Line], version: PgVersion) -> RuleSet {
-    let text: Vec<u8> = lines.iter().flat_map(|l| l.raw().iter().copied()).collect();
-    let file = HbaFile {
-        path: FILE_NAME,
-        text: &text,
-        version,
-    };
-    rule_set(&file, &mut NoFiles, true)
-}
-
-/// The index (into `doc.lines()`) of the first catch-all reject line of
-/// the top file (see [`shadow::is_catch_all_reject`]); included files are
-/// not read.
-pub fn first_catch_all_reject(doc: &HbaDocument, version: PgVersion) -> Option<usize> {
-    let rules = top_rules(doc, version);
-    catch_all_in(&located(doc, &rules, FILE_NAME))
-}
-
-fn catch_all_in(found: &[(usize, &LocatedRule)]) -> Option<usize> {
+/// The block's rules, as [`BlockRule`]s (index into `doc.lines()` with
+/// each): those of `found` (from [`ManagedBlock::rules_inside`]) that admit
+/// an address range.
+fn block_rules(doc: &HbaDocument, found: &[(usize, LocatedRule)]) -> Vec<(usize, BlockRule)> {
     found
         .iter()
-        .find(|(_, r)| shadow::is_catch_all_reject(&r.rule))
-        .map(|&(i, _)| i)
-}
-
-/// The rules the server reads before line `end` of the top file (index
-/// into `doc.lines()`), included files expanded: those of the lines
-/// before it.
-fn rules_before(
-    file: &HbaFile<'_>,
-    doc: &HbaDocument,
-    loader: &mut dyn FileLoader,
-    ssl: bool,
-    end: usize,
-) -> RuleSet {
-    let prefix: Vec<u8> = doc.lines()[..end]
-        .iter()
-        .flat_map(|l| l.raw().iter().copied())
-        .collect();
-    let head = HbaFile {
-        text: &prefix,
-        ..*file
-    };
-    rule_set(&head, loader, ssl)
-}
-
-/// Where a new block goes (index into `doc.lines()`): just before the
-/// first catch-all reject in the server's order. When that rule is in an
-/// included file, before the top file's include line that brings it in.
-fn new_block_position(
-    file: &HbaFile<'_>,
-    doc: &HbaDocument,
-    loader: &mut dyn FileLoader,
-    rules: &RuleSet,
-    ssl: bool,
-) -> usize {
-    let end = doc.lines().len();
-    let Some(k) = shadow::first_catch_all_reject(&rules.rules) else {
-        return end;
-    };
-    let found = located(doc, rules, file.path);
-    if rules.rules[k].file == file.path {
-        return found
-            .iter()
-            .find(|(_, r)| std::ptr::eq(*r, &rules.rules[k]))
-            .map_or(end, |&(i, _)| i);
-    }
-    // Between the top file's rules around it, the include line whose
-    // expansion reaches rule k.
-    let from = rules.rules[..k]
-        .iter()
-        .rev()
-        .find(|r| r.file == file.path)
-        .and_then(|r| found.iter().find(|(_, f)| std::ptr::eq(*f, r)))
-        .map_or(0, |&(i, _)| i);
-    for j in from..end {
-        if matches!(doc.lines()[j].kind(), LineKind::Include(_))
-            && rules_before(file, doc, loader, ssl, j + 1).rules.len() > k
-        {
-            return j;
-        }
-    }
-    end
-}
-
-/// The block's rules among `found` (index into `doc.lines()` with each).
-fn block_rules(
-    doc: &HbaDocument,
-    found: &[(usize, &LocatedRule)],
-    inner: std::ops::Range<usize>,
-) -> Vec<(usize, BlockRule)> {
-    found
-        .iter()
-        .filter(|(i, _)| inner.contains(i))
-        .filter_map(|&(i, r)| {
+        .filter_map(|(i, r)| {
+            let i = *i;
             let rule = &r.rule;
             let net = match rule.address {
                 Some(HbaAddress::Ip { addr, mask }) => {
@@ -379,43 +227,14 @@ fn block_rules(
 
 /// The rules inside the managed block (none when there is no block).
 pub fn list(doc: &HbaDocument, version: PgVersion) -> Result<Vec<BlockRule>, BlockError> {
-    let Some(range) = doc.find_block(BEGIN_MARKER, END_MARKER)? else {
+    let Some(range) = BLOCK.find(doc)? else {
         return Ok(Vec::new());
     };
-    Ok(rules_in_block(doc, &range, version)
+    let found = BLOCK.rules_inside(doc, &range, version);
+    Ok(block_rules(doc, &found)
         .into_iter()
         .map(|(_, r)| r)
         .collect())
-}
-
-/// The block's rules (index into `doc.lines()` with each), read from the
-/// block's own lines only: the block holds knocker's lines, whose meaning
-/// does not depend on the rest of the file (an include directive or a line
-/// the version rejects inside it is read and skipped as in the whole file).
-/// Their line numbers are shifted back to the file's.
-fn rules_in_block(
-    doc: &HbaDocument,
-    range: &BlockRange,
-    version: PgVersion,
-) -> Vec<(usize, BlockRule)> {
-    let lines = &doc.lines()[range.begin..range.end];
-    let mut inner = top_rules_of(lines, version);
-    let shift = lines[0].line_number() - 1;
-    for rule in &mut inner.rules {
-        rule.line += shift;
-    }
-    let index: HashMap<u32, usize> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.line_number(), range.begin + i))
-        .collect();
-    let found: Vec<(usize, &LocatedRule)> = inner
-        .rules
-        .iter()
-        .filter(|r| r.file == FILE_NAME)
-        .filter_map(|r| index.get(&r.line).map(|&i| (i, r)))
-        .collect();
-    block_rules(doc, &found, range.inner())
 }
 
 /// Compute the new file: the block created when missing, `add` CIDRs added
@@ -431,11 +250,15 @@ pub fn plan(
     file: &HbaFile<'_>,
     loader: &mut dyn FileLoader,
     scope: &Scope,
-    add: &[IpNet],
-    remove: &[IpNet],
-    comment: &str,
-    force: bool,
+    request: &Request,
 ) -> Result<Change, PlanError> {
+    let Request {
+        add,
+        remove,
+        comment,
+        force,
+    } = request;
+    let force = *force;
     let version = file.version;
     let mut doc = HbaDocument::parse_for(file.text, version);
     let database =
@@ -445,18 +268,18 @@ pub fn plan(
     // Loads of the file before any edit: the block's rules and the lines
     // before it keep their indices unless the block is created, and then
     // it is empty and only lines after it move.
-    let existing = doc.find_block(BEGIN_MARKER, END_MARKER)?;
+    let existing = BLOCK.find(&doc)?;
     let (begin, present) = match &existing {
         // Only the block's own lines are read for its rules (with the
         // prefix read below, the file is loaded about once).
-        Some(r) => (r.begin, rules_in_block(&doc, r, version)),
-        None => {
-            let all = rule_set(file, loader, scope.hostssl);
-            (
-                new_block_position(file, &doc, loader, &all, scope.hostssl),
-                Vec::new(),
-            )
-        }
+        Some(r) => (
+            r.begin,
+            block_rules(&doc, &BLOCK.rules_inside(&doc, r, version)),
+        ),
+        None => (
+            BLOCK.position_for_new(file, &doc, loader, scope.hostssl),
+            Vec::new(),
+        ),
     };
     // The rules the server reads before the block, includes expanded.
     let before = rules_before(file, &doc, loader, scope.hostssl, begin);
@@ -467,7 +290,7 @@ pub fn plan(
             file: r.file.clone(),
             included: r.file != file.path,
             line_number: r.line,
-            text: text_of_line(file, &doc, loader, &r.file, r.line),
+            text: line_text(file, &doc, loader, &r.file, r.line),
             rejects,
             covers_all,
         }
@@ -516,7 +339,7 @@ pub fn plan(
         Some(r) => r,
         None => {
             change.created_block = true;
-            doc.set_block(BEGIN_MARKER, END_MARKER, &[], begin)?
+            doc.set_block(BLOCK.begin, BLOCK.end, &[], begin)?
         }
     };
     let kind = if scope.hostssl { "hostssl" } else { "host" };
@@ -546,15 +369,15 @@ pub fn plan(
 /// Remove the managed block, markers and rules. Returns the new text and
 /// whether there was a block.
 pub fn remove(old: &[u8], version: PgVersion) -> Result<(Vec<u8>, bool), PlanError> {
-    let mut doc = HbaDocument::parse_for(old, version);
-    let had = doc.remove_block(BEGIN_MARKER, END_MARKER)?;
-    Ok((doc.to_bytes(), had))
+    Ok(BLOCK.remove(old, version)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matcher::StaticContext;
+    use pghba::matcher::{RuleSet, StaticContext};
+    use pghba::NoFiles;
+    use std::collections::HashMap;
 
     fn scope() -> Scope {
         Scope {
@@ -584,15 +407,13 @@ mod tests {
         comment: &str,
         force: bool,
     ) -> Result<Change, PlanError> {
-        plan(
-            &top(old, version),
-            &mut NoFiles,
-            scope,
-            add,
-            remove,
-            comment,
+        let request = Request {
+            add: add.to_vec(),
+            remove: remove.to_vec(),
+            comment: comment.to_string(),
             force,
-        )
+        };
+        plan(&top(old, version), &mut NoFiles, scope, &request)
     }
 
     fn net(s: &str) -> IpNet {
@@ -877,14 +698,14 @@ mod tests {
                 .cloned()
                 .ok_or_else(|| std::io::Error::from_raw_os_error(2))
         }
-        fn read_dir(&mut self, path: &str) -> std::io::Result<Vec<crate::check::DirEntry>> {
+        fn read_dir(&mut self, path: &str) -> std::io::Result<Vec<pghba::check::DirEntry>> {
             let dir = format!("{path}/");
             let names: Vec<_> = self
                 .0
                 .keys()
                 .filter_map(|k| k.strip_prefix(&dir))
                 .filter(|rest| !rest.contains('/'))
-                .map(|name| crate::check::DirEntry {
+                .map(|name| pghba::check::DirEntry {
                     name: name.to_string(),
                     is_dir: false,
                 })
@@ -906,7 +727,13 @@ mod tests {
         force: bool,
     ) -> Result<Change, PlanError> {
         let file = top(old.as_bytes(), version);
-        plan(&file, files, &scope(), &[net(cidr)], &[], "c", force)
+        let request = Request {
+            add: vec![net(cidr)],
+            comment: "c".into(),
+            force,
+            ..Request::default()
+        };
+        plan(&file, files, &scope(), &request)
     }
 
     /// Rules of an included file sit at the include line's place: a

@@ -1,7 +1,8 @@
 //! The fully resolved inputs of a connection attempt.
 //!
 //! [`crate::conninfo`] produces these from a connection string, the `PG*`
-//! environment variables and `.pgpass`; [`crate::connect`] consumes them.
+//! environment variables and `.pgpass` (so they live here, and conninfo
+//! never imports connect); [`crate::connect`] consumes them.
 //! Nothing here is optional any more except where libpq itself treats a value
 //! as absent.
 
@@ -105,6 +106,37 @@ impl fmt::Debug for HostParam {
 }
 
 impl HostParam {
+    /// A TCP host (name or numeric address) and port.
+    pub fn tcp(host: impl Into<String>, port: u16) -> HostParam {
+        HostParam {
+            host: host.into(),
+            hostaddr: None,
+            port,
+            password: None,
+        }
+    }
+
+    /// A unix-socket directory and the port in the socket's file name.
+    pub fn unix(dir: impl Into<String>, port: u16) -> HostParam {
+        HostParam::tcp(dir, port)
+    }
+
+    /// Whether this host is this machine: a unix socket, `localhost`, or a
+    /// loopback address (as host or hostaddr).
+    pub fn is_local(&self) -> bool {
+        if let Some(addr) = self.hostaddr {
+            return addr.is_loopback();
+        }
+        self.is_unix_socket()
+            || self.host.eq_ignore_ascii_case("localhost")
+            || self
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
     /// The password to use for this host: the connection's own, else the
     /// one `.pgpass` gave for this host.
     pub fn effective_password<'a>(&'a self, params: &'a ConnectParams) -> Option<&'a str> {
@@ -151,6 +183,40 @@ pub struct ConnectParams {
     pub options: Option<String>,
 }
 
+impl ConnectParams {
+    /// Parameters for `hosts` (at least one), logging in as `user` to
+    /// `dbname`, with libpq's defaults for the rest: no password, `sslmode`
+    /// prefer, any server, no timeout. Set the other fields directly.
+    pub fn new(
+        hosts: Vec<HostParam>,
+        user: impl Into<String>,
+        dbname: impl Into<String>,
+    ) -> ConnectParams {
+        ConnectParams {
+            hosts,
+            user: user.into(),
+            password: None,
+            passfile: None,
+            dbname: dbname.into(),
+            sslmode: SslMode::default(),
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
+            target_session_attrs: TargetSessionAttrs::default(),
+            connect_timeout: None,
+            application_name: None,
+            options: None,
+        }
+    }
+
+    /// Whether every host is this machine ([`HostParam::is_local`]): the
+    /// server can be reached through its unix socket or loopback, and its
+    /// files read here.
+    pub fn hosts_are_local(&self) -> bool {
+        !self.hosts.is_empty() && self.hosts.iter().all(HostParam::is_local)
+    }
+}
+
 impl fmt::Debug for ConnectParams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectParams")
@@ -168,5 +234,32 @@ impl fmt::Debug for ConnectParams {
             .field("application_name", &self.application_name)
             .field("options", &self.options)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_hosts_are_sockets_localhost_and_loopback() {
+        let p = |hosts: Vec<HostParam>| ConnectParams::new(hosts, "u", "d");
+        assert!(p(vec![HostParam::unix("/var/run/postgresql", 5432)]).hosts_are_local());
+        assert!(p(vec![
+            HostParam::tcp("localhost", 5432),
+            HostParam::tcp("127.0.0.2", 5433),
+            HostParam::tcp("[::1]", 5432),
+        ])
+        .hosts_are_local());
+        assert!(!p(vec![
+            HostParam::tcp("127.0.0.1", 5432),
+            HostParam::tcp("db2", 5432)
+        ])
+        .hosts_are_local());
+        let mut named = HostParam::tcp("db.example", 5432);
+        named.hostaddr = Some("127.0.0.1".parse().unwrap());
+        assert!(p(vec![named]).hosts_are_local());
+        assert!(!p(Vec::new()).hosts_are_local());
+        assert_eq!(p(Vec::new()).sslmode, SslMode::Prefer);
     }
 }

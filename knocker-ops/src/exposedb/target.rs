@@ -1,0 +1,246 @@
+//! What `exposedb` works on: the application's connection string and an
+//! administrator's session on the same server.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pgctl::connect::{LocalSuperuser, LocalSuperuserError};
+use pgctl::conninfo::{ConnInfo, Keyword};
+use pgctl::hba_install::owner::OwnerCheckError;
+use pgctl::server::ServerFacts;
+use tokio_postgres::Client;
+
+use super::{Event, Options};
+use crate::Error;
+
+pub use pgctl::connect::DEFAULT_SOCKET_DIR;
+
+/// The application's connection string, read from `--conn` or knocknoc.conf.
+#[derive(Debug)]
+pub struct AppConn {
+    /// The Knocknoc database.
+    pub database: String,
+    /// The application's role.
+    pub user: String,
+    /// The server's port as the application reaches it.
+    pub port: u16,
+}
+
+impl AppConn {
+    /// Read and check the application's connection string.
+    pub fn load(options: &Options) -> Result<AppConn, Error> {
+        let (text, from) = match &options.conn {
+            Some(c) => (c.clone(), "--conn".to_string()),
+            None => {
+                let doc = knocknoc_conf::Document::load(&options.config).map_err(|e| {
+                    Error::failed(format!(
+                        "{e}\nGive the application's connection string with --conn URI, or --config PATH."
+                    ))
+                })?;
+                let settings = doc.settings().map_err(|e| {
+                    Error::failed(options.config.display().to_string()).with_source(e)
+                })?;
+                let url = settings.database_url.ok_or_else(|| {
+                    Error::failed(format!(
+                        "{} has no DatabaseURL; give the connection string with --conn URI",
+                        options.config.display()
+                    ))
+                })?;
+                (
+                    url.expose_secret().to_string(),
+                    format!("DatabaseURL in {}", options.config.display()),
+                )
+            }
+        };
+        let info = ConnInfo::parse_checked(&text).map_err(|e| {
+            Error::usage(format!("{from}: not a valid connection string")).with_source(e)
+        })?;
+        let user = info
+            .get(Keyword::User)
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| Error::usage(format!("{from}: the connection string names no user")))?
+            .to_string();
+        let database = info
+            .get(Keyword::Dbname)
+            .filter(|d| !d.is_empty())
+            .unwrap_or(&user)
+            .to_string();
+        let port = match info.get(Keyword::Port) {
+            None | Some("") => 5432,
+            Some(p) => p
+                .split(',')
+                .next()
+                .and_then(|p| p.trim().parse().ok())
+                .ok_or_else(|| Error::usage(format!("{from}: bad port {p:?}")))?,
+        };
+        pgctl::roles::validate_name("database", &database)
+            .map_err(|e| Error::usage(from).with_source(e))?;
+        Ok(AppConn {
+            database,
+            user,
+            port,
+        })
+    }
+
+    /// The remote role's name: `user` or `<application role>_remote`.
+    pub fn remote_role(&self, user: Option<&str>) -> String {
+        user.map(str::to_string).unwrap_or_else(|| {
+            let mut base = self.user.clone();
+            while base.len() + "_remote".len() > pgctl::roles::MAX_NAME_BYTES {
+                base.pop();
+            }
+            format!("{base}_remote")
+        })
+    }
+}
+
+/// A superuser session on the server, with what it told about itself.
+pub struct Admin {
+    client: Client,
+    who: LocalSuperuser,
+    /// Server settings and version.
+    pub facts: ServerFacts,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin").field("who", &self.who).finish()
+    }
+}
+
+async fn open(who: &LocalSuperuser) -> Result<Client, Error> {
+    who.connect().await.map(|c| c.into_client()).map_err(|e| {
+        Error::failed(format!(
+            "cannot connect as the database administrator: {e}\n\
+             Run as root on the database server (peer login as postgres over {DEFAULT_SOCKET_DIR}), \
+             or give a superuser connection string with --admin-conn."
+        ))
+    })
+}
+
+impl Admin {
+    /// Connect as the local superuser ([`LocalSuperuser`]): `admin_conn`,
+    /// else peer login as `postgres` over the unix socket of the
+    /// application's port (as that OS user when running as root).
+    pub async fn connect(admin_conn: Option<&str>, app: &AppConn) -> Result<Admin, Error> {
+        let who = LocalSuperuser::new(admin_conn, Some(app.port)).map_err(|e| match e {
+            LocalSuperuserError::Parse(e) => {
+                Error::usage("--admin-conn: not a valid connection string").with_source(e)
+            }
+            LocalSuperuserError::Resolve(e) => Error::usage("admin connection").with_source(e),
+        })?;
+        let client = open(&who).await?;
+        let facts = pgctl::server::read_facts(&client)
+            .await
+            .map_err(|e| super::pg("reading the server's settings", e))?;
+        if !facts.is_superuser {
+            return Err(Error::failed(format!(
+                "the admin connection logs in as {:?}, which is not a superuser; use --admin-conn with a superuser",
+                facts.user
+            )));
+        }
+        Ok(Admin { client, who, facts })
+    }
+
+    /// The session.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The session, mutable (transactions).
+    pub fn client_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// Replace the session and reread the facts (after a restart).
+    pub async fn replace(&mut self, client: Client) -> Result<(), Error> {
+        self.facts = pgctl::server::read_facts(&client)
+            .await
+            .map_err(|e| super::pg("reading the server's settings", e))?;
+        self.client = client;
+        Ok(())
+    }
+
+    /// Another superuser session, the same way, to `database`.
+    pub async fn connect_to_database(&self, database: &str) -> Result<Client, Error> {
+        open(&self.who.to_database(database)).await
+    }
+
+    /// A closure that reconnects, for `restart_and_wait` (which reports
+    /// the last connection error when the server does not come back).
+    pub fn reconnector(
+        &self,
+    ) -> impl FnMut() -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Client, pgctl::connect::ConnectError>> + Send>,
+    > {
+        let who = Arc::new(self.who.clone());
+        move || {
+            let who = who.clone();
+            Box::pin(async move { who.connect().await.map(|c| c.into_client()) })
+        }
+    }
+
+    /// The server's pg_hba.conf.
+    pub fn hba_path(&self) -> Result<PathBuf, Error> {
+        self.facts
+            .hba_file
+            .clone()
+            .ok_or_else(|| Error::failed("the server did not report its hba_file"))
+    }
+
+    /// Refuse a pg_hba.conf that another tool manages, unless forced.
+    pub fn check_hba_owner(&self, force: bool) -> Result<(), Error> {
+        pgctl::hba_install::owner::check_hba_owner(&self.facts, &super::naming(), force)
+            .map(|_| ())
+            .map_err(|e| match e {
+                OwnerCheckError::ForeignManaged { .. } => {
+                    Error::refused("pg_hba.conf is left alone").with_source(e)
+                }
+                _ => Error::failed("pg_hba.conf is left alone").with_source(e),
+            })
+    }
+
+    /// Whether `listen_addresses` includes an IPv6 address or `*`.
+    pub fn listens_on_ipv6(&self) -> bool {
+        pgctl::listen::split_listen_addresses(&self.facts.listen_addresses)
+            .iter()
+            .any(|a| a == "*" || a.contains(':') || a == "localhost")
+    }
+
+    /// Edit pg_hba.conf safely (lock, backup, validate, atomic write,
+    /// reload). Returns whether the file changed.
+    pub async fn install_hba<F, E>(
+        &self,
+        path: &Path,
+        edit: F,
+        events: Option<super::EventSink>,
+    ) -> Result<bool, Error>
+    where
+        F: FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        let options = pgctl::hba_install::InstallOptions {
+            events: events.map(|sink| {
+                Arc::new(move |e: pgctl::hba_install::InstallEvent| {
+                    if matches!(e, pgctl::hba_install::InstallEvent::WaitingForLock { .. }) {
+                        sink(&Event::WaitingForLock(e.to_string()));
+                    }
+                }) as pgctl::hba_install::EventSink
+            }),
+            naming: super::naming(),
+            ..Default::default()
+        };
+        pgctl::hba_install::edit(&self.client, path, edit, &options)
+            .await
+            .map(|r| r.changed)
+            .map_err(|e| {
+                let refused = e.is_refusal();
+                let base = if refused {
+                    Error::refused(path.display().to_string())
+                } else {
+                    Error::failed(path.display().to_string())
+                };
+                base.with_source(e)
+            })
+    }
+}
