@@ -3,6 +3,7 @@
 //! (`target_session_attrs=read-write`) and records every acknowledged
 //! value: none may be lost, and the time writes were refused is printed.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -131,10 +132,36 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
             .unwrap();
         drop(p);
         let conn = format!("postgresql://knocknoc:pw@127.0.0.1:{}/knocknoc", a.port());
+        // The primary admits a web node through knocker exposedb.
+        let mut web = knocker_ops::exposedb::Exposedb::connect(knocker_ops::exposedb::Options {
+            conn: Some(conn.clone()),
+            advertise: Some("127.0.0.1".into()),
+            no_restart: true,
+            ..knocker_ops::exposedb::Options::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        web.init().await.unwrap_or_else(|e| panic!("{e}"));
+        let add = web
+            .plan_change(&["10.9.8.7/32".parse().unwrap()], &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        web.change(add).await.unwrap_or_else(|e| panic!("{e}"));
+        drop(web);
         let mut init = options(Action::Init, &a);
         init.conn = Some(conn.clone());
         init.name = Some("node_a".into());
         let url = run(&init).await.replication_url.unwrap().0;
+        // The primary keeps the password for its own walreceiver.
+        let passfile_a = PathBuf::from(format!(
+            "/var/lib/postgresql/15/.{}.knocker-replica.pgpass",
+            a.name()
+        ));
+        let meta = std::fs::metadata(&passfile_a).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert_eq!(
+            Some(meta.uid()),
+            pg_harness::OsUser::lookup("postgres").map(|u| u.uid)
+        );
         let mut info = ConnInfo::parse(&url).unwrap();
         assert_eq!(info.get(Keyword::ApplicationName), Some("node_a"), "{url}");
         info.set(Keyword::Host, "127.0.0.1");
@@ -169,6 +196,41 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
             hba_b.contains("knocknoc_promote 127.0.0.1/32") && hba_b.contains("standby=node_a"),
             "{hba_b}"
         );
+        // ... and the primary's exposedb block, byte for byte.
+        let hba_a = std::fs::read(a.hba_file()).unwrap();
+        let block = knocker_ops::replica::exposedb_copy::block_text(&hba_a, pghba::PgVersion::V15)
+            .unwrap()
+            .expect("the primary has an exposedb block");
+        assert!(String::from_utf8_lossy(&block).contains("10.9.8.7/32"));
+        assert!(
+            knocker_ops::replica::exposedb_copy::same_block(
+                &hba_a,
+                hba_b.as_bytes(),
+                pghba::PgVersion::V15
+            )
+            .unwrap(),
+            "{hba_b}"
+        );
+        // The promote role may call pg_promote and nothing else of note.
+        let password = info.get(Keyword::Password).unwrap().to_string();
+        let promoter = b
+            .connect_from(
+                [127, 0, 0, 1].into(),
+                "knocknoc_promote",
+                password.as_str(),
+                "postgres",
+            )
+            .await
+            .unwrap();
+        let e = promoter
+            .query_one("SELECT pg_read_binary_file('PG_VERSION')", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+        );
+        drop(promoter);
         let s = b.connect().await.unwrap();
         assert!(pgctl::replication::slot(&s, "knocker_node_a")
             .await

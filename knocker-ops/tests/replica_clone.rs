@@ -346,6 +346,20 @@ fn clone_from_primary_streams_debian_cluster() {
         );
         assert!(window.replayed_lsn.is_some());
         assert_eq!(r.timeline, Some(2), "{r:?}");
+        // Ready for the old primary: its slot, and the exact commands.
+        assert!(
+            r.next_steps
+                .iter()
+                .any(|n| n.contains("knocker failover --rejoin") && n.contains("--name node_a")),
+            "{:?}",
+            r.next_steps
+        );
+        let s = standby.connect().await.unwrap();
+        assert!(pgctl::replication::slot(&s, "knocker_node_a")
+            .await
+            .unwrap()
+            .is_some());
+        drop(s);
         let ms = r.writable_after_ms.unwrap();
         eprintln!("promote: writable after {ms} ms");
         assert!(ms < 10_000, "{ms}");

@@ -246,6 +246,7 @@ async fn promote(
         .await
         .map_err(|e| Error::failed(format!("reading primary_conninfo: {e}")).with_source(e))?
         .get(0);
+    let (mut upstream_host, mut upstream_user) = (None, None);
     let (upstream, probe) = if conninfo_text.trim().is_empty() {
         (None, (None, "primary_conninfo is empty".to_string()))
     } else {
@@ -259,6 +260,8 @@ async fn promote(
             info.get(Keyword::Host).unwrap_or("?"),
             info.get(Keyword::Port).unwrap_or("5432")
         );
+        upstream_host = info.get(Keyword::Host).map(str::to_string);
+        upstream_user = info.get(Keyword::User).map(str::to_string);
         (Some(up), probe_upstream(&info).await)
     };
     let window = LossWindow {
@@ -337,10 +340,80 @@ async fn promote(
         "promoted: this node is the primary on timeline {}",
         after.timeline
     ));
+    ready_for_old_primary(
+        admin,
+        upstream_host.as_deref(),
+        upstream_user.as_deref(),
+        report,
+    )
+    .await?;
+    Ok(())
+}
+
+/// After a promotion: the slot the old primary will stream through (its
+/// name from the replica block line admitting its address, which
+/// `--clone-from` wrote), the primary's exposedb block from the copy the
+/// clone brought, and the exact commands for the old primary.
+async fn ready_for_old_primary(
+    admin: &Admin,
+    old_host: Option<&str>,
+    replication_role: Option<&str>,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let (_, hba) = admin.read_hba()?;
+    let version = admin.version()?;
+    let old_addr = old_host.and_then(|h| h.parse::<std::net::IpAddr>().ok());
+    let old_name = old_addr.and_then(|addr| {
+        crate::replica::block::allowed(&hba, version)
+            .ok()?
+            .into_iter()
+            .find(|a| a.cidr.contains(&addr))
+            .map(|a| a.name)
+    });
+    if let Some(name) = &old_name {
+        let slot = crate::replica::slot_name(name);
+        if replication::create_physical_slot(admin.client(), &slot)
+            .await
+            .map_err(pg)?
+        {
+            report.done.push(format!("slot {slot} created for {name}"));
+        } else {
+            report.done.push(format!("slot {slot} is ready for {name}"));
+        }
+    }
+    if let Some(data) = admin.facts.data_directory.as_deref() {
+        let mut r = crate::replica::Report::default();
+        crate::replica::clone::copy_exposedb_block(
+            admin,
+            &data.join(crate::replica::exposedb_copy::COPY_FILE),
+            &mut r,
+        )
+        .await?;
+        report.done.extend(r.done);
+        report.warnings.extend(r.warnings);
+    }
+    let here = crate::network::advertise_candidates()
+        .0
+        .map_or_else(|| "THIS_HOST".to_string(), |a| a.to_string());
+    let url = ConnInfo::builder()
+        .user(replication_role.unwrap_or("REPLICATION_ROLE"))
+        .password("PASSWORD")
+        .host(here)
+        .port(admin.facts.port)
+        .build()
+        .to_uri();
+    let name = old_name.as_deref().unwrap_or("OLD_NAME");
     report.next_steps = vec![
         "Keep the old primary stopped: its data has diverged from this timeline and it must not take writes again.".into(),
-        "Web nodes on the multi-host string (target_session_attrs=read-write) follow once this node admits them: run knocker exposedb --init / --add here if it does not yet.".into(),
-        "To make the old primary a standby of this node: here, knocker replica --init and --allow OLD_ADDRESS/32 --name OLD_NAME; there, knocker replica --clone-from with the replication URL (the roles and their password came with the data).".into(),
+        "On the old primary: knocker failover --fence".into(),
+        format!(
+            "Then there: knocker failover --rejoin '{url}' --name {name} (PASSWORD: the replication password, in that host's knocker passfile)"
+        ),
     ];
+    if old_name.is_none() {
+        report.next_steps.push(
+            "This node's replica block does not name the old primary: first run knocker replica --allow OLD_ADDRESS/32 --name OLD_NAME here".into(),
+        );
+    }
     Ok(())
 }

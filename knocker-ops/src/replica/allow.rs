@@ -116,6 +116,8 @@ pub(super) async fn allow(
             cidr.max_prefix_len()
         ));
     }
+    let copy = super::exposedb_copy::pending_copy(admin)?;
+    plan.files.extend(copy.clone());
     if o.dry_run {
         report.plan = Some(plan);
         return Ok(());
@@ -127,6 +129,13 @@ pub(super) async fn allow(
         return Ok(());
     }
     report.changed = true;
+    if let Some(c) = &copy {
+        super::exposedb_copy::write_copy(c)?;
+        report.done.push(format!(
+            "{}: a copy of the exposedb block, for the standby's clone",
+            c.path.display()
+        ));
+    }
     if new != old {
         let (roles2, edit2, comment2) = (roles.clone(), edit.clone(), comment.clone());
         admin

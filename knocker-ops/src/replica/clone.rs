@@ -625,7 +625,42 @@ pub(super) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
         .done
         .push(format!("streaming from {}:{}", src.host, src.port));
     admit_primary_back(&src, &roles, &admin, report).await?;
+    copy_exposedb_block(&admin, &data.join(super::exposedb_copy::COPY_FILE), report).await?;
     super::status::status(&admin, report).await
+}
+
+/// Puts the primary's exposedb block (the copy the base backup brought)
+/// into this node's own pg_hba.conf, so the web nodes reach it once it is
+/// primary. Also used by `failover --promote`.
+pub(crate) async fn copy_exposedb_block(
+    admin: &target::Admin,
+    copy_path: &Path,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let Ok(copy) = std::fs::read(copy_path) else {
+        report.warnings.push(format!(
+            "no copy of the primary's exposedb block ({} is missing: its knocker is older); \
+             run knocker exposedb --add here for each web node",
+            copy_path.display()
+        ));
+        return Ok(());
+    };
+    let (path, old) = admin.read_hba()?;
+    let version = admin.version()?;
+    if super::exposedb_copy::apply(&old, &copy, version)?.is_none_or(|new| new == old) {
+        return Ok(());
+    }
+    admin
+        .install_hba(&path, move |cur: &[u8]| {
+            super::exposedb_copy::apply(cur, &copy, version)
+                .map(|n| n.unwrap_or_else(|| cur.to_vec()))
+        })
+        .await?;
+    report.done.push(format!(
+        "{}: the primary's exposedb block is in place (the same web nodes are admitted here)",
+        path.display()
+    ));
+    Ok(())
 }
 
 /// Makes this standby ready to be the primary of its own primary one day

@@ -258,6 +258,8 @@ pub(super) async fn init(
     if !restart_needed.is_empty() && !o.no_restart {
         plan.commands.push(restart_argv(&manager));
     }
+    let copy = super::exposedb_copy::pending_copy(admin)?;
+    plan.files.extend(copy.clone());
     for c in &changes {
         report
             .done
@@ -348,6 +350,9 @@ pub(super) async fn init(
     }
     if !setting_sql.is_empty() {
         replication::reload(admin.client()).await.map_err(pg)?;
+    }
+    if let Some(c) = &copy {
+        super::exposedb_copy::write_copy(c)?;
     }
     if listens_only_locally(&admin.facts.listen_addresses) {
         report.warnings.push(format!(

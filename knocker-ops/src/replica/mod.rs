@@ -16,6 +16,7 @@
 mod allow;
 pub mod block;
 pub(crate) mod clone;
+pub mod exposedb_copy;
 mod init;
 pub(crate) mod status;
 pub mod target;
