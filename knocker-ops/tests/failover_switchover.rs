@@ -356,7 +356,71 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
             Some("streaming")
         );
         assert!(gap1 < Duration::from_secs(10) && gap2 < Duration::from_secs(10));
+        drop(p);
+
+        // knocker killed after the clean stop, before the promotion: A is
+        // down and fenced. The next run starts it (still fenced) and does
+        // the whole switchover.
+        interrupted_stop(&a).await;
+        let r = failover::run(&switchover(&a, "node_a", &b), &mut |_: &str| true)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            r.done.iter().any(|d| d.contains("was not promoted")),
+            "{:?}",
+            r.done
+        );
+        assert_eq!(r.timeline, Some(4), "{r:?}");
+        assert_streams(&b, "node_a").await;
+
+        // Killed after the promotion: B is down and fenced, A promoted. The
+        // next run makes B follow A.
+        interrupted_stop(&b).await;
+        let s = a.connect().await.unwrap();
+        s.execute("SELECT pg_promote(true, 60)", &[]).await.unwrap();
+        drop(s);
+        let r = failover::run(&switchover(&b, "node_b", &a), &mut |_: &str| true)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            r.done.iter().any(|d| d.contains("already the primary")),
+            "{:?}",
+            r.done
+        );
+        assert_streams(&a, "node_b").await;
     });
+}
+
+/// What a switchover killed right after its clean stop leaves: the fence
+/// in postgresql.auto.conf and the cluster stopped.
+async fn interrupted_stop(c: &DebianCluster) {
+    let s = c.connect().await.unwrap();
+    s.batch_execute("ALTER SYSTEM SET default_transaction_read_only = 'on'")
+        .await
+        .unwrap();
+    drop(s);
+    let out = std::process::Command::new("pg_ctlcluster")
+        .args(["-m", "fast", "15", c.name(), "stop"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// `primary` is a primary and `standby` streams from it.
+async fn assert_streams(primary: &DebianCluster, standby: &str) {
+    let p = primary.connect().await.unwrap();
+    let row = p
+        .query_one(
+            "SELECT pg_is_in_recovery(), (SELECT state FROM pg_stat_replication WHERE application_name = $1)",
+            &[&standby],
+        )
+        .await
+        .unwrap();
+    assert!(!row.get::<_, bool>(0));
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("streaming")
+    );
 }
 
 async fn run(o: &Options) -> replica::Report {

@@ -37,8 +37,8 @@ use super::rejoin::{control_value, controldata};
 use super::{Options, Report};
 use crate::replica::block::{BlockRoles, REWIND_DATABASE};
 use crate::replica::clone::{
-    ctlcluster, local_cluster, passfile_password, passfile_path, roles_of, run_command,
-    wait_streaming, write_owned,
+    ctlcluster, local_cluster, passfile_password, passfile_path, passfile_user, roles_of,
+    run_command, wait_streaming, write_owned,
 };
 use crate::replica::target::{Admin, DebianCluster};
 use crate::replica::{default_name, slot_name, validate_standby_name};
@@ -135,6 +135,12 @@ pub(super) async fn switchover(
     })?;
     let peer_arg = o.peer.as_deref().map(parse_peer).transpose()?;
     let cluster = local_cluster(o.cluster.as_deref())?;
+    if !cluster.status.starts_with("online") {
+        resume(o, &cluster, &name, peer_arg.as_ref(), report).await?;
+        if report.changed || o.dry_run {
+            return Ok(());
+        }
+    }
     let admin = Admin::connect(o.admin_conn.as_deref(), cluster.port).await?;
     let c = admin.client();
     let node = replication::node_status(c).await.map_err(super::pg)?;
@@ -143,7 +149,16 @@ pub(super) async fn switchover(
             "this node is a standby; run --switchover on the primary",
         ));
     }
-    let standbys = replication::standbys(c).await.map_err(super::pg)?;
+    // A standby reconnects within seconds of this node's start (a resumed
+    // run has just started it): give it that long.
+    let reconnect_deadline = Instant::now() + Duration::from_secs(10);
+    let standbys = loop {
+        let rows = replication::standbys(c).await.map_err(super::pg)?;
+        if rows.iter().any(|s| s.state == "streaming") || Instant::now() > reconnect_deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let streaming: Vec<_> = standbys
         .iter()
         .filter(|s| s.state == "streaming")
@@ -370,9 +385,6 @@ pub(super) async fn switchover(
     let checkpoint = control_value(&control, "Latest checkpoint location")
         .and_then(parse_lsn)
         .ok_or_else(|| step("pg_controldata", &"no latest checkpoint location"))?;
-    let old_tli: u32 = control_value(&control, "Latest checkpoint's TimeLineID")
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0);
     if state != "shut down" {
         return Err(step(
             "stop",
@@ -461,17 +473,66 @@ pub(super) async fn switchover(
         peer.name
     ));
 
+    follow(
+        o, &cluster, &peer, &roles, &password, &name, new_tli, report,
+    )
+    .await
+}
+
+/// Steps 6 and 7: this node (stopped cleanly) follows `peer`, promoted on
+/// timeline `new_tli`.
+#[allow(clippy::too_many_arguments)]
+async fn follow(
+    o: &Options,
+    cluster: &DebianCluster,
+    peer: &Peer,
+    roles: &BlockRoles,
+    password: &str,
+    name: &str,
+    new_tli: u32,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let data = cluster.data_directory.clone();
+    let bin = PathBuf::from(format!("/usr/lib/postgresql/{}/bin", cluster.version));
+    let control =
+        controldata(&bin, &data).map_err(|e| after_promote("pg_controldata", &e, peer))?;
+    let checkpoint = control_value(&control, "Latest checkpoint location")
+        .and_then(parse_lsn)
+        .ok_or_else(|| after_promote("pg_controldata", &"no latest checkpoint location", peer))?;
+    let old_tli: u32 = control_value(&control, "Latest checkpoint's TimeLineID")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let slot = slot_name(name);
+    let passfile = passfile_path(cluster);
+    let conninfo = PrimaryConninfo {
+        host: peer.host.clone(),
+        port: peer.port,
+        user: roles.replication.clone(),
+        application_name: name.to_string(),
+        sslmode: None,
+        passfile: Some(passfile),
+        connect_timeout: Some(5),
+    };
+    let auto = data.join("postgresql.auto.conf");
+    let old_auto = std::fs::read_to_string(&auto).unwrap_or_default();
+    let new_auto = replication::set_conf_values(
+        &replication::remove_conf_values(&old_auto, &["default_transaction_read_only"]),
+        &[
+            ("primary_conninfo", &conninfo.to_keyword_value()),
+            ("primary_slot_name", &slot),
+        ],
+    );
     // 6. No rewind needed: this node's end lies before the switch point.
-    let rewind = connect_peer(&peer, &roles.rewind, &password, REWIND_DATABASE)
+    let rewind = connect_peer(peer, &roles.rewind, password, REWIND_DATABASE)
         .await
-        .map_err(|e| after_promote("read the timeline history", &e, &peer))?;
+        .map_err(|e| after_promote("read the timeline history", &e, peer))?;
     let history = rewind
         .query_one(
             "SELECT pg_catalog.convert_from(pg_catalog.pg_read_binary_file($1), 'UTF8')",
             &[&format!("pg_wal/{new_tli:08X}.history")],
         )
         .await
-        .map_err(|e| after_promote("read the timeline history", &e, &peer))?
+        .map_err(|e| after_promote("read the timeline history", &e, peer))?
         .get::<_, String>(0);
     match switch_point(&history, old_tli) {
         Some(sp) if checkpoint < sp => {}
@@ -483,15 +544,15 @@ pub(super) async fn switchover(
                 lsn_text(checkpoint),
                 other.map_or_else(|| "(none for its timeline)".into(), lsn_text)
             ),
-                &peer,
+                peer,
             ))
         }
     }
 
     // 7. Follow the new primary.
-    let meta = std::fs::metadata(&data).map_err(|e| after_promote("follow", &e, &peer))?;
+    let meta = std::fs::metadata(&data).map_err(|e| after_promote("follow", &e, peer))?;
     write_owned(&auto, new_auto.as_bytes(), 0o600, meta.uid(), meta.gid())
-        .map_err(|e| after_promote("write postgresql.auto.conf", &e, &peer))?;
+        .map_err(|e| after_promote("write postgresql.auto.conf", &e, peer))?;
     write_owned(
         &data.join("standby.signal"),
         b"",
@@ -499,18 +560,154 @@ pub(super) async fn switchover(
         meta.uid(),
         meta.gid(),
     )
-    .map_err(|e| after_promote("write standby.signal", &e, &peer))?;
-    run_command(&ctlcluster(&cluster, "start"), false)
-        .map_err(|e| after_promote("start as a standby", &e, &peer))?;
-    wait_streaming(o.admin_conn.as_deref(), &cluster)
+    .map_err(|e| after_promote("write standby.signal", &e, peer))?;
+    run_command(&ctlcluster(cluster, "start"), false)
+        .map_err(|e| after_promote("start as a standby", &e, peer))?;
+    wait_streaming(o.admin_conn.as_deref(), cluster)
         .await
-        .map_err(|e| after_promote("confirm streaming", &e, &peer))?;
+        .map_err(|e| after_promote("confirm streaming", &e, peer))?;
     report.done.push(format!(
         "this node streams from {} ({}:{}) through slot {slot}",
         peer.name, peer.host, peer.port
     ));
     report.next_steps.push(format!(
         "web nodes on the multi-host string follow by themselves; if {} lacks this node's exposedb lines, run knocker exposedb --add there",
+        peer.name
+    ));
+    Ok(())
+}
+
+/// A run killed after the clean stop left this node down: find where it
+/// stopped from what is on disk and on the standby, and go on. Leaves
+/// `report.changed` false when the caller should run the switchover from
+/// the start (the standby was not promoted: this node is started again,
+/// still fenced).
+async fn resume(
+    o: &Options,
+    cluster: &DebianCluster,
+    name: &str,
+    peer_arg: Option<&(String, Option<u16>)>,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let data = &cluster.data_directory;
+    let auto = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap_or_default();
+    let fenced = auto
+        .lines()
+        .any(|l| l.replace(' ', "") == "default_transaction_read_only='on'");
+    if data.join("standby.signal").exists() && auto.contains("primary_slot_name") {
+        // Killed between writing the standby's files and confirming.
+        if o.dry_run {
+            report.plan = Some(Plan {
+                commands: vec![ctlcluster(cluster, "start")],
+                ..Plan::default()
+            });
+            return Ok(());
+        }
+        report.changed = true;
+        run_command(&ctlcluster(cluster, "start"), false)?;
+        wait_streaming(o.admin_conn.as_deref(), cluster).await?;
+        report.done.push(
+            "resumed an interrupted switchover: this node was already set up as a standby; started, and it streams"
+                .into(),
+        );
+        return Ok(());
+    }
+    if !fenced {
+        return Err(Error::refused_always(format!(
+            "{} is down, and not by a switchover (no fence in postgresql.auto.conf): start it \
+             (pg_ctlcluster {} {} start) and run --switchover again",
+            cluster.id(),
+            cluster.version,
+            cluster.name
+        )));
+    }
+    let Some((host, port)) = peer_arg else {
+        return Err(Error::usage(format!(
+            "{} is down after an interrupted switchover: run --switchover again with --peer HOST:PORT \
+             (the standby it was handing over to)",
+            cluster.id()
+        )));
+    };
+    let port = port.unwrap_or(cluster.port);
+    let peer = Peer {
+        host: host.clone(),
+        port,
+        name: format!("{host}:{port}"),
+    };
+    let passfile = passfile_path(cluster);
+    let pass_text = std::fs::read_to_string(&passfile).unwrap_or_default();
+    let roles = passfile_user(&pass_text, "replication")
+        .map(|u| roles_of(&u))
+        .ok_or_else(|| {
+            Error::refused_always(format!("{} names no replication role", passfile.display()))
+        })?;
+    let password = passfile_password(&pass_text, &roles.promote).ok_or_else(|| {
+        Error::refused_always(format!(
+            "{} holds no password for {}",
+            passfile.display(),
+            roles.promote
+        ))
+    })?;
+    let remote = connect_peer(&peer, &roles.promote, &password, REWIND_DATABASE).await?;
+    let in_recovery = |c: Client| async move {
+        c.query_one(
+            "SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.pg_walfile_name(\
+                 CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL ELSE pg_catalog.pg_current_wal_lsn() END)",
+            &[],
+        )
+        .await
+        .map(|r| (r.get::<_, bool>(0), r.get::<_, Option<String>>(1)))
+        .map_err(|e| Error::failed(format!("asking the standby: {e}")).with_source(e))
+    };
+    let (recovering, walfile) = in_recovery(remote).await?;
+    if !recovering {
+        let new_tli = walfile
+            .as_deref()
+            .and_then(|w| u32::from_str_radix(w.get(..8)?, 16).ok())
+            .unwrap_or(0);
+        report.timeline = i32::try_from(new_tli).ok();
+        if o.dry_run {
+            report.plan = Some(Plan {
+                commands: vec![ctlcluster(cluster, "start")],
+                ..Plan::default()
+            });
+            report.done.push(format!(
+                "an interrupted switchover: {} is already the primary (timeline {new_tli}); this node would follow it",
+                peer.name
+            ));
+            return Ok(());
+        }
+        report.changed = true;
+        report.done.push(format!(
+            "resumed an interrupted switchover: {} is already the primary (timeline {new_tli})",
+            peer.name
+        ));
+        return follow(o, cluster, &peer, &roles, &password, name, new_tli, report).await;
+    }
+    // Not promoted. A promotion asked for just before the kill may still
+    // be under way: look again before starting this node.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let again = connect_peer(&peer, &roles.promote, &password, REWIND_DATABASE).await?;
+    if !in_recovery(again).await?.0 {
+        return Err(Error::failed(format!(
+            "{} was promoting while this run looked: run --switchover --peer {}:{} again to follow it",
+            peer.name, peer.host, peer.port
+        )));
+    }
+    if o.dry_run {
+        report.done.push(format!(
+            "an interrupted switchover: {} was not promoted; this node would start again (still fenced) and the switchover start over",
+            peer.name
+        ));
+        report.plan = Some(Plan {
+            commands: vec![ctlcluster(cluster, "start")],
+            ..Plan::default()
+        });
+        return Ok(());
+    }
+    run_command(&ctlcluster(cluster, "start"), false)?;
+    report.done.push(format!(
+        "an interrupted switchover: {} was not promoted; this node is started again (still fenced) and the switchover starts over",
         peer.name
     ));
     Ok(())

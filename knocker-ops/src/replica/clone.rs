@@ -73,20 +73,38 @@ pub(crate) fn wildcard_passfile(roles: &super::block::BlockRoles, password: &str
 /// The password of `user` in a passfile [`wildcard_passfile`] (or an older
 /// clone) wrote.
 pub(crate) fn passfile_password(text: &str, user: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let mut fields = Vec::new();
-        let mut cur = String::new();
-        let mut chars = line.chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => cur.extend(chars.next()),
-                ':' if fields.len() < 4 => fields.push(std::mem::take(&mut cur)),
-                c => cur.push(c),
+    passfile_entries(text)
+        .into_iter()
+        .find(|f| f[3] == user)
+        .map(|f| f[4].clone())
+}
+
+/// The user of the first line for `database` in a passfile.
+pub(crate) fn passfile_user(text: &str, database: &str) -> Option<String> {
+    passfile_entries(text)
+        .into_iter()
+        .find(|f| f[2] == database)
+        .map(|f| f[3].clone())
+}
+
+/// A passfile's lines as their five fields, unescaped as libpq reads them.
+fn passfile_entries(text: &str) -> Vec<[String; 5]> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = Vec::new();
+            let mut cur = String::new();
+            let mut chars = line.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => cur.extend(chars.next()),
+                    ':' if fields.len() < 4 => fields.push(std::mem::take(&mut cur)),
+                    c => cur.push(c),
+                }
             }
-        }
-        fields.push(cur);
-        (fields.len() == 5 && fields[3] == user).then(|| fields[4].clone())
-    })
+            fields.push(cur);
+            <[String; 5]>::try_from(fields).ok()
+        })
+        .collect()
 }
 
 /// The roles sharing the replication password, from the replication role.
