@@ -211,6 +211,46 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
             .unwrap(),
             "{hba_b}"
         );
+        // --status on either node: the blocks agree.
+        for c in [&a, &b] {
+            let r = run(&options(Action::Status, c)).await;
+            let json = serde_json::to_value(&r).unwrap();
+            assert_eq!(json["exposedb_block"], "same", "{json}");
+        }
+        // exposedb --add on the primary: its standbys' copy is stale until
+        // the next --allow; then the standby sees that it differs.
+        let mut web = knocker_ops::exposedb::Exposedb::connect(knocker_ops::exposedb::Options {
+            conn: Some(conn.clone()),
+            advertise: Some("127.0.0.1".into()),
+            no_restart: true,
+            ..knocker_ops::exposedb::Options::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let add = web
+            .plan_change(&["10.9.8.6/32".parse().unwrap()], &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        web.change(add).await.unwrap_or_else(|e| panic!("{e}"));
+        drop(web);
+        let r = run(&options(Action::Status, &a)).await;
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["exposedb_block"],
+            "differs"
+        );
+        run(&allow).await;
+        let r = run(&options(Action::Status, &b)).await;
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["exposedb_block"],
+            "differs"
+        );
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("differs from the primary's")),
+            "{:?}",
+            r.warnings
+        );
+
         // The promote role may call pg_promote and nothing else of note.
         let password = info.get(Keyword::Password).unwrap().to_string();
         let promoter = b
