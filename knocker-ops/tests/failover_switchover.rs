@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use knocker_ops::failover;
 use knocker_ops::replica::{self, Action, Options, Secret};
+use knocker_ops::{failover, ErrorKind};
 use pg_harness::DebianCluster;
 use pgctl::conninfo::{ConnInfo, Keyword};
 
@@ -45,6 +45,11 @@ fn switchover(from: &DebianCluster, name: &str, to: &DebianCluster) -> failover:
         name: Some(name.into()),
         peer: Some(format!("127.0.0.1:{}", to.port())),
     }
+}
+
+fn forced(mut o: failover::Options) -> failover::Options {
+    o.force = true;
+    o
 }
 
 /// Acknowledged values with the time each was acknowledged.
@@ -290,6 +295,7 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
         // --dry-run: the plan, nothing done.
         let mut dry = switchover(&a, "node_a", &b);
         dry.dry_run = true;
+        dry.force = true;
         let plan = failover::run(&dry, &mut |_: &str| true)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
@@ -314,12 +320,24 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
         let w = writer(multi, stop.clone(), acks.clone());
         wait_for(&acks, 20).await;
 
+        // B lacks the web node added after the clone: refused (nothing
+        // done, the writer goes on), then forced.
+        let e = failover::run(&switchover(&a, "node_a", &b), &mut |_: &str| true)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused { overridable: true }, "{e}");
+        assert!(e.to_string().contains("10.9.8.6"), "{e}");
         let started = Instant::now();
-        let r = failover::run(&switchover(&a, "node_a", &b), &mut |_: &str| true)
+        let r = failover::run(&forced(switchover(&a, "node_a", &b)), &mut |_: &str| true)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let took = started.elapsed();
         assert_eq!(r.timeline, Some(2), "{r:?}");
+        assert!(
+            r.warnings.iter().any(|w| w.contains("10.9.8.6")),
+            "{:?}",
+            r.warnings
+        );
         let n = acks.lock().unwrap().len();
         wait_for(&acks, n + 20).await;
         let gap1 = longest_gap(&acks.lock().unwrap(), (started, Instant::now()));
@@ -402,7 +420,7 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
         // down and fenced. The next run starts it (still fenced) and does
         // the whole switchover.
         interrupted_stop(&a).await;
-        let r = failover::run(&switchover(&a, "node_a", &b), &mut |_: &str| true)
+        let r = failover::run(&forced(switchover(&a, "node_a", &b)), &mut |_: &str| true)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(

@@ -250,6 +250,26 @@ pub(super) async fn switchover(
         )));
     }
 
+    match web_nodes_missing_on(&admin, &peer, &roles, &password).await {
+        Ok(missing) if missing.is_empty() => {}
+        Ok(missing) => {
+            let text = format!(
+                "{} does not admit web nodes that this node's exposedb block admits ({}): after the switchover they \
+                 could not connect. On {} run knocker exposedb --add for them (its pg_hba.conf is its own)",
+                peer.name,
+                missing.join("; "),
+                peer.name
+            );
+            if !o.force {
+                return Err(Error::refused(text));
+            }
+            report.warnings.push(text);
+        }
+        Err(why) => report.warnings.push(format!(
+            "cannot check that {} admits the same web nodes: {why}",
+            peer.name
+        )),
+    }
     let data = cluster.data_directory.clone();
     let conninfo = PrimaryConninfo {
         host: peer.host.clone(),
@@ -575,6 +595,61 @@ async fn follow(
         peer.name
     ));
     Ok(())
+}
+
+/// The rules of this node's exposedb block (as its own
+/// `pg_hba_file_rules` reads them) that the standby's pg_hba.conf lacks
+/// (its `pg_hba_file_rules`, read as the rewind role, granted by `--init`).
+async fn web_nodes_missing_on(
+    admin: &Admin,
+    peer: &Peer,
+    roles: &BlockRoles,
+    password: &str,
+) -> Result<Vec<String>, String> {
+    const RULE: &str =
+        "pg_catalog.concat_ws(' ', type, pg_catalog.array_to_string(database, ','), \
+         pg_catalog.array_to_string(user_name, ','), address, netmask, auth_method)";
+    let (_, hba) = admin.read_hba().map_err(|e| e.to_string())?;
+    let version = admin.version().map_err(|e| e.to_string())?;
+    let doc = pghba::HbaDocument::parse_for(&hba, version);
+    let Some(range) = crate::exposedb::block::BLOCK
+        .find(&doc)
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(Vec::new());
+    };
+    let first = i32::try_from(doc.lines()[range.begin].line_number()).unwrap_or(i32::MAX);
+    let last = i32::try_from(doc.lines()[range.end].line_number()).unwrap_or(i32::MAX);
+    let ours: Vec<String> = admin
+        .client()
+        .query(
+            &format!(
+                "SELECT {RULE} FROM pg_catalog.pg_hba_file_rules r WHERE error IS NULL \
+                 AND line_number BETWEEN $1 AND $2 \
+                 AND coalesce(pg_catalog.to_jsonb(r)->>'file_name', pg_catalog.current_setting('hba_file')) \
+                     = pg_catalog.current_setting('hba_file')"
+            ),
+            &[&first, &last],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let remote = connect_peer(peer, &roles.rewind, password, REWIND_DATABASE)
+        .await
+        .map_err(|e| e.to_string())?;
+    let theirs: std::collections::HashSet<String> = remote
+        .query(
+            &format!("SELECT {RULE} FROM pg_catalog.pg_hba_file_rules WHERE error IS NULL"),
+            &[],
+        )
+        .await
+        .map_err(|e| format!("{e} (run knocker replica --init on the primary for the grant)"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(ours.into_iter().filter(|r| !theirs.contains(r)).collect())
 }
 
 /// A run killed after the clean stop left this node down: find where it

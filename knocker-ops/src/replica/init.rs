@@ -219,6 +219,13 @@ pub(super) async fn init(
             .await
             .map_err(pg)?,
     );
+    // A switchover checks through it that the standby admits the same web
+    // nodes.
+    grants.extend(
+        replication::missing_hba_rules_grants(client, &roles.rewind)
+            .await
+            .map_err(pg)?,
+    );
 
     let (path, old) = admin.read_hba()?;
     let version = admin.version()?;
