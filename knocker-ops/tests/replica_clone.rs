@@ -400,8 +400,11 @@ fn clone_from_primary_streams_debian_cluster() {
         allow_a.conn = Some(new_conn);
         allow_a.name = Some("node_a".into());
         run(&allow_a).await.unwrap();
+        // As --promote prints it: no password (the old primary's passfile
+        // has it).
         let mut new_primary = info.clone();
         new_primary.set(Keyword::Port, standby.port().to_string());
+        new_primary.remove(Keyword::Password);
         let mut rejoin = promote.clone();
         rejoin.action = failover::Action::Rejoin {
             uri: Secret(new_primary.to_uri()),

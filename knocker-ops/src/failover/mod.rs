@@ -397,7 +397,6 @@ async fn ready_for_old_primary(
         .map_or_else(|| "THIS_HOST".to_string(), |a| a.to_string());
     let url = ConnInfo::builder()
         .user(replication_role.unwrap_or("REPLICATION_ROLE"))
-        .password("PASSWORD")
         .host(here)
         .port(admin.facts.port)
         .build()
@@ -407,7 +406,7 @@ async fn ready_for_old_primary(
         "Keep the old primary stopped: its data has diverged from this timeline and it must not take writes again.".into(),
         "On the old primary: knocker failover --fence".into(),
         format!(
-            "Then there: knocker failover --rejoin '{url}' --name {name} (PASSWORD: the replication password, in that host's knocker passfile)"
+            "Then there: knocker failover --rejoin '{url}' --name {name} (the password comes from that node's knocker passfile)"
         ),
     ];
     if old_name.is_none() {

@@ -60,13 +60,34 @@ pub(super) async fn rejoin(
     ask: &mut dyn FnMut(&str) -> bool,
     report: &mut Report,
 ) -> Result<(), Error> {
-    let src = parse_source(uri)?;
     let name = o
         .name
         .clone()
         .ok_or_else(|| Error::usage("--rejoin needs --name NAME (this node's standby name)"))?;
     crate::replica::validate_standby_name(&name)?;
     let slot = slot_name(&name);
+    let mut info = ConnInfo::parse_checked(uri)
+        .map_err(|e| Error::usage(format!("--rejoin: not a valid connection string: {e}")))?;
+    if info.get(Keyword::Password).is_none_or(str::is_empty) {
+        // The URL --promote printed has no password: this node's passfile
+        // (written by --init or --clone-from) holds it.
+        let cluster = local_cluster(o.cluster.as_deref())?;
+        let passfile = passfile_path(&cluster);
+        let user = info.get(Keyword::User).unwrap_or("").to_string();
+        let text = std::fs::read_to_string(&passfile).unwrap_or_default();
+        match crate::replica::clone::passfile_password(&text, &user) {
+            Some(p) => {
+                info.set(Keyword::Password, p);
+            }
+            None => {
+                return Err(Error::usage(format!(
+                    "--rejoin: the URL has no password and {} holds none for {user:?}",
+                    passfile.display()
+                )))
+            }
+        }
+    }
+    let src = parse_source(&info.to_uri())?;
     let cluster = local_cluster(o.cluster.as_deref())?;
     let conf_dir = PathBuf::from(format!(
         "/etc/postgresql/{}/{}",
@@ -202,15 +223,10 @@ pub(super) async fn rejoin(
             ("primary_slot_name", &slot),
         ],
     );
-    let pass_text =
-        replication::passfile_line(&src.host, src.port, "replication", &src.user, &src.password)
-            + &replication::passfile_line(
-                &src.host,
-                src.port,
-                block::REWIND_DATABASE,
-                &rewind_user,
-                &src.password,
-            );
+    // The same wildcard lines as --init and --clone-from write: this node
+    // can later switch over (promote role) and follow either node.
+    let roles = crate::replica::clone::roles_of(&src.user);
+    let pass_text = crate::replica::clone::wildcard_passfile(&roles, &src.password);
     let new_start = format!("{previous_mode}\n");
 
     let mut plan = Plan::default();
@@ -218,8 +234,8 @@ pub(super) async fn rejoin(
         &passfile,
         b"",
         format!(
-            "# 2 lines for {} (mode 0600, owner {os_user}); passwords not shown\n",
-            src.user
+            "# 3 lines for {}, {} and {} (mode 0600, owner {os_user}); passwords not shown\n",
+            roles.replication, roles.rewind, roles.promote
         )
         .as_bytes(),
     ));
