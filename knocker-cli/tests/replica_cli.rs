@@ -95,7 +95,7 @@ fn bad_input_exits_2_before_connecting() {
                 "--cluster",
                 "15/main",
             ][..],
-            "names no password",
+            "has no password",
         ),
         (
             &[

@@ -71,7 +71,11 @@ pub(super) async fn rejoin(
     if info.get(Keyword::Password).is_none_or(str::is_empty) {
         // The URL --promote printed has no password: this node's passfile
         // (written by --init or --clone-from) holds it.
-        let cluster = local_cluster(o.cluster.as_deref())?;
+        let cluster = local_cluster(o.cluster.as_deref()).map_err(|e| {
+            Error::usage(format!(
+                "--rejoin: the URL has no password, and this node's passfile cannot be found: {e}"
+            ))
+        })?;
         let passfile = passfile_path(&cluster);
         let user = info.get(Keyword::User).unwrap_or("").to_string();
         let text = std::fs::read_to_string(&passfile).unwrap_or_default();
