@@ -149,6 +149,17 @@ pub(super) async fn switchover(
             "this node is a standby; run --switchover on the primary",
         ));
     }
+    let sync_names = replication::read_settings(c)
+        .await
+        .map_err(super::pg)?
+        .synchronous_standby_names;
+    if !sync_names.is_empty() {
+        report.warnings.push(format!(
+            "synchronous_standby_names = '{sync_names}' here does not move with the switchover (each node keeps its own; \
+             a clone starts without it): check the new primary's with knocker replica --status there, and make this node \
+             its synchronous standby with knocker replica --allow ADDRESS/32 --name {name} --sync there"
+        ));
+    }
     // A standby reconnects within seconds of this node's start (a resumed
     // run has just started it): give it that long.
     let reconnect_deadline = Instant::now() + Duration::from_secs(10);
