@@ -37,6 +37,10 @@ pub struct FailoverArgs {
     /// connection string) and start it as a standby
     #[arg(long, value_name = "URI")]
     rejoin: Option<String>,
+    /// --rejoin: when pg_rewind cannot rejoin this node, clone it afresh from the
+    /// new primary (the old data directory is kept aside)
+    #[arg(long)]
+    reclone: bool,
     /// This node's name for --rejoin and --switchover (slot knocker_NAME; default: short host name)
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
@@ -79,6 +83,7 @@ pub fn run(args: &FailoverArgs) -> ExitCode {
         dry_run: args.dry_run,
         force: args.force,
         peer: args.peer.clone(),
+        reclone: args.reclone,
         name: args.name.clone().or_else(|| {
             args.rejoin
                 .as_ref()

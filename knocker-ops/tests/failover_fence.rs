@@ -18,6 +18,7 @@ fn options(cluster: &DebianCluster) -> Options {
         force: false,
         name: None,
         peer: None,
+        reclone: false,
     }
 }
 

@@ -44,6 +44,7 @@ fn switchover(from: &DebianCluster, name: &str, to: &DebianCluster) -> failover:
         force: false,
         name: Some(name.into()),
         peer: Some(format!("127.0.0.1:{}", to.port())),
+        reclone: false,
     }
 }
 

@@ -244,6 +244,7 @@ fn clone_from_primary_streams_debian_cluster() {
             force: false,
             name: None,
             peer: None,
+            reclone: false,
         };
         let e = failover::run(&promote, &mut |_: &str| true)
             .await

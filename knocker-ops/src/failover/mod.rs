@@ -68,6 +68,10 @@ pub struct Options {
     /// `--switchover`: the standby as `HOST[:PORT]` (default: the one
     /// streaming standby's address and this server's port).
     pub peer: Option<String>,
+    /// `--rejoin`: when `pg_rewind` cannot rejoin this node (or fails),
+    /// clone it afresh from the new primary instead (the old data
+    /// directory is kept aside).
+    pub reclone: bool,
 }
 
 impl std::fmt::Debug for Options {
@@ -80,6 +84,7 @@ impl std::fmt::Debug for Options {
             .field("force", &self.force)
             .field("name", &self.name)
             .field("peer", &self.peer)
+            .field("reclone", &self.reclone)
             .finish()
     }
 }
@@ -180,6 +185,9 @@ pub async fn run(o: &Options, ask: &mut dyn FnMut(&str) -> bool) -> Result<Repor
     }
     if o.peer.is_some() && o.action != Action::Switchover {
         return Err(Error::usage("--peer goes with --switchover"));
+    }
+    if o.reclone && !matches!(o.action, Action::Rejoin { .. }) {
+        return Err(Error::usage("--reclone goes with --rejoin"));
     }
     match &o.action {
         Action::Fence => {

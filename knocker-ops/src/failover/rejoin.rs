@@ -117,6 +117,22 @@ pub(super) async fn rejoin(
     let hints = control_value(&control, "wal_log_hints setting") == Some("on");
     let checksums = control_value(&control, "Data page checksum version").is_some_and(|v| v != "0");
     if !hints && !checksums {
+        if o.reclone {
+            report.warnings.push(format!(
+                "{} has neither wal_log_hints nor data checksums: pg_rewind cannot rejoin it; cloning it afresh (--reclone)",
+                cluster.id()
+            ));
+            return reclone(
+                o,
+                &info.to_uri(),
+                &name,
+                &start_conf,
+                &previous_mode,
+                ask,
+                report,
+            )
+            .await;
+        }
         return Err(Error::refused_always(format!(
             "{} has neither wal_log_hints nor data checksums: pg_rewind cannot rejoin it; clone it again with knocker replica --clone-from",
             cluster.id()
@@ -291,8 +307,25 @@ pub(super) async fn rejoin(
                 Error::failed(format!("cannot run postgres --single: {e}")).with_source(e)
             })?;
         if !out.status.success() {
+            if o.reclone {
+                report.warnings.push(format!(
+                    "crash recovery of {} failed ({}); cloning it afresh (--reclone)",
+                    cluster.id(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+                return reclone(
+                    o,
+                    &info.to_uri(),
+                    &name,
+                    &start_conf,
+                    &previous_mode,
+                    ask,
+                    report,
+                )
+                .await;
+            }
             return Err(Error::failed(format!(
-                "crash recovery of {} failed; it stays stopped and fenced:\n{}",
+                "crash recovery of {} failed; it stays stopped and fenced (or add --reclone to clone it afresh):\n{}",
                 cluster.id(),
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
@@ -317,8 +350,25 @@ pub(super) async fn rejoin(
         String::from_utf8_lossy(&out.stderr)
     );
     if !out.status.success() {
+        if o.reclone {
+            report.warnings.push(format!(
+                "pg_rewind failed ({}); cloning {} afresh (--reclone)",
+                said.trim(),
+                cluster.id()
+            ));
+            return reclone(
+                o,
+                &info.to_uri(),
+                &name,
+                &start_conf,
+                &previous_mode,
+                ask,
+                report,
+            )
+            .await;
+        }
         return Err(Error::failed(format!(
-            "pg_rewind failed; {} stays stopped and fenced. Clone it again instead: knocker replica --clone-from URI --name {name}\n{}",
+            "pg_rewind failed; {} stays stopped and fenced. Clone it afresh instead: the same command with --reclone\n{}",
             cluster.id(),
             said.trim()
         )));
@@ -359,6 +409,61 @@ pub(super) async fn rejoin(
         src.port,
         node.timeline
     ));
+    Ok(())
+}
+
+/// `--reclone`: the fence's `start.conf` back (the clone starts the
+/// cluster), then `knocker replica --clone-from` with the same URL and
+/// name: the old data directory is moved aside and kept.
+async fn reclone(
+    o: &Options,
+    uri: &str,
+    name: &str,
+    start_conf: &std::path::Path,
+    previous_mode: &str,
+    ask: &mut dyn FnMut(&str) -> bool,
+    report: &mut Report,
+) -> Result<(), Error> {
+    if o.dry_run {
+        report.done.push(format!(
+            "--reclone: would run knocker replica --clone-from URI --name {name} (start.conf back to {previous_mode} first)"
+        ));
+        return Ok(());
+    }
+    if !ask(
+        "Clone this node afresh from the new primary? Its data directory is moved aside (kept).",
+    ) {
+        return Err(Error::refused_always("not recloned (declined)"));
+    }
+    report.changed = true;
+    let meta = std::fs::metadata(start_conf)
+        .map_err(|e| Error::failed(format!("{}: {e}", start_conf.display())).with_source(e))?;
+    write_owned(
+        start_conf,
+        format!("{previous_mode}\n").as_bytes(),
+        meta.mode() & 0o7777,
+        meta.uid(),
+        meta.gid(),
+    )?;
+    let mut clone = crate::replica::Options::new(crate::replica::Action::CloneFrom {
+        uri: crate::replica::Secret(uri.to_string()),
+    });
+    clone.cluster = o.cluster.clone();
+    clone.admin_conn = o.admin_conn.clone();
+    clone.name = Some(name.to_string());
+    let mut r = crate::replica::Report::default();
+    let result = crate::replica::clone::clone_from(&clone, uri, &mut r).await;
+    report.done.extend(r.done);
+    report.warnings.extend(r.warnings);
+    if let Err(e) = result {
+        return Err(Error::failed(format!(
+            "the fresh clone failed: {e}; start.conf is back to {previous_mode}: run knocker failover --fence again before anything else"
+        )));
+    }
+    report.timeline = r.status.map(|s| s.timeline);
+    report
+        .done
+        .push(format!("recloned: {name} streams from the new primary"));
     Ok(())
 }
 

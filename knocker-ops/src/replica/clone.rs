@@ -404,7 +404,7 @@ pub(crate) fn write_owned(
     Ok(())
 }
 
-pub(super) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> Result<(), Error> {
+pub(crate) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> Result<(), Error> {
     let src = parse_source(uri)?;
     let name = match &o.name {
         Some(n) => n.clone(),
