@@ -1,7 +1,5 @@
 //! `knocker failover`: arguments to [`knocker_ops::failover::Options`],
-//! the report to text or JSON, errors to exit codes. `--promote`,
-//! `--fence` and `--rejoin` are built; `--switchover` is not yet
-//! (docs/ARCHITECTURE.md).
+//! the report to text or JSON, errors to exit codes (docs/ARCHITECTURE.md).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -10,7 +8,9 @@ use clap::{ArgGroup, Args};
 use knocker_ops::failover::{self, Action, Options, Report};
 use knocker_ops::{Error, ErrorKind};
 
-const ABOUT: &str = "Operator-run failover. --promote (on the standby, the primary being gone): \
+const ABOUT: &str = "Operator-run failover. --switchover (on the primary): fences it (read-only, \
+sessions ended), waits until the standby has replayed everything, stops it cleanly, promotes the \
+standby over the network and makes this node its standby; no acknowledged commit is lost. --promote (on the standby, the primary being gone): \
 refuses while the primary still answers (unless --force), shows the last WAL received, asks, \
 promotes, checkpoints and confirms writes. --fence (on an old primary): disables it in Debian's \
 start.conf, makes it read-only if started anyway, and stops it. --rejoin URI (on a fenced old \
@@ -18,8 +18,15 @@ primary): pg_rewind from the new primary and start as its standby.";
 
 /// Arguments of `knocker failover`.
 #[derive(Debug, Args)]
-#[command(about = ABOUT, group(ArgGroup::new("action").args(["promote", "fence", "rejoin"]).required(true)))]
+#[command(about = ABOUT, group(ArgGroup::new("action").args(["switchover", "promote", "fence", "rejoin"]).required(true)))]
 pub struct FailoverArgs {
+    /// Hand the primary role to the streaming standby (run on the primary)
+    #[arg(long)]
+    switchover: bool,
+    /// --switchover: the standby as HOST[:PORT] (default: the one streaming
+    /// standby's address, this server's port)
+    #[arg(long, value_name = "HOST[:PORT]")]
+    peer: Option<String>,
     /// Promote this standby (the primary is gone)
     #[arg(long)]
     promote: bool,
@@ -30,7 +37,11 @@ pub struct FailoverArgs {
     /// connection string) and start it as a standby
     #[arg(long, value_name = "URI")]
     rejoin: Option<String>,
-    /// This node's standby name for --rejoin (slot knocker_NAME; default: short host name)
+    /// --rejoin: when pg_rewind cannot rejoin this node, clone it afresh from the
+    /// new primary (the old data directory is kept aside)
+    #[arg(long)]
+    reclone: bool,
+    /// This node's name for --rejoin and --switchover (slot knocker_NAME; default: short host name)
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
     /// Superuser connection string (default: peer login as `postgres` over the unix socket)
@@ -56,7 +67,9 @@ pub struct FailoverArgs {
 /// Runs `knocker failover`.
 pub fn run(args: &FailoverArgs) -> ExitCode {
     let opts = Options {
-        action: if args.fence {
+        action: if args.switchover {
+            Action::Switchover
+        } else if args.fence {
             Action::Fence
         } else if let Some(uri) = &args.rejoin {
             Action::Rejoin {
@@ -69,6 +82,8 @@ pub fn run(args: &FailoverArgs) -> ExitCode {
         cluster: args.cluster.clone(),
         dry_run: args.dry_run,
         force: args.force,
+        peer: args.peer.clone(),
+        reclone: args.reclone,
         name: args.name.clone().or_else(|| {
             args.rejoin
                 .as_ref()
@@ -83,7 +98,7 @@ pub fn run(args: &FailoverArgs) -> ExitCode {
         if !std::io::stdin().is_terminal() {
             // Promoting can lose data and fencing stops the server: never
             // without a yes.
-            eprintln!("{question}\nNot a terminal: add --yes to promote.");
+            eprintln!("{question}\nNot a terminal: add --yes to go ahead.");
             return false;
         }
         eprint!("{question} [y/N] ");
@@ -144,6 +159,9 @@ fn print_text(r: &Report) {
     }
     for d in &r.done {
         println!("{d}");
+    }
+    if let Some(ms) = r.read_only_ms {
+        println!("writes were refused for {ms} ms (fence to promotion)");
     }
     if let Some(ms) = r.writable_after_ms {
         println!("writable {ms} ms after the command started");

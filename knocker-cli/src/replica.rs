@@ -300,6 +300,14 @@ fn print_text(r: &Report) {
                 "no (wal_log_hints off, no checksums)"
             }
         );
+        println!(
+            "exposedb block: {}",
+            match s.exposedb_block {
+                "same" => "the same as the primary's",
+                "differs" => "differs from the primary's (see the warning)",
+                other => other,
+            }
+        );
     }
     if let Some(url) = &r.url {
         println!("{url}");

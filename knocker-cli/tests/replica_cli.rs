@@ -77,7 +77,14 @@ fn bad_input_exits_2_before_connecting() {
             &["failover", "--promote", "--cluster", "15"][..],
             "expected VERSION/NAME",
         ),
-        (&["failover", "--switchover"][..], "unexpected argument"),
+        (
+            &["failover", "--switchover", "--peer", "h:x"][..],
+            "--peer \"h:x\"",
+        ),
+        (
+            &["failover", "--promote", "--peer", "10.0.0.2"][..],
+            "--switchover",
+        ),
         (
             &[
                 "failover",
@@ -88,7 +95,7 @@ fn bad_input_exits_2_before_connecting() {
                 "--cluster",
                 "15/main",
             ][..],
-            "names no password",
+            "has no password",
         ),
         (
             &[

@@ -17,6 +17,8 @@ fn options(cluster: &DebianCluster) -> Options {
         dry_run: false,
         force: false,
         name: None,
+        peer: None,
+        reclone: false,
     }
 }
 

@@ -79,6 +79,7 @@ fn clone_from_primary_streams_debian_cluster() {
 
         let mut init = options(Action::Init, &primary);
         init.conn = Some(conn.clone());
+        init.name = Some("node_a".into());
         let r = run(&init).await.unwrap();
         let url = r.replication_url.expect("the replication URL").0;
         assert!(url.contains("sslmode=require"), "{url}");
@@ -242,6 +243,8 @@ fn clone_from_primary_streams_debian_cluster() {
             dry_run: false,
             force: false,
             name: None,
+            peer: None,
+            reclone: false,
         };
         let e = failover::run(&promote, &mut |_: &str| true)
             .await
@@ -344,6 +347,20 @@ fn clone_from_primary_streams_debian_cluster() {
         );
         assert!(window.replayed_lsn.is_some());
         assert_eq!(r.timeline, Some(2), "{r:?}");
+        // Ready for the old primary: its slot, and the exact commands.
+        assert!(
+            r.next_steps
+                .iter()
+                .any(|n| n.contains("knocker failover --rejoin") && n.contains("--name node_a")),
+            "{:?}",
+            r.next_steps
+        );
+        let s = standby.connect().await.unwrap();
+        assert!(pgctl::replication::slot(&s, "knocker_node_a")
+            .await
+            .unwrap()
+            .is_some());
+        drop(s);
         let ms = r.writable_after_ms.unwrap();
         eprintln!("promote: writable after {ms} ms");
         assert!(ms < 10_000, "{ms}");
@@ -384,8 +401,11 @@ fn clone_from_primary_streams_debian_cluster() {
         allow_a.conn = Some(new_conn);
         allow_a.name = Some("node_a".into());
         run(&allow_a).await.unwrap();
+        // As --promote prints it: no password (the old primary's passfile
+        // has it).
         let mut new_primary = info.clone();
         new_primary.set(Keyword::Port, standby.port().to_string());
+        new_primary.remove(Keyword::Password);
         let mut rejoin = promote.clone();
         rejoin.action = failover::Action::Rejoin {
             uri: Secret(new_primary.to_uri()),

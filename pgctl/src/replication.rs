@@ -249,7 +249,52 @@ pub const REWIND_FUNCTIONS: [&str; 4] = [
 
 /// `GRANT EXECUTE ON FUNCTION f TO role` for each of [`REWIND_FUNCTIONS`].
 pub fn rewind_grants_sql(role: &str) -> Vec<String> {
-    REWIND_FUNCTIONS
+    execute_grants_sql(role, &REWIND_FUNCTIONS)
+}
+
+/// The statements of [`rewind_grants_sql`] that `role` still needs (all of
+/// them when the role does not exist yet).
+pub async fn missing_rewind_grants(client: &impl GenericClient, role: &str) -> Result<Vec<String>> {
+    missing_execute_grants(client, role, &REWIND_FUNCTIONS).await
+}
+
+/// What a role needs to promote a standby remotely and nothing else:
+/// `pg_promote` is superuser-only until granted.
+pub const PROMOTE_FUNCTIONS: &[&str] = &["pg_catalog.pg_promote(boolean, integer)"];
+
+/// `pg_hba_file_rules` (view and function) are superuser-only until
+/// granted; they show the rules, not passwords.
+pub const HBA_RULES_FUNCTIONS: &[&str] = &["pg_catalog.pg_hba_file_rules()"];
+
+/// The statements that let `role` read `pg_hba_file_rules`, those it
+/// still needs (all when it does not exist yet).
+pub async fn missing_hba_rules_grants(
+    client: &impl GenericClient,
+    role: &str,
+) -> Result<Vec<String>> {
+    let mut out = missing_execute_grants(client, role, HBA_RULES_FUNCTIONS).await?;
+    let has_select: Option<bool> = client
+        .query_one(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1) \
+                 THEN pg_catalog.has_table_privilege($1, 'pg_catalog.pg_hba_file_rules', 'SELECT') END",
+            &[&role],
+        )
+        .await
+        .map_err(Error::sql(format!("checking SELECT on pg_hba_file_rules for {role:?}")))?
+        .get(0);
+    if has_select != Some(true) {
+        out.push(format!(
+            "GRANT SELECT ON pg_catalog.pg_hba_file_rules TO {}",
+            escape_identifier(role)
+        ));
+    }
+    Ok(out)
+}
+
+/// `GRANT EXECUTE ON FUNCTION f TO role` for each of `functions`
+/// (signatures as `has_function_privilege` takes them).
+pub fn execute_grants_sql(role: &str, functions: &[&str]) -> Vec<String> {
+    functions
         .iter()
         .map(|f| {
             format!(
@@ -260,9 +305,13 @@ pub fn rewind_grants_sql(role: &str) -> Vec<String> {
         .collect()
 }
 
-/// The statements of [`rewind_grants_sql`] that `role` still needs (all of
-/// them when the role does not exist yet).
-pub async fn missing_rewind_grants(client: &impl GenericClient, role: &str) -> Result<Vec<String>> {
+/// The statements of [`execute_grants_sql`] that `role` still needs (all
+/// of them when the role does not exist yet).
+pub async fn missing_execute_grants(
+    client: &impl GenericClient,
+    role: &str,
+    functions: &[&str],
+) -> Result<Vec<String>> {
     let exists = client
         .query_opt(
             "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
@@ -272,10 +321,10 @@ pub async fn missing_rewind_grants(client: &impl GenericClient, role: &str) -> R
         .map_err(Error::sql(format!("looking up role {role:?}")))?
         .is_some();
     if !exists {
-        return Ok(rewind_grants_sql(role));
+        return Ok(execute_grants_sql(role, functions));
     }
     let mut out = Vec::new();
-    for (f, sql) in REWIND_FUNCTIONS.iter().zip(rewind_grants_sql(role)) {
+    for (f, sql) in functions.iter().zip(execute_grants_sql(role, functions)) {
         let granted: bool = client
             .query_one(
                 "SELECT pg_catalog.has_function_privilege($1, $2, 'EXECUTE')",

@@ -1,7 +1,8 @@
 //! `knocker failover`: operator-run promotion of a standby. knocker never
 //! decides by itself that a primary is dead (docs/ARCHITECTURE.md).
 //!
-//! Built so far: `--promote`, on the standby when the primary is gone;
+//! Built so far: `--switchover` ([`switchover`]), on the primary;
+//! `--promote`, on the standby when the primary is gone;
 //! `--fence` ([`fence`]) and `--rejoin`, on an old primary.
 //! It refuses while the primary still answers (that is a switchover's job)
 //! unless forced, reports the last WAL this standby received and replayed
@@ -12,6 +13,7 @@
 
 pub mod fence;
 mod rejoin;
+pub mod switchover;
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,8 @@ pub fn promote_sql() -> String {
 /// The action of one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// Hand the primary role to the streaming standby (on the primary).
+    Switchover,
     /// Promote this standby; the primary is gone.
     Promote,
     /// Keep this old primary from coming back as a writable primary.
@@ -58,8 +62,16 @@ pub struct Options {
     pub dry_run: bool,
     /// Promote although the primary still answers.
     pub force: bool,
-    /// This node's standby name (`--rejoin`; slot `knocker_<name>`).
+    /// This node's standby name (`--rejoin`, `--switchover`; slot
+    /// `knocker_<name>`).
     pub name: Option<String>,
+    /// `--switchover`: the standby as `HOST[:PORT]` (default: the one
+    /// streaming standby's address and this server's port).
+    pub peer: Option<String>,
+    /// `--rejoin`: when `pg_rewind` cannot rejoin this node (or fails),
+    /// clone it afresh from the new primary instead (the old data
+    /// directory is kept aside).
+    pub reclone: bool,
 }
 
 impl std::fmt::Debug for Options {
@@ -71,6 +83,8 @@ impl std::fmt::Debug for Options {
             .field("dry_run", &self.dry_run)
             .field("force", &self.force)
             .field("name", &self.name)
+            .field("peer", &self.peer)
+            .field("reclone", &self.reclone)
             .finish()
     }
 }
@@ -106,6 +120,10 @@ pub struct Report {
     /// The new timeline.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeline: Option<i32>,
+    /// `--switchover`: milliseconds from the fence to the standby's
+    /// promotion (writes refused meanwhile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only_ms: Option<u64>,
     /// Milliseconds from the start of the call to the first write here.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub writable_after_ms: Option<u64>,
@@ -165,6 +183,12 @@ pub async fn run(o: &Options, ask: &mut dyn FnMut(&str) -> bool) -> Result<Repor
     if let Some(c) = &o.cluster {
         target::parse_cluster_arg(c)?;
     }
+    if o.peer.is_some() && o.action != Action::Switchover {
+        return Err(Error::usage("--peer goes with --switchover"));
+    }
+    if o.reclone && !matches!(o.action, Action::Rejoin { .. }) {
+        return Err(Error::usage("--reclone goes with --rejoin"));
+    }
     match &o.action {
         Action::Fence => {
             let mut report = Report {
@@ -180,6 +204,14 @@ pub async fn run(o: &Options, ask: &mut dyn FnMut(&str) -> bool) -> Result<Repor
                 ..Report::default()
             };
             rejoin::rejoin(o, &uri.0, ask, &mut report).await?;
+            return Ok(report);
+        }
+        Action::Switchover => {
+            let mut report = Report {
+                action: "switchover",
+                ..Report::default()
+            };
+            switchover::switchover(o, ask, &mut report).await?;
             return Ok(report);
         }
         Action::Promote => {}
@@ -222,6 +254,7 @@ async fn promote(
         .await
         .map_err(|e| Error::failed(format!("reading primary_conninfo: {e}")).with_source(e))?
         .get(0);
+    let (mut upstream_host, mut upstream_user) = (None, None);
     let (upstream, probe) = if conninfo_text.trim().is_empty() {
         (None, (None, "primary_conninfo is empty".to_string()))
     } else {
@@ -235,6 +268,8 @@ async fn promote(
             info.get(Keyword::Host).unwrap_or("?"),
             info.get(Keyword::Port).unwrap_or("5432")
         );
+        upstream_host = info.get(Keyword::Host).map(str::to_string);
+        upstream_user = info.get(Keyword::User).map(str::to_string);
         (Some(up), probe_upstream(&info).await)
     };
     let window = LossWindow {
@@ -313,10 +348,79 @@ async fn promote(
         "promoted: this node is the primary on timeline {}",
         after.timeline
     ));
+    ready_for_old_primary(
+        admin,
+        upstream_host.as_deref(),
+        upstream_user.as_deref(),
+        report,
+    )
+    .await?;
+    Ok(())
+}
+
+/// After a promotion: the slot the old primary will stream through (its
+/// name from the replica block line admitting its address, which
+/// `--clone-from` wrote), the primary's exposedb block from the copy the
+/// clone brought, and the exact commands for the old primary.
+async fn ready_for_old_primary(
+    admin: &Admin,
+    old_host: Option<&str>,
+    replication_role: Option<&str>,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let (_, hba) = admin.read_hba()?;
+    let version = admin.version()?;
+    let old_addr = old_host.and_then(|h| h.parse::<std::net::IpAddr>().ok());
+    let old_name = old_addr.and_then(|addr| {
+        crate::replica::block::allowed(&hba, version)
+            .ok()?
+            .into_iter()
+            .find(|a| a.cidr.contains(&addr))
+            .map(|a| a.name)
+    });
+    if let Some(name) = &old_name {
+        let slot = crate::replica::slot_name(name);
+        if replication::create_physical_slot(admin.client(), &slot)
+            .await
+            .map_err(pg)?
+        {
+            report.done.push(format!("slot {slot} created for {name}"));
+        } else {
+            report.done.push(format!("slot {slot} is ready for {name}"));
+        }
+    }
+    if let Some(data) = admin.facts.data_directory.as_deref() {
+        let mut r = crate::replica::Report::default();
+        crate::replica::clone::copy_exposedb_block(
+            admin,
+            &data.join(crate::replica::exposedb_copy::COPY_FILE),
+            &mut r,
+        )
+        .await?;
+        report.done.extend(r.done);
+        report.warnings.extend(r.warnings);
+    }
+    let here = crate::network::advertise_candidates()
+        .0
+        .map_or_else(|| "THIS_HOST".to_string(), |a| a.to_string());
+    let url = ConnInfo::builder()
+        .user(replication_role.unwrap_or("REPLICATION_ROLE"))
+        .host(here)
+        .port(admin.facts.port)
+        .build()
+        .to_uri();
+    let name = old_name.as_deref().unwrap_or("OLD_NAME");
     report.next_steps = vec![
         "Keep the old primary stopped: its data has diverged from this timeline and it must not take writes again.".into(),
-        "Web nodes on the multi-host string (target_session_attrs=read-write) follow once this node admits them: run knocker exposedb --init / --add here if it does not yet.".into(),
-        "To make the old primary a standby of this node: here, knocker replica --init and --allow OLD_ADDRESS/32 --name OLD_NAME; there, knocker replica --clone-from with the replication URL (the roles and their password came with the data).".into(),
+        "On the old primary: knocker failover --fence".into(),
+        format!(
+            "Then there: knocker failover --rejoin '{url}' --name {name} (the password comes from that node's knocker passfile)"
+        ),
     ];
+    if old_name.is_none() {
+        report.next_steps.push(
+            "This node's replica block does not name the old primary: first run knocker replica --allow OLD_ADDRESS/32 --name OLD_NAME here".into(),
+        );
+    }
     Ok(())
 }

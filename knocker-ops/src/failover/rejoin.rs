@@ -31,7 +31,7 @@ use crate::replica::{block, slot_name};
 use crate::{Error, FileChange, Plan};
 
 /// `pg_controldata` facts pg_rewind depends on.
-fn controldata(bin: &std::path::Path, data: &std::path::Path) -> Result<String, Error> {
+pub(super) fn controldata(bin: &std::path::Path, data: &std::path::Path) -> Result<String, Error> {
     let out = Command::new(bin.join("pg_controldata"))
         .arg(data)
         .env("LC_ALL", "C")
@@ -48,7 +48,7 @@ fn controldata(bin: &std::path::Path, data: &std::path::Path) -> Result<String, 
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn control_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+pub(super) fn control_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines()
         .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
         .map(str::trim)
@@ -60,13 +60,38 @@ pub(super) async fn rejoin(
     ask: &mut dyn FnMut(&str) -> bool,
     report: &mut Report,
 ) -> Result<(), Error> {
-    let src = parse_source(uri)?;
     let name = o
         .name
         .clone()
         .ok_or_else(|| Error::usage("--rejoin needs --name NAME (this node's standby name)"))?;
     crate::replica::validate_standby_name(&name)?;
     let slot = slot_name(&name);
+    let mut info = ConnInfo::parse_checked(uri)
+        .map_err(|e| Error::usage(format!("--rejoin: not a valid connection string: {e}")))?;
+    if info.get(Keyword::Password).is_none_or(str::is_empty) {
+        // The URL --promote printed has no password: this node's passfile
+        // (written by --init or --clone-from) holds it.
+        let cluster = local_cluster(o.cluster.as_deref()).map_err(|e| {
+            Error::usage(format!(
+                "--rejoin: the URL has no password, and this node's passfile cannot be found: {e}"
+            ))
+        })?;
+        let passfile = passfile_path(&cluster);
+        let user = info.get(Keyword::User).unwrap_or("").to_string();
+        let text = std::fs::read_to_string(&passfile).unwrap_or_default();
+        match crate::replica::clone::passfile_password(&text, &user) {
+            Some(p) => {
+                info.set(Keyword::Password, p);
+            }
+            None => {
+                return Err(Error::usage(format!(
+                    "--rejoin: the URL has no password and {} holds none for {user:?}",
+                    passfile.display()
+                )))
+            }
+        }
+    }
+    let src = parse_source(&info.to_uri())?;
     let cluster = local_cluster(o.cluster.as_deref())?;
     let conf_dir = PathBuf::from(format!(
         "/etc/postgresql/{}/{}",
@@ -92,6 +117,22 @@ pub(super) async fn rejoin(
     let hints = control_value(&control, "wal_log_hints setting") == Some("on");
     let checksums = control_value(&control, "Data page checksum version").is_some_and(|v| v != "0");
     if !hints && !checksums {
+        if o.reclone {
+            report.warnings.push(format!(
+                "{} has neither wal_log_hints nor data checksums: pg_rewind cannot rejoin it; cloning it afresh (--reclone)",
+                cluster.id()
+            ));
+            return reclone(
+                o,
+                &info.to_uri(),
+                &name,
+                &start_conf,
+                &previous_mode,
+                ask,
+                report,
+            )
+            .await;
+        }
         return Err(Error::refused_always(format!(
             "{} has neither wal_log_hints nor data checksums: pg_rewind cannot rejoin it; clone it again with knocker replica --clone-from",
             cluster.id()
@@ -202,15 +243,10 @@ pub(super) async fn rejoin(
             ("primary_slot_name", &slot),
         ],
     );
-    let pass_text =
-        replication::passfile_line(&src.host, src.port, "replication", &src.user, &src.password)
-            + &replication::passfile_line(
-                &src.host,
-                src.port,
-                block::REWIND_DATABASE,
-                &rewind_user,
-                &src.password,
-            );
+    // The same wildcard lines as --init and --clone-from write: this node
+    // can later switch over (promote role) and follow either node.
+    let roles = crate::replica::clone::roles_of(&src.user);
+    let pass_text = crate::replica::clone::wildcard_passfile(&roles, &src.password);
     let new_start = format!("{previous_mode}\n");
 
     let mut plan = Plan::default();
@@ -218,8 +254,8 @@ pub(super) async fn rejoin(
         &passfile,
         b"",
         format!(
-            "# 2 lines for {} (mode 0600, owner {os_user}); passwords not shown\n",
-            src.user
+            "# 3 lines for {}, {} and {} (mode 0600, owner {os_user}); passwords not shown\n",
+            roles.replication, roles.rewind, roles.promote
         )
         .as_bytes(),
     ));
@@ -271,8 +307,25 @@ pub(super) async fn rejoin(
                 Error::failed(format!("cannot run postgres --single: {e}")).with_source(e)
             })?;
         if !out.status.success() {
+            if o.reclone {
+                report.warnings.push(format!(
+                    "crash recovery of {} failed ({}); cloning it afresh (--reclone)",
+                    cluster.id(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+                return reclone(
+                    o,
+                    &info.to_uri(),
+                    &name,
+                    &start_conf,
+                    &previous_mode,
+                    ask,
+                    report,
+                )
+                .await;
+            }
             return Err(Error::failed(format!(
-                "crash recovery of {} failed; it stays stopped and fenced:\n{}",
+                "crash recovery of {} failed; it stays stopped and fenced (or add --reclone to clone it afresh):\n{}",
                 cluster.id(),
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
@@ -297,8 +350,25 @@ pub(super) async fn rejoin(
         String::from_utf8_lossy(&out.stderr)
     );
     if !out.status.success() {
+        if o.reclone {
+            report.warnings.push(format!(
+                "pg_rewind failed ({}); cloning {} afresh (--reclone)",
+                said.trim(),
+                cluster.id()
+            ));
+            return reclone(
+                o,
+                &info.to_uri(),
+                &name,
+                &start_conf,
+                &previous_mode,
+                ask,
+                report,
+            )
+            .await;
+        }
         return Err(Error::failed(format!(
-            "pg_rewind failed; {} stays stopped and fenced. Clone it again instead: knocker replica --clone-from URI --name {name}\n{}",
+            "pg_rewind failed; {} stays stopped and fenced. Clone it afresh instead: the same command with --reclone\n{}",
             cluster.id(),
             said.trim()
         )));
@@ -339,6 +409,61 @@ pub(super) async fn rejoin(
         src.port,
         node.timeline
     ));
+    Ok(())
+}
+
+/// `--reclone`: the fence's `start.conf` back (the clone starts the
+/// cluster), then `knocker replica --clone-from` with the same URL and
+/// name: the old data directory is moved aside and kept.
+async fn reclone(
+    o: &Options,
+    uri: &str,
+    name: &str,
+    start_conf: &std::path::Path,
+    previous_mode: &str,
+    ask: &mut dyn FnMut(&str) -> bool,
+    report: &mut Report,
+) -> Result<(), Error> {
+    if o.dry_run {
+        report.done.push(format!(
+            "--reclone: would run knocker replica --clone-from URI --name {name} (start.conf back to {previous_mode} first)"
+        ));
+        return Ok(());
+    }
+    if !ask(
+        "Clone this node afresh from the new primary? Its data directory is moved aside (kept).",
+    ) {
+        return Err(Error::refused_always("not recloned (declined)"));
+    }
+    report.changed = true;
+    let meta = std::fs::metadata(start_conf)
+        .map_err(|e| Error::failed(format!("{}: {e}", start_conf.display())).with_source(e))?;
+    write_owned(
+        start_conf,
+        format!("{previous_mode}\n").as_bytes(),
+        meta.mode() & 0o7777,
+        meta.uid(),
+        meta.gid(),
+    )?;
+    let mut clone = crate::replica::Options::new(crate::replica::Action::CloneFrom {
+        uri: crate::replica::Secret(uri.to_string()),
+    });
+    clone.cluster = o.cluster.clone();
+    clone.admin_conn = o.admin_conn.clone();
+    clone.name = Some(name.to_string());
+    let mut r = crate::replica::Report::default();
+    let result = crate::replica::clone::clone_from(&clone, uri, &mut r).await;
+    report.done.extend(r.done);
+    report.warnings.extend(r.warnings);
+    if let Err(e) = result {
+        return Err(Error::failed(format!(
+            "the fresh clone failed: {e}; start.conf is back to {previous_mode}: run knocker failover --fence again before anything else"
+        )));
+    }
+    report.timeline = r.status.map(|s| s.timeline);
+    report
+        .done
+        .push(format!("recloned: {name} streams from the new primary"));
     Ok(())
 }
 

@@ -12,6 +12,7 @@ async fn initialised_roles(app: &AppConn, admin: &Admin) -> Result<BlockRoles, E
     let roles = BlockRoles {
         replication: app.derived_role(super::REPLICATION_ROLE_SUFFIX),
         rewind: app.derived_role(super::REWIND_ROLE_SUFFIX),
+        promote: app.derived_role(super::PROMOTE_ROLE_SUFFIX),
     };
     for role in [&roles.replication, &roles.rewind] {
         let info = pgctl::roles::role_info(admin.client(), role)
@@ -115,6 +116,8 @@ pub(super) async fn allow(
             cidr.max_prefix_len()
         ));
     }
+    let copy = super::exposedb_copy::pending_copy(admin)?;
+    plan.files.extend(copy.clone());
     if o.dry_run {
         report.plan = Some(plan);
         return Ok(());
@@ -126,6 +129,13 @@ pub(super) async fn allow(
         return Ok(());
     }
     report.changed = true;
+    if let Some(c) = &copy {
+        super::exposedb_copy::write_copy(c)?;
+        report.done.push(format!(
+            "{}: a copy of the exposedb block, for the standby's clone",
+            c.path.display()
+        ));
+    }
     if new != old {
         let (roles2, edit2, comment2) = (roles.clone(), edit.clone(), comment.clone());
         admin
@@ -180,6 +190,7 @@ pub(super) async fn revoke(
     let roles = BlockRoles {
         replication: app.derived_role(super::REPLICATION_ROLE_SUFFIX),
         rewind: app.derived_role(super::REWIND_ROLE_SUFFIX),
+        promote: app.derived_role(super::PROMOTE_ROLE_SUFFIX),
     };
     let (path, old) = admin.read_hba()?;
     let version = admin.version()?;

@@ -1,7 +1,8 @@
 //! The `# BEGIN knocker replica` block of pg_hba.conf: per standby, one
 //! line for the replication role (database keyword `replication`) and one
 //! for the rewind role (database `postgres`, where `pg_rewind` connects),
-//! both from the standby's address only, scram-sha-256, `hostssl` when the
+//! one for the promote role (database `postgres`, the switchover's remote
+//! `pg_promote`), all from the standby's address only, scram-sha-256, `hostssl` when the
 //! server has SSL on. Each line's comment names its standby
 //! (`standby=NAME`), which is how `--revoke CIDR` finds the slot to drop.
 //!
@@ -30,6 +31,8 @@ pub struct BlockRoles {
     pub replication: String,
     /// Reads files for `pg_rewind`.
     pub rewind: String,
+    /// May only call `pg_promote` (the switchover's remote promotion).
+    pub promote: String,
 }
 
 /// A standby the block admits.
@@ -168,11 +171,14 @@ pub fn edit(
             })?;
             let rew = pghba::quote_name(&roles.rewind)
                 .ok_or_else(|| Error::usage("the rewind role's name cannot go in pg_hba.conf"))?;
+            let pro = pghba::quote_name(&roles.promote)
+                .ok_or_else(|| Error::usage("the promote role's name cannot go in pg_hba.conf"))?;
             let addr = cidr.to_string();
             let note = format!("standby={name} {comment}");
             for (db, user) in [
                 ("replication".to_string(), rep),
                 (REWIND_DATABASE.to_string(), rew),
+                (REWIND_DATABASE.to_string(), pro),
             ] {
                 let present = current.iter().any(|l| {
                     *l.kind() == LineKind::Record
@@ -217,6 +223,7 @@ mod tests {
         BlockRoles {
             replication: "knocknoc_replication".into(),
             rewind: "knocknoc_rewind".into(),
+            promote: "knocknoc_promote".into(),
         }
     }
 
@@ -243,6 +250,10 @@ host    all             all             0.0.0.0/0               reject\n";
             "hostssl replication     knocknoc_replication 10.0.0.2/32        scram-sha-256 # standby=node_b added now by root\n"
         ), "{t}");
         assert!(t.contains("hostssl postgres        knocknoc_rewind"), "{t}");
+        assert!(
+            t.contains("hostssl postgres        knocknoc_promote"),
+            "{t}"
+        );
         assert_eq!(
             allowed(&allowed_text, v).unwrap(),
             vec![Allowed {

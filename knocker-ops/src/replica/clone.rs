@@ -40,11 +40,83 @@ const NOT_INHERITED: [&str; 1] = ["synchronous_standby_names"];
 /// Where the clone keeps the replication password: next to the data
 /// directory (never inside it, where base backups would copy it).
 pub fn passfile_path(cluster: &DebianCluster) -> PathBuf {
-    let parent = cluster
-        .data_directory
-        .parent()
-        .unwrap_or(Path::new("/var/lib/postgresql"));
-    parent.join(format!(".{}.knocker-replica.pgpass", cluster.name))
+    passfile_for_data_directory(&cluster.data_directory)
+}
+
+/// The passfile of the server whose data directory is `data`: next to it,
+/// named after it (Debian: `/var/lib/postgresql/15/.main.knocker-replica.pgpass`).
+pub fn passfile_for_data_directory(data: &Path) -> PathBuf {
+    let parent = data.parent().unwrap_or(Path::new("/var/lib/postgresql"));
+    let name = data
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".into());
+    parent.join(format!(".{name}.knocker-replica.pgpass"))
+}
+
+/// The passfile lines for the three roles that share the replication
+/// password, for any host and port: the same file serves this node's
+/// walreceiver and `pg_rewind` whichever peer is primary, and the
+/// switchover's remote promotion.
+pub(crate) fn wildcard_passfile(roles: &super::block::BlockRoles, password: &str) -> String {
+    let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
+    [
+        ("replication", &roles.replication),
+        (super::block::REWIND_DATABASE, &roles.rewind),
+        (super::block::REWIND_DATABASE, &roles.promote),
+    ]
+    .iter()
+    .map(|(db, user)| format!("*:*:{}:{}:{}\n", esc(db), esc(user), esc(password)))
+    .collect()
+}
+
+/// The password of `user` in a passfile [`wildcard_passfile`] (or an older
+/// clone) wrote.
+pub(crate) fn passfile_password(text: &str, user: &str) -> Option<String> {
+    passfile_entries(text)
+        .into_iter()
+        .find(|f| f[3] == user)
+        .map(|f| f[4].clone())
+}
+
+/// The user of the first line for `database` in a passfile.
+pub(crate) fn passfile_user(text: &str, database: &str) -> Option<String> {
+    passfile_entries(text)
+        .into_iter()
+        .find(|f| f[2] == database)
+        .map(|f| f[3].clone())
+}
+
+/// A passfile's lines as their five fields, unescaped as libpq reads them.
+fn passfile_entries(text: &str) -> Vec<[String; 5]> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = Vec::new();
+            let mut cur = String::new();
+            let mut chars = line.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => cur.extend(chars.next()),
+                    ':' if fields.len() < 4 => fields.push(std::mem::take(&mut cur)),
+                    c => cur.push(c),
+                }
+            }
+            fields.push(cur);
+            <[String; 5]>::try_from(fields).ok()
+        })
+        .collect()
+}
+
+/// The roles sharing the replication password, from the replication role.
+pub(crate) fn roles_of(replication_role: &str) -> super::block::BlockRoles {
+    let base = replication_role
+        .strip_suffix(super::REPLICATION_ROLE_SUFFIX)
+        .unwrap_or(replication_role);
+    super::block::BlockRoles {
+        replication: replication_role.to_string(),
+        rewind: format!("{base}{}", super::REWIND_ROLE_SUFFIX),
+        promote: format!("{base}{}", super::PROMOTE_ROLE_SUFFIX),
+    }
 }
 
 /// The name the old data directory is moved to.
@@ -91,6 +163,9 @@ pub(crate) struct Source {
     pub(crate) user: String,
     pub(crate) password: String,
     pub(crate) sslmode: Option<SslMode>,
+    /// The primary's node name (`application_name` in the URL `--init`
+    /// printed), when the URL carries it.
+    pub(crate) primary_name: Option<String>,
 }
 
 pub(crate) fn parse_source(uri: &str) -> Result<Source, Error> {
@@ -136,6 +211,21 @@ pub(crate) fn parse_source(uri: &str) -> Result<Source, Error> {
             .ok_or_else(|| Error::usage(format!("--clone-from: bad sslmode {m:?}")))?,
         ),
     };
+    let primary_name = match info.get(Keyword::ApplicationName) {
+        None | Some("") => None,
+        Some(n) => {
+            super::validate_standby_name(n).map_err(|_| {
+                Error::usage(format!(
+                    "--clone-from: application_name {n:?} is not a node name"
+                ))
+            })?;
+            Some(n.to_string())
+        }
+    };
+    // The URL's application_name names the primary; this node's own name
+    // goes in its primary_conninfo instead.
+    let mut info = info;
+    info.remove(Keyword::ApplicationName);
     Ok(Source {
         info,
         host,
@@ -143,6 +233,7 @@ pub(crate) fn parse_source(uri: &str) -> Result<Source, Error> {
         user,
         password,
         sslmode,
+        primary_name,
     })
 }
 
@@ -313,7 +404,7 @@ pub(crate) fn write_owned(
     Ok(())
 }
 
-pub(super) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> Result<(), Error> {
+pub(crate) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> Result<(), Error> {
     let src = parse_source(uri)?;
     let name = match &o.name {
         Some(n) => n.clone(),
@@ -440,23 +531,16 @@ pub(super) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
         connect_timeout: Some(5),
     };
     let moved = moved_aside(&data);
-    let pass_text =
-        replication::passfile_line(&src.host, src.port, "replication", &src.user, &src.password)
-            + &replication::passfile_line(
-                &src.host,
-                src.port,
-                super::block::REWIND_DATABASE,
-                &rewind_role_of(&src.user),
-                &src.password,
-            );
+    let roles = roles_of(&src.user);
+    let pass_text = wildcard_passfile(&roles, &src.password);
 
     let mut plan = Plan::default();
     plan.files.push(FileChange::new(
         &passfile,
         b"",
         format!(
-            "# {} lines for {} (mode 0600, owner {os_user}); passwords not shown\n",
-            2, src.user
+            "# {} lines for {}, {} and {} (mode 0600, owner {os_user}); passwords not shown\n",
+            3, roles.replication, roles.rewind, roles.promote
         )
         .as_bytes(),
     ));
@@ -558,7 +642,114 @@ pub(super) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
     report
         .done
         .push(format!("streaming from {}:{}", src.host, src.port));
+    admit_primary_back(&src, &roles, &admin, report).await?;
+    copy_exposedb_block(&admin, &data.join(super::exposedb_copy::COPY_FILE), report).await?;
     super::status::status(&admin, report).await
+}
+
+/// Puts the primary's exposedb block (the copy the base backup brought)
+/// into this node's own pg_hba.conf, so the web nodes reach it once it is
+/// primary. Also used by `failover --promote`.
+pub(crate) async fn copy_exposedb_block(
+    admin: &target::Admin,
+    copy_path: &Path,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let Ok(copy) = std::fs::read(copy_path) else {
+        report.warnings.push(format!(
+            "no copy of the primary's exposedb block ({} is missing: its knocker is older); \
+             run knocker exposedb --add here for each web node",
+            copy_path.display()
+        ));
+        return Ok(());
+    };
+    let (path, old) = admin.read_hba()?;
+    let version = admin.version()?;
+    if super::exposedb_copy::apply(&old, &copy, version)?.is_none_or(|new| new == old) {
+        return Ok(());
+    }
+    admin
+        .install_hba(&path, move |cur: &[u8]| {
+            super::exposedb_copy::apply(cur, &copy, version)
+                .map(|n| n.unwrap_or_else(|| cur.to_vec()))
+        })
+        .await?;
+    report.done.push(format!(
+        "{}: the primary's exposedb block is in place (the same web nodes are admitted here)",
+        path.display()
+    ));
+    Ok(())
+}
+
+/// Makes this standby ready to be the primary of its own primary one day
+/// (switchover, `--promote`): the slot `knocker_<primary name>` (made
+/// here, in recovery, without reserving WAL until it is used, so it holds
+/// nothing meanwhile) and, in this node's own pg_hba.conf, the replica
+/// block admitting the primary's address for the three roles.
+async fn admit_primary_back(
+    src: &Source,
+    roles: &super::block::BlockRoles,
+    admin: &target::Admin,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let Some(primary_name) = &src.primary_name else {
+        report.warnings.push(
+            "the replication URL names no primary (an older knocker printed it): this node does not admit it back; \
+             after a promotion run knocker replica --allow OLD_PRIMARY/32 --name OLD_NAME here"
+                .into(),
+        );
+        return Ok(());
+    };
+    let Ok(addr) = src.host.parse::<std::net::IpAddr>() else {
+        report.warnings.push(format!(
+            "the primary is named by host name ({}), not address: after a promotion run knocker replica --allow ADDRESS/32 --name {primary_name} here",
+            src.host
+        ));
+        return Ok(());
+    };
+    let slot = slot_name(primary_name);
+    admin
+        .client()
+        .batch_execute(&reserve_later_slot_sql(&slot))
+        .await
+        .map_err(|e| {
+            Error::failed(format!("creating slot {slot} for the primary: {e}")).with_source(e)
+        })?;
+    let (path, _) = admin.read_hba()?;
+    let version = admin.version()?;
+    let ssl = admin.facts.ssl;
+    let edit = super::block::BlockEdit::Allow {
+        name: primary_name.clone(),
+        cidr: ipnet::IpNet::from(addr),
+    };
+    let comment = super::rule_comment();
+    let roles2 = roles.clone();
+    let changed = admin
+        .install_hba(&path, move |cur: &[u8]| {
+            super::block::edit(cur, version, &roles2, ssl, &edit, &comment)
+        })
+        .await?;
+    report.slots.push(slot.clone());
+    report.done.push(format!(
+        "ready to serve {primary_name} after a switchover: slot {slot}{}",
+        if changed {
+            format!(", and {} admits {addr}", path.display())
+        } else {
+            String::new()
+        }
+    ));
+    Ok(())
+}
+
+/// Creates physical slot `name` unless it exists, reserving no WAL until a
+/// standby first streams through it (a slot on a node that has no standby
+/// yet must not hold WAL back).
+pub(crate) fn reserve_later_slot_sql(name: &str) -> String {
+    let lit = format!("'{}'", name.replace('\'', "''"));
+    format!(
+        "SELECT pg_catalog.pg_create_physical_replication_slot({lit}, false) \
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = {lit})"
+    )
 }
 
 /// Refuses to replace a running primary that holds data of its own (the

@@ -1,6 +1,7 @@
 //! `--init`: the replication role, the rewind role, the settings and the
 //! (empty) managed block, and a restart when a setting needs one.
 
+use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use pgctl::conninfo::ConnInfo;
@@ -118,18 +119,23 @@ fn restart_argv(manager: &pgctl::server::ServerManager) -> Vec<String> {
 }
 
 /// The connection string a standby clones from.
+/// `application_name` carries the primary's own node name, so the clone
+/// can admit it back (slot `knocker_<name>`, replica block) for the day
+/// the roles swap.
 pub(crate) fn replication_url(
     user: &str,
     password: &str,
     host: &str,
     port: u16,
     ssl: bool,
+    primary_name: &str,
 ) -> String {
     let mut b = ConnInfo::builder()
         .user(user)
         .password(password)
         .host(host)
-        .port(port);
+        .port(port)
+        .application_name(primary_name);
     if ssl {
         b = b.sslmode(pgctl::connect::SslMode::Require);
     }
@@ -144,10 +150,20 @@ pub(super) async fn init(
     report: &mut Report,
 ) -> Result<(), Error> {
     require_primary(admin, "--init").await?;
+    let node_name = match &o.name {
+        Some(n) => n.clone(),
+        None => super::default_name(),
+    };
+    super::validate_standby_name(&node_name).map_err(|_| {
+        Error::usage(format!(
+            "this host's name {node_name:?} cannot be a node name; give --name NAME"
+        ))
+    })?;
     admin.check_hba_owner(o.force)?;
     let roles = BlockRoles {
         replication: app.derived_role(super::REPLICATION_ROLE_SUFFIX),
         rewind: app.derived_role(super::REWIND_ROLE_SUFFIX),
+        promote: app.derived_role(super::PROMOTE_ROLE_SUFFIX),
     };
     report.replication_role = Some(roles.replication.clone());
     report.rewind_role = Some(roles.rewind.clone());
@@ -176,7 +192,11 @@ pub(super) async fn init(
     let rew_plan = pgctl::roles::plan_login_role(client, &roles.rewind, &ensure)
         .await
         .map_err(role_error)?;
-    let new_password = rep_plan.sets_password() || rew_plan.sets_password();
+    let pro_plan = pgctl::roles::plan_login_role(client, &roles.promote, &ensure)
+        .await
+        .map_err(role_error)?;
+    let new_password =
+        rep_plan.sets_password() || rew_plan.sets_password() || pro_plan.sets_password();
     ensure.rotate_password = new_password;
     let rep_plan = pgctl::roles::plan_login_role(client, &roles.replication, &ensure)
         .await
@@ -184,13 +204,28 @@ pub(super) async fn init(
     let rew_plan = pgctl::roles::plan_login_role(client, &roles.rewind, &ensure)
         .await
         .map_err(role_error)?;
+    let pro_plan = pgctl::roles::plan_login_role(client, &roles.promote, &ensure)
+        .await
+        .map_err(role_error)?;
     let needs_replication_attr =
         !replication::has_replication_attribute(client, &roles.replication)
             .await
             .map_err(pg)?;
-    let grants = replication::missing_rewind_grants(client, &roles.rewind)
+    let mut grants = replication::missing_rewind_grants(client, &roles.rewind)
         .await
         .map_err(pg)?;
+    grants.extend(
+        replication::missing_execute_grants(client, &roles.promote, replication::PROMOTE_FUNCTIONS)
+            .await
+            .map_err(pg)?,
+    );
+    // A switchover checks through it that the standby admits the same web
+    // nodes.
+    grants.extend(
+        replication::missing_hba_rules_grants(client, &roles.rewind)
+            .await
+            .map_err(pg)?,
+    );
 
     let (path, old) = admin.read_hba()?;
     let version = admin.version()?;
@@ -199,6 +234,7 @@ pub(super) async fn init(
 
     let mut role_sql = rep_plan.statements(None);
     role_sql.extend(rew_plan.statements(None));
+    role_sql.extend(pro_plan.statements(None));
     // What ensure_login_role does not do: the attribute and the grants.
     let mut rights_sql = Vec::new();
     if needs_replication_attr {
@@ -229,6 +265,8 @@ pub(super) async fn init(
     if !restart_needed.is_empty() && !o.no_restart {
         plan.commands.push(restart_argv(&manager));
     }
+    let copy = super::exposedb_copy::pending_copy(admin)?;
+    plan.files.extend(copy.clone());
     for c in &changes {
         report
             .done
@@ -249,7 +287,7 @@ pub(super) async fn init(
     // Roles first: if anything later fails, a rerun converges.
     let password = new_password.then(Password::generate);
     ensure.password = password.clone();
-    for role in [&roles.replication, &roles.rewind] {
+    for role in [&roles.replication, &roles.rewind, &roles.promote] {
         pgctl::roles::ensure_login_role(admin.client(), role, &ensure)
             .await
             .map_err(role_error)?;
@@ -280,7 +318,22 @@ pub(super) async fn init(
             &host,
             admin.facts.port,
             ssl,
+            &node_name,
         )));
+        // This node follows a new primary one day (switchover, rejoin):
+        // its walreceiver needs the password too, in a file only the
+        // server's OS user reads.
+        if let Some(data) = &admin.facts.data_directory {
+            let passfile = super::clone::passfile_for_data_directory(data);
+            let text = super::clone::wildcard_passfile(&roles, p.expose());
+            let meta = std::fs::metadata(data)
+                .map_err(|e| Error::failed(format!("{}: {e}", data.display())).with_source(e))?;
+            super::clone::write_owned(&passfile, text.as_bytes(), 0o600, meta.uid(), meta.gid())?;
+            report.done.push(format!(
+                "the password is kept for this server's own walreceiver in {} (mode 0600)",
+                passfile.display()
+            ));
+        }
     }
     // ALTER SYSTEM cannot run in a transaction block: one at a time.
     for s in &setting_sql {
@@ -304,6 +357,9 @@ pub(super) async fn init(
     }
     if !setting_sql.is_empty() {
         replication::reload(admin.client()).await.map_err(pg)?;
+    }
+    if let Some(c) = &copy {
+        super::exposedb_copy::write_copy(c)?;
     }
     if listens_only_locally(&admin.facts.listen_addresses) {
         report.warnings.push(format!(

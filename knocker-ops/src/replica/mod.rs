@@ -16,6 +16,7 @@
 mod allow;
 pub mod block;
 pub(crate) mod clone;
+pub mod exposedb_copy;
 mod init;
 pub(crate) mod status;
 pub mod target;
@@ -39,6 +40,11 @@ pub const REPLICATION_ROLE_SUFFIX: &str = "_replication";
 
 /// Suffix of the role `pg_rewind` connects as: `<application role>_rewind`.
 pub const REWIND_ROLE_SUFFIX: &str = "_rewind";
+
+/// Suffix of the role allowed only `pg_promote`, which a switchover run on
+/// the primary uses to promote its standby over the network:
+/// `<application role>_promote`.
+pub const PROMOTE_ROLE_SUFFIX: &str = "_promote";
 
 /// The action of one call.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -72,6 +72,12 @@ pub struct NodeReport {
     pub rewind_ready: bool,
     /// The standbys the knocker replica block admits.
     pub allowed: Vec<Allowed>,
+    /// Whether this node's `# BEGIN knocker exposedb` block is the
+    /// primary's: `same`, `differs` or `unknown` (on a standby compared
+    /// with the primary's copy read over the network as the rewind role;
+    /// on the primary compared with the copy its standbys get, which
+    /// `--init`/`--allow` refresh).
+    pub exposedb_block: &'static str,
 }
 
 pub(super) async fn status(admin: &Admin, report: &mut Report) -> Result<(), Error> {
@@ -90,6 +96,7 @@ pub(super) async fn status(admin: &Admin, report: &mut Report) -> Result<(), Err
     } else {
         standbys.iter().any(|s| s.state == "streaming")
     };
+    let exposedb_block = compare_exposedb(admin, node.in_recovery, &mut report.warnings).await;
     report.status = Some(NodeReport {
         role: if node.in_recovery {
             "standby"
@@ -131,6 +138,100 @@ pub(super) async fn status(admin: &Admin, report: &mut Report) -> Result<(), Err
         max_slot_wal_keep_size_mb: settings.max_slot_wal_keep_size_mb,
         rewind_ready: settings.wal_log_hints || settings.data_checksums,
         allowed,
+        exposedb_block,
     });
     Ok(())
+}
+
+/// See [`NodeReport::exposedb_block`].
+async fn compare_exposedb(
+    admin: &Admin,
+    in_recovery: bool,
+    warnings: &mut Vec<String>,
+) -> &'static str {
+    use super::exposedb_copy::{block_text, COPY_FILE};
+    let (Ok((_, hba)), Ok(version), Some(data)) = (
+        admin.read_hba(),
+        admin.version(),
+        admin.facts.data_directory.as_deref(),
+    ) else {
+        return "unknown";
+    };
+    let Ok(own) = block_text(&hba, version) else {
+        return "unknown";
+    };
+    let primary_copy = if in_recovery {
+        match read_primary_copy(admin, data).await {
+            Ok(bytes) => bytes,
+            Err(why) => {
+                warnings.push(format!(
+                    "cannot compare the exposedb block with the primary's: {why}"
+                ));
+                return "unknown";
+            }
+        }
+    } else {
+        match std::fs::read(data.join(COPY_FILE)) {
+            Ok(bytes) => bytes,
+            Err(_) => return "unknown",
+        }
+    };
+    let theirs = block_text(&primary_copy, version).ok().flatten();
+    if theirs == own {
+        return "same";
+    }
+    warnings.push(if in_recovery {
+        "this node's exposedb block differs from the primary's: after a switchover or promotion the web nodes it \
+         lacks cannot connect; --promote applies the primary's copy, a switchover does not"
+            .into()
+    } else {
+        "the copy of the exposedb block that standbys get is older than pg_hba.conf's (knocker exposedb changed it): \
+         run knocker replica --allow for a standby again to refresh it"
+            .into()
+    });
+    "differs"
+}
+
+/// The primary's copy of its exposedb block, read as the rewind role with
+/// the password from this node's passfile (`pg_read_binary_file` reads
+/// inside the data directory without a superuser).
+async fn read_primary_copy(admin: &Admin, data: &std::path::Path) -> Result<Vec<u8>, String> {
+    use pgctl::conninfo::{ConnInfo, Keyword};
+    let conninfo: String = admin
+        .client()
+        .query_one(
+            "SELECT setting FROM pg_catalog.pg_settings WHERE name = 'primary_conninfo'",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .get(0);
+    let mut info = ConnInfo::parse(&conninfo).map_err(|e| e.to_string())?;
+    let user = info.get(Keyword::User).unwrap_or("").to_string();
+    let roles = super::clone::roles_of(&user);
+    let pass = std::fs::read_to_string(super::clone::passfile_for_data_directory(data))
+        .map_err(|e| format!("the passfile: {e}"))?;
+    let password = super::clone::passfile_password(&pass, &roles.rewind)
+        .ok_or("the passfile has no password for the rewind role")?;
+    info.set(Keyword::User, roles.rewind);
+    info.set(Keyword::Password, password);
+    info.set(Keyword::Dbname, super::block::REWIND_DATABASE);
+    info.set(Keyword::ConnectTimeout, "5");
+    info.remove(Keyword::Passfile);
+    info.remove(Keyword::Replication);
+    let params = pgctl::conninfo::resolve_from_process_env(&info)
+        .map_err(|e| e.to_string())?
+        .params;
+    let client = pgctl::connect::connect(&params)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_client();
+    let row = client
+        .query_one(
+            "SELECT pg_catalog.pg_read_binary_file($1, 0, 1048576, true)",
+            &[&super::exposedb_copy::COPY_FILE],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(row.get::<_, Option<Vec<u8>>>(0).unwrap_or_default())
 }
