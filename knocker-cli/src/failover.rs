@@ -1,12 +1,11 @@
 //! `knocker failover`: arguments to [`knocker_ops::failover::Options`],
 //! the report to text or JSON, errors to exit codes (docs/ARCHITECTURE.md).
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
+use crate::output;
 use clap::{ArgGroup, Args};
 use knocker_ops::failover::{self, Action, Options, Report};
-use knocker_ops::{Error, ErrorKind};
 
 const ABOUT: &str = "Operator-run failover. --switchover (on the primary): fences it (read-only, \
 sessions ended), waits until the standby has replayed everything, stops it cleanly, promotes the \
@@ -95,51 +94,24 @@ pub fn run(args: &FailoverArgs) -> ExitCode {
         if yes {
             return true;
         }
-        if !std::io::stdin().is_terminal() {
-            // Promoting can lose data and fencing stops the server: never
-            // without a yes.
+        // Promoting can lose data and fencing stops the server: never
+        // without a yes.
+        let answer = output::confirm(question, false);
+        if !answer && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             eprintln!("{question}\nNot a terminal: add --yes to go ahead.");
-            return false;
         }
-        eprint!("{question} [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES")
+        answer
     };
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::failed(format!("cannot start the runtime: {e}")))
-        .and_then(|rt| rt.block_on(failover::run(&opts, &mut ask)));
-    match result {
+    match output::block_on(failover::run(&opts, &mut ask)) {
         Ok(report) => {
             if args.json {
-                let mut v = serde_json::to_value(&report).unwrap_or_default();
-                if let Some(m) = v.as_object_mut() {
-                    m.insert("version".into(), 1.into());
-                    m.insert("ok".into(), true.into());
-                }
-                println!("{v}");
+                output::print_json(&report, &[]);
             } else {
                 print_text(&report);
             }
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            let mut message = e.to_string();
-            if e.kind() == (ErrorKind::Refused { overridable: true }) {
-                message.push_str("\nAdd --force to do it anyway.");
-            }
-            eprintln!("knocker failover: {message}");
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"version": 1, "ok": false, "error": message, "kind": e.kind()})
-                );
-            }
-            ExitCode::from(if e.kind() == ErrorKind::Usage { 2 } else { 1 })
-        }
+        Err(e) => output::fail("failover", &e, args.json),
     }
 }
 

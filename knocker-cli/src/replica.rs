@@ -2,13 +2,15 @@
 //! report to text or JSON, errors to exit codes. The work is in
 //! knocker-ops (docs/ARCHITECTURE.md).
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Args};
 use knocker_ops::replica::{self, Action, Options, Report};
-use knocker_ops::{Error, ErrorKind};
+use knocker_ops::Error;
+
+use crate::output;
 
 const ABOUT: &str = "A streaming standby of the Knocknoc database: prepare the primary (--init), \
 admit a standby (--allow), remove it (--revoke), clone it on the standby host (--clone-from), \
@@ -159,68 +161,26 @@ pub fn run(args: &ReplicaArgs) -> ExitCode {
             // As `knocker exposedb` without an action: the usage, exit 0.
             return ExitCode::SUCCESS;
         }
-        Err(e) => return fail(args.json, &e),
+        Err(e) => return output::fail("replica", &e, args.json),
     };
     let yes = args.yes;
-    let mut ask = move |question: &str| -> bool {
-        if yes || !std::io::stdin().is_terminal() {
-            return true;
-        }
-        eprint!("{question} [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES")
-    };
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::failed(format!("cannot start the runtime: {e}")))
-        .and_then(|rt| rt.block_on(replica::run(&opts, &mut ask)));
-    match result {
+    // As exposedb: off a terminal nobody can answer, and the run goes on.
+    let mut ask = move |question: &str| yes || output::confirm(question, true);
+    match output::block_on(replica::run(&opts, &mut ask)) {
         Ok(report) => {
             if args.json {
-                print_json(&report);
+                let dry_run_text = report
+                    .plan
+                    .as_ref()
+                    .map(|p| ("dry_run_text", p.to_string().into()));
+                output::print_json(&report, dry_run_text.as_slice());
             } else {
                 print_text(&report);
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail(args.json, &e),
+        Err(e) => output::fail("replica", &e, args.json),
     }
-}
-
-fn fail(json: bool, e: &Error) -> ExitCode {
-    let mut message = e.to_string();
-    for cause in e.causes() {
-        if !message.contains(&cause) {
-            message.push_str(&format!("\n  caused by: {cause}"));
-        }
-    }
-    if e.kind() == (ErrorKind::Refused { overridable: true }) && !message.contains("--force") {
-        message.push_str("\nAdd --force to do it anyway.");
-    }
-    eprintln!("knocker replica: {message}");
-    if json {
-        let v = serde_json::json!({"version": 1, "ok": false, "error": message, "kind": e.kind()});
-        println!("{v}");
-    }
-    ExitCode::from(match e.kind() {
-        ErrorKind::Usage => 2,
-        _ => 1,
-    })
-}
-
-fn print_json(report: &Report) {
-    let mut v = serde_json::to_value(report).unwrap_or_default();
-    if let Some(map) = v.as_object_mut() {
-        map.insert("version".into(), 1.into());
-        map.insert("ok".into(), true.into());
-        if let Some(plan) = &report.plan {
-            map.insert("dry_run_text".into(), plan.to_string().into());
-        }
-    }
-    println!("{v}");
 }
 
 fn print_text(r: &Report) {
