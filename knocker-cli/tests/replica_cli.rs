@@ -131,7 +131,12 @@ fn bad_input_exits_2_before_connecting() {
     assert_eq!(v["ok"], false);
     // The same error shape as every knocker command: {kind, message, causes}.
     assert_eq!(v["error"]["kind"], "usage", "{v}");
-    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
     assert!(v["error"]["causes"].is_array(), "{v}");
 }
 

@@ -28,6 +28,7 @@ mod explain;
 mod init;
 mod list;
 mod target;
+pub use target::REMOTE_ROLE_SUFFIX;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -287,7 +288,7 @@ impl Exposedb {
     /// Read the application's connection string and connect as the local
     /// superuser.
     pub async fn connect(options: Options) -> Result<Exposedb, Error> {
-        let app = AppConn::load(&options)?;
+        let app = AppConn::load(options.conn.as_deref(), &options.config)?;
         let admin = Admin::connect(options.admin_conn.as_deref(), &app).await?;
         Ok(Exposedb {
             options,

@@ -5,94 +5,27 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pgctl::connect::{LocalSuperuser, LocalSuperuserError};
-use pgctl::conninfo::{ConnInfo, Keyword};
 use pgctl::hba_install::owner::OwnerCheckError;
 use pgctl::server::ServerFacts;
 use tokio_postgres::Client;
 
-use super::{Event, Options};
+use super::Event;
 use crate::Error;
 
 pub use pgctl::connect::DEFAULT_SOCKET_DIR;
 
-/// The application's connection string, read from `--conn` or knocknoc.conf.
-#[derive(Debug)]
-pub struct AppConn {
-    /// The Knocknoc database.
-    pub database: String,
-    /// The application's role.
-    pub user: String,
-    /// The server's port as the application reaches it.
-    pub port: u16,
-}
+pub use crate::app::AppConn;
 
 impl AppConn {
-    /// Read and check the application's connection string.
-    pub fn load(options: &Options) -> Result<AppConn, Error> {
-        let (text, from) = match &options.conn {
-            Some(c) => (c.clone(), "--conn".to_string()),
-            None => {
-                let doc = knocknoc_conf::Document::load(&options.config).map_err(|e| {
-                    Error::failed(format!(
-                        "{e}\nGive the application's connection string with --conn URI, or --config PATH."
-                    ))
-                })?;
-                let settings = doc.settings().map_err(|e| {
-                    Error::failed(options.config.display().to_string()).with_source(e)
-                })?;
-                let url = settings.database_url.ok_or_else(|| {
-                    Error::failed(format!(
-                        "{} has no DatabaseURL; give the connection string with --conn URI",
-                        options.config.display()
-                    ))
-                })?;
-                (
-                    url.expose_secret().to_string(),
-                    format!("DatabaseURL in {}", options.config.display()),
-                )
-            }
-        };
-        let info = ConnInfo::parse_checked(&text).map_err(|e| {
-            Error::usage(format!("{from}: not a valid connection string")).with_source(e)
-        })?;
-        let user = info
-            .get(Keyword::User)
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| Error::usage(format!("{from}: the connection string names no user")))?
-            .to_string();
-        let database = info
-            .get(Keyword::Dbname)
-            .filter(|d| !d.is_empty())
-            .unwrap_or(&user)
-            .to_string();
-        let port = match info.get(Keyword::Port) {
-            None | Some("") => 5432,
-            Some(p) => p
-                .split(',')
-                .next()
-                .and_then(|p| p.trim().parse().ok())
-                .ok_or_else(|| Error::usage(format!("{from}: bad port {p:?}")))?,
-        };
-        pgctl::roles::validate_name("database", &database)
-            .map_err(|e| Error::usage(from).with_source(e))?;
-        Ok(AppConn {
-            database,
-            user,
-            port,
-        })
-    }
-
     /// The remote role's name: `user` or `<application role>_remote`.
     pub fn remote_role(&self, user: Option<&str>) -> String {
-        user.map(str::to_string).unwrap_or_else(|| {
-            let mut base = self.user.clone();
-            while base.len() + "_remote".len() > pgctl::roles::MAX_NAME_BYTES {
-                base.pop();
-            }
-            format!("{base}_remote")
-        })
+        user.map(str::to_string)
+            .unwrap_or_else(|| self.derived_role(REMOTE_ROLE_SUFFIX))
     }
 }
+
+/// What the remote role's name adds to the application role's.
+pub const REMOTE_ROLE_SUFFIX: &str = "_remote";
 
 /// A superuser session on the server, with what it told about itself.
 pub struct Admin {

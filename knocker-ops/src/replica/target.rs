@@ -8,91 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pgctl::connect::ConnectParams;
-use pgctl::conninfo::{ConnInfo, Keyword};
+use pgctl::connect::{LocalSuperuser, LocalSuperuserError};
 use pgctl::server::ServerFacts;
 use tokio_postgres::Client;
 
 use crate::Error;
 
-/// The socket directory of a stock Debian/Ubuntu server.
-pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
-
-/// The application's connection string, read from `--conn` or knocknoc.conf.
-#[derive(Debug, Clone)]
-pub struct AppConn {
-    /// The Knocknoc database.
-    pub database: String,
-    /// The application's role.
-    pub user: String,
-    /// The server's port as the application reaches it.
-    pub port: u16,
-}
-
-impl AppConn {
-    /// Reads `conn`, else `DatabaseURL` from the knocknoc.conf at `config`.
-    pub fn load(conn: Option<&str>, config: &Path) -> Result<AppConn, Error> {
-        let (text, from) = match conn {
-            Some(c) => (c.to_string(), "--conn".to_string()),
-            None => {
-                let doc = knocknoc_conf::Document::load(config).map_err(|e| {
-                    Error::failed(format!(
-                        "{e}\nGive the application's connection string with --conn URI, or --config PATH."
-                    ))
-                })?;
-                let settings = doc
-                    .settings()
-                    .map_err(|e| Error::failed(format!("{}: {e}", config.display())))?;
-                let url = settings.database_url.ok_or_else(|| {
-                    Error::failed(format!(
-                        "{} has no DatabaseURL; give the connection string with --conn URI",
-                        config.display()
-                    ))
-                })?;
-                (
-                    url.expose_secret().to_string(),
-                    format!("DatabaseURL in {}", config.display()),
-                )
-            }
-        };
-        let info = ConnInfo::parse_checked(&text)
-            .map_err(|e| Error::usage(format!("{from}: not a valid connection string: {e}")))?;
-        let user = info
-            .get(Keyword::User)
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| Error::usage(format!("{from}: the connection string names no user")))?
-            .to_string();
-        let database = info
-            .get(Keyword::Dbname)
-            .filter(|d| !d.is_empty())
-            .unwrap_or(&user)
-            .to_string();
-        let port = match info.get(Keyword::Port) {
-            None | Some("") => 5432,
-            Some(p) => p
-                .split(',')
-                .next()
-                .and_then(|p| p.trim().parse().ok())
-                .ok_or_else(|| Error::usage(format!("{from}: bad port {p:?}")))?,
-        };
-        pgctl::roles::validate_name("role", &user)
-            .map_err(|e| Error::usage(format!("{from}: {e}")))?;
-        Ok(AppConn {
-            database,
-            user,
-            port,
-        })
-    }
-
-    /// `<application role><suffix>`, the role cut so the name fits in 63 bytes.
-    pub fn derived_role(&self, suffix: &str) -> String {
-        let mut base = self.user.clone();
-        while base.len() + suffix.len() > pgctl::roles::MAX_NAME_BYTES {
-            base.pop();
-        }
-        format!("{base}{suffix}")
-    }
-}
+pub use crate::app::AppConn;
+pub use pgctl::connect::DEFAULT_SOCKET_DIR;
 
 /// A cluster as Debian's `pg_lsclusters` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -206,26 +129,19 @@ fn names(clusters: &[DebianCluster]) -> String {
 /// A superuser session on the server, with what it told about itself.
 pub struct Admin {
     client: Client,
-    params: ConnectParams,
-    os_user: Option<String>,
+    who: LocalSuperuser,
     /// Server settings and version.
     pub facts: ServerFacts,
 }
 
 impl std::fmt::Debug for Admin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Admin")
-            .field("params", &self.params)
-            .finish()
+        f.debug_struct("Admin").field("who", &self.who).finish()
     }
 }
 
-async fn open(params: &ConnectParams, os_user: Option<&str>) -> Result<Client, Error> {
-    let connected = match os_user {
-        Some(u) => pgctl::connect::connect_as_os_user(params, u).await,
-        None => pgctl::connect::connect(params).await,
-    };
-    connected.map(|c| c.into_client()).map_err(|e| {
+async fn open(who: &LocalSuperuser) -> Result<Client, Error> {
+    who.connect().await.map(|c| c.into_client()).map_err(|e| {
         Error::failed(format!(
             "cannot connect as the database administrator: {e}\n\
              Run as root on the database server (peer login as postgres over {DEFAULT_SOCKET_DIR}), \
@@ -235,33 +151,17 @@ async fn open(params: &ConnectParams, os_user: Option<&str>) -> Result<Client, E
 }
 
 impl Admin {
-    /// Connect as the local superuser: `admin_conn`, else peer login as
-    /// `postgres` over the unix socket of `port` (as that OS user when
-    /// running as root).
+    /// Connect as the local superuser ([`LocalSuperuser`]): `admin_conn`,
+    /// else peer login as `postgres` over the unix socket of `port` (as
+    /// that OS user when running as root).
     pub async fn connect(admin_conn: Option<&str>, port: u16) -> Result<Admin, Error> {
-        let (info, os_user) = match admin_conn {
-            Some(text) => (
-                ConnInfo::parse_checked(text).map_err(|e| {
-                    Error::usage(format!("--admin-conn: not a valid connection string: {e}"))
-                })?,
-                None,
-            ),
-            None => {
-                let info = ConnInfo::builder()
-                    .host(DEFAULT_SOCKET_DIR)
-                    .port(port)
-                    .user("postgres")
-                    .dbname("postgres")
-                    .build();
-                // SAFETY: geteuid has no preconditions and cannot fail.
-                let root = unsafe { libc::geteuid() } == 0;
-                (info, root.then(|| "postgres".to_string()))
+        let who = LocalSuperuser::new(admin_conn, Some(port)).map_err(|e| match e {
+            LocalSuperuserError::Parse(e) => {
+                Error::usage("--admin-conn: not a valid connection string").with_source(e)
             }
-        };
-        let params = pgctl::conninfo::resolve_from_process_env(&info)
-            .map_err(|e| Error::usage(format!("admin connection: {e}")))?
-            .params;
-        let client = open(&params, os_user.as_deref()).await?;
+            LocalSuperuserError::Resolve(e) => Error::usage("admin connection").with_source(e),
+        })?;
+        let client = open(&who).await?;
         let facts = pgctl::server::read_facts(&client)
             .await
             .map_err(|e| Error::failed(e.to_string()).with_source(e))?;
@@ -271,12 +171,7 @@ impl Admin {
                 facts.user
             )));
         }
-        Ok(Admin {
-            client,
-            params,
-            os_user,
-            facts,
-        })
+        Ok(Admin { client, who, facts })
     }
 
     /// The session.
@@ -299,17 +194,10 @@ impl Admin {
     ) -> impl FnMut() -> std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<Client, pgctl::connect::ConnectError>> + Send>,
     > {
-        let params = Arc::new(self.params.clone());
-        let os_user = self.os_user.clone();
+        let who = Arc::new(self.who.clone());
         move || {
-            let (params, os_user) = (params.clone(), os_user.clone());
-            Box::pin(async move {
-                let connected = match &os_user {
-                    Some(u) => pgctl::connect::connect_as_os_user(&params, u).await,
-                    None => pgctl::connect::connect(&params).await,
-                };
-                connected.map(|c| c.into_client())
-            })
+            let who = who.clone();
+            Box::pin(async move { who.connect().await.map(|c| c.into_client()) })
         }
     }
 
@@ -395,17 +283,5 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn derived_roles_fit_in_63_bytes() {
-        let app = AppConn {
-            database: "d".into(),
-            user: "a".repeat(60),
-            port: 5432,
-        };
-        let r = app.derived_role("_replication");
-        assert_eq!(r.len(), 63);
-        assert!(r.ends_with("_replication"));
     }
 }

@@ -64,7 +64,7 @@ pub(super) fn print_url(app: &AppConn, admin: &Admin, report: &mut Report) -> Re
     }
     let port = admin.facts.port;
     report.url = Some(web_url(
-        &app.derived_role("_remote"),
+        &app.derived_role(crate::exposedb::REMOTE_ROLE_SUFFIX),
         &app.database,
         &hosts,
         port,
