@@ -9,8 +9,9 @@
 //! and a knocknoc.conf) is exposed with `knocker exposedb --init`, a web
 //! node at 127.0.0.2 is allowed with `--add`, configured with
 //! `knocknoc-installer` option 3 (non-interactively) and queries the
-//! database; 127.0.0.3 is refused. Then a standby and a failover on a pair
-//! of Debian clusters (`demo_ha`: `knocker replica`, `knocker failover`),
+//! database; 127.0.0.3 is refused. Then a standby, a failover and a
+//! switchover back under a writer on a pair of Debian clusters (`demo_ha`:
+//! `knocker replica`, `knocker failover`),
 //! the load balancer in front of two web nodes (`demo_lb`: `knocker
 //! haproxy`, `knocker forwarders`), and finally `--remove` and `--deinit`
 //! undo the sharing. Everything the demo starts is stopped by pid or
@@ -19,7 +20,7 @@
 //! PostgreSQL 15 by default: it is Debian's package (one `apt-get install`
 //! on a fresh machine, no download into the cache), and the only build here
 //! with `pg_createcluster`, `pg_basebackup` and `pg_rewind`, which the
-//! standby and failover sections need (with `--pg-version 16`..`18` they
+//! standby, failover and switchover sections need (with `--pg-version 16`..`18` they
 //! are left out, saying why).
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -302,10 +303,11 @@ async fn flow(major: u32, knocker: &Path, installer: &Path) -> Result<()> {
     // The sections of the other commands join here, each once its command
     // exists (a section whose command does not exist is not shown).
     if let Some(why) = crate::demo_ha::unavailable(major) {
-        println!("\n  (The standby and failover sections are left out: {why}.)");
+        println!("\n  (The standby, failover and switchover sections are left out: {why}.)");
     } else {
         let pair = crate::demo_ha::standby(&mut demo).await?;
         crate::demo_ha::failover(&mut demo, &pair).await?;
+        crate::demo_ha::switchover(&mut demo, &pair).await?;
         pair.remove()?;
     }
     crate::demo_lb::load_balancer(&mut demo)?;

@@ -1,6 +1,7 @@
-//! The demo's standby and failover sections (`knocker replica`, `knocker
-//! failover`), on a pair of Debian clusters made by `pg_createcluster`:
-//! node A, a primary with a Knocknoc database, and node B, cloned from it.
+//! The demo's standby, failover and switchover sections (`knocker
+//! replica`, `knocker failover`), on a pair of Debian clusters made by
+//! `pg_createcluster`: node A, a primary with a Knocknoc database, and node
+//! B, cloned from it.
 //!
 //! They use Debian clusters, not the throwaway primary of the first
 //! sections, because that is the layout these commands drive:
@@ -12,6 +13,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -210,7 +214,9 @@ pub async fn standby(demo: &mut Demo<'_>) -> Result<Pair> {
     drop(app);
 
     println!("\n$ # on node A (the primary)");
-    let (code, out) = replica(demo, &pair.a, &["--init", "--yes"])?;
+    // Node A's own name: the standby it clones gets ready to serve it after
+    // a switchover (slot knocker_node_a, pg_hba.conf lines for node_a).
+    let (code, out) = replica(demo, &pair.a, &["--init", "--yes", "--name", "node_a"])?;
     demo.checks.check("replica --init exits 0", code == 0);
     let printed = uri_in(&out);
     demo.checks.check(
@@ -401,27 +407,10 @@ async fn write_through_web_url(pair: &Pair) -> bool {
         pair.a.port(),
         pair.b.port()
     );
-    let mut info = match ConnInfo::parse(&pair.web_url) {
-        Ok(info) => info,
+    let params = match web_node_params(pair) {
+        Ok(params) => params,
         Err(e) => {
-            println!("  cannot parse it: {e}");
-            return false;
-        }
-    };
-    info.set(Keyword::Host, "127.0.0.1,127.0.0.1");
-    info.set(
-        Keyword::Port,
-        format!("{},{}", pair.a.port(), pair.b.port()),
-    );
-    info.set(Keyword::User, "knocknoc");
-    info.set(Keyword::Password, APP_PASSWORD);
-    let mut shown = info.clone();
-    shown.set(Keyword::Password, "xxxxxxxx");
-    println!("  {}", shown.to_uri());
-    let params = match pgctl::conninfo::resolve_from_process_env(&info) {
-        Ok(r) => r.params,
-        Err(e) => {
-            println!("  cannot use it: {e}");
+            println!("  {e}");
             return false;
         }
     };
@@ -458,4 +447,299 @@ async fn write_through_web_url(pair: &Pair) -> bool {
             false
         }
     }
+}
+
+/// The string `--print-url` printed, as a web node on this machine uses
+/// it: both nodes at 127.0.0.1 (their own ports, A first), the
+/// application's role (the pair has no exposedb role); printed with the
+/// password masked.
+fn web_node_params(pair: &Pair) -> Result<pgctl::connect::ConnectParams, String> {
+    let mut info = ConnInfo::parse(&pair.web_url).map_err(|e| format!("cannot parse it: {e}"))?;
+    info.set(Keyword::Host, "127.0.0.1,127.0.0.1");
+    info.set(
+        Keyword::Port,
+        format!("{},{}", pair.a.port(), pair.b.port()),
+    );
+    info.set(Keyword::User, "knocknoc");
+    info.set(Keyword::Password, APP_PASSWORD);
+    let mut shown = info.clone();
+    shown.set(Keyword::Password, "xxxxxxxx");
+    println!("  {}", shown.to_uri());
+    pgctl::conninfo::resolve_from_process_env(&info)
+        .map(|r| r.params)
+        .map_err(|e| format!("cannot use it: {e}"))
+}
+
+/// How long the writer may take to get its next acknowledgements.
+const WRITER_PROGRESS_WAIT: Duration = Duration::from_secs(30);
+
+/// The values the writer's INSERTs were acknowledged for, with when.
+type Acks = Arc<Mutex<Vec<(i32, Instant)>>>;
+
+/// A web node's stand-in: a thread writing 1, 2, 3 ... into `counter`
+/// through the multi-host string, reconnecting after every error, and
+/// keeping what the server acknowledged. Stopped and joined when dropped,
+/// however the section ends.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acks: Acks,
+    /// INSERTs that failed (refused, or the session ended): not
+    /// acknowledged, so they may or may not be stored.
+    failed: Arc<Mutex<u32>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(params: pgctl::connect::ConnectParams) -> Result<Writer> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acks: Acks = Arc::default();
+        let failed = Arc::new(Mutex::new(0));
+        // Its own thread and runtime: the demo's commands run blocking
+        // (`show`), and the writer must go on while they do.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("a runtime for the writer")?;
+        let thread = {
+            let (stop, acks, failed) = (stop.clone(), acks.clone(), failed.clone());
+            std::thread::spawn(move || {
+                runtime.block_on(write_until(params, stop, acks, failed));
+            })
+        };
+        Ok(Writer {
+            stop,
+            acks,
+            failed,
+            thread: Some(thread),
+        })
+    }
+
+    fn acknowledged(&self) -> usize {
+        self.acks.lock().map_or(0, |a| a.len())
+    }
+
+    /// Whether `more` further writes are acknowledged within
+    /// [`WRITER_PROGRESS_WAIT`].
+    fn wait_for(&self, more: usize) -> bool {
+        let target = self.acknowledged() + more;
+        let deadline = Instant::now() + WRITER_PROGRESS_WAIT;
+        while self.acknowledged() < target {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// Stops the thread; returns the acknowledged values (with when) and
+    /// the number of failed INSERTs.
+    fn finish(mut self) -> (Vec<(i32, Instant)>, u32) {
+        self.halt();
+        let acks = self.acks.lock().map(|a| a.clone()).unwrap_or_default();
+        let failed = self.failed.lock().map_or(0, |f| *f);
+        (acks, failed)
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// The writer's loop (see [`Writer`]).
+async fn write_until(
+    params: pgctl::connect::ConnectParams,
+    stop: Arc<AtomicBool>,
+    acks: Acks,
+    failed: Arc<Mutex<u32>>,
+) {
+    let mut next: i32 = 1;
+    let mut session: Option<pgctl::connect::Connected> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(c) = &session else {
+            match pgctl::connect::connect(&params).await {
+                Ok(c) => session = Some(c),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+            continue;
+        };
+        match c
+            .client()
+            .execute("INSERT INTO counter VALUES ($1)", &[&next])
+            .await
+        {
+            Ok(_) => {
+                if let Ok(mut a) = acks.lock() {
+                    a.push((next, Instant::now()));
+                }
+            }
+            Err(_) => {
+                // Outcome unknown: not counted as acknowledged, and the
+                // value is never used again.
+                if let Ok(mut f) = failed.lock() {
+                    *f += 1;
+                }
+                session = None;
+            }
+        }
+        next += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A session on `node`'s Knocknoc database as the application, or why not
+/// (a node that is down is a failed check, not a pg-harness panic).
+async fn app_session(node: &DebianCluster) -> Result<tokio_postgres::Client, String> {
+    let mut config = node.tcp_config();
+    config
+        .user("knocknoc")
+        .password(APP_PASSWORD)
+        .dbname("knocknoc")
+        .connect_timeout(Duration::from_secs(5));
+    let (c, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    Ok(c)
+}
+
+/// The longest time between two acknowledged writes.
+fn longest_gap(acks: &[(i32, Instant)]) -> Duration {
+    acks.windows(2)
+        .map(|w| w[1].1 - w[0].1)
+        .max()
+        .unwrap_or_default()
+}
+
+/// `failover --switchover` on node B (the primary since the failover)
+/// while a writer goes through the web nodes' string: node A is the
+/// primary again, B streams from it, and no acknowledged write is lost.
+pub async fn switchover(demo: &mut Demo<'_>, pair: &Pair) -> Result<()> {
+    demo.section(
+        "Switchover: node B hands the primary role back to node A, no acknowledged write lost",
+    );
+    println!(
+        "\n$ # a web node writes 1, 2, 3 ... into a new table through --print-url's string,\n  \
+         # reconnecting after every error, and counts what was acknowledged"
+    );
+    let table = match app_session(&pair.b).await {
+        Ok(c) => c
+            .batch_execute("CREATE TABLE counter (v int PRIMARY KEY)")
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &table {
+        println!("  cannot create it on node B: {e}");
+    }
+    demo.checks
+        .check("the writer's table is created on node B", table.is_ok());
+    let params = match web_node_params(pair) {
+        Ok(params) => params,
+        Err(e) => {
+            println!("  {e}");
+            demo.checks.check("the writer can use the string", false);
+            return Ok(());
+        }
+    };
+    let writer = Writer::start(params)?;
+    let writing = writer.wait_for(20);
+    println!(
+        "  {} writes acknowledged so far (on node B)",
+        writer.acknowledged()
+    );
+    demo.checks
+        .check("the writer writes through node B", writing);
+
+    println!(
+        "\n$ # on node B (the primary); --peer names node A, whose port differs from B's here"
+    );
+    let peer = format!("127.0.0.1:{}", pair.a.port());
+    let (code, out) = failover_cmd(
+        demo,
+        &pair.b,
+        &["--switchover", "--peer", &peer, "--name", "node_b", "--yes"],
+    )?;
+    demo.checks
+        .check("failover --switchover exits 0", code == 0);
+    let after = writer.wait_for(20);
+    let (acks, failed) = writer.finish();
+    demo.checks.check(
+        "the writer goes on writing after the switchover (through node A)",
+        after,
+    );
+
+    let a_primary = match app_session(&pair.a).await {
+        Ok(c) => c
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map(|r| !r.get::<_, bool>(0))
+            .unwrap_or(false),
+        Err(_) => false,
+    };
+    println!(
+        "\n$ # node A: {}",
+        if a_primary {
+            "pg_is_in_recovery() = false, the primary again"
+        } else {
+            "not a primary"
+        }
+    );
+    demo.checks.check("node A is the primary again", a_primary);
+    let (_, status) = replica(demo, &pair.a, &["--status"])?;
+    demo.checks.check(
+        "replica --status on node A shows node_b streaming",
+        status.contains("standby node_b: streaming"),
+    );
+
+    println!("\n$ # every acknowledged write is on node A, the new primary");
+    let stored: Result<std::collections::HashSet<i32>, String> = match app_session(&pair.a).await {
+        Ok(c) => c
+            .query("SELECT v FROM counter", &[])
+            .await
+            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    let lost = match &stored {
+        Ok(stored) => acks.iter().filter(|(v, _)| !stored.contains(v)).count(),
+        Err(e) => {
+            println!("  cannot read them: {e}");
+            acks.len()
+        }
+    };
+    println!(
+        "  {} writes acknowledged, {lost} of them lost; {failed} refused or cut off (never acknowledged)",
+        acks.len()
+    );
+    demo.checks.check(
+        "no acknowledged write was lost",
+        stored.is_ok() && lost == 0 && !acks.is_empty(),
+    );
+    let read_only = out
+        .lines()
+        .find_map(|l| l.strip_prefix("writes were refused for "))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_string);
+    println!(
+        "  read-only window (switchover report, fence to promotion): {} ms; \
+         the writer's longest wait between two acknowledged writes: {} ms",
+        read_only.as_deref().unwrap_or("?"),
+        longest_gap(&acks).as_millis()
+    );
+    demo.checks.check(
+        "the switchover report gives the read-only window",
+        read_only.is_some(),
+    );
+    Ok(())
 }

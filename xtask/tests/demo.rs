@@ -80,10 +80,10 @@ fn demo_from_an_empty_cache_ends_verdict_ok_pg_server() {
         .filter_map(|l| l.split_once(". "))
         .map(|(n, _)| n.parse().unwrap())
         .collect();
-    assert!(numbers.len() >= 8, "{numbers:?}");
+    assert!(numbers.len() >= 9, "{numbers:?}");
     assert_eq!(numbers, (1..=numbers.len() as u32).collect::<Vec<_>>());
     // The whole story, in order: the shared primary, a standby, a
-    // failover, the load balancer, the undo.
+    // failover, a switchover back, the load balancer, the undo.
     let headers: Vec<&str> = stdout.lines().filter(|l| l.starts_with("== ")).collect();
     let mut at = 0;
     for wanted in [
@@ -91,6 +91,7 @@ fn demo_from_an_empty_cache_ends_verdict_ok_pg_server() {
         "knocknoc-installer, option 3",
         "A standby: knocker replica",
         "Failover: node A fails, node B is promoted, node A rejoins",
+        "Switchover: node B hands the primary role back to node A",
         "The load balancer: knocker haproxy",
         "Undo:",
     ] {
@@ -109,6 +110,7 @@ fn demo_from_an_empty_cache_ends_verdict_ok_pg_server() {
         "$ knocker failover --promote",
         "$ knocker failover --fence",
         "$ knocker failover --rejoin",
+        "$ knocker failover --switchover",
         "$ knocker haproxy --init --plain-http",
         "$ knocker haproxy --add",
         "$ knocker haproxy --list",

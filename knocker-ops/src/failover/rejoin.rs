@@ -10,7 +10,9 @@
 //! `postgresql.auto.conf` put back (pg_rewind copies the source's) with
 //! `primary_conninfo`/`primary_slot_name` for the new primary and without
 //! the fence's read-only setting, `standby.signal`, start.conf back to its
-//! mode before the fence, start, and wait until it streams. A failed
+//! mode before the fence, start, and wait until it streams; then the
+//! slots of the standbys its replica block admits, which pg_rewind does not
+//! keep, are reserved again (a switchover back needs them). A failed
 //! rewind leaves the node stopped and fenced; a fresh clone
 //! (`knocker replica --clone-from`) is then the way back.
 
@@ -409,7 +411,52 @@ pub(super) async fn rejoin(
         src.port,
         node.timeline
     ));
+    restore_standby_slots(&admin, &name, report).await;
     Ok(())
+}
+
+/// pg_rewind leaves `pg_replslot/` out, so the slots this node kept for
+/// the standbys its replica block admits are gone; without them a
+/// `--switchover` back to this node is refused. They are reserved again
+/// the way `--clone-from` reserves its primary's (no WAL held until a
+/// standby streams through one). A failure here is a warning: the node
+/// streams, which is what was asked.
+async fn restore_standby_slots(
+    admin: &crate::replica::target::Admin,
+    own_name: &str,
+    report: &mut Report,
+) {
+    let allowed = admin.read_hba().and_then(|(_, text)| {
+        let version = admin.version()?;
+        block::allowed(&text, version)
+    });
+    let mut names: Vec<String> = match allowed {
+        Ok(a) => a.into_iter().map(|a| a.name).collect(),
+        Err(e) => {
+            report.warnings.push(format!(
+                "cannot read this node's replica block to restore its standbys' slots: {e}"
+            ));
+            return;
+        }
+    };
+    names.sort();
+    names.dedup();
+    for standby in names.iter().filter(|n| n.as_str() != own_name) {
+        let slot = slot_name(standby);
+        match admin
+            .client()
+            .batch_execute(&crate::replica::clone::reserve_later_slot_sql(&slot))
+            .await
+        {
+            Ok(()) => report.done.push(format!(
+                "ready to serve {standby} after a switchover: slot {slot} (pg_rewind does not keep slots)"
+            )),
+            Err(e) => report.warnings.push(format!(
+                "slot {slot} for {standby} (pg_rewind does not keep slots) could not be created: {e}; \
+                 a switchover to this node needs it"
+            )),
+        }
+    }
 }
 
 /// `--reclone`: the fence's `start.conf` back (the clone starts the
