@@ -571,7 +571,11 @@ fn shared_validation_is_reused_only_for_the_exact_text_pg17() {
 
         let planned = with_line(&std::fs::read(&hba).unwrap(), &rule(1));
         let validation = validate(&hba, &planned, MAJOR, &harness_settings());
-        assert!(validation.problems().is_empty(), "{:?}", validation.problems());
+        assert!(
+            validation.problems().is_empty(),
+            "{:?}",
+            validation.problems()
+        );
         let options = InstallOptions {
             validated: Some(Arc::new(validation)),
             ..options_for(&pg).await
@@ -632,7 +636,11 @@ fn shared_validation_is_reused_only_for_the_exact_text_pg17() {
             )
             .await
             .unwrap();
-            assert_eq!(report.offline_validation, OfflineValidation::Run, "{major} {settings:?}");
+            assert_eq!(
+                report.offline_validation,
+                OfflineValidation::Run,
+                "{major} {settings:?}"
+            );
             assert_eq!(std::fs::read(&hba).unwrap(), good);
         }
     });
@@ -654,7 +662,11 @@ fn shared_validation_notices_an_included_file_changed_in_between_pg17() {
         let before = std::fs::read(&hba).unwrap();
         let planned = with_line(&before, "include extra_rules.conf");
         let validation = Arc::new(validate(&hba, &planned, MAJOR, &harness_settings()));
-        assert!(validation.problems().is_empty(), "{:?}", validation.problems());
+        assert!(
+            validation.problems().is_empty(),
+            "{:?}",
+            validation.problems()
+        );
 
         std::fs::write(&extra, "host all all 127.0.0.1/33 trust\n").unwrap();
         let options = InstallOptions {

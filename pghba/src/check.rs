@@ -728,7 +728,7 @@ fn check_problems_split(
 /// logical line (the physical line before it does not continue with a
 /// backslash). Only for a file without NUL byte: a NUL can make the server
 /// append the next physical line, depending on its read buffer's state.
-fn parallel_split(bytes: &[u8], dialect: Dialect) -> Option<usize> {
+pub(crate) fn parallel_split(bytes: &[u8], dialect: Dialect) -> Option<usize> {
     if memchr::memchr(0, bytes).is_some() {
         return None;
     }
@@ -737,7 +737,7 @@ fn parallel_split(bytes: &[u8], dialect: Dialect) -> Option<usize> {
 
 /// The first place at or after `from` where [`parallel_split`] may cut
 /// (looking at no more than a thousand lines).
-fn split_from(bytes: &[u8], mut from: usize, dialect: Dialect) -> Option<usize> {
+pub(crate) fn split_from(bytes: &[u8], mut from: usize, dialect: Dialect) -> Option<usize> {
     for _ in 0..1000 {
         let nl = from + memchr::memchr(b'\n', &bytes[from..])?;
         let line_start = memchr::memrchr(b'\n', &bytes[..nl]).map_or(0, |i| i + 1);

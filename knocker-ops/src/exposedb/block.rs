@@ -388,9 +388,9 @@ pub fn plan_walking(
         l.top_line < block_line
             && l.verdict.error.is_none()
             && l.verdict.rule.as_ref().is_some_and(|rule| {
-                candidates.iter().any(|c| {
-                    shadow::covers(rule, c, version) || shadow::overlaps(rule, c, version)
-                })
+                candidates
+                    .iter()
+                    .any(|c| shadow::covers(rule, c, version) || shadow::overlaps(rule, c, version))
             })
     };
     let mut earlier: Vec<LocatedRule> = Vec::new();
@@ -843,6 +843,74 @@ mod tests {
             assert_eq!(c.shadowed_by.len(), 1);
             assert_eq!(c.shadowed_by[0].1.file, path);
         }
+    }
+
+    /// The new text is walked once, whole, and only when it changes (the
+    /// walk a caller's validation makes); the rules the walk selects are
+    /// the operator's before the block that touch an added CIDR: a reject
+    /// after the block (in the top file or an included one) is not asked
+    /// about.
+    #[test]
+    fn the_new_text_is_walked_once_for_a_change() {
+        let mut files = MemFiles::default().with(
+            &format!("{DIR}/late.conf"),
+            "host all all 10.0.0.0/8 reject\n",
+        );
+        let old = format!(
+            "host all all 10.9.0.0/16 md5\nhost all all 192.0.2.0/24 reject\n\
+             {BEGIN_MARKER}\n{END_MARKER}\ninclude late.conf\nhost all all 0.0.0.0/0 reject\n"
+        );
+        let file = HbaFile {
+            path: &format!("{DIR}/pg_hba.conf"),
+            text: old.as_bytes(),
+            version: PgVersion::V16,
+        };
+        let request = Request {
+            add: vec![net("10.9.1.0/24")],
+            comment: "c".into(),
+            ..Request::default()
+        };
+        let mut walks = Vec::new();
+        let change = plan_walking(
+            &file,
+            &mut files,
+            &scope(),
+            &request,
+            &mut |text, loader, select, observe| {
+                let mut selected = Vec::new();
+                let opts = pghba::ValidateOptions::for_version(PgVersion::V16);
+                pghba::check_bytes(file.path, text, loader, &opts, &mut |l| {
+                    if select(l) {
+                        selected.push((l.file_name.to_string(), l.line_number));
+                        observe(l);
+                    }
+                });
+                walks.push((text.to_vec(), selected));
+            },
+        )
+        .unwrap();
+        assert_eq!(walks.len(), 1);
+        assert_eq!(walks[0].0, change.new_text);
+        assert_eq!(walks[0].1, vec![(file.path.to_string(), 1)]);
+        assert_eq!(change.shadowed_by.len(), 1);
+        // nothing to change: no walk
+        let mut walked = 0;
+        let again = Request {
+            add: vec![],
+            ..request
+        };
+        plan_walking(
+            &HbaFile {
+                text: &change.new_text,
+                ..file
+            },
+            &mut files,
+            &scope(),
+            &again,
+            &mut |_, _, _, _| walked += 1,
+        )
+        .unwrap();
+        assert_eq!(walked, 0);
     }
 
     /// An include after the block, or one whose rules miss the scope, does

@@ -21,8 +21,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use pghba::{check_selected, CheckedLine, DirEntry, FileLoader, FsLoader, PgVersion};
 use pghba::ValidateOptions;
+use pghba::{check_selected, CheckedLine, DirEntry, FileLoader, FsLoader, PgVersion};
 
 use super::error::HbaProblem;
 
@@ -114,7 +114,8 @@ impl FileLoader for RecordingLoader {
 
     fn read_dir(&mut self, path: &str) -> io::Result<Vec<DirEntry>> {
         let r = FsLoader.read_dir(path).map(sorted);
-        self.reads.push(Read::Dir(path.to_string(), ReadResult::of(&r)));
+        self.reads
+            .push(Read::Dir(path.to_string(), ReadResult::of(&r)));
         r
     }
 }
@@ -175,12 +176,7 @@ impl Validation {
 
 /// The problems PostgreSQL `major` would report for `text` installed at
 /// `path` (includes are read from disk, relative to it).
-pub fn validate(
-    path: &Path,
-    text: &[u8],
-    major: u32,
-    settings: &ValidationSettings,
-) -> Validation {
+pub fn validate(path: &Path, text: &[u8], major: u32, settings: &ValidationSettings) -> Validation {
     validate_observed(path, text, major, settings, &|_| false, &mut |_| {})
 }
 
@@ -225,7 +221,12 @@ pub fn validate_observed(
                 problems.push(HbaProblem {
                     file: Some(PathBuf::from(l.file_name)),
                     line: Some(l.position.0),
-                    message: l.verdict.message.as_ref().map(|m| m.0.clone()).unwrap_or_default(),
+                    message: l
+                        .verdict
+                        .message
+                        .as_ref()
+                        .map(|m| m.0.clone())
+                        .unwrap_or_default(),
                 });
             }
             if select(l) {
