@@ -442,6 +442,15 @@ impl HbaDocument {
         HbaDocument { version, lines }
     }
 
+    /// [`HbaDocument::parse_for`] of a part of a file that starts at the
+    /// beginning of its line `first_line` (line numbers are the file's).
+    pub(crate) fn parse_part(bytes: &[u8], version: PgVersion, first_line: u32) -> HbaDocument {
+        HbaDocument {
+            version,
+            lines: parse_lines(bytes, version, first_line).0,
+        }
+    }
+
     /// The version whose grammar the document was parsed with.
     pub fn version(&self) -> PgVersion {
         self.version
