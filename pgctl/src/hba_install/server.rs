@@ -201,7 +201,7 @@ pub(crate) async fn confirm_reload(
         // The reload usually shows within a few milliseconds (the
         // postmaster re-reads postgresql.conf, then signals its children):
         // poll every millisecond at first, so an installation does not
-        // wait for the next doubled pause (cargo xtask bench exposedb).
+        // wait for the next doubled pause (BENCHMARKS.md).
         if start.elapsed() >= FAST_POLLING {
             pause = (pause * 2).min(Duration::from_millis(50));
         }
