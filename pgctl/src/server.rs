@@ -47,6 +47,9 @@ pub struct ServerFacts {
     pub user: String,
     /// Whether the session user is a superuser.
     pub is_superuser: bool,
+    /// `oauth_validator_libraries` (18+; empty before), split on commas:
+    /// whether `oauth` lines of pg_hba.conf load depends on it.
+    pub oauth_validator_libraries: Vec<String>,
 }
 
 impl ServerFacts {
@@ -73,6 +76,7 @@ pub async fn read_facts(client: &impl GenericClient) -> Result<ServerFacts> {
         "password_encryption",
         "max_connections",
         "cluster_name",
+        "oauth_validator_libraries",
     ];
     let rows = client
         .query(
@@ -107,6 +111,9 @@ pub async fn read_facts(client: &impl GenericClient) -> Result<ServerFacts> {
         cluster_name: get("cluster_name").unwrap_or_default(),
         user: session.get(0),
         is_superuser: session.get(1),
+        oauth_validator_libraries: crate::hba_install::ValidationSettings::split_libraries(
+            &get("oauth_validator_libraries").unwrap_or_default(),
+        ),
     })
 }
 

@@ -15,7 +15,10 @@ use std::time::Duration;
 use fs4::fs_std::FileExt;
 use hba_install_support::*;
 use pg_harness::{Cluster, ClusterOptions};
-use pgctl::hba_install::{edit, install, InstallError, InstallOptions, InstallStep};
+use pgctl::hba_install::{
+    edit, install, validate, InstallError, InstallOptions, InstallStep, OfflineValidation,
+    ValidationSettings,
+};
 
 const MAJOR: u32 = 17;
 
@@ -544,5 +547,161 @@ fn backups_are_pruned_to_the_newest_ten_pg17() {
         assert!(String::from_utf8(std::fs::read(&kept[0]).unwrap())
             .unwrap()
             .contains(&rule(2)));
+    });
+}
+
+/// The settings the installer reads of a harness cluster (`ssl` off, no
+/// OAuth validators), for a caller's own [`validate`].
+fn harness_settings() -> ValidationSettings {
+    ValidationSettings::default()
+}
+
+/// A caller's validation of exactly the text its edit produces stands for
+/// the installer's own whole-file pass; the same validation is not used
+/// when the edit produces other bytes (the file changed under the lock
+/// and was edited again): that text is validated afresh and its bad line
+/// refused before anything is written (were the stale verdict trusted, the
+/// server would have rejected the written file instead).
+#[test]
+fn shared_validation_is_reused_only_for_the_exact_text_pg17() {
+    pg_harness::block_on(async {
+        let pg = Cluster::start(MAJOR).await;
+        let hba = pg.hba_file();
+        let client = pg.connect().await;
+
+        let planned = with_line(&std::fs::read(&hba).unwrap(), &rule(1));
+        let validation = validate(&hba, &planned, MAJOR, &harness_settings());
+        assert!(
+            validation.problems().is_empty(),
+            "{:?}",
+            validation.problems()
+        );
+        let options = InstallOptions {
+            validated: Some(Arc::new(validation)),
+            ..options_for(&pg).await
+        };
+        let report = edit(
+            &client,
+            &hba,
+            |_old: &[u8]| Ok::<_, std::io::Error>(planned.clone()),
+            &options,
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.offline_validation, OfflineValidation::Reused);
+        assert_eq!(std::fs::read(&hba).unwrap(), planned);
+
+        // Planned on one text, the file changed in between: the edit under
+        // the lock gives other bytes, with a bad line.
+        let planned = with_line(&planned, &rule(2));
+        let validation = validate(&hba, &planned, MAJOR, &harness_settings());
+        let options = InstallOptions {
+            validated: Some(Arc::new(validation)),
+            ..options_for(&pg).await
+        };
+        let before = std::fs::read(&hba).unwrap();
+        let bad = "host all all 127.0.0.1/33 trust";
+        let err = edit(
+            &client,
+            &hba,
+            |old: &[u8]| Ok::<_, std::io::Error>(with_line(&with_line(old, bad), &rule(2))),
+            &options,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, InstallError::ValidationFailed { problems, .. }
+                if problems.len() == 1 && problems[0].message.contains("127.0.0.1/33")),
+            "{err:?}"
+        );
+        assert_eq!(std::fs::read(&hba).unwrap(), before);
+        assert!(temp_files(&hba).is_empty() && backups(&hba).len() == 1);
+
+        // Another version or other settings than the server's: not used.
+        let other_ssl = ValidationSettings {
+            ssl: true,
+            ..harness_settings()
+        };
+        for (n, major, settings) in [(3, 16, harness_settings()), (4, MAJOR, other_ssl)] {
+            let good = with_line(&std::fs::read(&hba).unwrap(), &rule(n));
+            let options = InstallOptions {
+                validated: Some(Arc::new(validate(&hba, &good, major, &settings))),
+                ..options_for(&pg).await
+            };
+            let report = edit(
+                &client,
+                &hba,
+                |_old: &[u8]| Ok::<_, std::io::Error>(good.clone()),
+                &options,
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                report.offline_validation,
+                OfflineValidation::Run,
+                "{major} {settings:?}"
+            );
+            assert_eq!(std::fs::read(&hba).unwrap(), good);
+        }
+    });
+}
+
+/// A validation read an included file; that file changed before the
+/// installation: the verdict no longer holds, the text is validated again
+/// and the included file's bad line refused before anything is written.
+/// The same file unchanged: the verdict is reused.
+#[test]
+fn shared_validation_notices_an_included_file_changed_in_between_pg17() {
+    pg_harness::block_on(async {
+        let pg = Cluster::start(MAJOR).await;
+        let hba = pg.hba_file();
+        let client = pg.connect().await;
+        let extra = hba.parent().unwrap().join("extra_rules.conf");
+        std::fs::write(&extra, format!("{}\n", rule(7))).unwrap();
+
+        let before = std::fs::read(&hba).unwrap();
+        let planned = with_line(&before, "include extra_rules.conf");
+        let validation = Arc::new(validate(&hba, &planned, MAJOR, &harness_settings()));
+        assert!(
+            validation.problems().is_empty(),
+            "{:?}",
+            validation.problems()
+        );
+
+        std::fs::write(&extra, "host all all 127.0.0.1/33 trust\n").unwrap();
+        let options = InstallOptions {
+            validated: Some(validation.clone()),
+            ..options_for(&pg).await
+        };
+        let err = edit(
+            &client,
+            &hba,
+            |_old: &[u8]| Ok::<_, std::io::Error>(planned.clone()),
+            &options,
+        )
+        .await
+        .unwrap_err();
+        match &err {
+            InstallError::ValidationFailed { problems, .. } => {
+                assert_eq!(problems.len(), 1, "{problems:?}");
+                assert_eq!(problems[0].file.as_deref(), Some(extra.as_path()));
+            }
+            other => panic!("expected ValidationFailed, got {other:?}"),
+        }
+        assert_eq!(std::fs::read(&hba).unwrap(), before);
+        assert!(temp_files(&hba).is_empty() && backups(&hba).is_empty());
+
+        // Put back as validated: the verdict holds again.
+        std::fs::write(&extra, format!("{}\n", rule(7))).unwrap();
+        let report = edit(
+            &client,
+            &hba,
+            |_old: &[u8]| Ok::<_, std::io::Error>(planned.clone()),
+            &options,
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.offline_validation, OfflineValidation::Reused);
+        assert!(server_errors(&client).await.is_empty());
     });
 }

@@ -78,6 +78,11 @@ pub struct CheckedLine<'a> {
     pub file_name: &'a str,
     /// Line number in that file (first physical line).
     pub line_number: u32,
+    /// The line of the top file being read when this line was reached: its
+    /// own number for a line of the top file, the include directive's for
+    /// a line of an included file (so a caller can tell which lines come
+    /// before a place in the top file, includes expanded).
+    pub top_line: u32,
     /// Where the message points: physical line number and 1-based byte
     /// column.
     pub position: (u32, u32),
@@ -199,6 +204,8 @@ struct Walker<'s> {
     verdict: LineVerdict,
     /// Whether the options of `verdict`'s rule may not be the defaults.
     options_dirty: bool,
+    /// The top file's line being read ([`CheckedLine::top_line`]).
+    top_line: u32,
 }
 
 /// Where the lines of a tokenized file go.
@@ -388,6 +395,9 @@ impl Walker<'_> {
         let mut field_ends = Vec::new();
         let mut lines = LineSplitter::starting_at(bytes, self.dialect, first_line);
         for ll in lines.by_ref() {
+            if depth == 0 {
+                self.top_line = ll.line_number;
+            }
             let mut tokens = recycle(std::mem::take(&mut spare_tokens));
             let mut input = recycle(std::mem::take(&mut spare_input));
             self.tokenize_line(
@@ -547,6 +557,7 @@ impl Walker<'_> {
         (self.sink)(&CheckedLine {
             file_name: name,
             line_number: ll.line_number,
+            top_line: self.top_line,
             position,
             rule_number,
             verdict,
@@ -587,6 +598,7 @@ impl<'s> Walker<'s> {
             logged: Vec::new(),
             verdict: LineVerdict::default(),
             options_dirty: false,
+            top_line: 0,
         }
     }
 
@@ -625,13 +637,40 @@ pub fn check_problems(
     opts: &ValidateOptions,
     sink: &mut dyn FnMut(&CheckedLine<'_>),
 ) -> FileVerdict {
+    check_selected(
+        name,
+        bytes,
+        loader,
+        opts,
+        &|line| line.verdict.message.is_some(),
+        sink,
+    )
+}
+
+/// [`check_bytes`] for a caller that wants only the lines `select` says
+/// yes to: the same calls of `sink` for those lines, in the same order,
+/// and the same verdict. A large file (from [`PARALLEL_FROM`] bytes,
+/// without NUL byte) has its second half checked on a second thread while
+/// this one checks the first (`select` runs on both; on the second thread
+/// line and rule numbers count from the half's start, `sink` always gets
+/// the file's). If the second half includes other files (`include*`,
+/// `@file`), its check is thrown away and done again here in order.
+/// [`check_problems`] selects the lines with a message.
+pub fn check_selected(
+    name: &str,
+    bytes: &[u8],
+    loader: &mut dyn FileLoader,
+    opts: &ValidateOptions,
+    select: &(dyn Fn(&CheckedLine<'_>) -> bool + Sync),
+    sink: &mut dyn FnMut(&CheckedLine<'_>),
+) -> FileVerdict {
     let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
     let split = if two_cores && bytes.len() >= PARALLEL_FROM {
         parallel_split(bytes, Dialect::for_version(opts.version))
     } else {
         None
     };
-    check_problems_split(name, bytes, split, loader, opts, sink)
+    check_problems_split(name, bytes, split, loader, opts, select, sink)
 }
 
 /// [`check_problems`] with the second half from `split` on (if any) on a
@@ -642,10 +681,11 @@ fn check_problems_split(
     split: Option<usize>,
     loader: &mut dyn FileLoader,
     opts: &ValidateOptions,
+    select: &(dyn Fn(&CheckedLine<'_>) -> bool + Sync),
     sink: &mut dyn FnMut(&CheckedLine<'_>),
 ) -> FileVerdict {
     let mut problems_only = |line: &CheckedLine<'_>| {
-        if line.verdict.message.is_some() {
+        if select(line) {
             sink(line);
         }
     };
@@ -654,7 +694,7 @@ fn check_problems_split(
     };
     let (first, second) = bytes.split_at(split);
     std::thread::scope(|scope| {
-        let worker = scope.spawn(|| SecondHalf::check(name, second, opts));
+        let worker = scope.spawn(|| SecondHalf::check(name, second, opts, select));
         let mut w = Walker::new(opts, loader, &mut problems_only);
         let next_line = w.tokenize_lines(name, first, 1, 0, &mut Out::Emit);
         match worker.join() {
@@ -664,6 +704,7 @@ fn check_problems_split(
                     (w.sink)(&CheckedLine {
                         file_name: name,
                         line_number: l.line_number + offset,
+                        top_line: l.top_line + offset,
                         position: (l.position.0 + offset, l.position.1),
                         rule_number: l.rule_number.map(|n| n + w.rule_number),
                         verdict: &l.verdict,
@@ -687,7 +728,7 @@ fn check_problems_split(
 /// logical line (the physical line before it does not continue with a
 /// backslash). Only for a file without NUL byte: a NUL can make the server
 /// append the next physical line, depending on its read buffer's state.
-fn parallel_split(bytes: &[u8], dialect: Dialect) -> Option<usize> {
+pub(crate) fn parallel_split(bytes: &[u8], dialect: Dialect) -> Option<usize> {
     if memchr::memchr(0, bytes).is_some() {
         return None;
     }
@@ -696,7 +737,7 @@ fn parallel_split(bytes: &[u8], dialect: Dialect) -> Option<usize> {
 
 /// The first place at or after `from` where [`parallel_split`] may cut
 /// (looking at no more than a thousand lines).
-fn split_from(bytes: &[u8], mut from: usize, dialect: Dialect) -> Option<usize> {
+pub(crate) fn split_from(bytes: &[u8], mut from: usize, dialect: Dialect) -> Option<usize> {
     for _ in 0..1000 {
         let nl = from + memchr::memchr(b'\n', &bytes[from..])?;
         let line_start = memchr::memrchr(b'\n', &bytes[..nl]).map_or(0, |i| i + 1);
@@ -723,6 +764,7 @@ struct SecondHalf {
 
 struct OwnedCheckedLine {
     line_number: u32,
+    top_line: u32,
     position: (u32, u32),
     rule_number: Option<u32>,
     verdict: LineVerdict,
@@ -731,12 +773,18 @@ struct OwnedCheckedLine {
 impl SecondHalf {
     /// `None` when the half reads other files: then only the first thread
     /// may check it, in order, with the caller's loader.
-    fn check(name: &str, bytes: &[u8], opts: &ValidateOptions) -> Option<SecondHalf> {
+    fn check(
+        name: &str,
+        bytes: &[u8],
+        opts: &ValidateOptions,
+        select: &(dyn Fn(&CheckedLine<'_>) -> bool + Sync),
+    ) -> Option<SecondHalf> {
         let mut lines = Vec::new();
         let mut keep = |line: &CheckedLine<'_>| {
-            if line.verdict.message.is_some() {
+            if select(line) {
                 lines.push(OwnedCheckedLine {
                     line_number: line.line_number,
+                    top_line: line.top_line,
                     position: line.position,
                     rule_number: line.rule_number,
                     verdict: line.verdict.clone(),
@@ -807,13 +855,14 @@ mod tests {
         }
     }
 
-    type Seen = (String, u32, (u32, u32), Option<u32>, LineVerdict);
+    type Seen = (String, u32, u32, (u32, u32), Option<u32>, LineVerdict);
 
     fn seen(line: &CheckedLine<'_>) -> Seen {
         let l = line;
         (
             l.file_name.to_string(),
             l.line_number,
+            l.top_line,
             l.position,
             l.rule_number,
             l.verdict.clone(),
@@ -836,6 +885,7 @@ mod tests {
             Some(split),
             &mut TwoFiles,
             opts,
+            &|l| l.verdict.message.is_some(),
             &mut |l| halves.push(seen(l)),
         );
         [(all, v), (halves, h)]
@@ -922,6 +972,9 @@ mod tests {
             places,
             vec![(main.clone(), 2), ("/d/extra.conf".into(), 2), (main, 4)]
         );
+        // an included line's top line is the include directive's
+        let tops: Vec<u32> = two.0.iter().map(|s| s.2).collect();
+        assert_eq!(tops, vec![2, 3, 4]);
     }
 
     /// `/d/sub` is a directory, `/d/users` a file naming `bob`.

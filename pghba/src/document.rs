@@ -95,7 +95,10 @@ pub struct Line {
     line_count: u32,
     content: Content,
     segments: Vec<(usize, usize)>,
-    fields: Vec<Vec<TokenSpan>>,
+    /// The tokens of all fields, one after the other.
+    spans: Vec<TokenSpan>,
+    /// Index in `spans` just past each field's last token.
+    field_ends: Vec<u32>,
     comment_start: Option<usize>,
     kind: LineKind,
 }
@@ -141,22 +144,30 @@ impl<'a> TokenRef<'a> {
 
 impl Line {
     fn from_logical(l: &LogicalLine<'_>, version: PgVersion, dialect: &Dialect) -> Line {
-        let tokenized = parser::tokenize(&l.content, dialect);
-        let fields: Vec<Vec<TokenSpan>> = tokenized
-            .fields
+        Line::from_logical_with(l, version, dialect, &mut Vec::new(), &mut Vec::new())
+    }
+
+    /// [`Line::from_logical`] with the tokenizer's buffers, reused from
+    /// line to line by the caller (a document is parsed with one
+    /// allocation per line's tokens instead of one per field).
+    fn from_logical_with<'l>(
+        l: &'l LogicalLine<'_>,
+        version: PgVersion,
+        dialect: &Dialect,
+        tokens: &mut Vec<parser::Token<'l>>,
+        ends: &mut Vec<usize>,
+    ) -> Line {
+        let (comment_start, token_too_long) =
+            parser::tokenize_into(&l.content, dialect, tokens, ends);
+        let kind = classify(l, tokens, ends, comment_start, token_too_long, version);
+        let spans = tokens
             .iter()
-            .map(|f| {
-                f.tokens
-                    .iter()
-                    .map(|t| TokenSpan {
-                        start: t.start as u32,
-                        end: t.end() as u32,
-                        quoted: t.quoted,
-                    })
-                    .collect()
+            .map(|t| TokenSpan {
+                start: t.start as u32,
+                end: t.end() as u32,
+                quoted: t.quoted,
             })
             .collect();
-        let kind = classify(l, &tokenized, version);
         let content = match &l.content {
             Cow::Borrowed(b) => Content::Prefix(b.len()),
             Cow::Owned(v) => Content::Owned(v.clone()),
@@ -167,10 +178,21 @@ impl Line {
             line_count: l.line_count,
             content,
             segments: l.segments.clone(),
-            fields,
-            comment_start: tokenized.comment_start,
+            spans,
+            field_ends: ends.iter().map(|&e| e as u32).collect(),
+            comment_start,
             kind,
         }
+    }
+
+    /// The token spans of field `i`.
+    fn field_spans(&self, i: usize) -> Option<&[TokenSpan]> {
+        let end = *self.field_ends.get(i)? as usize;
+        let start = match i {
+            0 => 0,
+            _ => self.field_ends[i - 1] as usize,
+        };
+        Some(&self.spans[start..end])
     }
 
     /// Parse text that must form exactly one logical line (a trailing line
@@ -221,13 +243,13 @@ impl Line {
 
     /// Number of fields.
     pub fn field_count(&self) -> usize {
-        self.fields.len()
+        self.field_ends.len()
     }
 
     /// The tokens of field `i` (a comma list has several).
     pub fn field(&self, i: usize) -> Option<Vec<TokenRef<'_>>> {
         let content = self.content();
-        self.fields.get(i).map(|f| {
+        self.field_spans(i).map(|f| {
             f.iter()
                 .map(|t| TokenRef {
                     raw: &content[t.start as usize..t.end as usize],
@@ -240,7 +262,7 @@ impl Line {
 
     /// Every field's tokens.
     pub fn fields(&self) -> Vec<Vec<TokenRef<'_>>> {
-        (0..self.fields.len())
+        (0..self.field_count())
             .filter_map(|i| self.field(i))
             .collect()
     }
@@ -248,8 +270,7 @@ impl Line {
     /// Byte span (in [`Line::content`]) of field `i`, from its first
     /// token's start to its last token's end.
     pub fn field_span(&self, i: usize) -> Option<(usize, usize)> {
-        self.fields
-            .get(i)
+        self.field_spans(i)
             .map(|f| (f[0].start as usize, f[f.len() - 1].end as usize))
     }
 
@@ -273,27 +294,36 @@ impl Line {
     }
 }
 
-fn classify(l: &LogicalLine<'_>, t: &parser::TokenizedLine<'_>, version: PgVersion) -> LineKind {
+/// What a line is, from its tokens (`tokens` and `ends` as
+/// [`parser::tokenize_into`] gives them).
+fn classify(
+    l: &LogicalLine<'_>,
+    tokens: &[parser::Token<'_>],
+    ends: &[usize],
+    comment_start: Option<usize>,
+    token_too_long: Option<usize>,
+    version: PgVersion,
+) -> LineKind {
     if l.too_long {
         return LineKind::Invalid("authentication file line too long".into());
     }
-    if t.token_too_long.is_some() {
+    if token_too_long.is_some() {
         return LineKind::Invalid("authentication file token too long".into());
     }
-    if t.fields.is_empty() {
-        return if t.comment_start.is_some() {
+    if ends.is_empty() {
+        return if comment_start.is_some() {
             LineKind::Comment
         } else {
             LineKind::Blank
         };
     }
-    let first = &t.fields[0].tokens[0];
-    if version.has_include_directives() && t.fields.len() == 2 {
+    let first = &tokens[0];
+    if version.has_include_directives() && ends.len() == 2 {
         if let Some(kind) = IncludeKind::from_keyword(&first.value) {
             return LineKind::Include(kind);
         }
     }
-    if t.fields[0].tokens.len() > 1 {
+    if ends[0] > 1 {
         return LineKind::Invalid("multiple values specified for connection type".into());
     }
     if first.is_file_reference()
@@ -308,6 +338,63 @@ fn classify(l: &LogicalLine<'_>, t: &parser::TokenizedLine<'_>, version: PgVersi
             parser::lossy(&first.value)
         ))
     }
+}
+
+/// An empty vector with the allocation of `v`, for values of another
+/// lifetime (the standard library collects in place when the layouts agree).
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter()
+        .map(|_| unreachable!("the vector is empty"))
+        .collect()
+}
+
+/// The lines of `bytes` (physical line numbers from `first_line`), and the
+/// number of the line after them.
+fn parse_lines(bytes: &[u8], version: PgVersion, first_line: u32) -> (Vec<Line>, u32) {
+    let dialect = Dialect::for_version(version);
+    let mut spare: Vec<parser::Token<'static>> = Vec::new();
+    let mut ends = Vec::new();
+    let mut splitter = LineSplitter::starting_at(bytes, dialect, first_line);
+    let mut lines = Vec::new();
+    for l in splitter.by_ref() {
+        let mut tokens = recycle(std::mem::take(&mut spare));
+        lines.push(Line::from_logical_with(
+            &l,
+            version,
+            &dialect,
+            &mut tokens,
+            &mut ends,
+        ));
+        spare = recycle(tokens);
+    }
+    (lines, splitter.line_number())
+}
+
+/// [`parse_lines`] of a whole file; with `split` (a place where the file
+/// can be cut in two halves the server reads the same way on their own,
+/// see [`crate::check::parallel_split`]) the second half is parsed on a
+/// second thread and its line numbers moved on by the first half's.
+fn parse_lines_split(bytes: &[u8], version: PgVersion, split: Option<usize>) -> Vec<Line> {
+    let Some(split) = split else {
+        return parse_lines(bytes, version, 1).0;
+    };
+    let (first, second) = bytes.split_at(split);
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(|| parse_lines(second, version, 1).0);
+        let (mut lines, next_line) = parse_lines(first, version, 1);
+        let offset = next_line - 1;
+        match worker.join() {
+            Ok(mut rest) => {
+                for l in &mut rest {
+                    l.line_number += offset;
+                }
+                lines.append(&mut rest);
+            }
+            Err(_) => lines.extend(parse_lines(second, version, next_line).0),
+        }
+        lines
+    })
 }
 
 /// A parsed `pg_hba.conf`: every line, in order, losslessly.
@@ -345,10 +432,23 @@ impl HbaDocument {
     /// buffers).
     pub fn parse_for(bytes: &[u8], version: PgVersion) -> HbaDocument {
         let dialect = Dialect::for_version(version);
-        let lines = LineSplitter::new(bytes, dialect)
-            .map(|l| Line::from_logical(&l, version, &dialect))
-            .collect();
+        let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+        let split = if two_cores && bytes.len() >= crate::check::PARALLEL_FROM {
+            crate::check::parallel_split(bytes, dialect)
+        } else {
+            None
+        };
+        let lines = parse_lines_split(bytes, version, split);
         HbaDocument { version, lines }
+    }
+
+    /// [`HbaDocument::parse_for`] of a part of a file that starts at the
+    /// beginning of its line `first_line` (line numbers are the file's).
+    pub(crate) fn parse_part(bytes: &[u8], version: PgVersion, first_line: u32) -> HbaDocument {
+        HbaDocument {
+            version,
+            lines: parse_lines(bytes, version, first_line).0,
+        }
     }
 
     /// The version whose grammar the document was parsed with.
@@ -513,6 +613,45 @@ impl fmt::Display for HbaDocument {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Lines of every kind around a cut: records, comments, blanks, CRLF,
+    /// continuations, quotes, includes, a line without terminator last.
+    const LINES: &[&str] = &[
+        "host all all 10.0.0.0/8 md5\n",
+        "hostssl \"quoted db\" u 127.1/32 scram-sha-256 # c\n",
+        "# comment\n",
+        "\n",
+        "local all all peer map=m\r\n",
+        "local all \\\n",
+        "all trust\n",
+        "   \t\n",
+        "include extra.conf\n",
+        "bogus line\n",
+        "local all,\"b c\"  @users trust\n",
+    ];
+
+    proptest! {
+        /// Parsing the second half on its own thread gives the same
+        /// document as one pass, wherever the file may be cut.
+        #[test]
+        fn two_halves_parse_like_one_pass(
+            picks in proptest::collection::vec(0..LINES.len(), 1..40),
+            cut in 0.0f64..1.0,
+            major in 13u32..=18,
+            tail in proptest::option::of("[a-z ]{0,8}"),
+        ) {
+            let version = PgVersion::new(major).unwrap();
+            let mut text: Vec<u8> = picks.iter().flat_map(|&i| LINES[i].bytes()).collect();
+            text.extend(tail.unwrap_or_default().bytes());
+            let from = ((text.len() as f64) * cut) as usize;
+            let split = crate::check::split_from(&text, from, Dialect::for_version(version));
+            prop_assume!(split.is_some());
+            let one = parse_lines(&text, version, 1).0;
+            let two = parse_lines_split(&text, version, split);
+            prop_assert_eq!(one, two);
+        }
+    }
 
     #[test]
     fn round_trip_keeps_every_byte() {

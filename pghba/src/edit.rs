@@ -404,7 +404,7 @@ impl HbaDocument {
     }
 }
 
-fn trim_blanks(b: &[u8]) -> &[u8] {
+pub(crate) fn trim_blanks(b: &[u8]) -> &[u8] {
     let start = b
         .iter()
         .position(|c| !matches!(c, b' ' | b'\t' | b'\r'))

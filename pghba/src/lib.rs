@@ -61,8 +61,8 @@ pub mod version;
 
 pub use address::InterfaceNames;
 pub use check::{
-    check_bytes, check_path, check_problems, CheckedLine, FileLoader, FileVerdict, FsLoader,
-    LoggedProblem, NoFiles,
+    check_bytes, check_path, check_problems, check_selected, CheckedLine, DirEntry, FileLoader,
+    FileVerdict, FsLoader, LoggedProblem, NoFiles, PARALLEL_FROM,
 };
 pub use document::{EditError, HbaDocument, IncludeKind, Line, LineKind, TokenRef};
 pub use edit::{quote_name, BlockError, BlockRange};

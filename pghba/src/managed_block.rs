@@ -35,8 +35,9 @@ use std::collections::HashMap;
 
 use crate::check::{FileLoader, NoFiles};
 use crate::document::{HbaDocument, Line, LineKind};
-use crate::edit::{BlockError, BlockRange};
+use crate::edit::{trim_blanks, BlockError, BlockRange};
 use crate::matcher::{LocatedRule, RuleSet};
+use crate::parser::{Dialect, LineSplitter, LogicalLine};
 use crate::shadow;
 use crate::version::{PgVersion, ValidateOptions};
 
@@ -180,6 +181,65 @@ impl ManagedBlock<'_> {
         doc.find_block(self.begin, self.end)
     }
 
+    /// The block of `text`: a document of its own lines only (markers
+    /// included, line numbers as in the file) and its range in it; none
+    /// when absent, and the errors [`ManagedBlock::find`] gives on the whole
+    /// document. Only the logical lines of the rest are split, not parsed
+    /// (a reader of the block, such as a listing, skips the document model
+    /// of a 100k-line file). A file with a NUL byte is parsed whole (the
+    /// server's line buffer, which decides what a NUL drops, depends on the
+    /// lines before).
+    pub fn find_in_text(
+        &self,
+        text: &[u8],
+        version: PgVersion,
+    ) -> Result<Option<(HbaDocument, BlockRange)>, BlockError> {
+        if memchr::memchr(0, text).is_some() {
+            let doc = HbaDocument::parse_for(text, version);
+            return Ok(self.find(&doc)?.map(|range| (doc, range)));
+        }
+        let is = |l: &LogicalLine<'_>, marker: &str| {
+            // a line whose first non-blank is `#` is a comment: the marker
+            !l.too_long && trim_blanks(&l.content) == marker.trim().as_bytes()
+        };
+        // (byte offset, line number) of the open block's begin marker
+        let mut open: Option<(usize, u32)> = None;
+        let mut found: Option<(usize, usize, u32)> = None;
+        for l in LineSplitter::new(text, Dialect::for_version(version)) {
+            if is(&l, self.begin) {
+                if open.is_some() {
+                    return Err(BlockError::Unbalanced {
+                        line: l.line_number,
+                    });
+                }
+                if found.is_some() {
+                    return Err(BlockError::Duplicate {
+                        line: l.line_number,
+                    });
+                }
+                open = Some((l.raw_start, l.line_number));
+            } else if is(&l, self.end) {
+                let Some((start, line)) = open.take() else {
+                    return Err(BlockError::Unbalanced {
+                        line: l.line_number,
+                    });
+                };
+                found = Some((start, l.raw_start + l.raw.len(), line));
+            }
+        }
+        if let Some((_, line)) = open {
+            return Err(BlockError::Unbalanced { line });
+        }
+        let Some((start, end, line)) = found else {
+            return Ok(None);
+        };
+        let doc = HbaDocument::parse_part(&text[start..end], version, line);
+        match self.find(&doc)? {
+            Some(range) => Ok(Some((doc, range))),
+            None => Ok(None),
+        }
+    }
+
     /// `text` without the block, markers and lines, and whether there was
     /// one.
     pub fn remove(&self, text: &[u8], version: PgVersion) -> Result<(Vec<u8>, bool), BlockError> {
@@ -295,6 +355,41 @@ mod tests {
         );
         assert_eq!(position("local all all trust\n"), 1);
         assert_eq!(position(""), 0);
+    }
+
+    /// Finding the block in the text gives the whole document's answer:
+    /// the same rules at the same line numbers, the same errors.
+    #[test]
+    fn find_in_text_agrees_with_the_whole_document() {
+        let texts = [
+            "local all all trust\nhost all \\\n all 10.9.0.0/16 md5\n  # BEGIN tool \r\n\
+             host a b 10.1.0.0/16 md5 # c\n\n# END tool\nhost all all all reject\n",
+            "local all all trust\n# BEGIN tool\n# END tool",
+            "local all all trust\n",
+            "# BEGIN tool\n# END tool\n# BEGIN tool\n# END tool\n",
+            "# END tool\n",
+            "# BEGIN tool\nhost a b 10.1.0.0/16 md5\n",
+            "local all \\\n# BEGIN tool\n# END tool\n",
+            "local all all trust\0\n# BEGIN tool\nhost a b 10.1.0.0/16 md5\n# END tool\n",
+        ];
+        for text in texts {
+            for v in [PgVersion::V13, PgVersion::V16] {
+                let whole = HbaDocument::parse_for(text.as_bytes(), v);
+                let expected = BLOCK.find(&whole).map(|r| {
+                    r.map(|r| {
+                        let rules = BLOCK.rules_inside(&whole, &r, v);
+                        rules.into_iter().map(|(_, r)| r).collect::<Vec<_>>()
+                    })
+                });
+                let got = BLOCK.find_in_text(text.as_bytes(), v).map(|found| {
+                    found.map(|(doc, r)| {
+                        let rules = BLOCK.rules_inside(&doc, &r, v);
+                        rules.into_iter().map(|(_, r)| r).collect::<Vec<_>>()
+                    })
+                });
+                assert_eq!(got, expected, "{text:?} {v}");
+            }
+        }
     }
 
     #[test]

@@ -35,13 +35,13 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use pghba::managed_block::{line_text, rules_before, ManagedBlock};
+use pghba::managed_block::{line_text, ManagedBlock};
 pub use pghba::managed_block::{rule_set, rule_text, HbaFile};
 use pghba::matcher::{Connection, LocatedRule};
 use pghba::shadow::{self, candidate_rule, Overlap};
 use pghba::{
-    quote_name, AuthMethod, BlockError, ConnectionType, FileLoader, HbaAddress, HbaDocument,
-    HbaRule, PgVersion,
+    quote_name, AuthMethod, BlockError, CheckedLine, ConnectionType, FileLoader, HbaAddress,
+    HbaDocument, HbaRule, PgVersion,
 };
 
 /// The comment line that opens the managed block.
@@ -237,6 +237,18 @@ pub fn list(doc: &HbaDocument, version: PgVersion) -> Result<Vec<BlockRule>, Blo
         .collect())
 }
 
+/// A walk of the new text for [`plan_walking`]: check `text` as the
+/// server would (included files through the loader given, or the walker's
+/// own), pass the lines `select` says yes to, in the server's order, to
+/// `observe`. A caller that validates the new text anyway walks it once
+/// for both (`pgctl::hba_install::validate_observed`).
+pub type Walk<'w> = dyn FnMut(
+        &[u8],
+        &mut dyn FileLoader,
+        &(dyn Fn(&CheckedLine<'_>) -> bool + Sync),
+        &mut dyn FnMut(&CheckedLine<'_>),
+    ) + 'w;
+
 /// Compute the new file: the block created when missing, `add` CIDRs added
 /// (those present are left alone) and `remove` CIDRs taken out, with
 /// `comment` after each new rule. The operator's lines the server reads
@@ -251,6 +263,34 @@ pub fn plan(
     loader: &mut dyn FileLoader,
     scope: &Scope,
     request: &Request,
+) -> Result<Change, PlanError> {
+    let opts = pghba::ValidateOptions {
+        ssl_enabled: scope.hostssl,
+        ..pghba::ValidateOptions::for_version(file.version)
+    };
+    let path = file.path;
+    plan_walking(
+        file,
+        loader,
+        scope,
+        request,
+        &mut |text, loader, select, observe| {
+            pghba::check_selected(path, text, loader, &opts, select, observe);
+        },
+    )
+}
+
+/// [`plan`], the rules before the block found by one `walk` of the new
+/// text (the lines before the block are the old file's): the walk a
+/// validation of the new text makes anyway. Its options must be the
+/// server's version with `ssl` = [`Scope::hostssl`] (with SSL off, the
+/// operator's `hostssl` lines never match).
+pub fn plan_walking(
+    file: &HbaFile<'_>,
+    loader: &mut dyn FileLoader,
+    scope: &Scope,
+    request: &Request,
+    walk: &mut Walk<'_>,
 ) -> Result<Change, PlanError> {
     let Request {
         add,
@@ -270,8 +310,7 @@ pub fn plan(
     // it is empty and only lines after it move.
     let existing = BLOCK.find(&doc)?;
     let (begin, present) = match &existing {
-        // Only the block's own lines are read for its rules (with the
-        // prefix read below, the file is loaded about once).
+        // Only the block's own lines are read for its rules.
         Some(r) => (
             r.begin,
             block_rules(&doc, &BLOCK.rules_inside(&doc, r, version)),
@@ -281,19 +320,12 @@ pub fn plan(
             Vec::new(),
         ),
     };
-    // The rules the server reads before the block, includes expanded.
-    let before = rules_before(file, &doc, loader, scope.hostssl, begin);
-    let earlier = &before.rules[..];
-    let mut earlier_line = |k: usize, rejects: bool, covers_all: bool| {
-        let r = &earlier[k];
-        EarlierLine {
-            file: r.file.clone(),
-            included: r.file != file.path,
-            line_number: r.line,
-            text: line_text(file, &doc, loader, &r.file, r.line),
-            rejects,
-            covers_all,
-        }
+    // The first physical line of the block (or of where it goes): the top
+    // file's lines before it are the same in the old and the new text.
+    let lines = doc.lines();
+    let block_line = match lines.get(begin) {
+        Some(l) => l.line_number(),
+        None => lines.last().map_or(1, |l| l.line_number() + l.line_count()),
     };
     let mut to_remove: Vec<usize> = Vec::new();
     for net in remove {
@@ -317,22 +349,6 @@ pub fn plan(
             }
             continue;
         }
-        let new_rule = candidate(scope, *net);
-        if let Some((k, _)) = shadow::first_overlapping_reject(earlier, &new_rule, version) {
-            if !force {
-                let covers_all = shadow::covers(&earlier[k].rule, &new_rule, version);
-                return Err(PlanError::RejectedBy {
-                    net: *net,
-                    line: earlier_line(k, true, covers_all),
-                });
-            }
-        }
-        for (k, how) in shadow::overlapping_rules(earlier, &new_rule, version) {
-            let rejects = earlier[k].rule.method == AuthMethod::Reject;
-            change
-                .shadowed_by
-                .push((*net, earlier_line(k, rejects, how == Overlap::Covers)));
-        }
         adding.push(*net);
     }
     let range = match existing {
@@ -351,7 +367,6 @@ pub fn plan(
             doc.format_record(range.end, &fields, Some(&format!("# {comment}")))
         })
         .collect();
-    change.added = adding;
     to_remove.sort_unstable();
     to_remove.dedup();
     let mut end = range.end;
@@ -363,6 +378,65 @@ pub fn plan(
         doc.insert_line(end + k, l).map_err(BlockError::from)?;
     }
     change.new_text = doc.to_bytes();
+
+    // The operator's rules the server reads before the block that may catch
+    // a connection of an added CIDR, in order: the only ones the reject and
+    // overlap questions below can answer with (rules with a warning never
+    // match, so they decide nothing).
+    let candidates: Vec<HbaRule> = adding.iter().map(|net| candidate(scope, *net)).collect();
+    let relevant = |l: &CheckedLine<'_>| {
+        l.top_line < block_line
+            && l.verdict.error.is_none()
+            && l.verdict.rule.as_ref().is_some_and(|rule| {
+                candidates
+                    .iter()
+                    .any(|c| shadow::covers(rule, c, version) || shadow::overlaps(rule, c, version))
+            })
+    };
+    let mut earlier: Vec<LocatedRule> = Vec::new();
+    // Walked whenever the text changes: a caller validating the new text
+    // does it here (for a removal too), once.
+    if change.new_text != file.text {
+        walk(&change.new_text, loader, &relevant, &mut |l| {
+            if let Some(rule) = &l.verdict.rule {
+                earlier.push(LocatedRule {
+                    file: l.file_name.to_string(),
+                    line: l.line_number,
+                    rule: rule.clone(),
+                    warning: None,
+                });
+            }
+        });
+    }
+    let mut earlier_line = |k: usize, rejects: bool, covers_all: bool| {
+        let r = &earlier[k];
+        EarlierLine {
+            file: r.file.clone(),
+            included: r.file != file.path,
+            line_number: r.line,
+            text: line_text(file, &doc, loader, &r.file, r.line),
+            rejects,
+            covers_all,
+        }
+    };
+    for (net, new_rule) in adding.iter().zip(&candidates) {
+        if let Some((k, _)) = shadow::first_overlapping_reject(&earlier, new_rule, version) {
+            if !force {
+                let covers_all = shadow::covers(&earlier[k].rule, new_rule, version);
+                return Err(PlanError::RejectedBy {
+                    net: *net,
+                    line: earlier_line(k, true, covers_all),
+                });
+            }
+        }
+        for (k, how) in shadow::overlapping_rules(&earlier, new_rule, version) {
+            let rejects = earlier[k].rule.method == AuthMethod::Reject;
+            change
+                .shadowed_by
+                .push((*net, earlier_line(k, rejects, how == Overlap::Covers)));
+        }
+    }
+    change.added = adding;
     Ok(change)
 }
 
@@ -769,6 +843,74 @@ mod tests {
             assert_eq!(c.shadowed_by.len(), 1);
             assert_eq!(c.shadowed_by[0].1.file, path);
         }
+    }
+
+    /// The new text is walked once, whole, and only when it changes (the
+    /// walk a caller's validation makes); the rules the walk selects are
+    /// the operator's before the block that touch an added CIDR: a reject
+    /// after the block (in the top file or an included one) is not asked
+    /// about.
+    #[test]
+    fn the_new_text_is_walked_once_for_a_change() {
+        let mut files = MemFiles::default().with(
+            &format!("{DIR}/late.conf"),
+            "host all all 10.0.0.0/8 reject\n",
+        );
+        let old = format!(
+            "host all all 10.9.0.0/16 md5\nhost all all 192.0.2.0/24 reject\n\
+             {BEGIN_MARKER}\n{END_MARKER}\ninclude late.conf\nhost all all 0.0.0.0/0 reject\n"
+        );
+        let file = HbaFile {
+            path: &format!("{DIR}/pg_hba.conf"),
+            text: old.as_bytes(),
+            version: PgVersion::V16,
+        };
+        let request = Request {
+            add: vec![net("10.9.1.0/24")],
+            comment: "c".into(),
+            ..Request::default()
+        };
+        let mut walks = Vec::new();
+        let change = plan_walking(
+            &file,
+            &mut files,
+            &scope(),
+            &request,
+            &mut |text, loader, select, observe| {
+                let mut selected = Vec::new();
+                let opts = pghba::ValidateOptions::for_version(PgVersion::V16);
+                pghba::check_bytes(file.path, text, loader, &opts, &mut |l| {
+                    if select(l) {
+                        selected.push((l.file_name.to_string(), l.line_number));
+                        observe(l);
+                    }
+                });
+                walks.push((text.to_vec(), selected));
+            },
+        )
+        .unwrap();
+        assert_eq!(walks.len(), 1);
+        assert_eq!(walks[0].0, change.new_text);
+        assert_eq!(walks[0].1, vec![(file.path.to_string(), 1)]);
+        assert_eq!(change.shadowed_by.len(), 1);
+        // nothing to change: no walk
+        let mut walked = 0;
+        let again = Request {
+            add: vec![],
+            ..request
+        };
+        plan_walking(
+            &HbaFile {
+                text: &change.new_text,
+                ..file
+            },
+            &mut files,
+            &scope(),
+            &again,
+            &mut |_, _, _, _| walked += 1,
+        )
+        .unwrap();
+        assert_eq!(walked, 0);
     }
 
     /// An include after the block, or one whose rules miss the scope, does

@@ -40,6 +40,10 @@ pub struct ChangePlan {
     removed_nets: Vec<IpNet>,
     #[serde(skip)]
     edit: super::BlockEdit,
+    /// The validation of the new text made while planning, for the
+    /// installation to reuse while it holds.
+    #[serde(skip)]
+    validation: Option<std::sync::Arc<pgctl::hba_install::Validation>>,
 }
 
 /// What `--add/--remove` did. JSON: the plan's `hba_file`, `added`,
@@ -108,6 +112,18 @@ impl Exposedb {
     /// Plan adding `add` and removing `remove` (as one change): the new
     /// pg_hba.conf, the SQL, and what each CIDR comes to.
     pub fn plan_change(&self, add: &[IpNet], remove: &[IpNet]) -> Result<ChangePlan, Error> {
+        self.plan_change_diffed(add, remove, true)
+    }
+
+    /// [`Exposedb::plan_change`]; without `diff` the dry run's diff is
+    /// left empty (a run that applies the plan prints none, and at 100k
+    /// rules it costs tens of milliseconds).
+    pub(crate) fn plan_change_diffed(
+        &self,
+        add: &[IpNet],
+        remove: &[IpNet],
+        diff: bool,
+    ) -> Result<ChangePlan, Error> {
         if let Some(both) = add.iter().find(|n| remove.contains(n)) {
             return Err(Error::usage(format!("{both} is both added and removed")));
         }
@@ -123,7 +139,10 @@ impl Exposedb {
                 force: self.options.force,
             },
         )?;
-        let planned = edit.plan(&old).map_err(plan_error)?;
+        let settings = pgctl::hba_install::ValidationSettings::from_facts(&self.admin.facts);
+        let (planned, validation) = edit
+            .plan_validated(&old, self.admin.facts.major(), &settings)
+            .map_err(plan_error)?;
         let mut warnings = Vec::new();
         for (net, line) in &planned.shadowed_by {
             let how = if line.rejects { "rejects" } else { "decides" };
@@ -171,13 +190,18 @@ impl Exposedb {
             already_present: net_strings(&planned.already_present),
             removed: net_strings(&planned.removed),
             absent: net_strings(&planned.absent),
-            dry_run: DryRun::new(plan, Vec::new()),
+            dry_run: if diff {
+                DryRun::new(plan, Vec::new())
+            } else {
+                DryRun::without_diff(plan, Vec::new())
+            },
             database: scope.database,
             user: scope.user,
             hostssl: scope.hostssl,
             warnings,
             removed_nets: planned.removed,
             edit,
+            validation: validation.map(std::sync::Arc::new),
         })
     }
 
@@ -192,7 +216,12 @@ impl Exposedb {
                 .clone()
                 .into_edit(file.old.clone(), file.new.clone());
             self.admin
-                .install_hba(&file.path, edit, self.options.events.clone())
+                .install_hba_validated(
+                    &file.path,
+                    edit,
+                    self.options.events.clone(),
+                    plan.validation.clone(),
+                )
                 .await?
         } else {
             false

@@ -263,7 +263,7 @@ pub async fn run(options: Options, action: Action, dry_run: bool) -> Result<Repo
         Action::Deinit if dry_run => Report::DeinitPlan(session.plan_deinit().await?),
         Action::Deinit => Report::Deinit(session.deinit().await?),
         Action::Change { add, remove } => {
-            let plan = session.plan_change(&add, &remove)?;
+            let plan = session.plan_change_diffed(&add, &remove, dry_run)?;
             if dry_run {
                 Report::ChangePlan(plan)
             } else {
@@ -364,6 +364,38 @@ impl BlockEdit {
         block::plan(&file, &mut pghba::FsLoader, &self.scope, &self.request)
     }
 
+    /// [`BlockEdit::plan`] that also validates the new text for the
+    /// server (`major`, `settings`) in the same walk, for the installation
+    /// to reuse (docs/ARCHITECTURE.md: one whole-file validation per
+    /// change). No validation when the text does not change.
+    fn plan_validated(
+        &self,
+        text: &[u8],
+        major: u32,
+        settings: &pgctl::hba_install::ValidationSettings,
+    ) -> Result<(block::Change, Option<pgctl::hba_install::Validation>), block::PlanError> {
+        let file = block::HbaFile {
+            path: &self.path,
+            text,
+            version: self.version,
+        };
+        debug_assert_eq!(settings.ssl, self.scope.hostssl);
+        let path = std::path::Path::new(&self.path);
+        let mut validation = None;
+        let change = block::plan_walking(
+            &file,
+            &mut pghba::FsLoader,
+            &self.scope,
+            &self.request,
+            &mut |new, _loader, select, observe| {
+                validation = Some(pgctl::hba_install::validate_observed(
+                    path, new, major, settings, select, observe,
+                ));
+            },
+        )?;
+        Ok((change, validation))
+    }
+
     /// The edit for pghba's installation: the new text of the file as found
     /// under the lock. When it is still `planned_from`, the plan's text
     /// holds and the whole-file parse is skipped (cargo xtask bench
@@ -401,6 +433,18 @@ pub struct DryRun {
 }
 
 impl DryRun {
+    /// The dry run of `plan`, its diff left empty (for a plan that is
+    /// applied, not shown).
+    fn without_diff(plan: Plan, notes: Vec<String>) -> DryRun {
+        DryRun {
+            dry_run: true,
+            diff: String::new(),
+            sql: plan.sql.clone(),
+            notes,
+            plan,
+        }
+    }
+
     fn new(plan: Plan, notes: Vec<String>) -> DryRun {
         DryRun {
             dry_run: true,

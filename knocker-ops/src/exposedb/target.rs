@@ -152,7 +152,26 @@ impl Admin {
         F: FnOnce(&[u8]) -> Result<Vec<u8>, E>,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
+        self.install_hba_validated(path, edit, events, None).await
+    }
+
+    /// [`Admin::install_hba`] with the caller's validation of the text it
+    /// expects `edit` to produce
+    /// ([`pgctl::hba_install::InstallOptions::validated`]): used instead of
+    /// a second whole-file validation while it holds.
+    pub async fn install_hba_validated<F, E>(
+        &self,
+        path: &Path,
+        edit: F,
+        events: Option<super::EventSink>,
+        validated: Option<Arc<pgctl::hba_install::Validation>>,
+    ) -> Result<bool, Error>
+    where
+        F: FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
         let options = pgctl::hba_install::InstallOptions {
+            validated,
             events: events.map(|sink| {
                 Arc::new(move |e: pgctl::hba_install::InstallEvent| {
                     if matches!(e, pgctl::hba_install::InstallEvent::WaitingForLock { .. }) {

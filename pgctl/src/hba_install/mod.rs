@@ -18,7 +18,9 @@
 //!    reload confirmed);
 //! 5. applies the caller's edit to the current bytes, under the lock, so
 //!    concurrent editors never lose each other's changes;
-//! 6. validates the new text offline for the server's version;
+//! 6. validates the new text offline for the server's version (or takes
+//!    the caller's [`Validation`] of exactly that text, when it still holds:
+//!    [`InstallOptions::validated`]);
 //! 7. writes a backup `pg_hba.conf.TOOL-backup-<UTC timestamp>` with the
 //!    owner and mode of the original (temp file, fsync, rename);
 //! 8. writes the new text to `.pg_hba.conf.TOOL-XXXXXX` with the original's
@@ -79,6 +81,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio_postgres::{Client, NoTls};
 
 pub use error::{HbaProblem, InstallError};
+pub use validate::{validate, validate_observed, Validation, ValidationSettings};
 
 use crate::naming::Naming;
 use files::{HbaPaths, Ownership, Syncer, TempFile};
@@ -142,6 +145,13 @@ pub struct InstallOptions {
     pub fsync: bool,
     /// Validate the new text offline before writing (default true).
     pub offline_validation: bool,
+    /// The caller's own [`Validation`] of the text it expects its edit to
+    /// produce (default none): when the edit produces exactly that text and
+    /// the verdict still holds (same server version and settings, every
+    /// included file reads the same under the lock), it stands for the
+    /// offline validation instead of a second whole-file pass; otherwise
+    /// the text is validated again.
+    pub validated: Option<Arc<Validation>>,
     /// How long to wait for the server to confirm a reload (default 10 s).
     pub reload_timeout: Duration,
     /// Opens new sessions to confirm the reload from a freshly forked server
@@ -165,6 +175,7 @@ impl Default for InstallOptions {
             backups_kept: 10,
             fsync: true,
             offline_validation: true,
+            validated: None,
             reload_timeout: Duration::from_secs(10),
             reconnect: None,
             events: None,
@@ -181,6 +192,7 @@ impl fmt::Debug for InstallOptions {
             .field("backups_kept", &self.backups_kept)
             .field("fsync", &self.fsync)
             .field("offline_validation", &self.offline_validation)
+            .field("validated", &self.validated.as_ref().map(|_| ".."))
             .field("reload_timeout", &self.reload_timeout)
             .field("reconnect", &self.reconnect.as_ref().map(|_| ".."))
             .field("events", &self.events.as_ref().map(|_| ".."))
@@ -311,6 +323,19 @@ pub enum ReloadConfirmation {
     OwnSession,
 }
 
+/// Which offline validation an installation relied on (step 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OfflineValidation {
+    /// None: the file did not change, or
+    /// [`InstallOptions::offline_validation`] is off.
+    NotRun,
+    /// The caller's [`InstallOptions::validated`], which still held.
+    Reused,
+    /// Its own whole-file pass.
+    Run,
+}
+
 /// What an installation did.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -336,6 +361,8 @@ pub struct InstallReport {
     pub lock_wait: Duration,
     /// Time spent in fsync (files and directory).
     pub fsync_time: Duration,
+    /// Whose offline validation of the new text it relied on.
+    pub offline_validation: OfflineValidation,
 }
 
 /// Replaces the server's pg_hba file with `new_text` (see the module
@@ -428,15 +455,31 @@ where
         spent: Duration::ZERO,
     };
     let mut backup = None;
+    let mut offline_validation = OfflineValidation::NotRun;
 
     if changed {
         if options.offline_validation {
-            let settings = server::validation_settings(client, facts.major).await?;
-            let problems = validate::offline_problems(hba_path, &new, facts.major, &settings);
-            if !problems.is_empty() {
+            let settings = &facts.validation;
+            let shared = options
+                .validated
+                .as_deref()
+                .filter(|v| v.holds_for(hba_path, &new, facts.major, settings));
+            let fresh;
+            let validation = match shared {
+                Some(v) => {
+                    offline_validation = OfflineValidation::Reused;
+                    v
+                }
+                None => {
+                    offline_validation = OfflineValidation::Run;
+                    fresh = validate::validate(hba_path, &new, facts.major, settings);
+                    &fresh
+                }
+            };
+            if !validation.problems().is_empty() {
                 return Err(InstallError::ValidationFailed {
                     major: facts.major,
-                    problems,
+                    problems: validation.problems().to_vec(),
                 });
             }
         }
@@ -537,6 +580,7 @@ where
         reload,
         lock_wait,
         fsync_time: syncer.spent,
+        offline_validation,
     })
 }
 
