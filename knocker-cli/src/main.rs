@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod autofailover;
 mod exposedb;
 mod failover;
 mod haproxy;
@@ -43,6 +44,8 @@ enum Command {
     Failover(failover::FailoverArgs),
     /// A streaming standby of the Knocknoc database.
     Replica(replica::ReplicaArgs),
+    /// Automated failover by pg_auto_failover: --enroll a node, --status.
+    Autofailover(autofailover::AutofailoverArgs),
     /// Work with pg_hba.conf files.
     Hba {
         #[command(subcommand)]
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Forwarders(args) => haproxy::run_forwarders(&args),
         Command::Replica(args) => replica::run(&args),
         Command::Failover(args) => failover::run(&args),
+        Command::Autofailover(args) => autofailover::run(&args),
         Command::Hba {
             command: HbaCommand::Lint(args),
         } => hba_lint::run(&args),

@@ -17,6 +17,7 @@
 //! assert!(plan.to_string().contains("+b\n"));
 //! ```
 
+pub mod autofailover;
 pub mod diff;
 pub mod error;
 pub mod exposedb;

@@ -1,0 +1,232 @@
+//! `knocker autofailover`: arguments to [`knocker_ops::autofailover::Options`],
+//! the report to text or JSON, errors to exit codes. The work is in
+//! knocker-ops (docs/ARCHITECTURE.md).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgGroup, Args};
+use knocker_ops::autofailover::{self, Action, Options, Report, Secret};
+use knocker_ops::{Error, ErrorKind};
+
+const ABOUT: &str = "Automated failover by pg_auto_failover: hand this node to the formation \
+(--enroll, on the primary first, then on each standby cloned by knocker replica) and show the \
+formation (--status).";
+
+const EXAMPLES: &str = "\
+Examples:
+  sudo knocker autofailover --enroll --monitor 'postgres://autoctl_node:...@203.0.113.9:5432/pg_auto_failover?sslmode=verify-full&sslrootcert=/etc/ssl/ca.crt'
+  sudo knocker autofailover --status [--json]
+
+Without systemd the keeper is not started: --enroll prints the command that runs it
+(JSON key \"supervise\"); PostgreSQL stays stopped until it runs.
+
+Exit status: 0 done (or nothing to do), 1 failed or refused (nothing changed), 2 bad usage or input.";
+
+/// Arguments of `knocker autofailover`.
+#[derive(Debug, Args)]
+#[command(
+    about = ABOUT,
+    after_help = EXAMPLES,
+    group(ArgGroup::new("action").args(["enroll", "status"]))
+)]
+pub struct AutofailoverArgs {
+    /// Hand this node (running primary, or standby cloned by knocker replica) to pg_auto_failover
+    #[arg(long, requires = "monitor")]
+    enroll: bool,
+    /// The formation's nodes, states, roles, health and the web nodes' connection string
+    #[arg(long)]
+    status: bool,
+    /// The monitor URI --monitor-init printed (it carries the formation's password)
+    #[arg(long, value_name = "URI")]
+    monitor: Option<String>,
+    /// knocknoc.conf to read the application's connection string from
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/opt/knocknoc/etc/knocknoc.conf"
+    )]
+    config: PathBuf,
+    /// The application's connection string (default: from knocknoc.conf)
+    #[arg(long, value_name = "URI")]
+    conn: Option<String>,
+    /// Superuser connection string (default: peer login as `postgres` over the unix socket)
+    #[arg(long, value_name = "URI")]
+    admin_conn: Option<String>,
+    /// The Debian cluster on this host
+    #[arg(long, value_name = "VERSION/NAME")]
+    cluster: Option<String>,
+    /// This node's name in the formation (default: the host name)
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Print what would change (diff, SQL, commands); change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Print one JSON object ("version": 1)
+    #[arg(long)]
+    json: bool,
+    /// Do not ask before stopping PostgreSQL
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Pass a safety check that names --force
+    #[arg(long)]
+    force: bool,
+}
+
+fn options(args: &AutofailoverArgs) -> Result<Option<Options>, Error> {
+    let monitor = args.monitor.clone().map(Secret);
+    let action = if args.enroll {
+        Action::Enroll {
+            monitor: monitor.ok_or_else(|| Error::usage("--enroll needs --monitor URI"))?,
+        }
+    } else if args.status {
+        Action::Status { monitor }
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(Options {
+        action,
+        config: args.config.clone(),
+        conn: args.conn.clone(),
+        admin_conn: args.admin_conn.clone(),
+        cluster: args.cluster.clone(),
+        name: args.name.clone(),
+        dry_run: args.dry_run,
+        force: args.force,
+    }))
+}
+
+/// Runs `knocker autofailover`.
+pub fn run(args: &AutofailoverArgs) -> ExitCode {
+    let opts = match options(args) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{ABOUT}\n\nUsage: knocker autofailover [--enroll --monitor URI | --status [--monitor URI]]\n\n{EXAMPLES}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return fail(args.json, &e),
+    };
+    let yes = args.yes;
+    let mut ask = move |question: &str| -> bool {
+        if yes {
+            return true;
+        }
+        // Stopping a primary is never done without a yes: with no
+        // terminal to ask, --yes is required.
+        if !std::io::stdin().is_terminal() {
+            return false;
+        }
+        eprint!("{question} [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES")
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::failed(format!("cannot start the runtime: {e}")))
+        .and_then(|rt| rt.block_on(autofailover::run(&opts, &mut ask)));
+    match result {
+        Ok(report) => {
+            if args.json {
+                print_json(&report);
+            } else {
+                print_text(&report);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(args.json, &e),
+    }
+}
+
+fn fail(json: bool, e: &Error) -> ExitCode {
+    let mut message = e.to_string();
+    for cause in e.causes() {
+        if !message.contains(&cause) {
+            message.push_str(&format!("\n  caused by: {cause}"));
+        }
+    }
+    if e.kind() == (ErrorKind::Refused { overridable: true }) && !message.contains("--force") {
+        message.push_str("\nAdd --force to do it anyway.");
+    }
+    if message.contains("was not confirmed") {
+        message.push_str("\nAdd --yes to confirm without a terminal.");
+    }
+    eprintln!("knocker autofailover: {message}");
+    if json {
+        let v = serde_json::json!({"version": 1, "ok": false, "error": {"kind": e.kind(), "message": e.to_string(), "causes": e.causes()}});
+        println!("{v}");
+    }
+    ExitCode::from(match e.kind() {
+        ErrorKind::Usage => 2,
+        _ => 1,
+    })
+}
+
+fn print_json(report: &Report) {
+    let mut v = serde_json::to_value(report).unwrap_or_default();
+    if let Some(map) = v.as_object_mut() {
+        map.insert("version".into(), 1.into());
+        map.insert("ok".into(), true.into());
+        if let Report::Enroll(r) = report {
+            if let Some(plan) = &r.plan {
+                map.insert("dry_run_text".into(), plan.to_string().into());
+            }
+        }
+    }
+    println!("{v}");
+}
+
+fn print_text(report: &Report) {
+    match report {
+        Report::Enroll(r) => {
+            if let Some(plan) = &r.plan {
+                print!("{plan}");
+            }
+            for d in &r.done {
+                println!("{d}");
+            }
+            if let Some(s) = &r.supervise {
+                println!(
+                    "Run the keeper (foreground, supervised) with:\n  {}",
+                    knocker_ops::plan::shell_words(s)
+                );
+            }
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+        }
+        Report::Status(s) => {
+            println!(
+                "{:<16} {:<22} {:<10} {:<8} {:<9} address",
+                "node", "state", "role", "healthy", "lsn"
+            );
+            for n in &s.nodes {
+                let state = if n.state == n.assigned_state {
+                    n.state.clone()
+                } else {
+                    format!("{} -> {}", n.state, n.assigned_state)
+                };
+                println!(
+                    "{:<16} {:<22} {:<10} {:<8} {:<9} {}:{}",
+                    n.name,
+                    state,
+                    n.role,
+                    if n.healthy { "yes" } else { "NO" },
+                    n.reported_lsn,
+                    n.host,
+                    n.port
+                );
+            }
+            println!(
+                "web nodes' connection string (add user and password):\n  {}",
+                s.multi_host_url
+            );
+            for w in &s.warnings {
+                eprintln!("warning: {w}");
+            }
+        }
+    }
+}
