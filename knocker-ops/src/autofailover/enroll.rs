@@ -29,6 +29,20 @@ pub const KEPT_SETTINGS: [&str; 5] = [
     "wal_keep_size",
 ];
 
+/// Settings pg_auto_failover's guarantees rest on, with the value knocker
+/// sets (`ALTER SYSTEM`) when the server has another: `postgresql.conf`
+/// lines come after pg_autoctl's include and would win over it. With
+/// `synchronous_commit = off` a commit is acknowledged before the
+/// synchronous standby has it, and a failover loses it (seen in this
+/// crate's test: 4 acknowledged commits lost); `pg_rewind` needs
+/// `full_page_writes`.
+pub const REQUIRED_SETTINGS: [(&str, &str); 2] =
+    [("synchronous_commit", "on"), ("full_page_writes", "on")];
+
+/// Applies the `ALTER SYSTEM` changes that need no restart at once (the
+/// standby then stops streaming under its old name).
+const RELOAD_SQL: &str = "SELECT pg_catalog.pg_reload_conf()";
+
 /// The functions `pg_rewind` needs as a non-superuser.
 const REWIND_FUNCTIONS: &str = "pg_catalog.pg_ls_dir(text, boolean, boolean), \
      pg_catalog.pg_stat_file(text, boolean), pg_catalog.pg_read_binary_file(text), \
@@ -115,6 +129,8 @@ struct NodeFacts {
     superuser: String,
     major: u32,
     kept: Vec<(String, String)>,
+    required: Vec<(String, String)>,
+    fsync: bool,
     max_slot_wal_keep_size: String,
 }
 
@@ -160,6 +176,22 @@ async fn read_facts(client: &Client) -> Result<NodeFacts, Error> {
             .get(0);
         kept.push((name.to_string(), value));
     }
+    let mut required = Vec::new();
+    for (name, want) in REQUIRED_SETTINGS {
+        let value: String = client
+            .query_one("SELECT pg_catalog.current_setting($1)", &[&name])
+            .await
+            .map_err(failed)?
+            .get(0);
+        if value != want {
+            required.push((name.to_string(), value));
+        }
+    }
+    let fsync: String = client
+        .query_one("SELECT pg_catalog.current_setting('fsync')", &[])
+        .await
+        .map_err(failed)?
+        .get(0);
     let sockets: String = row.get(5);
     Ok(NodeFacts {
         config_file: PathBuf::from(row.get::<_, String>(1)),
@@ -176,6 +208,8 @@ async fn read_facts(client: &Client) -> Result<NodeFacts, Error> {
         bin_dir: PathBuf::from(row.get::<_, String>(12)),
         superuser: row.get(13),
         kept,
+        required,
+        fsync: fsync == "on",
         max_slot_wal_keep_size: row.get(15),
         data_dir,
     })
@@ -304,11 +338,20 @@ pub(super) async fn enroll(
     let hba_old = std::fs::read(&facts.hba_file).map_err(|e| {
         Error::failed(format!("cannot read {}", facts.hba_file.display())).with_source(e)
     })?;
-    let server_facts = pgctl::server::read_facts(client)
-        .await
-        .map_err(|e| Error::failed("reading the server's settings").with_source(e))?;
-    pgctl::hba_install::owner::check_hba_owner(&server_facts, &crate::naming(), options.force)
-        .map_err(|e| Error::refused("pg_hba.conf is left alone").with_source(e))?;
+    // pg_auto_failover's own files are expected here (a standby cloned
+    // from an enrolled primary carries them); any other manager wins.
+    let owner = pgctl::hba_install::owner::hba_owner(
+        &String::from_utf8_lossy(&hba_old),
+        Some(&facts.data_dir),
+        &crate::naming(),
+    );
+    if let Some(owner) = owner {
+        if owner.kind != pgctl::hba_install::owner::HbaOwnerKind::PgAutoFailover && !options.force {
+            return Err(Error::refused(format!(
+                "pg_hba.conf is left alone: {owner}; edits made here would be overwritten"
+            )));
+        }
+    }
     // Every node of the group: those this block already lists, the
     // standbys `knocker replica --allow` admitted, and this one.
     let mut nodes: BTreeSet<IpNet> = block::nodes(&hba_old, version)?;
@@ -357,10 +400,30 @@ pub(super) async fn enroll(
             escape_literal(value)
         ));
     }
+    for (name, was) in &facts.required {
+        let want = REQUIRED_SETTINGS
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("on", |(_, v)| v);
+        settings_sql.push(format!(
+            "ALTER SYSTEM SET {name} = {}",
+            escape_literal(want)
+        ));
+        report.warnings.push(format!(
+            "{name} was {was}: set to {want}, which pg_auto_failover's guarantees need"
+        ));
+    }
+    if !facts.fsync {
+        report.warnings.push(
+            "fsync is off: a power loss can corrupt this node; pg_auto_failover cannot make up for it"
+                .into(),
+        );
+    }
     if !facts.in_recovery {
         sql.extend(role_sql(pgctl::roles::PASSWORD_PLACEHOLDER));
     }
     sql.extend(settings_sql.iter().cloned());
+    sql.push(RELOAD_SQL.into());
 
     let pgdata = facts.data_dir.display().to_string();
     let stop = {
@@ -534,6 +597,10 @@ pub(super) async fn enroll(
         ));
     }
     run_sql(settings_sql).await?;
+    client
+        .batch_execute(RELOAD_SQL)
+        .await
+        .map_err(|e| Error::failed("reloading the configuration").with_source(e))?;
     report.done.push(format!(
         "kept {} with ALTER SYSTEM",
         facts
