@@ -44,6 +44,8 @@ impl Keepers {
 }
 
 fn stop_child(child: &mut Child) {
+    let t = Instant::now();
+    let _guard = Timed(child.id(), t);
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -58,6 +60,17 @@ fn stop_child(child: &mut Child) {
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
     }
     let _ = child.wait();
+}
+
+struct Timed(u32, Instant);
+impl Drop for Timed {
+    fn drop(&mut self) {
+        eprintln!(
+            "stopped keeper {} in {:.1} s",
+            self.0,
+            self.1.elapsed().as_secs_f64()
+        );
+    }
 }
 
 impl Drop for Keepers {
@@ -83,7 +96,15 @@ impl Drop for Keepers {
         for mut c in std::mem::take(&mut self.children).into_iter().rev() {
             stop_child(&mut c);
         }
-        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+/// The scratch directory (CA, monitor, logs), removed last.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -337,14 +358,18 @@ fn enroll_primary_and_cloned_standby_then_kill_primary_pg15() {
             .keep();
         std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755)).unwrap();
         user.chown(&scratch).unwrap();
-        // Declared before the clusters: dropped after them, so the
-        // keepers stop first and the scratch directory goes last.
+        // Dropped in reverse: the keepers stop first (a cluster dropped
+        // under a running keeper is restarted by it), then the clusters,
+        // then the scratch directory.
+        let _scratch = Scratch(scratch.clone());
+        let tls = make_tls(&scratch.join("tls"), &user);
+        let ca = tls.0.display().to_string();
+        let primary = Cluster::start_with(15, node_options(&tls)).await;
+        let standby = Cluster::start_with(15, node_options(&tls)).await;
         let mut keepers = Keepers {
             children: Vec::new(),
             scratch: scratch.clone(),
         };
-        let tls = make_tls(&scratch.join("tls"), &user);
-        let ca = tls.0.display().to_string();
 
         // The monitor, set up as --monitor-init will do it.
         let mport = free_port().to_string();
@@ -452,7 +477,6 @@ fn enroll_primary_and_cloned_standby_then_kill_primary_pg15() {
         );
 
         // The running primary, with the application's table.
-        let primary = Cluster::start_with(15, node_options(&tls)).await;
         let p = primary.connect().await;
         p.batch_execute("CREATE ROLE app LOGIN PASSWORD 'apppw'")
             .await
@@ -589,7 +613,6 @@ fn enroll_primary_and_cloned_standby_then_kill_primary_pg15() {
 
         // A standby cloned from it (primary_conninfo of its own, as knocker
         // replica leaves it), running, then enrolled keeping its data.
-        let standby = Cluster::start_with(15, node_options(&tls)).await;
         let sdata = standby.data_dir().display().to_string();
         run_as(
             &user,
@@ -604,15 +627,30 @@ fn enroll_primary_and_cloned_standby_then_kill_primary_pg15() {
             ],
             &[],
         );
-        std::fs::remove_dir_all(standby.data_dir()).unwrap();
-        run_as(
-            &user,
-            &[
-                &format!("{BIN}/pg_basebackup"), "-D", &sdata, "-X", "stream", "-c", "fast", "-R",
-                "-d", &format!("host=127.0.0.1 port={} user=pgautofailover_replicator sslmode=verify-full sslrootcert={ca} application_name=node_b", primary.port()),
-            ],
-            &[("PGPASSFILE", passfile.display().to_string())],
-        );
+        // The keeper may still be restarting its PostgreSQL ("starting
+        // up"): a few attempts, each from an empty directory.
+        let mut cloned = false;
+        for _ in 0..20 {
+            let _ = std::fs::remove_dir_all(standby.data_dir());
+            let out = user
+                .command(format!("{BIN}/pg_basebackup"))
+                .args(["-D", &sdata, "-X", "stream", "-c", "fast", "-R", "-d"])
+                .arg(format!("host=127.0.0.1 port={} user=pgautofailover_replicator sslmode=verify-full sslrootcert={ca} application_name=node_b", primary.port()))
+                .env_clear()
+                .env("PGPASSFILE", &passfile)
+                .output()
+                .unwrap();
+            if out.status.success() {
+                cloned = true;
+                break;
+            }
+            eprintln!(
+                "pg_basebackup: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(cloned, "could not clone the primary");
         let mut conf = std::fs::OpenOptions::new()
             .append(true)
             .open(standby.data_dir().join("postgresql.conf"))
