@@ -693,10 +693,9 @@ fn enroll_primary_and_cloned_standby_then_kill_primary_pg15() {
         let auto_conf =
             std::fs::read_to_string(standby.data_dir().join("postgresql.auto.conf")).unwrap();
         assert!(!auto_conf.contains("primary_conninfo"), "{auto_conf}");
-        keepers.children.push(spawn(
-            r.supervise.as_ref().unwrap(),
-            &scratch.join("node_b.log"),
-        ));
+        let keeper_b = spawn(r.supervise.as_ref().unwrap(), &scratch.join("node_b.log"));
+        let keeper_b_pid = keeper_b.id();
+        keepers.children.push(keeper_b);
         wait_states(
             &monitor,
             &[("node_a", "primary"), ("node_b", "secondary")],
@@ -810,5 +809,72 @@ fn enroll_primary_and_cloned_standby_then_kill_primary_pg15() {
             "{s:?}"
         );
         drop(c);
+
+        // --disable on the new primary: manual mode, every row kept, and
+        // writes no longer wait for a synchronous standby that is gone.
+        let mut disable = Options::new(Action::Disable);
+        disable.admin_conn = Some(admin(&standby));
+        let mut dry = disable.clone();
+        dry.dry_run = true;
+        let Report::Disable(r) = autofailover::run(&dry, &mut |_: &str| true).await.unwrap() else {
+            panic!()
+        };
+        let plan = r.plan.unwrap().to_string();
+        assert!(plan.contains("pg_autoctl drop node --pgdata"), "{plan}");
+        assert!(
+            plan.contains("-include 'postgresql-auto-failover.conf'"),
+            "{plan}"
+        );
+        let t = Instant::now();
+        let Report::Disable(r) = autofailover::run(&disable, &mut |_: &str| true)
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert!(r.changed, "{r:?}");
+        eprintln!("--disable took {:.1} s", t.elapsed().as_secs_f64());
+        keepers.stop(keeper_b_pid);
+        let direct = params_for(&appurl(&[standby.port()]));
+        let c = pgctl::connect::connect(&direct).await.unwrap();
+        let rows: i64 = c
+            .client()
+            .query_one("SELECT count(*) FROM counter", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows as usize, present.len());
+        let insert = c
+            .client()
+            .execute("INSERT INTO counter(n) VALUES (-1)", &[]);
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(5), insert)
+                .await
+                .expect("the write waited")
+                .unwrap(),
+            1
+        );
+        let conf = std::fs::read_to_string(standby.data_dir().join("postgresql.conf")).unwrap();
+        assert!(!conf.contains("postgresql-auto-failover.conf"), "{conf}");
+        assert!(!standby
+            .data_dir()
+            .join("postgresql-auto-failover.conf")
+            .exists());
+        let state = standby
+            .data_dir()
+            .parent()
+            .unwrap()
+            .join(".data.pg_autoctl");
+        assert!(!state.join("config").exists());
+        assert!(!s.nodes.is_empty());
+        let s = status(&monitor).await;
+        assert!(s.nodes.iter().all(|n| n.name != "node_b"), "{s:?}");
+        // Stop knocker's own start of it before the harness removes it.
+        let out = user
+            .command(format!("{BIN}/pg_ctl"))
+            .args(["-D", &sdata, "-m", "fast", "-w", "stop"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
     });
 }

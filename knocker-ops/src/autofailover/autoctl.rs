@@ -107,6 +107,16 @@ impl Autoctl {
         argv
     }
 
+    /// The argument list that runs `argv` as the PostgreSQL user.
+    pub fn as_user(&self, argv: &[&str]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        if self.uid != current_uid() {
+            out.extend(["runuser", "-u", &self.user, "--"].map(String::from));
+        }
+        out.extend(argv.iter().map(|a| a.to_string()));
+        out
+    }
+
     /// The keeper in the foreground: what a supervisor runs.
     pub fn supervise(&self) -> Vec<String> {
         let pgdata = self.pgdata.display().to_string();

@@ -14,6 +14,7 @@
 //!   stopped (pg_auto_failover 2.0 refuses a running one) and
 //!   `pg_autoctl create postgres` run with `--listen`/`--pgport` (the
 //!   postmaster's command line wins over everything).
+//! - `--disable`: back to knocker's manual mode with nothing lost.
 //! - `--status`: the formation's nodes as the monitor sees them, the
 //!   multi-host string for web nodes, and warnings on synchronous
 //!   replication.
@@ -24,6 +25,7 @@
 
 mod autoctl;
 mod block;
+mod disable;
 mod enroll;
 mod status;
 
@@ -90,6 +92,8 @@ pub enum Action {
         /// The monitor URI `--monitor-init` printed (with its password).
         monitor: Secret,
     },
+    /// Back to knocker's manual mode, nothing lost.
+    Disable,
     /// The formation's state.
     Status {
         /// The monitor URI, when this node is not enrolled.
@@ -109,6 +113,7 @@ impl Action {
         match self {
             Action::Enroll { .. } => "enroll",
             Action::Status { .. } => "status",
+            Action::Disable => "disable",
         }
     }
 }
@@ -187,6 +192,22 @@ pub struct EnrollReport {
     pub supervise: Option<Vec<String>>,
 }
 
+/// What `--disable` did (or, with `--dry-run`, would do).
+#[derive(Debug, Default, Serialize)]
+pub struct DisableReport {
+    /// Whether anything changed.
+    pub changed: bool,
+    /// `--dry-run`: the plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+    /// What was done, one sentence each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub done: Vec<String>,
+    /// Things the operator should know.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
 /// The report of one call.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
@@ -195,6 +216,8 @@ pub enum Report {
     Enroll(EnrollReport),
     /// `--status`.
     Status(StatusReport),
+    /// `--disable`.
+    Disable(DisableReport),
 }
 
 /// Runs `options.action`. `ask` is called before the server is stopped,
@@ -204,6 +227,7 @@ pub async fn run(options: &Options, ask: &mut dyn FnMut(&str) -> bool) -> Result
         Action::Enroll { monitor } => enroll::enroll(options, monitor, ask)
             .await
             .map(Report::Enroll),
+        Action::Disable => disable::disable(options).await.map(Report::Disable),
         Action::Status { monitor } => status::status(options, monitor.as_ref())
             .await
             .map(Report::Status),
