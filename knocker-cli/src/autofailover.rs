@@ -11,13 +11,14 @@ use knocker_ops::autofailover::{self, Action, Options, Report, Secret};
 use knocker_ops::{Error, ErrorKind};
 
 const ABOUT: &str = "Automated failover by pg_auto_failover: hand this node to the formation \
-(--enroll, on the primary first, then on each standby cloned by knocker replica) and show the \
-formation (--status).";
+(--enroll, on the primary first, then on each standby cloned by knocker replica), show the \
+formation (--status), and take the node back to manual mode (--disable).";
 
 const EXAMPLES: &str = "\
 Examples:
   sudo knocker autofailover --enroll --monitor 'postgres://autoctl_node:...@203.0.113.9:5432/pg_auto_failover?sslmode=verify-full&sslrootcert=/etc/ssl/ca.crt'
   sudo knocker autofailover --status [--json]
+  sudo knocker autofailover --disable
 
 Without systemd the keeper is not started: --enroll prints the command that runs it
 (JSON key \"supervise\"); PostgreSQL stays stopped until it runs.
@@ -29,7 +30,7 @@ Exit status: 0 done (or nothing to do), 1 failed or refused (nothing changed), 2
 #[command(
     about = ABOUT,
     after_help = EXAMPLES,
-    group(ArgGroup::new("action").args(["enroll", "status"]))
+    group(ArgGroup::new("action").args(["enroll", "status", "disable"]))
 )]
 pub struct AutofailoverArgs {
     /// Hand this node (running primary, or standby cloned by knocker replica) to pg_auto_failover
@@ -38,6 +39,9 @@ pub struct AutofailoverArgs {
     /// The formation's nodes, states, roles, health and the web nodes' connection string
     #[arg(long)]
     status: bool,
+    /// Back to knocker's manual mode, nothing lost (the node leaves the formation)
+    #[arg(long)]
+    disable: bool,
     /// The monitor URI --monitor-init printed (it carries the formation's password)
     #[arg(long, value_name = "URI")]
     monitor: Option<String>,
@@ -80,6 +84,13 @@ fn options(args: &AutofailoverArgs) -> Result<Option<Options>, Error> {
         Action::Enroll {
             monitor: monitor.ok_or_else(|| Error::usage("--enroll needs --monitor URI"))?,
         }
+    } else if args.disable {
+        if args.monitor.is_some() {
+            return Err(Error::usage(
+                "--disable takes no --monitor (the node's own configuration names it)",
+            ));
+        }
+        Action::Disable
     } else if args.status {
         Action::Status { monitor }
     } else {
@@ -102,7 +113,7 @@ pub fn run(args: &AutofailoverArgs) -> ExitCode {
     let opts = match options(args) {
         Ok(Some(o)) => o,
         Ok(None) => {
-            println!("{ABOUT}\n\nUsage: knocker autofailover [--enroll --monitor URI | --status [--monitor URI]]\n\n{EXAMPLES}");
+            println!("{ABOUT}\n\nUsage: knocker autofailover [--enroll --monitor URI | --status [--monitor URI] | --disable]\n\n{EXAMPLES}");
             return ExitCode::SUCCESS;
         }
         Err(e) => return fail(args.json, &e),
@@ -170,10 +181,13 @@ fn print_json(report: &Report) {
     if let Some(map) = v.as_object_mut() {
         map.insert("version".into(), 1.into());
         map.insert("ok".into(), true.into());
-        if let Report::Enroll(r) = report {
-            if let Some(plan) = &r.plan {
-                map.insert("dry_run_text".into(), plan.to_string().into());
-            }
+        let plan = match report {
+            Report::Enroll(r) => r.plan.as_ref(),
+            Report::Disable(r) => r.plan.as_ref(),
+            Report::Status(_) => None,
+        };
+        if let Some(plan) = plan {
+            map.insert("dry_run_text".into(), plan.to_string().into());
         }
     }
     println!("{v}");
@@ -193,6 +207,17 @@ fn print_text(report: &Report) {
                     "Run the keeper (foreground, supervised) with:\n  {}",
                     knocker_ops::plan::shell_words(s)
                 );
+            }
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+        }
+        Report::Disable(r) => {
+            if let Some(plan) = &r.plan {
+                print!("{plan}");
+            }
+            for d in &r.done {
+                println!("{d}");
             }
             for w in &r.warnings {
                 eprintln!("warning: {w}");
