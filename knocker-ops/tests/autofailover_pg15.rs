@@ -825,6 +825,18 @@ fn enroll_primary_and_cloned_standby_then_kill_primary_pg15() {
             plan.contains("-include 'postgresql-auto-failover.conf'"),
             "{plan}"
         );
+        // Reap the keeper when it exits, as a supervisor would: pg_autoctl
+        // drop node waits for the keeper's pid to vanish, and an unreaped
+        // (zombie) keeper cost 30 s here.
+        let reaper = {
+            let i = keepers
+                .children
+                .iter()
+                .position(|c| c.id() == keeper_b_pid)
+                .unwrap();
+            let mut child = keepers.children.remove(i);
+            std::thread::spawn(move || child.wait())
+        };
         let t = Instant::now();
         let Report::Disable(r) = autofailover::run(&disable, &mut |_: &str| true)
             .await
@@ -833,8 +845,25 @@ fn enroll_primary_and_cloned_standby_then_kill_primary_pg15() {
             panic!()
         };
         assert!(r.changed, "{r:?}");
-        eprintln!("--disable took {:.1} s", t.elapsed().as_secs_f64());
-        keepers.stop(keeper_b_pid);
+        eprintln!(
+            "--disable took {:.1} s: {}\n{}",
+            t.elapsed().as_secs_f64(),
+            r.done.join("\n"),
+            r.warnings.join("\n")
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !reaper.is_finished() {
+            if Instant::now() > deadline {
+                // SAFETY: kill(2) on the keeper this test started.
+                unsafe { libc::kill(keeper_b_pid as libc::pid_t, libc::SIGTERM) };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        reaper.join().unwrap().unwrap();
+        assert!(
+            Instant::now() <= deadline,
+            "the keeper did not leave after the drop"
+        );
         let direct = params_for(&appurl(&[standby.port()]));
         let c = pgctl::connect::connect(&direct).await.unwrap();
         let rows: i64 = c

@@ -83,6 +83,10 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
     let conf_new = without_include(&conf_old);
 
     let pgdata_s = pgdata.display().to_string();
+    // pg_autoctl drop node waits for the keeper's pid to vanish, up to
+    // 30 s before it sends SIGQUIT: a keeper that has exited but is not
+    // reaped by its supervisor (a zombie) costs those 30 s, PostgreSQL
+    // already stopped.
     let drop_node = autoctl.command(&["drop", "node", "--pgdata", &pgdata_s]);
     let start_log = autoctl.state_dir().join("postgres-start.log");
     let start = autoctl.as_user(&[
@@ -139,6 +143,7 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
         return Ok(report);
     }
 
+    let began = Instant::now();
     let out = autoctl::run(&drop_node, Duration::from_secs(90)).await?;
     if !out.status.success() {
         return Err(Error::failed(format!(
@@ -147,9 +152,17 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
             autoctl::output_tail(&out)
         )));
     }
-    report
-        .done
-        .push("dropped from the monitor (pg_autoctl drop node)".into());
+    if began.elapsed() > Duration::from_secs(10) {
+        report.warnings.push(format!(
+            "pg_autoctl drop node took {:.0} s; it said:\n{}",
+            began.elapsed().as_secs_f64(),
+            autoctl::output_tail(&out)
+        ));
+    }
+    report.done.push(format!(
+        "dropped from the monitor (pg_autoctl drop node, {:.1} s)",
+        began.elapsed().as_secs_f64()
+    ));
     // The keeper stops PostgreSQL as it leaves; wait for that, so that
     // the start below is knocker's.
     let pid_file = pgdata.join("postmaster.pid");
@@ -212,8 +225,9 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
             .map_err(|e| Error::failed("resetting pg_autoctl's settings").with_source(e))?;
     }
     report.done.push(format!(
-        "PostgreSQL started with pg_ctl; reset synchronous_standby_names and \
+        "PostgreSQL started with pg_ctl {:.1} s after the drop began; reset synchronous_standby_names and \
          default_transaction_read_only{}",
+        began.elapsed().as_secs_f64(),
         if in_recovery {
             "; primary_conninfo and primary_slot_name kept with ALTER SYSTEM"
         } else {
