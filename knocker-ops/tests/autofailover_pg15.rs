@@ -5,11 +5,13 @@
 //! keepers as child processes of this test (no systemd here). Enrol the
 //! running primary, clone a standby with `pg_basebackup -R` (what
 //! `knocker replica --clone-from` leaves: a primary_conninfo of its own)
-//! and enrol it keeping its data, then SIGKILL the primary's whole process
-//! tree under a client writing through the multi-host string: every
-//! acknowledged commit must be on the new primary, and the time to the
-//! first write after the kill is printed. Bad input is refused with
-//! nothing touched. Every process is stopped by its pid and every
+//! and enrol it keeping its data; under a client writing through the
+//! multi-host string, SIGKILL the monitor's tree (no failover, every write
+//! goes on), restart it, then SIGKILL the primary's whole process tree:
+//! every acknowledged commit must be on the new primary, and the time to
+//! the first write after the kill is printed; then `--disable` the new
+//! primary (every row kept, writes do not wait for the lost standby). Bad
+//! input is refused with nothing touched. About 40 s. Every process is stopped by its pid and every
 //! directory removed, also on failure.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -347,7 +349,7 @@ async fn write_once(params: &pgctl::connect::ConnectParams, n: i64) -> bool {
 }
 
 #[test]
-fn enroll_primary_and_cloned_standby_then_kill_primary_pg15() {
+fn enroll_primary_and_standby_kill_monitor_then_primary_then_disable_pg15() {
     pg_harness::block_on(async {
         let begun = Instant::now();
         let user = OsUser::server_user().clone();
@@ -745,6 +747,59 @@ fn enroll_primary_and_cloned_standby_then_kill_primary_pg15() {
             attempts.lock().unwrap().iter().any(|a| a.acked),
             "no write before the fault"
         );
+
+        // The monitor's whole tree killed: no failover, writes go on.
+        let monitor_pid = keepers.children[0].id();
+        let monitor_tree = tree(monitor_pid);
+        let monitor_killed_at = Instant::now();
+        for pid in &monitor_tree {
+            // SAFETY: kill(2) on the monitor this test started and its descendants.
+            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+        }
+        keepers.stop(monitor_pid); // reaps our child
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        {
+            let attempts = attempts.lock().unwrap();
+            let during: Vec<&Attempt> = attempts
+                .iter()
+                .filter(|a| a.started > monitor_killed_at)
+                .collect();
+            let failed = during.iter().filter(|a| !a.acked).count();
+            eprintln!(
+                "monitor killed: {} writes in 6 s, {failed} failed",
+                during.len()
+            );
+            assert!(
+                during.len() > 10 && failed == 0,
+                "writes stopped without the monitor"
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while monitor_tree.iter().any(|p| alive(*p)) {
+            assert!(
+                Instant::now() < deadline,
+                "the monitor's processes are still there"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let monitor_back = Instant::now();
+        keepers
+            .children
+            .insert(0, spawn(&margv, &scratch.join("monitor-restarted.log")));
+        wait_states(
+            &monitor,
+            &[("node_a", "primary"), ("node_b", "secondary")],
+            Duration::from_secs(60),
+        )
+        .await;
+        // No failover within the monitor's startup_grace_period (10 s)
+        // after it starts: wait it out so the kill below measures failover.
+        let grace = Duration::from_secs(11);
+        if monitor_back.elapsed() < grace {
+            tokio::time::sleep(grace - monitor_back.elapsed()).await;
+        }
+        let s = status(&monitor).await;
+        assert!(s.nodes.iter().all(|n| n.healthy), "{s:?}");
 
         // SIGKILL the primary's whole process tree.
         let victims = tree(keeper_a_pid);
