@@ -48,18 +48,24 @@ impl Keepers {
 fn stop_child(child: &mut Child) {
     let t = Instant::now();
     let _guard = Timed(child.id(), t);
+    // Its descendants now: one that outlives the keeper is killed too.
+    let family = tree(child.id());
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
-            return;
+            break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    for pid in tree(child.id()) {
-        // SAFETY: kill(2) on the descendants of our own child.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while family.iter().skip(1).any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for pid in family.iter().rev().filter(|p| alive(**p)) {
+        // SAFETY: kill(2) on our own child and the descendants it had.
+        unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
     }
     let _ = child.wait();
 }
