@@ -245,6 +245,14 @@ fn print_text(report: &Report) {
                     n.port
                 );
             }
+            if let Some(f) = &s.last_failover {
+                println!(
+                    "last failover: {} promoted at {}, writable at {}",
+                    f.node,
+                    f.started_at,
+                    f.writable_at.as_deref().unwrap_or("-")
+                );
+            }
             println!(
                 "web nodes' connection string (add user and password):\n  {}",
                 s.multi_host_url

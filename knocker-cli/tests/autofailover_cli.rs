@@ -19,19 +19,37 @@ const GOOD: &str = "postgres://autoctl_node:pw@127.0.0.1:1/pg_auto_failover?sslm
 
 #[test]
 fn bad_input_exits_2_before_connecting() {
-    let never = ["--admin-conn", "host=/nonexistent-knocker port=1 user=postgres"];
+    let never = [
+        "--admin-conn",
+        "host=/nonexistent-knocker port=1 user=postgres",
+    ];
     let no_password = GOOD.replace(":pw@", "@");
     let unverified = GOOD.replace("verify-full", "require");
     let wrong_user = GOOD.replace("autoctl_node:", "postgres:");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--enroll"], "--monitor"),
-        (vec!["--enroll", "--monitor", "host='x"], "not a valid connection string"),
+        (
+            vec!["--enroll", "--monitor", "host='x"],
+            "not a valid connection string",
+        ),
         (vec!["--enroll", "--monitor", &no_password], "password"),
-        (vec!["--enroll", "--monitor", &unverified], "sslmode=verify-full"),
+        (
+            vec!["--enroll", "--monitor", &unverified],
+            "sslmode=verify-full",
+        ),
         (vec!["--enroll", "--monitor", &wrong_user], "autoctl_node"),
-        (vec!["--enroll", "--monitor", GOOD, "--name", "a b"], "--name"),
-        (vec!["--disable", "--monitor", GOOD], "--disable takes no --monitor"),
-        (vec!["--enroll", "--status", "--monitor", GOOD], "cannot be used with"),
+        (
+            vec!["--enroll", "--monitor", GOOD, "--name", "a b"],
+            "--name",
+        ),
+        (
+            vec!["--disable", "--monitor", GOOD],
+            "--disable takes no --monitor",
+        ),
+        (
+            vec!["--enroll", "--status", "--monitor", GOOD],
+            "cannot be used with",
+        ),
     ];
     for (args, says) in cases {
         let mut all = args.clone();
@@ -42,7 +60,14 @@ fn bad_input_exits_2_before_connecting() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(!err.contains(":pw@"), "the password was printed: {err}");
     }
-    let out = knocker(&["--enroll", "--monitor", &unverified, "--json", never[0], never[1]]);
+    let out = knocker(&[
+        "--enroll",
+        "--monitor",
+        &unverified,
+        "--json",
+        never[0],
+        never[1],
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["error"]["kind"], "usage", "{v}");

@@ -865,6 +865,13 @@ fn enroll_primary_and_standby_kill_monitor_then_primary_then_disable_pg15() {
         let s = status(&monitor).await;
         let b = s.nodes.iter().find(|n| n.name == "node_b").unwrap();
         assert_eq!(b.role, "primary", "{s:?}");
+        let last = s
+            .last_failover
+            .clone()
+            .expect("the failover in the monitor's events");
+        eprintln!("last failover: {last:?}");
+        assert_eq!(last.node, "node_b");
+        assert!(last.writable_at.is_some(), "{last:?}");
         assert!(
             s.nodes.iter().any(|n| n.name == "node_a" && !n.healthy),
             "{s:?}"

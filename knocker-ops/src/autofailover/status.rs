@@ -50,6 +50,49 @@ pub struct StatusReport {
     pub multi_host_url: String,
     /// Things the operator should know (synchronous replication, health).
     pub warnings: Vec<String>,
+    /// The last failover among the monitor's recent events, if any.
+    pub last_failover: Option<LastFailover>,
+}
+
+/// A failover as the monitor's events record it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LastFailover {
+    /// The node promoted.
+    pub node: String,
+    /// When the monitor assigned it `prepare_promotion`.
+    pub started_at: String,
+    /// When it reported `wait_primary` (writable), if it has.
+    pub writable_at: Option<String>,
+}
+
+/// `show events` arguments: enough recent events to find the last failover.
+const EVENTS: &[&str] = &["events", "--count", "200"];
+
+/// The last failover in `pg_autoctl show events --json` (rows of the
+/// monitor's `pgautofailover.event`): the last row assigning
+/// `prepare_promotion`, and that node's first `wait_primary` report after it.
+pub fn last_failover(json: &str) -> Option<LastFailover> {
+    let rows: Vec<serde_json::Value> = serde_json::from_str(json).ok()?;
+    let text =
+        |r: &serde_json::Value, k: &str| r.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let mut rows: Vec<&serde_json::Value> = rows.iter().collect();
+    rows.sort_by_key(|r| r.get("eventid").and_then(|v| v.as_i64()).unwrap_or(0));
+    let start = rows
+        .iter()
+        .rposition(|r| text(r, "goalstate").as_deref() == Some("prepare_promotion"))?;
+    let node = text(rows[start], "nodename")?;
+    let writable_at = rows[start..]
+        .iter()
+        .find(|r| {
+            text(r, "nodename").as_deref() == Some(node.as_str())
+                && text(r, "reportedstate").as_deref() == Some("wait_primary")
+        })
+        .and_then(|r| text(r, "eventtime"));
+    Some(LastFailover {
+        started_at: text(rows[start], "eventtime")?,
+        node,
+        writable_at,
+    })
 }
 
 /// The role a pg_auto_failover state means (states of
@@ -187,7 +230,7 @@ pub(super) async fn status(
             .map(|a| a.database)
             .unwrap_or_else(|_| "postgres".into()),
     };
-    let (out, sslrootcert) = match monitor {
+    let (out, events, sslrootcert) = match monitor {
         Some(uri) => {
             let mut info = ConnInfo::parse_checked(&uri.0).map_err(|e| {
                 Error::usage(format!("--monitor: not a valid connection string: {e}"))
@@ -208,23 +251,25 @@ pub(super) async fn status(
                 std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600))
                     .map_err(|e| Error::failed("writing a temporary passfile").with_source(e))?;
             }
-            let argv: Vec<String> = vec![
-                "env".into(),
-                "-i".into(),
-                "PATH=/usr/bin:/bin".into(),
-                format!("HOME={}", dir.display()),
-                format!("XDG_RUNTIME_DIR={}", dir.display()),
-                format!("PGPASSFILE={}", passfile.display()),
-                super::PG_AUTOCTL.into(),
-                "show".into(),
-                "state".into(),
-                "--monitor".into(),
-                info.to_uri(),
-                "--json".into(),
-            ];
-            let out = autoctl::run(&argv, Duration::from_secs(30)).await;
+            let argv = |what: &[&str]| -> Vec<String> {
+                let mut argv: Vec<String> = vec![
+                    "env".into(),
+                    "-i".into(),
+                    "PATH=/usr/bin:/bin".into(),
+                    format!("HOME={}", dir.display()),
+                    format!("XDG_RUNTIME_DIR={}", dir.display()),
+                    format!("PGPASSFILE={}", passfile.display()),
+                    super::PG_AUTOCTL.into(),
+                    "show".into(),
+                ];
+                argv.extend(what.iter().map(|w| w.to_string()));
+                argv.extend(["--monitor".into(), info.to_uri(), "--json".into()]);
+                argv
+            };
+            let out = autoctl::run(&argv(&["state"]), Duration::from_secs(30)).await;
+            let events = autoctl::run(&argv(EVENTS), Duration::from_secs(30)).await;
             let _ = std::fs::remove_dir_all(&dir);
-            (out?, ca)
+            (out?, events.ok(), ca)
         }
         None => {
             let local = pgctl::connect::LocalSuperuser::new(options.admin_conn.as_deref(), None)
@@ -254,9 +299,17 @@ pub(super) async fn status(
                 )));
             }
             let ca: String = row.get(2);
-            let argv = autoctl.command(&["show", "state", "--pgdata", &pgdata, "--json"]);
+            let argv = |what: &[&str]| {
+                let mut args = vec!["show"];
+                args.extend(what);
+                args.extend(["--pgdata", &pgdata, "--json"]);
+                autoctl.command(&args)
+            };
             (
-                autoctl::run(&argv, Duration::from_secs(30)).await?,
+                autoctl::run(&argv(&["state"]), Duration::from_secs(30)).await?,
+                autoctl::run(&argv(EVENTS), Duration::from_secs(30))
+                    .await
+                    .ok(),
                 (!ca.is_empty()).then_some(ca),
             )
         }
@@ -269,7 +322,11 @@ pub(super) async fn status(
         )));
     }
     let nodes = parse_state(&String::from_utf8_lossy(&out.stdout))?;
+    let last_failover = events
+        .filter(|e| e.status.success())
+        .and_then(|e| last_failover(&String::from_utf8_lossy(&e.stdout)));
     Ok(StatusReport {
+        last_failover,
         multi_host_url: multi_host_url(&nodes, &dbname, sslrootcert.as_deref()),
         warnings: warnings(&nodes),
         nodes,
