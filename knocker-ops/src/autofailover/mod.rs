@@ -130,7 +130,8 @@ impl fmt::Debug for Secret {
 }
 
 /// What to do and where: plain data, no command-line parser types.
-#[derive(Clone, Debug)]
+/// `Debug` shows the connection strings without their passwords.
+#[derive(Clone)]
 pub struct Options {
     /// The action.
     pub action: Action,
@@ -149,6 +150,28 @@ pub struct Options {
     pub dry_run: bool,
     /// Pass the overridable safety checks.
     pub force: bool,
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |c: &Option<String>| {
+            c.as_ref().map(|t| {
+                pgctl::conninfo::ConnInfo::parse(t)
+                    .map(|i| i.redacted().to_keyword_value())
+                    .unwrap_or_else(|_| "<unparsable>".into())
+            })
+        };
+        f.debug_struct("Options")
+            .field("action", &self.action)
+            .field("config", &self.config)
+            .field("conn", &redact(&self.conn))
+            .field("admin_conn", &redact(&self.admin_conn))
+            .field("cluster", &self.cluster)
+            .field("name", &self.name)
+            .field("dry_run", &self.dry_run)
+            .field("force", &self.force)
+            .finish()
+    }
 }
 
 impl Options {
@@ -231,5 +254,21 @@ pub async fn run(options: &Options, ask: &mut dyn FnMut(&str) -> bool) -> Result
         Action::Status { monitor } => status::status(options, monitor.as_ref())
             .await
             .map(Report::Status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_password() {
+        let mut o = Options::new(Action::Enroll {
+            monitor: Secret("postgres://autoctl_node:s3cret@m/pg_auto_failover".into()),
+        });
+        o.conn = Some("postgres://app:s3cret@h/db".into());
+        o.admin_conn = Some("host=/run user=postgres password=s3cret".into());
+        let text = format!("{o:?}");
+        assert!(!text.contains("s3cret"), "{text}");
     }
 }
