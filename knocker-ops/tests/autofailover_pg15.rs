@@ -6,12 +6,15 @@
 //! running primary, clone a standby with `pg_basebackup -R` (what
 //! `knocker replica --clone-from` leaves: a primary_conninfo of its own)
 //! and enrol it keeping its data; under a client writing through the
-//! multi-host string, SIGKILL the monitor's tree (no failover, every write
-//! goes on), restart it, then SIGKILL the primary's whole process tree:
-//! every acknowledged commit must be on the new primary, and the time to
-//! the first write after the kill is printed; then `--disable` the new
-//! primary (every row kept, writes do not wait for the lost standby). Bad
-//! input is refused with nothing touched. About 40 s. Every process is stopped by its pid and every
+//! multi-host string: SIGKILL the monitor's tree (no failover, every write
+//! goes on) and restart it; SIGKILL the primary's whole process tree
+//! (every acknowledged commit on the new primary, time to the first write
+//! printed); let the old primary rejoin, then SIGSTOP the new primary's
+//! tree (same checks, plus a probe writing to the frozen node alone: no
+//! write acknowledged there once the other took writes, and demoted soon
+//! after SIGCONT); then `--disable` the standby (it keeps streaming, the
+//! primary's writes stop waiting for it). Bad
+//! input is refused with nothing touched. About 60 s. Every process is stopped by its pid and every
 //! directory removed, also on failure.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -354,8 +357,40 @@ async fn write_once(params: &pgctl::connect::ConnectParams, n: i64) -> bool {
     )
 }
 
+type Writer = (
+    Arc<Mutex<Vec<Attempt>>>,
+    Arc<AtomicBool>,
+    tokio::task::JoinHandle<()>,
+);
+
+/// A client inserting `first_n`, `first_n + 1`, ... through `params`, one
+/// connection per attempt, until its flag is set.
+fn start_writer(params: pgctl::connect::ConnectParams, first_n: i64, pause: Duration) -> Writer {
+    let attempts: Arc<Mutex<Vec<Attempt>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let (attempts, stop) = (attempts.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = first_n;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let acked = write_once(&params, n).await;
+                attempts.lock().unwrap().push(Attempt { n, started, acked });
+                n += 1;
+                tokio::time::sleep(if acked {
+                    pause
+                } else {
+                    Duration::from_millis(100)
+                })
+                .await;
+            }
+        })
+    };
+    (attempts, stop, handle)
+}
+
 #[test]
-fn enroll_primary_and_standby_kill_monitor_then_primary_then_disable_pg15() {
+fn enroll_then_kill_monitor_kill_primary_freeze_primary_disable_standby_pg15() {
     pg_harness::block_on(async {
         let begun = Instant::now();
         let user = OsUser::server_user().clone();
@@ -596,7 +631,8 @@ fn enroll_primary_and_standby_kill_monitor_then_primary_then_disable_pg15() {
         };
         assert_eq!(asked.len(), 1);
         assert_eq!(r.role, "primary");
-        let keeper_a = spawn(r.supervise.as_ref().unwrap(), &scratch.join("node_a.log"));
+        let supervise_a = r.supervise.clone().unwrap();
+        let keeper_a = spawn(&supervise_a, &scratch.join("node_a.log"));
         let keeper_a_pid = keeper_a.id();
         keepers.children.push(keeper_a);
         wait_states(&monitor, &[("node_a", "single")], Duration::from_secs(60)).await;
@@ -878,10 +914,130 @@ fn enroll_primary_and_standby_kill_monitor_then_primary_then_disable_pg15() {
         );
         drop(c);
 
-        // --disable on the new primary: manual mode, every row kept, and
-        // writes no longer wait for a synchronous standby that is gone.
+        // Freeze: node_a rejoins (crash recovery, rewind if needed,
+        // catch-up), then node_b's whole tree gets SIGSTOP under a writer,
+        // with a probe writing to node_b alone (two writable nodes at once
+        // would show there), and SIGCONT 2 s after the first write
+        // through the new primary.
+        let keeper_a2 = spawn(&supervise_a, &scratch.join("node_a-rejoin.log"));
+        keepers.children.push(keeper_a2);
+        let t = Instant::now();
+        wait_states(
+            &monitor,
+            &[("node_a", "secondary"), ("node_b", "primary")],
+            Duration::from_secs(90),
+        )
+        .await;
+        eprintln!(
+            "node_a rejoined as secondary in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let (attempts2, stop2, writer2) =
+            start_writer(params.clone(), 1_000_000, Duration::from_millis(20));
+        let direct_b = params_for(&appurl(&[standby.port()]));
+        let (probe_b, stop_probe, prober) =
+            start_writer(direct_b.clone(), 2_000_000, Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let frozen = tree(keeper_b_pid);
+        let frozen_at = Instant::now();
+        for pid in &frozen {
+            // SAFETY: kill(2) on the keeper this test started and its descendants.
+            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGSTOP) };
+        }
+        let first_write_frozen = loop {
+            if let Some(a) = attempts2
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|a| a.started > frozen_at && a.acked)
+            {
+                break a.started.duration_since(frozen_at);
+            }
+            if frozen_at.elapsed() > Duration::from_secs(60) {
+                for pid in &frozen {
+                    // SAFETY: as above; nothing stays stopped.
+                    unsafe { libc::kill(*pid as libc::pid_t, libc::SIGCONT) };
+                }
+                panic!("no write within 60 s of the freeze");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let new_primary_writable = frozen_at + first_write_frozen;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let resumed_at = Instant::now();
+        for pid in &frozen {
+            // SAFETY: as above.
+            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGCONT) };
+        }
+        let demoted_after = loop {
+            let s = status(&monitor).await;
+            let b = s.nodes.iter().find(|n| n.name == "node_b").unwrap();
+            if b.role != "primary" {
+                break resumed_at.elapsed();
+            }
+            assert!(
+                resumed_at.elapsed() < Duration::from_secs(30),
+                "node_b still primary: {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop2.store(true, Ordering::Relaxed);
+        stop_probe.store(true, Ordering::Relaxed);
+        writer2.await.unwrap();
+        prober.await.unwrap();
+        let both_writable = probe_b
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.acked && a.started >= new_primary_writable)
+            .count();
+        let c = pgctl::connect::connect(&params).await.unwrap();
+        let present2: BTreeSet<i64> = c
+            .client()
+            .query("SELECT n FROM counter", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let attempts2 = attempts2.lock().unwrap().clone();
+        let acked2: Vec<i64> = attempts2.iter().filter(|a| a.acked).map(|a| a.n).collect();
+        let lost2 = acked2.iter().filter(|n| !present2.contains(n)).count();
+        eprintln!(
+            "SIGSTOP of the primary's tree: first write after {:.2} s; {} acknowledged, {lost2} lost; \
+             old primary resumed 2 s later, no longer primary after {:.2} s; writes acked on it \
+             after the new primary took writes: {both_writable}",
+            first_write_frozen.as_secs_f64(),
+            acked2.len(),
+            demoted_after.as_secs_f64()
+        );
+        assert_eq!(lost2, 0, "acknowledged commits lost after the freeze");
+        assert_eq!(both_writable, 0, "two nodes took writes");
+        assert!(
+            first_write_frozen < Duration::from_secs(40),
+            "{first_write_frozen:?}"
+        );
+        assert!(demoted_after < Duration::from_secs(10), "{demoted_after:?}");
+        drop(c);
+        wait_states(
+            &monitor,
+            &[("node_a", "primary"), ("node_b", "secondary")],
+            Duration::from_secs(60),
+        )
+        .await;
+
+        // --disable on the standby (node_b): manual mode, still streaming
+        // (its primary_conninfo kept, with the passfile), and the primary's
+        // writes no longer wait for it.
         let mut disable = Options::new(Action::Disable);
-        disable.admin_conn = Some(admin(&standby));
+        // The rewind copied node_a's postgresql.conf, socket directory
+        // included, to node_b (its port comes from pg_autoctl's -p).
+        disable.admin_conn = Some(format!(
+            "host={} port={} user=postgres dbname=postgres",
+            primary.socket_dir().display(),
+            standby.port()
+        ));
         let mut dry = disable.clone();
         dry.dry_run = true;
         let Report::Disable(r) = autofailover::run(&dry, &mut |_: &str| true).await.unwrap() else {
@@ -893,6 +1049,7 @@ fn enroll_primary_and_standby_kill_monitor_then_primary_then_disable_pg15() {
             plan.contains("-include 'postgresql-auto-failover.conf'"),
             "{plan}"
         );
+        assert!(plan.contains("ALTER SYSTEM SET primary_conninfo"), "{plan}");
         // Reap the keeper when it exits, as a supervisor would: pg_autoctl
         // drop node waits for the keeper's pid to vanish, and an unreaped
         // (zombie) keeper cost 30 s here.
@@ -932,27 +1089,48 @@ fn enroll_primary_and_standby_kill_monitor_then_primary_then_disable_pg15() {
             Instant::now() <= deadline,
             "the keeper did not leave after the drop"
         );
-        let direct = params_for(&appurl(&[standby.port()]));
-        let c = pgctl::connect::connect(&direct).await.unwrap();
+        // The primary takes writes without waiting (the monitor makes it
+        // `single` and pg_autoctl empties synchronous_standby_names).
+        let direct_a = params_for(&appurl(&[primary.port()]));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut n = 3_000_000i64;
+        while !write_once(&direct_a, n).await {
+            assert!(
+                Instant::now() < deadline,
+                "the primary's writes wait for the dropped standby"
+            );
+            n += 1;
+        }
+        // Every row reaches the disabled standby, which streams on its own.
+        let read_b =
+            params_for(&appurl(&[standby.port()]).replace("target_session_attrs=read-write&", ""));
+        let c = pgctl::connect::connect(&read_b).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let has: i64 = c
+                .client()
+                .query_one("SELECT count(*) FROM counter WHERE n = $1", &[&n])
+                .await
+                .unwrap()
+                .get(0);
+            if has == 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the disabled standby does not stream"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let rows: i64 = c
             .client()
             .query_one("SELECT count(*) FROM counter", &[])
             .await
             .unwrap()
             .get(0);
-        assert_eq!(rows as usize, present.len());
-        let insert = c
-            .client()
-            .execute("INSERT INTO counter(n) VALUES (-1)", &[]);
-        assert_eq!(
-            tokio::time::timeout(Duration::from_secs(5), insert)
-                .await
-                .expect("the write waited")
-                .unwrap(),
-            1
-        );
+        assert!(rows as usize > present2.len(), "{rows}");
         let conf = std::fs::read_to_string(standby.data_dir().join("postgresql.conf")).unwrap();
-        assert!(!conf.contains("postgresql-auto-failover.conf"), "{conf}");
+        assert!(!conf.contains("postgresql-auto-failover"), "{conf}");
         assert!(!standby
             .data_dir()
             .join("postgresql-auto-failover.conf")
@@ -963,9 +1141,9 @@ fn enroll_primary_and_standby_kill_monitor_then_primary_then_disable_pg15() {
             .unwrap()
             .join(".data.pg_autoctl");
         assert!(!state.join("config").exists());
-        assert!(!s.nodes.is_empty());
         let s = status(&monitor).await;
         assert!(s.nodes.iter().all(|n| n.name != "node_b"), "{s:?}");
+        drop(c);
         // Stop knocker's own start of it before the harness removes it.
         let out = user
             .command(format!("{BIN}/pg_ctl"))

@@ -7,9 +7,10 @@
 //! reset: `synchronous_standby_names` (a primary left waiting for a
 //! standby that is gone holds every commit) and
 //! `default_transaction_read_only`. A standby keeps streaming: its
-//! `primary_conninfo` and slot, which pg_autoctl kept in its own include,
-//! are written with `ALTER SYSTEM`, with the passfile named in it (the
-//! keeper passed it in the environment). The pg_hba.conf block stays: the
+//! `primary_conninfo`, which pg_autoctl kept in its own include, is
+//! written with `ALTER SYSTEM`, with the passfile named in it (the keeper
+//! passed it in the environment); its slot is gone (pg_auto_failover drops
+//! it on the primary as the node leaves). The pg_hba.conf block stays: the
 //! replication lines are still in use.
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,19 @@ use crate::{Error, FileChange, Plan};
 /// `include 'postgresql-auto-failover.conf'` and, on a node that has been
 /// a standby, `include 'postgresql-auto-failover-standby.conf'`.
 const INCLUDE_LINE_START: &str = "include 'postgresql-auto-failover";
+
+/// Settings whose current values `--disable` writes with ALTER SYSTEM.
+pub const KEPT_ON_DISABLE: [&str; 9] = [
+    "port",
+    "listen_addresses",
+    "unix_socket_directories",
+    "max_wal_senders",
+    "max_replication_slots",
+    "wal_level",
+    "wal_log_hints",
+    "hot_standby",
+    "hot_standby_feedback",
+];
 
 /// pg_autoctl's files in the data directory.
 const AUTOCTL_FILES: [&str; 2] = [
@@ -57,20 +71,41 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
             "SELECT current_setting('data_directory'), \
              (SELECT setting FROM pg_catalog.pg_config WHERE name = 'BINDIR'), \
              pg_catalog.pg_is_in_recovery(), current_setting('primary_conninfo'), \
-             current_setting('primary_slot_name'), current_setting('config_file')",
+             current_setting('primary_slot_name'), current_setting('config_file'), \
+             current_setting('port'), current_setting('listen_addresses'), \
+             current_setting('unix_socket_directories')",
             &[],
         )
         .await
         .map_err(|e| Error::failed("reading the server's settings").with_source(e))?;
-    drop(session);
     let pgdata = PathBuf::from(row.get::<_, String>(0));
     let bin_dir = PathBuf::from(row.get::<_, String>(1));
     let in_recovery: bool = row.get(2);
     let (conninfo, slot): (String, String) = (row.get(3), row.get(4));
     let config_file = PathBuf::from(row.get::<_, String>(5));
+    // What the node runs with now and must keep once pg_autoctl's include
+    // and command line are gone (ALTER SYSTEM, before the drop): its
+    // addresses (pg_autoctl passes -p and -h, and a rewind copied the other
+    // node's postgresql.conf, port and socket directory included), and the
+    // replication settings of pg_autoctl's include (a standby whose
+    // max_wal_senders falls below the primary's refuses to start).
+    let mut keep_now: Vec<String> = Vec::new();
+    for name in KEPT_ON_DISABLE {
+        let value: String = session
+            .client()
+            .query_one("SELECT pg_catalog.current_setting($1)", &[&name])
+            .await
+            .map_err(|e| Error::failed("reading the server's settings").with_source(e))?
+            .get(0);
+        keep_now.push(format!(
+            "ALTER SYSTEM SET {name} = {}",
+            escape_literal(&value)
+        ));
+    }
     let autoctl = Autoctl::for_data_dir(&pgdata, &bin_dir)?;
     let mut report = DisableReport::default();
     if !autoctl.config_file().exists() {
+        drop(session);
         report.done.push(format!(
             "{} is not enrolled; nothing to do",
             pgdata.display()
@@ -100,26 +135,30 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
         "60",
         "start",
     ]);
-    let mut sql = vec![
-        "ALTER SYSTEM RESET synchronous_standby_names".to_string(),
-        "ALTER SYSTEM RESET default_transaction_read_only".to_string(),
-    ];
     if in_recovery && !conninfo.is_empty() {
         let with_passfile = format!(
             "{conninfo} passfile={}",
             quote_conninfo_value(&autoctl.passfile().display().to_string())
         );
-        sql.push(format!(
+        keep_now.push(format!(
             "ALTER SYSTEM SET primary_conninfo = {}",
             escape_literal(&with_passfile)
         ));
+        // pg_auto_failover drops this node's slot on the primary when the
+        // node leaves the formation: streaming on with it would fail.
+        keep_now.push("ALTER SYSTEM RESET primary_slot_name".into());
         if !slot.is_empty() {
-            sql.push(format!(
-                "ALTER SYSTEM SET primary_slot_name = {}",
-                escape_literal(&slot)
+            report.warnings.push(format!(
+                "this standby streams without a slot now (pg_auto_failover drops {slot} on the \
+                 primary as the node leaves): give it knocker's slot back with knocker replica \
+                 --allow on the primary"
             ));
         }
     }
+    let mut sql = vec![
+        "ALTER SYSTEM RESET synchronous_standby_names".to_string(),
+        "ALTER SYSTEM RESET default_transaction_read_only".to_string(),
+    ];
     sql.push("SELECT pg_catalog.pg_reload_conf()".into());
 
     let mut plan = Plan::default();
@@ -137,12 +176,20 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
         ]);
     }
     plan.commands.push(start.clone());
-    plan.sql = sql.clone();
+    plan.sql = keep_now.iter().chain(&sql).cloned().collect();
     if options.dry_run {
         report.plan = Some(plan);
         return Ok(report);
     }
 
+    for statement in &keep_now {
+        session
+            .client()
+            .batch_execute(statement)
+            .await
+            .map_err(|e| Error::failed("keeping the node's addresses").with_source(e))?;
+    }
+    drop(session);
     let began = Instant::now();
     let out = autoctl::run(&drop_node, Duration::from_secs(90)).await?;
     if !out.status.success() {
@@ -229,7 +276,7 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
          default_transaction_read_only{}",
         began.elapsed().as_secs_f64(),
         if in_recovery {
-            "; primary_conninfo and primary_slot_name kept with ALTER SYSTEM"
+            "; primary_conninfo kept with ALTER SYSTEM"
         } else {
             ""
         }
