@@ -13,9 +13,9 @@
 //! tree (same checks, plus a probe writing to the frozen node alone: no
 //! write acknowledged there once the other took writes, and demoted soon
 //! after SIGCONT); then `--disable` the standby (it keeps streaming, the
-//! primary's writes stop waiting for it). Bad
-//! input is refused with nothing touched. About 60 s. Every process is stopped by its pid and every
-//! directory removed, also on failure.
+//! primary's writes stop waiting for it). Bad input is refused with
+//! nothing touched. About 60 s. Every process is stopped by its pid and
+//! every directory removed, also on failure.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
