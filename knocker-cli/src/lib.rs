@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod autofailover;
 mod exposedb;
 mod failover;
 mod haproxy;
@@ -50,6 +51,8 @@ enum Command {
     Replica(replica::ReplicaArgs),
     /// Operator-run failover: switchover, promotion, fencing, rejoin.
     Failover(failover::FailoverArgs),
+    /// Automated failover by pg_auto_failover: --enroll a node, --status, --disable.
+    Autofailover(autofailover::AutofailoverArgs),
     /// The HAProxy load balancer in front of the web nodes.
     Haproxy(haproxy::HaproxyArgs),
     /// The balancers this web node trusts (TrustedForwarders).
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Exposedb(args) => exposedb::run(&args),
         Command::Replica(args) => replica::run(&args),
         Command::Failover(args) => failover::run(&args),
+        Command::Autofailover(args) => autofailover::run(&args),
         Command::Haproxy(args) => haproxy::run(&args),
         Command::Forwarders(args) => haproxy::run_forwarders(&args),
         Command::Hba {

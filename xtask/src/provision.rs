@@ -90,6 +90,7 @@ fn apt_get(args: &[&str], what: &str) -> Result<()> {
             args.join(" ")
         );
     }
+    provision_pg_auto_failover()?;
     Ok(())
 }
 
@@ -98,6 +99,48 @@ fn apt_get(args: &[&str], what: &str) -> Result<()> {
 /// own `haproxy -W -S ...`).
 pub fn provision_haproxy() -> Result<()> {
     ensure_debian_packages(&["haproxy"], "knocker haproxy's tests")
+}
+
+/// pg_auto_failover 2.0 from Debian for `knocker autofailover`'s tests:
+/// `pg_autoctl` (package `pg-auto-failover-cli`) and the monitor's
+/// extension for PostgreSQL 15 (`postgresql-15-auto-failover`), installed
+/// only when one of their files is missing (the check of
+/// docs/pg_auto_failover.md section 1). The npm builds of 16-18 have no
+/// matching extension, so only 15 is provisioned.
+pub fn provision_pg_auto_failover() -> Result<()> {
+    const FILES: [&str; 3] = [
+        "/usr/bin/pg_autoctl",
+        "/usr/share/postgresql/15/extension/pgautofailover.control",
+        "/usr/lib/postgresql/15/lib/pgautofailover.so",
+    ];
+    const PACKAGES: [&str; 2] = ["pg-auto-failover-cli", "postgresql-15-auto-failover"];
+    if FILES.iter().all(|file| Path::new(file).is_file()) {
+        return Ok(());
+    }
+    let packages = PACKAGES.join(" ");
+    eprintln!("xtask pg: installing Debian packages {packages} (apt-get)");
+    if !nix::unistd::geteuid().is_root() {
+        bail!("pg_auto_failover is missing: installing Debian packages {packages} needs root");
+    }
+    let install = |args: &[&str]| -> Result<bool> {
+        Ok(Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .with_context(|| format!("cannot run apt-get to install {packages}"))?
+            .success())
+    };
+    let install_args: Vec<&str> = ["install", "-y"].into_iter().chain(PACKAGES).collect();
+    // The package lists are usually present (PostgreSQL 15 came from them):
+    // refresh them only when the first attempt fails.
+    let installed = install(&install_args)? || (install(&["update"])? && install(&install_args)?);
+    if !installed {
+        bail!("`apt-get install -y {packages}` failed: is the Debian archive reachable?");
+    }
+    if let Some(missing) = FILES.iter().find(|file| !Path::new(file).is_file()) {
+        bail!("installed {packages} but {missing} is still missing");
+    }
+    Ok(())
 }
 
 /// `apt-get update && apt-get install -y postgresql-MAJOR`.

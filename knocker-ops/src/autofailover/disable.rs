@@ -1,0 +1,319 @@
+//! `--disable`: this node back to knocker's manual mode with nothing lost
+//! (data directory layout kept by pg-harness-style clusters whose
+//! configuration lives in PGDATA; docs/pg_auto_failover.md section 4):
+//! the node dropped from the monitor (its keeper then stops PostgreSQL and
+//! exits), pg_autoctl's include line and files removed, PostgreSQL started
+//! with `pg_ctl`, and what pg_autoctl left in `postgresql.auto.conf`
+//! reset: `synchronous_standby_names` (a primary left waiting for a
+//! standby that is gone holds every commit) and
+//! `default_transaction_read_only`. A standby keeps streaming: its
+//! `primary_conninfo`, which pg_autoctl kept in its own include, is
+//! written with `ALTER SYSTEM`, with the passfile named in it (the keeper
+//! passed it in the environment); its slot is gone (pg_auto_failover drops
+//! it on the primary as the node leaves). The pg_hba.conf block stays: the
+//! replication lines are still in use.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use postgres_protocol::escape::escape_literal;
+
+use super::autoctl::{self, Autoctl};
+use super::{DisableReport, Options};
+use crate::{Error, FileChange, Plan};
+
+/// The start of the lines pg_autoctl prepends to postgresql.conf:
+/// `include 'postgresql-auto-failover.conf'` and, on a node that has been
+/// a standby, `include 'postgresql-auto-failover-standby.conf'`.
+const INCLUDE_LINE_START: &str = "include 'postgresql-auto-failover";
+
+/// Settings whose current values `--disable` writes with ALTER SYSTEM.
+pub const KEPT_ON_DISABLE: [&str; 9] = [
+    "port",
+    "listen_addresses",
+    "unix_socket_directories",
+    "max_wal_senders",
+    "max_replication_slots",
+    "wal_level",
+    "wal_log_hints",
+    "hot_standby",
+    "hot_standby_feedback",
+];
+
+/// pg_autoctl's files in the data directory.
+const AUTOCTL_FILES: [&str; 2] = [
+    "postgresql-auto-failover.conf",
+    "postgresql-auto-failover-standby.conf",
+];
+
+/// postgresql.conf without pg_autoctl's include line.
+pub fn without_include(conf: &str) -> String {
+    conf.split_inclusive('\n')
+        .filter(|l| !l.trim_start().starts_with(INCLUDE_LINE_START))
+        .collect()
+}
+
+pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
+    if options.cluster.is_some() {
+        return Err(Error::usage(
+            "--cluster: Debian clusters are not enrolled by knocker yet; give the node with --admin-conn",
+        ));
+    }
+    let local = pgctl::connect::LocalSuperuser::new(options.admin_conn.as_deref(), None)
+        .map_err(|e| Error::usage("--admin-conn").with_source(e))?;
+    let session = local
+        .connect()
+        .await
+        .map_err(|e| Error::failed("connecting to this node's PostgreSQL").with_source(e))?;
+    let row = session
+        .client()
+        .query_one(
+            "SELECT current_setting('data_directory'), \
+             (SELECT setting FROM pg_catalog.pg_config WHERE name = 'BINDIR'), \
+             pg_catalog.pg_is_in_recovery(), current_setting('primary_conninfo'), \
+             current_setting('primary_slot_name'), current_setting('config_file'), \
+             current_setting('port'), current_setting('listen_addresses'), \
+             current_setting('unix_socket_directories')",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::failed("reading the server's settings").with_source(e))?;
+    let pgdata = PathBuf::from(row.get::<_, String>(0));
+    let bin_dir = PathBuf::from(row.get::<_, String>(1));
+    let in_recovery: bool = row.get(2);
+    let (conninfo, slot): (String, String) = (row.get(3), row.get(4));
+    let config_file = PathBuf::from(row.get::<_, String>(5));
+    // What the node runs with now and must keep once pg_autoctl's include
+    // and command line are gone (ALTER SYSTEM, before the drop): its
+    // addresses (pg_autoctl passes -p and -h, and a rewind copied the other
+    // node's postgresql.conf, port and socket directory included), and the
+    // replication settings of pg_autoctl's include (a standby whose
+    // max_wal_senders falls below the primary's refuses to start).
+    let mut keep_now: Vec<String> = Vec::new();
+    for name in KEPT_ON_DISABLE {
+        let value: String = session
+            .client()
+            .query_one("SELECT pg_catalog.current_setting($1)", &[&name])
+            .await
+            .map_err(|e| Error::failed("reading the server's settings").with_source(e))?
+            .get(0);
+        keep_now.push(format!(
+            "ALTER SYSTEM SET {name} = {}",
+            escape_literal(&value)
+        ));
+    }
+    let autoctl = Autoctl::for_data_dir(&pgdata, &bin_dir)?;
+    let mut report = DisableReport::default();
+    if !autoctl.config_file().exists() {
+        drop(session);
+        report.done.push(format!(
+            "{} is not enrolled; nothing to do",
+            pgdata.display()
+        ));
+        return Ok(report);
+    }
+    let conf_old = std::fs::read_to_string(&config_file).map_err(|e| {
+        Error::failed(format!("cannot read {}", config_file.display())).with_source(e)
+    })?;
+    let conf_new = without_include(&conf_old);
+
+    let pgdata_s = pgdata.display().to_string();
+    // pg_autoctl drop node waits for the keeper's pid to vanish, up to
+    // 30 s before it sends SIGQUIT: a keeper that has exited but is not
+    // reaped by its supervisor (a zombie) costs those 30 s, PostgreSQL
+    // already stopped.
+    let drop_node = autoctl.command(&["drop", "node", "--pgdata", &pgdata_s]);
+    let start_log = autoctl.state_dir().join("postgres-start.log");
+    let start = autoctl.as_user(&[
+        &bin_dir.join("pg_ctl").display().to_string(),
+        "-D",
+        &pgdata_s,
+        "-l",
+        &start_log.display().to_string(),
+        "-w",
+        "-t",
+        "60",
+        "start",
+    ]);
+    if in_recovery && !conninfo.is_empty() {
+        let with_passfile = format!(
+            "{conninfo} passfile={}",
+            quote_conninfo_value(&autoctl.passfile().display().to_string())
+        );
+        keep_now.push(format!(
+            "ALTER SYSTEM SET primary_conninfo = {}",
+            escape_literal(&with_passfile)
+        ));
+        // pg_auto_failover drops this node's slot on the primary when the
+        // node leaves the formation: streaming on with it would fail.
+        keep_now.push("ALTER SYSTEM RESET primary_slot_name".into());
+        if !slot.is_empty() {
+            report.warnings.push(format!(
+                "this standby streams without a slot now (pg_auto_failover drops {slot} on the \
+                 primary as the node leaves): give it knocker's slot back with knocker replica \
+                 --allow on the primary"
+            ));
+        }
+    }
+    let mut sql = vec![
+        "ALTER SYSTEM RESET synchronous_standby_names".to_string(),
+        "ALTER SYSTEM RESET default_transaction_read_only".to_string(),
+    ];
+    sql.push("SELECT pg_catalog.pg_reload_conf()".into());
+
+    let mut plan = Plan::default();
+    plan.files.push(FileChange::new(
+        &config_file,
+        conf_old.as_bytes(),
+        conf_new.as_bytes(),
+    ));
+    plan.commands = vec![drop_node.clone()];
+    for f in AUTOCTL_FILES {
+        plan.commands.push(vec![
+            "rm".into(),
+            "-f".into(),
+            pgdata.join(f).display().to_string(),
+        ]);
+    }
+    plan.commands.push(start.clone());
+    plan.sql = keep_now.iter().chain(&sql).cloned().collect();
+    if options.dry_run {
+        report.plan = Some(plan);
+        return Ok(report);
+    }
+
+    for statement in &keep_now {
+        session
+            .client()
+            .batch_execute(statement)
+            .await
+            .map_err(|e| Error::failed("keeping the node's addresses").with_source(e))?;
+    }
+    drop(session);
+    let began = Instant::now();
+    let out = autoctl::run(&drop_node, Duration::from_secs(90)).await?;
+    if !out.status.success() {
+        return Err(Error::failed(format!(
+            "pg_autoctl drop node failed ({}):\n{}",
+            out.status,
+            autoctl::output_tail(&out)
+        )));
+    }
+    if began.elapsed() > Duration::from_secs(10) {
+        report.warnings.push(format!(
+            "pg_autoctl drop node took {:.0} s; it said:\n{}",
+            began.elapsed().as_secs_f64(),
+            autoctl::output_tail(&out)
+        ));
+    }
+    report.done.push(format!(
+        "dropped from the monitor (pg_autoctl drop node, {:.1} s)",
+        began.elapsed().as_secs_f64()
+    ));
+    // The keeper stops PostgreSQL as it leaves; wait for that, so that
+    // the start below is knocker's.
+    let pid_file = pgdata.join("postmaster.pid");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while postmaster_running(&pid_file) {
+        if Instant::now() > deadline {
+            return Err(Error::failed(format!(
+                "PostgreSQL at {} still runs 60 s after the node was dropped: is its keeper \
+                 restarted by a supervisor? Stop that supervisor and run --disable again",
+                pgdata.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let meta = std::fs::metadata(&config_file).map_err(|e| {
+        Error::failed(format!("cannot read {}", config_file.display())).with_source(e)
+    })?;
+    use std::os::unix::fs::MetadataExt;
+    crate::replica::clone::write_owned(
+        &config_file,
+        conf_new.as_bytes(),
+        meta.mode() & 0o7777,
+        meta.uid(),
+        meta.gid(),
+    )?;
+    for f in AUTOCTL_FILES {
+        match std::fs::remove_file(pgdata.join(f)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::failed(format!("cannot remove {f}")).with_source(e));
+            }
+        }
+    }
+    report.done.push(format!(
+        "removed pg_autoctl's include line from {} and its files",
+        config_file.display()
+    ));
+    let out = autoctl::run(&start, Duration::from_secs(90)).await?;
+    if !out.status.success() {
+        let log = std::fs::read_to_string(&start_log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(10).collect();
+        return Err(Error::failed(format!(
+            "starting PostgreSQL failed ({}):\n{}\n{}:\n{}",
+            out.status,
+            autoctl::output_tail(&out),
+            start_log.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )));
+    }
+    let session = local
+        .connect()
+        .await
+        .map_err(|e| Error::failed("connecting after the restart").with_source(e))?;
+    for s in &sql {
+        session
+            .client()
+            .batch_execute(s)
+            .await
+            .map_err(|e| Error::failed("resetting pg_autoctl's settings").with_source(e))?;
+    }
+    report.done.push(format!(
+        "PostgreSQL started with pg_ctl {:.1} s after the drop began; reset synchronous_standby_names and \
+         default_transaction_read_only{}",
+        began.elapsed().as_secs_f64(),
+        if in_recovery {
+            "; primary_conninfo kept with ALTER SYSTEM"
+        } else {
+            ""
+        }
+    ));
+    let state = autoctl.state_dir();
+    for sub in ["config", "data", "run"] {
+        let _ = std::fs::remove_dir_all(state.join(sub));
+    }
+    report.done.push(format!(
+        "removed pg_autoctl's state under {} (the passfile stays: replication uses it)",
+        state.display()
+    ));
+    report.warnings.push(
+        "the knocker autofailover pg_hba.conf block stays (its replication lines are in use); \
+         PostgreSQL now runs without a supervisor: start it with the host's service manager"
+            .into(),
+    );
+    report.changed = true;
+    Ok(report)
+}
+
+/// A conninfo value in single quotes, as libpq reads them.
+fn quote_conninfo_value(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn postmaster_running(pid_file: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(pid_file) else {
+        return false;
+    };
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+    else {
+        return false;
+    };
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
