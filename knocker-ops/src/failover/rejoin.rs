@@ -93,7 +93,7 @@ pub(super) async fn rejoin(
             }
         }
     }
-    let src = parse_source(&info.to_uri())?;
+    let src = parse_source(&info.to_uri(), "--rejoin")?;
     let cluster = local_cluster(o.cluster.as_deref())?;
     let conf_dir = PathBuf::from(format!(
         "/etc/postgresql/{}/{}",

@@ -168,24 +168,22 @@ pub(crate) struct Source {
     pub(crate) primary_name: Option<String>,
 }
 
-pub(crate) fn parse_source(uri: &str) -> Result<Source, Error> {
+/// Reads the primary's replication URL given with `flag` (`--clone-from`,
+/// `--rejoin`), naming that flag in every complaint.
+pub(crate) fn parse_source(uri: &str, flag: &str) -> Result<Source, Error> {
     let info = ConnInfo::parse_checked(uri)
-        .map_err(|e| Error::usage(format!("--clone-from: not a valid connection string: {e}")))?;
+        .map_err(|e| Error::usage(format!("{flag}: not a valid connection string: {e}")))?;
     let need = |k: Keyword, what: &str| {
         info.get(k)
             .filter(|v| !v.is_empty())
             .map(str::to_string)
-            .ok_or_else(|| {
-                Error::usage(format!(
-                    "--clone-from: the connection string names no {what}"
-                ))
-            })
+            .ok_or_else(|| Error::usage(format!("{flag}: the connection string names no {what}")))
     };
     let host = need(Keyword::Host, "host")?;
     if host.contains(',') || host.starts_with('/') {
-        return Err(Error::usage(
-            "--clone-from: give the primary's one network address (as knocker replica --init printed it)",
-        ));
+        return Err(Error::usage(format!(
+            "{flag}: give the primary's one network address (as knocker replica --init printed it)"
+        )));
     }
     let user = need(Keyword::User, "user")?;
     let password = need(Keyword::Password, "password")?;
@@ -193,7 +191,7 @@ pub(crate) fn parse_source(uri: &str) -> Result<Source, Error> {
         None | Some("") => 5432,
         Some(p) => p
             .parse()
-            .map_err(|_| Error::usage(format!("--clone-from: bad port {p:?}")))?,
+            .map_err(|_| Error::usage(format!("{flag}: bad port {p:?}")))?,
     };
     let sslmode = match info.get(Keyword::Sslmode) {
         None => None,
@@ -208,16 +206,14 @@ pub(crate) fn parse_source(uri: &str) -> Result<Source, Error> {
             ]
             .into_iter()
             .find(|x| x.as_str() == m)
-            .ok_or_else(|| Error::usage(format!("--clone-from: bad sslmode {m:?}")))?,
+            .ok_or_else(|| Error::usage(format!("{flag}: bad sslmode {m:?}")))?,
         ),
     };
     let primary_name = match info.get(Keyword::ApplicationName) {
         None | Some("") => None,
         Some(n) => {
             super::validate_standby_name(n).map_err(|_| {
-                Error::usage(format!(
-                    "--clone-from: application_name {n:?} is not a node name"
-                ))
+                Error::usage(format!("{flag}: application_name {n:?} is not a node name"))
             })?;
             Some(n.to_string())
         }
@@ -405,7 +401,7 @@ pub(crate) fn write_owned(
 }
 
 pub(crate) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> Result<(), Error> {
-    let src = parse_source(uri)?;
+    let src = parse_source(uri, "--clone-from")?;
     let name = match &o.name {
         Some(n) => n.clone(),
         None => {
@@ -841,8 +837,11 @@ mod tests {
 
     #[test]
     fn source_needs_host_user_and_password() {
-        let s =
-            parse_source("postgresql://app_replication:pw@10.0.0.1:5433/?sslmode=require").unwrap();
+        let s = parse_source(
+            "postgresql://app_replication:pw@10.0.0.1:5433/?sslmode=require",
+            "--clone-from",
+        )
+        .unwrap();
         assert_eq!(
             (s.host.as_str(), s.port, s.user.as_str()),
             ("10.0.0.1", 5433, "app_replication")
@@ -855,7 +854,7 @@ mod tests {
             "not a uri = ",
         ] {
             assert_eq!(
-                parse_source(bad).unwrap_err().kind(),
+                parse_source(bad, "--clone-from").unwrap_err().kind(),
                 crate::ErrorKind::Usage,
                 "{bad}"
             );
