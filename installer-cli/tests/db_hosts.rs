@@ -210,4 +210,78 @@ mod pg_server {
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
         assert_eq!(std::fs::read_to_string(&config).unwrap(), after);
     }
+
+    /// Turns a running cluster into a hot standby without a primary:
+    /// restarted with `standby.signal`, it stays in recovery and accepts
+    /// read-only sessions.
+    async fn make_standby(pg: &pg_harness::Cluster) {
+        pg.stop().await;
+        let signal = pg.data_dir().join("standby.signal");
+        std::fs::write(&signal, "").unwrap();
+        pg.os_user().chown(&signal).unwrap();
+        pg.restart().await;
+    }
+
+    #[tokio::test]
+    async fn db_hosts_reports_a_standby_and_refuses_one_without_a_primary() {
+        let standby = server(17).await;
+        prepare_app_db(&standby).await;
+        make_standby(&standby).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("knocknoc.conf");
+        let original = write_conf(
+            &config,
+            "postgres://app:s3cret%20pass@127.0.0.1:5432/knocknoc",
+        );
+        let gone = closed_port();
+
+        let out = run_db_hosts(
+            &config,
+            &format!("127.0.0.1:{},127.0.0.1:{gone}", standby.port()),
+        );
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{t}");
+        assert!(
+            t.contains(&format!(
+                "127.0.0.1:{}: standby (read-only)",
+                standby.port()
+            )),
+            "{t}"
+        );
+        assert!(t.contains(&format!("127.0.0.1:{gone}: unreachable")), "{t}");
+        assert!(t.contains("None of the hosts is a primary"), "{t}");
+        assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
+
+        // The standby first and the primary second: accepted, both reported.
+        let primary = server(17).await;
+        prepare_app_db(&primary).await;
+        let out = run_db_hosts(
+            &config,
+            &format!("127.0.0.1:{},127.0.0.1:{}", standby.port(), primary.port()),
+        );
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        assert!(
+            t.contains(&format!(
+                "127.0.0.1:{}: standby (read-only)",
+                standby.port()
+            )),
+            "{t}"
+        );
+        assert!(
+            t.contains(&format!("127.0.0.1:{}: primary", primary.port())),
+            "{t}"
+        );
+        let stored = knocknoc_conf::Document::load(&config)
+            .unwrap()
+            .settings()
+            .unwrap()
+            .database_url
+            .unwrap();
+        let info = ConnInfo::parse(stored.expose_secret()).unwrap();
+        assert_eq!(
+            info.get(Keyword::Port).map(str::to_owned),
+            Some(format!("{},{}", standby.port(), primary.port()))
+        );
+    }
 }
