@@ -77,6 +77,17 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub admin_conn: Option<String>,
 
+    /// Web node: rewrite the stored DatabaseURL to these hosts (a primary
+    /// and its standbys, comma-separated HOST:PORT, IPv6 as [ADDR]:PORT),
+    /// keeping user, password and options, after checking every host.
+    /// Never prompts; nothing else in knocknoc.conf changes.
+    #[arg(
+        long,
+        value_name = "HOST:PORT,...",
+        conflicts_with_all = ["db_url", "db_url_file", "db_option", "listen", "trusted_forwarders", "allow_nonempty", "admin_conn"]
+    )]
+    pub db_hosts: Option<String>,
+
     /// Connect to the database from this local address (a host with several
     /// addresses; tests use it to play a remote web node).
     #[arg(long, value_name = "IP", hide = true)]

@@ -7,6 +7,7 @@
 
 mod answers;
 mod database;
+mod db_hosts;
 mod ui;
 
 use std::process::ExitCode;
@@ -28,7 +29,11 @@ pub enum Abort {
 fn main() -> ExitCode {
     let args = Args::parse();
     let mut term = ui::Term::new(args.yes);
-    match answers::run(&args, &mut term) {
+    let outcome = match &args.db_hosts {
+        Some(list) => db_hosts::run(&args, list, &term),
+        None => answers::run(&args, &mut term),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(abort) => {
             let (code, message) = match abort {

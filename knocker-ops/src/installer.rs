@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use pgctl::appdb;
 use pgctl::connect::{self, ConnectError, ConnectErrorKind, ConnectParams, Connected};
-use pgctl::conninfo::{resolve_from_process_env, ConnInfo};
+use pgctl::conninfo::{resolve_from_process_env, ConnInfo, Keyword, TargetSessionAttrs, UriScheme};
 use pgctl::naming::Naming;
 use pgctl::roles::{self, EnsureRole, RoleOutcome};
 
@@ -129,7 +129,7 @@ pub async fn hosts(params: &ConnectParams, source: Option<IpAddr>) -> Vec<HostSt
             Ok(c) => {
                 let role = match pgctl::server::is_in_recovery(c.client()).await {
                     Ok(true) => "standby (read-only)",
-                    Ok(false) => "primary",
+                    Ok(false) => PRIMARY,
                     Err(_) => "role unknown",
                 };
                 let version = c.server_facts().server_version.clone().unwrap_or_default();
@@ -148,6 +148,137 @@ pub async fn hosts(params: &ConnectParams, source: Option<IpAddr>) -> Vec<HostSt
     }
     out
 }
+
+/// One `HOST:PORT` of `--db-hosts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbHost {
+    /// A host name or IP address (an IPv6 address without brackets).
+    pub host: String,
+    /// The TCP port.
+    pub port: u16,
+}
+
+/// Reads `--db-hosts`: comma-separated `HOST:PORT` (IPv6 as `[ADDR]:PORT`),
+/// at least one. Refused as bad input: an empty host, a missing or bad
+/// port, a character that would change how the string or knocknoc.conf is
+/// read (`#`, quotes, backslash, blanks, line breaks, other control
+/// characters, `/`, `@`, `?`, `=`), and a host given twice.
+pub fn parse_db_hosts(list: &str) -> Result<Vec<DbHost>, Error> {
+    let mut out: Vec<DbHost> = Vec::new();
+    for entry in list.split(',') {
+        let bad = |why: &str| Error::usage(format!("--db-hosts: {entry:?}: {why}"));
+        if let Some(c) = entry
+            .chars()
+            .find(|c| c.is_control() || c.is_whitespace() || "#'\"\\/@?=&%".contains(*c))
+        {
+            return Err(bad(&format!("{c:?} is not allowed in HOST:PORT")));
+        }
+        let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+            let (addr, port) = rest
+                .split_once("]:")
+                .ok_or_else(|| bad("expected [IPV6]:PORT"))?;
+            addr.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| bad("not an IPv6 address in brackets"))?;
+            (addr, port)
+        } else {
+            let (host, port) = entry
+                .rsplit_once(':')
+                .ok_or_else(|| bad("expected HOST:PORT"))?;
+            if host.contains([':', '[', ']']) {
+                return Err(bad("an IPv6 address goes in brackets: [ADDR]:PORT"));
+            }
+            (host, port)
+        };
+        if host.is_empty() {
+            return Err(bad("empty host"));
+        }
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0 && port.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| bad("the port must be a number from 1 to 65535"))?;
+        if out
+            .iter()
+            .any(|h| h.port == port && h.host.eq_ignore_ascii_case(host))
+        {
+            return Err(bad("given twice"));
+        }
+        out.push(DbHost {
+            host: host.to_owned(),
+            port,
+        });
+    }
+    Ok(out)
+}
+
+/// The stored connection string `current` with `hosts` as its hosts: user,
+/// password, database and every option kept, `hostaddr` dropped (it named
+/// the old host), `target_session_attrs=read-write` added when absent so
+/// that a client lands on the primary. Same form (URI scheme or
+/// `key=value`) as `current`; built by [`ConnInfo`], never by pasting text.
+pub fn multi_host_url(current: &str, hosts: &[DbHost]) -> Result<String, Error> {
+    let info = ConnInfo::parse(current).map_err(|e| {
+        Error::usage(format!(
+            "The stored DatabaseURL is not a valid connection string: {e}"
+        ))
+        .with_source(e)
+    })?;
+    let mut builder = ConnInfo::builder();
+    for (keyword, value) in info.iter() {
+        if !matches!(keyword, Keyword::Host | Keyword::Hostaddr | Keyword::Port) {
+            builder = builder.set(keyword, value);
+        }
+    }
+    builder = builder
+        .hosts(hosts.iter().map(|h| h.host.as_str()))
+        .ports(hosts.iter().map(|h| h.port));
+    if info.get(Keyword::TargetSessionAttrs).is_none() {
+        builder = builder.target_session_attrs(TargetSessionAttrs::ReadWrite);
+    }
+    let built = builder.build();
+    let trimmed = current.trim_start();
+    Ok(if trimmed.starts_with("postgresql://") {
+        built.to_uri_with(UriScheme::Postgresql)
+    } else if trimmed.starts_with("postgres://") {
+        built.to_uri_with(UriScheme::Postgres)
+    } else {
+        built.to_keyword_value()
+    })
+}
+
+/// What `--db-hosts`' check found.
+#[derive(Debug)]
+pub struct DbHostsCheck {
+    /// Each host on its own: primary, standby or why it is unreachable.
+    pub hosts: Vec<HostState>,
+    /// Option 3's check through the whole string, or why the string is
+    /// refused (no primary among the hosts, or the check failed).
+    pub outcome: Result<ExistingDb, Error>,
+}
+
+/// `--db-hosts`' check: every host of `params` on its own (as option 3
+/// reports them), refused unless one is a primary, then option 3's check
+/// through the whole string.
+pub async fn check_db_hosts(params: &ConnectParams, source: Option<IpAddr>) -> DbHostsCheck {
+    let states = hosts(params, source).await;
+    let primary = states
+        .iter()
+        .any(|h| matches!(&h.status, Ok(f) if f.role == PRIMARY));
+    let outcome = if primary {
+        check_existing(params, source).await
+    } else {
+        Err(Error::refused_always(
+            "None of the hosts is a primary: web nodes would have no database to write to",
+        ))
+    };
+    DbHostsCheck {
+        hosts: states,
+        outcome,
+    }
+}
+
+/// [`HostFacts::role`] of a primary.
+pub const PRIMARY: &str = "primary";
 
 /// What option 3's check found: an existing application database.
 #[derive(Debug, Clone)]
@@ -320,5 +451,79 @@ mod tests {
             Some("sudo knocker exposedb --add \"2001:db8::7/128\"")
         );
         assert_eq!(exposedb_command("[local]"), None);
+    }
+
+    #[test]
+    fn db_hosts_accepts_names_ipv4_and_bracketed_ipv6() {
+        let hosts = parse_db_hosts("db1.example:5432,10.0.0.6:5433,[2001:db8::7]:5432").unwrap();
+        let got: Vec<(&str, u16)> = hosts.iter().map(|h| (h.host.as_str(), h.port)).collect();
+        assert_eq!(
+            got,
+            [
+                ("db1.example", 5432),
+                ("10.0.0.6", 5433),
+                ("2001:db8::7", 5432)
+            ]
+        );
+    }
+
+    #[test]
+    fn db_hosts_refuses_bad_input_as_usage() {
+        for bad in [
+            "",
+            ":5432",
+            "db1:5432,",
+            "db1",
+            "db1:",
+            "db1:0",
+            "db1:65536",
+            "db1:+5",
+            "db1:54x",
+            "db#1:5432",
+            "'db1':5432",
+            "\"db1\":5432",
+            "db1\n:5432",
+            "db1:5432\n",
+            "db 1:5432",
+            "db1:5432,DB1:5432",
+            "2001:db8::7:5432",
+            "[zz]:5432",
+            "u@db1:5432",
+            "db1/x:5432",
+        ] {
+            let e = parse_db_hosts(bad).expect_err(bad);
+            assert_eq!(e.kind(), crate::ErrorKind::Usage, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn multi_host_url_keeps_credentials_and_options_and_adds_read_write() {
+        let hosts = parse_db_hosts("10.0.0.5:5432,[2001:db8::7]:5433").unwrap();
+        let url = multi_host_url(
+            "postgres://app:p%40ss%20w@old.example:6543/knocknoc?sslmode=require&hostaddr=10.9.9.9",
+            &hosts,
+        )
+        .unwrap();
+        let info = ConnInfo::parse(&url).unwrap();
+        assert!(url.starts_with("postgres://"), "{url}");
+        assert_eq!(info.get(Keyword::Host), Some("10.0.0.5,2001:db8::7"));
+        assert_eq!(info.get(Keyword::Port), Some("5432,5433"));
+        assert_eq!(info.get(Keyword::Password), Some("p@ss w"));
+        assert_eq!(info.get(Keyword::User), Some("app"));
+        assert_eq!(info.get(Keyword::Dbname), Some("knocknoc"));
+        assert_eq!(info.get(Keyword::Sslmode), Some("require"));
+        assert_eq!(info.get(Keyword::Hostaddr), None);
+        assert_eq!(info.get(Keyword::TargetSessionAttrs), Some("read-write"));
+
+        let kv = multi_host_url(
+            "host=old user=app password='a b' target_session_attrs=primary",
+            &hosts,
+        )
+        .unwrap();
+        let info = ConnInfo::parse(&kv).unwrap();
+        assert!(!kv.contains("://"), "{kv}");
+        assert_eq!(info.get(Keyword::Password), Some("a b"));
+        assert_eq!(info.get(Keyword::TargetSessionAttrs), Some("primary"));
+        assert_eq!(info.get(Keyword::Port), Some("5432,5433"));
     }
 }
