@@ -10,12 +10,20 @@
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 /// How long one command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a master that is re-executing itself (a reload, knocker's or
+/// anyone's) may refuse connections or answer `show proc` with nothing
+/// before that counts as not answering.
+const REEXEC_WAIT: Duration = Duration::from_secs(5);
+
+/// How often a re-executing master is asked again.
+const REEXEC_POLL: Duration = Duration::from_millis(50);
 
 /// The master CLI at a socket path.
 #[derive(Debug, Clone)]
@@ -36,9 +44,26 @@ impl MasterCli {
         &self.socket
     }
 
+    /// Connects, waiting while the master re-executes itself: during a
+    /// reload its socket exists but refuses connections for a moment.
+    fn connect(&self) -> io::Result<UnixStream> {
+        let deadline = Instant::now() + REEXEC_WAIT;
+        loop {
+            match UnixStream::connect(&self.socket) {
+                Err(e)
+                    if e.kind() == io::ErrorKind::ConnectionRefused
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(REEXEC_POLL)
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Sends one command and returns the whole answer.
     pub fn command(&self, command: &str) -> io::Result<String> {
-        let mut stream = UnixStream::connect(&self.socket)?;
+        let mut stream = self.connect()?;
         stream.set_read_timeout(Some(COMMAND_TIMEOUT))?;
         stream.set_write_timeout(Some(COMMAND_TIMEOUT))?;
         stream.write_all(format!("{command}\n").as_bytes())?;
@@ -53,9 +78,15 @@ impl MasterCli {
         self.command(&format!("@1 {command}"))
     }
 
-    /// `show proc`, parsed.
+    /// `show proc`, parsed. A master in the middle of re-executing itself
+    /// answers with nothing: it is asked again for a moment.
     pub fn show_proc(&self) -> io::Result<ProcList> {
-        let answer = self.command("show proc")?;
+        let deadline = Instant::now() + REEXEC_WAIT;
+        let mut answer = self.command("show proc")?;
+        while answer.trim().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(REEXEC_POLL);
+            answer = self.command("show proc")?;
+        }
         ProcList::parse(&answer).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
