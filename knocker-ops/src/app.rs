@@ -5,7 +5,10 @@
 
 use std::path::Path;
 
+use pgctl::connect::{LocalSuperuser, LocalSuperuserError, DEFAULT_SOCKET_DIR};
 use pgctl::conninfo::{ConnInfo, Keyword};
+use pgctl::server::ServerFacts;
+use tokio_postgres::Client;
 
 use crate::Error;
 
@@ -88,6 +91,44 @@ impl AppConn {
         }
         format!("{base}{suffix}")
     }
+}
+
+/// Opens a session as `who`, saying how to get one when that fails.
+pub async fn open_superuser(who: &LocalSuperuser) -> Result<Client, Error> {
+    who.connect().await.map(|c| c.into_client()).map_err(|e| {
+        Error::failed(format!(
+            "cannot connect as the database administrator: {e}\n\
+             Run as root on the database server (peer login as postgres over {DEFAULT_SOCKET_DIR}), \
+             or give a superuser connection string with --admin-conn."
+        ))
+    })
+}
+
+/// A superuser session on the application's server: `admin_conn`, else
+/// peer login as `postgres` over the unix socket of `port` (as that OS user
+/// when running as root), with what the server said about itself. Refused
+/// when the session is not a superuser's.
+pub async fn superuser_session(
+    admin_conn: Option<&str>,
+    port: u16,
+) -> Result<(Client, LocalSuperuser, ServerFacts), Error> {
+    let who = LocalSuperuser::new(admin_conn, Some(port)).map_err(|e| match e {
+        LocalSuperuserError::Parse(e) => {
+            Error::usage("--admin-conn: not a valid connection string").with_source(e)
+        }
+        LocalSuperuserError::Resolve(e) => Error::usage("admin connection").with_source(e),
+    })?;
+    let client = open_superuser(&who).await?;
+    let facts = pgctl::server::read_facts(&client)
+        .await
+        .map_err(|e| Error::failed("reading the server's settings").with_source(e))?;
+    if !facts.is_superuser {
+        return Err(Error::failed(format!(
+            "the admin connection logs in as {:?}, which is not a superuser; use --admin-conn with a superuser",
+            facts.user
+        )));
+    }
+    Ok((client, who, facts))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pgctl::connect::{LocalSuperuser, LocalSuperuserError};
+use pgctl::connect::LocalSuperuser;
 use pgctl::hba_install::owner::OwnerCheckError;
 use pgctl::server::ServerFacts;
 use tokio_postgres::Client;
@@ -41,37 +41,12 @@ impl std::fmt::Debug for Admin {
     }
 }
 
-async fn open(who: &LocalSuperuser) -> Result<Client, Error> {
-    who.connect().await.map(|c| c.into_client()).map_err(|e| {
-        Error::failed(format!(
-            "cannot connect as the database administrator: {e}\n\
-             Run as root on the database server (peer login as postgres over {DEFAULT_SOCKET_DIR}), \
-             or give a superuser connection string with --admin-conn."
-        ))
-    })
-}
-
 impl Admin {
     /// Connect as the local superuser ([`LocalSuperuser`]): `admin_conn`,
     /// else peer login as `postgres` over the unix socket of the
     /// application's port (as that OS user when running as root).
     pub async fn connect(admin_conn: Option<&str>, app: &AppConn) -> Result<Admin, Error> {
-        let who = LocalSuperuser::new(admin_conn, Some(app.port)).map_err(|e| match e {
-            LocalSuperuserError::Parse(e) => {
-                Error::usage("--admin-conn: not a valid connection string").with_source(e)
-            }
-            LocalSuperuserError::Resolve(e) => Error::usage("admin connection").with_source(e),
-        })?;
-        let client = open(&who).await?;
-        let facts = pgctl::server::read_facts(&client)
-            .await
-            .map_err(|e| super::pg("reading the server's settings", e))?;
-        if !facts.is_superuser {
-            return Err(Error::failed(format!(
-                "the admin connection logs in as {:?}, which is not a superuser; use --admin-conn with a superuser",
-                facts.user
-            )));
-        }
+        let (client, who, facts) = crate::app::superuser_session(admin_conn, app.port).await?;
         Ok(Admin { client, who, facts })
     }
 
@@ -96,7 +71,7 @@ impl Admin {
 
     /// Another superuser session, the same way, to `database`.
     pub async fn connect_to_database(&self, database: &str) -> Result<Client, Error> {
-        open(&self.who.to_database(database)).await
+        crate::app::open_superuser(&self.who.to_database(database)).await
     }
 
     /// A closure that reconnects, for `restart_and_wait` (which reports
