@@ -93,6 +93,16 @@ impl AppConn {
     }
 }
 
+/// A connection string for `Debug` output, its password redacted (an
+/// unparsable one is not shown at all).
+pub fn redacted_conn(conn: &Option<String>) -> Option<String> {
+    conn.as_ref().map(|t| {
+        ConnInfo::parse(t)
+            .map(|i| i.redacted().to_keyword_value())
+            .unwrap_or_else(|_| "<unparsable>".into())
+    })
+}
+
 /// Opens a session as `who`, saying how to get one when that fails.
 pub async fn open_superuser(who: &LocalSuperuser) -> Result<Client, Error> {
     who.connect().await.map(|c| c.into_client()).map_err(|e| {

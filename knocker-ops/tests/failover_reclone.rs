@@ -4,27 +4,16 @@
 //! stopped and fenced and the error says what to add; with it the node is
 //! cloned afresh and streams.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::Leftovers;
 use knocker_ops::replica::{self, Action, Options};
 use knocker_ops::{failover, ErrorKind};
 use pg_harness::DebianCluster;
 use pgctl::conninfo::{ConnInfo, Keyword};
-
-struct Leftovers(Vec<PathBuf>);
-
-impl Drop for Leftovers {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            if p.is_dir() {
-                let _ = std::fs::remove_dir_all(p);
-            } else {
-                let _ = std::fs::remove_file(p);
-            }
-        }
-    }
-}
 
 fn status(cluster: &DebianCluster) -> String {
     let out = Command::new("pg_lsclusters")

@@ -3,37 +3,19 @@
 //! (`target_session_attrs=read-write`) and records every acknowledged
 //! value: none may be lost, and the time writes were refused is printed.
 
+mod common;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{options, Leftovers};
 use knocker_ops::replica::{self, Action, Options, Secret};
 use knocker_ops::{failover, ErrorKind};
 use pg_harness::DebianCluster;
 use pgctl::conninfo::{ConnInfo, Keyword};
-
-struct Leftovers(Vec<PathBuf>);
-
-impl Drop for Leftovers {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            if p.is_dir() {
-                let _ = std::fs::remove_dir_all(p);
-            } else {
-                let _ = std::fs::remove_file(p);
-            }
-        }
-    }
-}
-
-fn options(action: Action, cluster: &DebianCluster) -> Options {
-    let mut o = Options::new(action);
-    o.cluster = Some(format!("{}/{}", cluster.major(), cluster.name()));
-    o.config = "/nonexistent/knocknoc.conf".into();
-    o
-}
 
 fn switchover(from: &DebianCluster, name: &str, to: &DebianCluster) -> failover::Options {
     failover::Options {

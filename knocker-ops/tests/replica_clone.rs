@@ -4,38 +4,17 @@
 //! host", data written on the primary read on the standby, --status on
 //! both, a second clone refused while the slot is in use.
 
+mod common;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::{options, Leftovers};
 use knocker_ops::replica::{self, Action, Options, Secret};
 use knocker_ops::{failover, ErrorKind};
 use pg_harness::DebianCluster;
 use pgctl::conninfo::{ConnInfo, Keyword};
-
-/// Removes what the commands leave outside the clusters' own files (the
-/// moved-aside data directory, the passfile, pg_hba.conf backups), also
-/// on failure.
-struct Leftovers(Vec<PathBuf>);
-
-impl Drop for Leftovers {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            if p.is_dir() {
-                let _ = std::fs::remove_dir_all(p);
-            } else {
-                let _ = std::fs::remove_file(p);
-            }
-        }
-    }
-}
-
-fn options(action: Action, cluster: &DebianCluster) -> Options {
-    let mut o = Options::new(action);
-    o.cluster = Some(format!("{}/{}", cluster.major(), cluster.name()));
-    o.config = "/nonexistent/knocknoc.conf".into();
-    o
-}
 
 async fn run(o: &Options) -> Result<replica::Report, knocker_ops::Error> {
     replica::run(o, &mut |_: &str| true).await

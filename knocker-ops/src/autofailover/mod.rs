@@ -154,13 +154,7 @@ pub struct Options {
 
 impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let redact = |c: &Option<String>| {
-            c.as_ref().map(|t| {
-                pgctl::conninfo::ConnInfo::parse(t)
-                    .map(|i| i.redacted().to_keyword_value())
-                    .unwrap_or_else(|_| "<unparsable>".into())
-            })
-        };
+        let redact = crate::app::redacted_conn;
         f.debug_struct("Options")
             .field("action", &self.action)
             .field("config", &self.config)
