@@ -1,13 +1,15 @@
 //! `knocker exposedb` end to end through the built binary against real
 //! servers 15-18: allow/deny proven from other loopback addresses.
 //!
-//! Every run's output is checked whole with snapbox ([`expect`]): `[..]`
-//! stands for any text within a line, a line `...` for any lines, and the
-//! placeholders of [`redactions`] for this run's values (port, paths,
-//! passwords, timestamps). `SNAPSHOTS=overwrite cargo nextest run -p
-//! knocker-cli --test exposedb_e2e -E 'test(/pg16$/)'` rewrites the inline
-//! `str![]` expectations from one version's run (those built with
-//! `format!` or shared by versions are edited by hand).
+//! Every run is checked whole with snapbox ([`expect`]): exit code,
+//! standard output and standard error, where `[..]` stands for any text
+//! within a line, a line `...` for any lines, and the placeholders of
+//! [`redactions`] for this run's values (port, paths, binaries, passwords,
+//! timestamps). Long and JSON outputs are files in `tests/exposedb_e2e/`.
+//! `SNAPSHOTS=overwrite cargo test -p knocker-cli --test exposedb_e2e --
+//! pg16 --test-threads=1` rewrites the `str![]` and file expectations from
+//! one version's run (one process: nextest's process per test would patch
+//! this file from many); those built with `format!` are edited by hand.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -142,7 +144,7 @@ fn expect_with(
     assert_eq!(o.status.code(), Some(code), "{}", stderr(o));
 }
 
-/// [`expect_with`] no secrets.
+/// [`expect_with`] for a run that prints no secret.
 fn expect(p: &Primary, o: &Output, code: i32, out: impl IntoData, err: impl IntoData) {
     expect_with(p, &[], o, code, out, err);
 }

@@ -1,8 +1,13 @@
 //! `knocker hba lint`: exit statuses, human output and `--json` rows.
 
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
-fn lint(text: &[u8], args: &[&str]) -> (i32, String, String) {
+use snapbox::{str, IntoData};
+
+/// Runs `knocker hba lint FILE ARGS` on a file holding `text`; the
+/// directory lives as long as the result.
+fn run_lint(text: &[u8], args: &[&str]) -> (tempfile::TempDir, PathBuf, Output) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pg_hba.conf");
     std::fs::write(&path, text).unwrap();
@@ -12,6 +17,12 @@ fn lint(text: &[u8], args: &[&str]) -> (i32, String, String) {
         .args(args)
         .output()
         .unwrap();
+    (dir, path, out)
+}
+
+/// Exit code, stdout (the file's path as `FILE`) and stderr.
+fn lint(text: &[u8], args: &[&str]) -> (i32, String, String) {
+    let (_dir, path, out) = run_lint(text, args);
     let stdout = String::from_utf8(out.stdout)
         .unwrap()
         .replace(&path.to_string_lossy().into_owned(), "FILE");
@@ -22,103 +33,140 @@ fn lint(text: &[u8], args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Checks a lint of `text` whole: exit code, standard output and standard
+/// error, the file's path written `[FILE]`.
+fn expect_lint(text: &[u8], args: &[&str], code: i32, out: impl IntoData, err: impl IntoData) {
+    let (_dir, path, o) = run_lint(text, args);
+    expect_run(&o, path, code, out, err);
+}
+
+/// Checks a run whole, `file`'s path written `[FILE]`.
+fn expect_run(o: &Output, file: PathBuf, code: i32, out: impl IntoData, err: impl IntoData) {
+    let mut redactions = snapbox::Redactions::new();
+    redactions.insert("[FILE]", file).unwrap();
+    let assert = snapbox::Assert::new()
+        .action_env(snapbox::assert::DEFAULT_ACTION_ENV)
+        .redact_with(redactions);
+    assert.eq(String::from_utf8_lossy(&o.stdout).into_owned(), out);
+    assert.eq(String::from_utf8_lossy(&o.stderr).into_owned(), err);
+    assert_eq!(o.status.code(), Some(code));
+}
+
 #[test]
 fn loadable_file_exits_0_and_prints_nothing() {
-    let (code, out, _) = lint(
+    expect_lint(
         b"local all all peer\nhost all all 127.0.0.1/32 scram-sha-256\n",
         &[],
+        0,
+        "",
+        "",
     );
-    assert_eq!(code, 0);
-    assert_eq!(out, "");
 }
 
 #[test]
 fn every_problem_is_listed_with_file_line_column() {
-    let (code, out, _) = lint(
+    expect_lint(
         b"local all all peer\nhost all all 10.0.0.0/33 md5\nlocal all all\nhost all all all bogus\n",
         &[],
-    );
-    assert_eq!(code, 1);
-    assert_eq!(
-        out,
-        "FILE:2:14: invalid CIDR mask in address \"10.0.0.0/33\"\n\
-         FILE:3:11: end-of-line before authentication method\n\
-         FILE:4:18: invalid authentication method \"bogus\"\n"
+        1,
+        "[FILE]:2:14: invalid CIDR mask in address \"10.0.0.0/33\"\n\
+         [FILE]:3:11: end-of-line before authentication method\n\
+         [FILE]:4:18: invalid authentication method \"bogus\"\n",
+        "",
     );
 }
 
 #[test]
 fn comment_only_file_does_not_load() {
-    let (code, out, _) = lint(b"# nothing here\n", &[]);
-    assert_eq!(code, 1);
-    assert!(out.contains("contains no entries"), "{out}");
+    expect_lint(
+        b"# nothing here\n",
+        &[],
+        1,
+        str![[r#"
+[FILE]:1:1: configuration file "[FILE]" contains no entries
+
+"#]],
+        "",
+    );
 }
 
+/// One JSON object per rule line, with exactly the columns of
+/// `pg_hba_file_rules`.
 #[test]
 fn json_prints_one_row_per_rule_line_only() {
-    let (code, out, _) = lint(
+    expect_lint(
         b"# c\nlocal all all ident\nhost all all 127.1/8 md5\n\nhost all all all ldap ldapserver=x ldapbasedn=y\n",
         &["--json", "--pg-version", "16", "--without", "ldap", "--without", "gssapi,pam"],
+        1,
+        str![[r#"
+{"address":null,"auth_method":"peer","database":["all"],"error":null,"file_name":"[FILE]","line_number":2,"netmask":null,"options":null,"rule_number":1,"type":"local","user_name":["all"]}
+{"address":"127.0.0.1","auth_method":"md5","database":["all"],"error":null,"file_name":"[FILE]","line_number":3,"netmask":"255.0.0.0","options":null,"rule_number":2,"type":"host","user_name":["all"]}
+{"address":null,"auth_method":null,"database":null,"error":"invalid authentication method \"ldap\": not supported by this build","file_name":"[FILE]","line_number":5,"netmask":null,"options":null,"rule_number":null,"type":null,"user_name":null}
+
+"#]].is_jsonlines(),
+        "",
     );
-    assert_eq!(code, 1);
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(rows.len(), 3);
-    assert_eq!(rows[0]["auth_method"], "peer");
-    assert_eq!(rows[0]["rule_number"], 1);
-    assert_eq!(rows[0]["line_number"], 2);
-    assert_eq!(rows[1]["address"], "127.0.0.1");
-    assert_eq!(rows[1]["netmask"], "255.0.0.0");
-    assert_eq!(rows[2]["rule_number"], serde_json::Value::Null);
-    assert_eq!(
-        rows[2]["error"],
-        "invalid authentication method \"ldap\": not supported by this build"
-    );
-    let keys: Vec<&str> = rows[0]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    let mut expected = vec![
-        "rule_number",
-        "file_name",
-        "line_number",
-        "type",
-        "database",
-        "user_name",
-        "address",
-        "netmask",
-        "auth_method",
-        "options",
-        "error",
-    ];
-    expected.sort();
-    let mut keys = keys;
-    keys.sort();
-    assert_eq!(keys, expected);
 }
 
 #[test]
 fn unreadable_file_and_bad_usage_exit_2() {
+    let missing = PathBuf::from("/nonexistent/pg_hba.conf");
     let out = Command::new(env!("CARGO_BIN_EXE_knocker"))
-        .args(["hba", "lint", "/nonexistent/pg_hba.conf"])
+        .args(["hba", "lint"])
+        .arg(&missing)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let (code, _, _) = lint(b"local all all trust\n", &["--pg-version", "12"]);
-    assert_eq!(code, 2);
-    let (code, _, _) = lint(b"local all all trust\n", &["--without", "kerberos"]);
-    assert_eq!(code, 2);
+    expect_run(
+        &out,
+        missing,
+        2,
+        "",
+        str![[r#"
+knocker: cannot read [FILE]: No such file or directory (os error 2)
+
+"#]],
+    );
+    expect_lint(
+        b"local all all trust\n",
+        &["--pg-version", "12"],
+        2,
+        "",
+        str![[r#"
+error: invalid value '12' for '--pg-version <N>': 12 is not in 13..=18
+
+For more information, try '--help'.
+
+"#]],
+    );
+    expect_lint(
+        b"local all all trust\n",
+        &["--without", "kerberos"],
+        2,
+        "",
+        str![[r#"
+error: invalid value 'kerberos' for '--without <FEATURE>'
+  [possible values: ssl, ldap, gssapi, pam]
+
+For more information, try '--help'.
+
+"#]],
+    );
 }
 
 #[test]
 fn version_changes_the_verdict() {
     let text = b"local all all trust\ninclude_if_exists missing.conf\n";
-    assert_eq!(lint(text, &["--pg-version", "16"]).0, 0);
-    assert_eq!(lint(text, &["--pg-version", "15"]).0, 1);
+    expect_lint(text, &["--pg-version", "16"], 0, "", "");
+    expect_lint(
+        text,
+        &["--pg-version", "15"],
+        1,
+        str![[r#"
+[FILE]:2:1: invalid connection type "include_if_exists"
+
+"#]],
+        "",
+    );
 }
 
 /// A file of a megabyte or more is mapped instead of read, and from
