@@ -197,12 +197,20 @@ fn uri_password(uri: &str) -> String {
     userinfo[userinfo.find(':').unwrap() + 1..].to_string()
 }
 
-/// The one password a text-mode `--init` printed, its form checked.
-fn printed_password(o: &Output) -> String {
+/// Checks a text-mode run that prints a new password once in its
+/// connection string: the password's form, then the whole run with it as
+/// `[PASSWORD]`. Returns the password.
+fn expect_printed_password(
+    p: &Primary,
+    o: &Output,
+    out: impl IntoData,
+    err: impl IntoData,
+) -> String {
     let uris = printed_uris(&stdout(o));
     assert_eq!(uris.len(), 1, "{}", stdout(o));
     let password = uri_password(&uris[0]);
     assert_password_form(&password);
+    expect_with(p, &[&password], o, 0, out, err);
     password
 }
 
@@ -796,16 +804,13 @@ async fn rotate_password_prints_a_working_new_password_once(major: u32) {
 
     // --init --rotate-password (text): the new string, printed once.
     let o = p.init(&["--rotate-password"]);
-    let second = printed_password(&o);
-    assert_ne!(second, first);
-    expect_with(
+    let second = expect_printed_password(
         &p,
-        &[&second],
         &o,
-        0,
         snapbox::file!["exposedb_e2e/init_rotated.stdout"],
         snapbox::file!["exposedb_e2e/restart_warning.stderr"],
     );
+    assert_ne!(second, first);
     assert_eq!(
         stdout(&o).matches(&second).count(),
         1,
@@ -867,12 +872,9 @@ async fn warns_about_ipv6_cidrs_without_ipv6_listening_and_small_max_connections
     // 3 web nodes (the default) with pools of 20 need about 60
     // connections, more than 40.
     let o = p.init(&[]);
-    let password = printed_password(&o);
-    expect_with(
+    expect_printed_password(
         &p,
-        &[&password],
         &o,
-        0,
         snapbox::file!["exposedb_e2e/init_created.stdout"],
         snapbox::file!["exposedb_e2e/init_small_max_connections.stderr"],
     );
@@ -1287,12 +1289,9 @@ async fn sslmode_is_verify_full_only_when_the_system_trusts_the_certificate_pg17
 
     // CA unknown to this host: require, and a hint about sslrootcert.
     let o = ok(p.knocker(&["--init", "--no-restart", "--advertise", "localhost"]));
-    let password = printed_password(&o);
-    expect_with(
+    expect_printed_password(
         &p,
-        &[&password],
         &o,
-        0,
         snapbox::file!["exposedb_e2e/init_created_untrusted_ca.stdout"],
         snapbox::file!["exposedb_e2e/restart_warning.stderr"],
     );
