@@ -102,8 +102,8 @@ fn ip(s: &str) -> IpAddr {
 
 /// The placeholders expected outputs use for this run's values: the
 /// primary's paths, port and binaries, `secrets` (passwords printed
-/// once), UTC timestamps as rule comments write them, and certificate
-/// fingerprints.
+/// once), UTC timestamps and users as rule comments write them, and
+/// certificate fingerprints.
 fn redactions(p: &Primary, secrets: &[&str]) -> snapbox::Redactions {
     let mut r = snapbox::Redactions::new();
     r.insert("[HBA]", p.pg.hba_file()).unwrap();
@@ -115,6 +115,16 @@ fn redactions(p: &Primary, secrets: &[&str]) -> snapbox::Redactions {
     r.insert("[PORT]", port).unwrap();
     let timestamp = regex::Regex::new(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\b").unwrap();
     r.insert("[TIMESTAMP]", timestamp).unwrap();
+    // Rule comments name who ran knocker: SUDO_USER or USER, else the
+    // effective user (from the password database).
+    let users: Vec<String> = ["SUDO_USER", "USER"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .chain(pgctl::os::effective_user_name())
+        .map(|u| regex::escape(&u))
+        .collect();
+    let by = format!(r"(?m)\bby (?<redacted>{})$", users.join("|"));
+    r.insert("[USER]", regex::Regex::new(&by).unwrap()).unwrap();
     // The harness's throwaway certificates differ each run.
     let fingerprint = regex::Regex::new(r"\b([0-9A-F]{2}:){31}[0-9A-F]{2}\b").unwrap();
     r.insert("[FINGERPRINT]", fingerprint).unwrap();
@@ -312,17 +322,17 @@ fn allowed(cidr: &str) -> String {
 
 /// A primary whose pg_hba.conf is the harness's with `lines` after it.
 async fn start_with_lines(major: u32, lines: &str) -> Primary {
-    let hba = format!("{}{lines}", pg_harness::DEFAULT_HBA);
-    Primary::start(major, Some(&hba)).await
+    Primary::start(major, Some(&harness_hba_with(lines))).await
 }
 
 /// Writes the harness's pg_hba.conf with `lines` after it.
 fn hba_with(p: &Primary, lines: &str) {
-    std::fs::write(
-        p.pg.hba_file(),
-        format!("{}{lines}", pg_harness::DEFAULT_HBA),
-    )
-    .unwrap();
+    std::fs::write(p.pg.hba_file(), harness_hba_with(lines)).unwrap();
+}
+
+/// The harness's pg_hba.conf with `lines` after it.
+fn harness_hba_with(lines: &str) -> String {
+    format!("{}{lines}", pg_harness::DEFAULT_HBA)
 }
 
 /// The whole flow on one primary: init, add, list, allow from 127.0.0.2 and
@@ -659,7 +669,7 @@ pg_hba.conf would change like this:
 
 /// A rule line of the block as `--add` writes it.
 fn block_rule(cidr: &str) -> String {
-    format!("host[..]knocknoc knocknoc_remote {cidr} scram-sha-256 # added [TIMESTAMP] by [..]")
+    format!("host[..]knocknoc knocknoc_remote {cidr} scram-sha-256 # added [TIMESTAMP] by [USER]")
 }
 
 /// `--dry-run` of --init, --add, --remove --terminate and --deinit prints
@@ -936,14 +946,19 @@ async fn rule_comment_names_the_effective_user_without_sudo_user_or_user(major: 
         .output()
         .unwrap();
     ok(o);
-    // The tests run as root.
+    let o = p.knocker(&["--list", "--json"]);
     expect(
         &p,
-        &p.knocker(&["--list", "--json"]),
+        &o,
         0,
         snapbox::file!["exposedb_e2e/list_without_user_env.json"],
         "",
     );
+    // [USER] also stands for the environment's names: this one is the
+    // effective user's.
+    let me = pgctl::os::effective_user_name().unwrap();
+    let comment = json(&o)["rules"][0]["comment"].to_string();
+    assert!(comment.ends_with(&format!(" by {me}\"")), "{comment}");
 }
 
 /// Regression: `--dry-run` printed `SELECT pg_catalog.pg_reload_conf()`
