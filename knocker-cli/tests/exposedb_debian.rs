@@ -8,8 +8,27 @@
 use std::process::{Command, Output, Stdio};
 
 use pg_harness::DebianCluster;
+use snapbox::str;
 
 mod common;
+
+/// The placeholders of [`common::redactions`] for a Debian cluster's
+/// files, port and name (`[CONF_DIR]` /etc/postgresql/N/NAME, `[CLUSTER]`
+/// NAME).
+fn redactions(cluster: &DebianCluster, secrets: &[&str]) -> snapbox::Redactions {
+    let mut r = common::redactions(
+        &[
+            ("[HBA]", cluster.hba_file()),
+            ("[CONF_DIR]", cluster.conf_dir()),
+            ("[DATA]", cluster.data_dir()),
+            ("[LOG]", cluster.log_file()),
+        ],
+        cluster.port(),
+        secrets,
+    );
+    r.insert("[CLUSTER]", cluster.name().to_string()).unwrap();
+    r
+}
 
 fn knocker(conf: &std::path::Path, args: &[&str]) -> Output {
     let o = Command::new(env!("CARGO_BIN_EXE_knocker"))
@@ -61,22 +80,55 @@ fn debian_cluster_as_root_without_admin_conn_or_yes() {
 
         // The secondary at 127.0.0.2 reaches the primary at 127.0.0.1.
         let init = knocker(&conf, &["--init", "--advertise", "127.0.0.1"]);
-        let text = String::from_utf8(init.stdout).unwrap();
-        let uris: Vec<&str> = text
-            .split_whitespace()
-            .filter(|w| w.starts_with("postgres://") || w.starts_with("postgresql://"))
-            .collect();
+        let text = String::from_utf8_lossy(&init.stdout).into_owned();
+        let uris = common::printed_uris(&text);
         assert_eq!(uris.len(), 1, "exactly one connection string:\n{text}");
-        let uri = uris[0];
-        assert!(uri.ends_with("?sslmode=require"), "{uri}");
-        assert!(text.contains("SHA-256 fingerprint"), "{text}");
+        let uri = uris[0].as_str();
+        let password = common::uri_password(uri);
+        common::assert_password_form(&password);
+        // sslmode=require and the snakeoil certificate's fingerprint; the
+        // restart through pg_ctlcluster without a question.
+        let secrets = [password.as_str()];
+        common::expect_output(
+            redactions(&cluster, &secrets),
+            &init,
+            0,
+            str![[r#"
+Connection string for the secondary web nodes (shown only now; keep it safe):
+
+  postgres://knocknoc_remote:[PASSWORD]@127.0.0.1:[PORT]/knocknoc?sslmode=require
+
+Created login role knocknoc_remote (scram-sha-256), acting as knocknoc in database knocknoc.
+Added the (empty) knocker block to [HBA].
+listen_addresses = '0.0.0.0' (PostgreSQL restarted).
+Next: allow each secondary with: knocker exposedb --add "ADDRESS/32"
+Firewall: open TCP port [PORT] only to those addresses (e.g. ufw allow from ADDRESS to any port [PORT] proto tcp).
+The server certificate is self-signed; its SHA-256 fingerprint is
+  [FINGERPRINT]
+Secondaries connect with sslmode=require (encrypted, not verified). To verify it, save the certificate (the certificate_pem field of --json) and use sslrootcert=FILE with sslmode=verify-ca.
+
+"#]],
+            str![[r#"
+PostgreSQL will be restarted (pg_ctlcluster (cluster 15/[CLUSTER])) to change listen_addresses; the Knocknoc web app on this host loses its database connections for a few seconds.
+
+"#]],
+        );
         assert!(cluster.log().lines().count() > 0);
 
         // Not yet allowed.
         assert!(connect(uri, "127.0.0.2").await.is_err());
-        knocker(&conf, &["--add", "127.0.0.2/32"]);
-        let hba = std::fs::read_to_string(cluster.hba_file()).unwrap();
-        assert!(hba.contains("hostssl"), "{hba}");
+        let add = knocker(&conf, &["--add", "127.0.0.2/32"]);
+        common::expect_output(
+            redactions(&cluster, &[]),
+            &add,
+            0,
+            str![[r#"
+Allowed 127.0.0.2/32 to connect to database knocknoc as knocknoc_remote (hostssl, scram-sha-256).
+[HBA] updated and reloaded.
+
+"#]],
+            "",
+        );
         let client = connect(uri, "127.0.0.2")
             .await
             .expect("the printed string works from 127.0.0.2");
@@ -98,13 +150,27 @@ fn debian_cluster_as_root_without_admin_conn_or_yes() {
             (after.mode(), after.uid(), after.gid()),
             (hba_meta.mode(), hba_meta.uid(), hba_meta.gid())
         );
-        let password = uri.split(':').nth(2).unwrap().split('@').next().unwrap();
         assert!(
-            !cluster.log().contains(password),
+            !cluster.log().contains(&password),
             "password in the server log"
         );
 
-        knocker(&conf, &["--deinit"]);
+        let deinit = knocker(&conf, &["--deinit"]);
+        common::expect_output(
+            redactions(&cluster, &[]),
+            &deinit,
+            0,
+            str![[r#"
+Removed the knocker block from [HBA].
+Dropped role knocknoc_remote.
+listen_addresses reset to 'localhost' (PostgreSQL restarted).
+
+"#]],
+            str![[r#"
+PostgreSQL will be restarted (pg_ctlcluster (cluster 15/[CLUSTER])) to change listen_addresses; the Knocknoc web app on this host loses its database connections for a few seconds.
+
+"#]],
+        );
         assert!(connect(uri, "127.0.0.2").await.is_err());
         let hba = std::fs::read_to_string(cluster.hba_file()).unwrap();
         assert!(!hba.contains("knocker"));

@@ -4,7 +4,7 @@
 //! Every run is checked whole with snapbox ([`expect`]): exit code,
 //! standard output and standard error, where `[..]` stands for any text
 //! within a line, a line `...` for any lines, and the placeholders of
-//! [`redactions`] for this run's values (port, paths, binaries, passwords,
+//! [`Primary::redactions`] for this run's values (port, paths, binaries, passwords,
 //! timestamps). Long and JSON outputs are files in `tests/exposedb_e2e/`.
 //! `SNAPSHOTS=overwrite cargo test -p knocker-cli --test exposedb_e2e --
 //! pg16 --test-threads=1` rewrites the `str![]` and file expectations from
@@ -20,7 +20,7 @@ use tokio_postgres::Client;
 
 mod common;
 
-use common::Primary;
+use common::{assert_password_form, printed_uris, uri_password, Primary};
 
 /// `--init` without restart, advertising 127.0.0.1.
 const INIT: [&str; 4] = ["--init", "--no-restart", "--advertise", "127.0.0.1"];
@@ -100,42 +100,8 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// The placeholders expected outputs use for this run's values: the
-/// primary's paths, port and binaries, `secrets` (passwords printed
-/// once), UTC timestamps and users as rule comments write them, and
-/// certificate fingerprints.
-fn redactions(p: &Primary, secrets: &[&str]) -> snapbox::Redactions {
-    let mut r = snapbox::Redactions::new();
-    r.insert("[HBA]", p.pg.hba_file()).unwrap();
-    r.insert("[DATA]", p.pg.data_dir().to_path_buf()).unwrap();
-    r.insert("[CONF]", p.conf.clone()).unwrap();
-    r.insert("[BIN]", p.pg.bin_dir()).unwrap();
-    r.insert("[LOG]", p.pg.log_file().to_path_buf()).unwrap();
-    let port = regex::Regex::new(&format!(r"\b{}\b", p.pg.port())).unwrap();
-    r.insert("[PORT]", port).unwrap();
-    let timestamp = regex::Regex::new(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\b").unwrap();
-    r.insert("[TIMESTAMP]", timestamp).unwrap();
-    // Rule comments name who ran knocker: SUDO_USER or USER, else the
-    // effective user (from the password database).
-    let users: Vec<String> = ["SUDO_USER", "USER"]
-        .iter()
-        .filter_map(|v| std::env::var(v).ok())
-        .chain(pgctl::os::effective_user_name())
-        .map(|u| regex::escape(&u))
-        .collect();
-    let by = format!(r"(?m)\bby (?<redacted>{})$", users.join("|"));
-    r.insert("[USER]", regex::Regex::new(&by).unwrap()).unwrap();
-    // The harness's throwaway certificates differ each run.
-    let fingerprint = regex::Regex::new(r"\b([0-9A-F]{2}:){31}[0-9A-F]{2}\b").unwrap();
-    r.insert("[FINGERPRINT]", fingerprint).unwrap();
-    for s in secrets {
-        r.insert("[PASSWORD]", s.to_string()).unwrap();
-    }
-    r
-}
-
 /// Checks a run whole: its exit code, standard output and standard error
-/// (the expectations' placeholders as [`redactions`] with `secrets`).
+/// (placeholders as [`Primary::redactions`] with `secrets`).
 fn expect_with(
     p: &Primary,
     secrets: &[&str],
@@ -144,14 +110,7 @@ fn expect_with(
     out: impl IntoData,
     err: impl IntoData,
 ) {
-    let assert = snapbox::Assert::new()
-        .action_env(snapbox::assert::DEFAULT_ACTION_ENV)
-        // Backslashes are the output's own (`\n` in a quoted argument).
-        .normalize_paths(false)
-        .redact_with(redactions(p, secrets));
-    assert.eq(stdout(o), out);
-    assert.eq(stderr(o), err);
-    assert_eq!(o.status.code(), Some(code), "{}", stderr(o));
+    common::expect_output(p.redactions(secrets), o, code, out, err);
 }
 
 /// [`expect_with`] for a run that prints no secret.
@@ -180,31 +139,6 @@ fn expect_new_password(p: &Primary, o: &Output, expected: impl IntoData) -> (Str
     expect_with(p, &[&password], o, 0, expected, "");
     let uri = report["connection_string"].as_str().unwrap().to_string();
     (password, uri)
-}
-
-fn assert_password_form(password: &str) {
-    assert!(
-        password.len() == 32
-            && password
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-        "not a generated password: {password:?}"
-    );
-}
-
-/// The connection string lines of a text-mode run.
-fn printed_uris(text: &str) -> Vec<String> {
-    text.split_whitespace()
-        .filter(|w| w.starts_with("postgres://"))
-        .map(str::to_string)
-        .collect()
-}
-
-/// The password of `postgres://user:PASSWORD@...`.
-fn uri_password(uri: &str) -> String {
-    let rest = uri.strip_prefix("postgres://").unwrap();
-    let userinfo = &rest[..rest.rfind('@').unwrap()];
-    userinfo[userinfo.find(':').unwrap() + 1..].to_string()
 }
 
 /// Checks a text-mode run that prints a new password once in its
@@ -1226,7 +1160,8 @@ async fn reject_in_another_file_stops_add_and_explain_names_it(major: u32) {
     let explained =
         explain_agrees_with_server(&p, &password, line.parse().unwrap(), false, "reject").await;
     assert_eq!(
-        redactions(&p, &[]).redact(explained["file"].as_str().unwrap()),
+        p.redactions(&[])
+            .redact(explained["file"].as_str().unwrap()),
         file
     );
     expect(

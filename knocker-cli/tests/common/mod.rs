@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use pg_harness::{Cluster, ClusterOptions};
 
@@ -108,4 +108,118 @@ impl Primary {
             .env_remove("SSL_CERT_FILE");
         cmd
     }
+}
+
+impl Primary {
+    /// The placeholders expected outputs use for this primary's values
+    /// ([`redactions`] of its paths and port; `[CONF]` its knocknoc.conf).
+    pub fn redactions(&self, secrets: &[&str]) -> snapbox::Redactions {
+        let mut r = redactions(
+            &[
+                ("[HBA]", self.pg.hba_file()),
+                ("[DATA]", self.pg.data_dir().to_path_buf()),
+                ("[BIN]", self.pg.bin_dir()),
+                ("[LOG]", self.pg.log_file().to_path_buf()),
+            ],
+            self.pg.port(),
+            secrets,
+        );
+        r.insert("[CONF]", self.conf.clone()).unwrap();
+        r
+    }
+}
+
+/// The placeholders expected outputs use for a run's values: `paths`
+/// (placeholder, path), the server's `port`, `secrets` (passwords printed
+/// once, as `[PASSWORD]`), UTC timestamps (`[TIMESTAMP]`) and users
+/// (`[USER]`) as rule comments write them, and certificate fingerprints
+/// (`[FINGERPRINT]`). A longer value is replaced before a shorter one, so
+/// a file's placeholder wins over its directory's.
+pub fn redactions(
+    paths: &[(&'static str, PathBuf)],
+    port: u16,
+    secrets: &[&str],
+) -> snapbox::Redactions {
+    let mut r = snapbox::Redactions::new();
+    for (placeholder, path) in paths {
+        r.insert(placeholder, path.clone()).unwrap();
+    }
+    let port = regex::Regex::new(&format!(r"\b{port}\b")).unwrap();
+    r.insert("[PORT]", port).unwrap();
+    let timestamp = regex::Regex::new(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\b").unwrap();
+    r.insert("[TIMESTAMP]", timestamp).unwrap();
+    // Rule comments name who ran knocker: SUDO_USER or USER, else the
+    // effective user (from the password database).
+    let users: Vec<String> = ["SUDO_USER", "USER"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .chain(pgctl::os::effective_user_name())
+        .map(|u| regex::escape(&u))
+        .collect();
+    let by = format!(r"(?m)\bby (?<redacted>{})$", users.join("|"));
+    r.insert("[USER]", regex::Regex::new(&by).unwrap()).unwrap();
+    // Throwaway certificates differ each run.
+    let fingerprint = regex::Regex::new(r"\b([0-9A-F]{2}:){31}[0-9A-F]{2}\b").unwrap();
+    r.insert("[FINGERPRINT]", fingerprint).unwrap();
+    for s in secrets {
+        r.insert("[PASSWORD]", s.to_string()).unwrap();
+    }
+    r
+}
+
+/// Checks a run whole with snapbox: standard output, standard error and
+/// exit code, `redactions` standing for the run's values. `SNAPSHOTS=
+/// overwrite` rewrites the expectations (inline `str![]` or files).
+pub fn expect_output(
+    redactions: snapbox::Redactions,
+    o: &Output,
+    code: i32,
+    out: impl snapbox::IntoData,
+    err: impl snapbox::IntoData,
+) {
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    let assert = assert_with(redactions);
+    assert.eq(String::from_utf8_lossy(&o.stdout).into_owned(), out);
+    assert.eq(stderr.clone(), err);
+    assert_eq!(o.status.code(), Some(code), "{stderr}");
+}
+
+/// Checks `text` (a terminal's transcript, say) whole against `expected`.
+pub fn expect_text(redactions: snapbox::Redactions, text: &str, expected: impl snapbox::IntoData) {
+    assert_with(redactions).eq(text.to_string(), expected);
+}
+
+fn assert_with(redactions: snapbox::Redactions) -> snapbox::Assert {
+    snapbox::Assert::new()
+        .action_env(snapbox::assert::DEFAULT_ACTION_ENV)
+        // Backslashes are the output's own (`\n` in a quoted argument).
+        .normalize_paths(false)
+        .redact_with(redactions)
+}
+
+/// Asserts the form of a password knocker generates: 32 characters of the
+/// URL-safe alphabet.
+pub fn assert_password_form(password: &str) {
+    assert!(
+        password.len() == 32
+            && password
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "not a generated password: {password:?}"
+    );
+}
+
+/// The connection strings a text-mode run printed.
+pub fn printed_uris(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .filter(|w| w.starts_with("postgres://"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The password of `postgres://user:PASSWORD@...`.
+pub fn uri_password(uri: &str) -> String {
+    let rest = uri.strip_prefix("postgres://").unwrap();
+    let userinfo = &rest[..rest.rfind('@').unwrap()];
+    userinfo[userinfo.find(':').unwrap() + 1..].to_string()
 }
