@@ -4,8 +4,9 @@
 //! Every run is checked whole with snapbox ([`expect`]): exit code,
 //! standard output and standard error, where `[..]` stands for any text
 //! within a line, a line `...` for any lines, and the placeholders of
-//! [`Primary::redactions`] for this run's values (port, paths, binaries, passwords,
-//! timestamps). Long and JSON outputs are files in `tests/exposedb_e2e/`.
+//! [`Primary::redactions`] for this run's values (port, paths, binaries,
+//! passwords, timestamps, users). Long and JSON outputs are files in
+//! `tests/exposedb_e2e/`.
 //! `SNAPSHOTS=overwrite cargo test -p knocker-cli --test exposedb_e2e --
 //! pg16 --test-threads=1` rewrites the `str![]` and file expectations from
 //! one version's run (one process: nextest's process per test would patch
