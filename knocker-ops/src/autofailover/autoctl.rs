@@ -57,6 +57,25 @@ impl Autoctl {
         })
     }
 
+    /// The node whose data directory `pgdata` (which may not exist yet)
+    /// will belong to `uid`/`gid`: `--monitor-init` before it creates it.
+    pub fn for_owner(pgdata: &Path, bin_dir: &Path, uid: u32, gid: u32) -> Result<Autoctl, Error> {
+        let user = nix_user(uid).ok_or_else(|| {
+            Error::failed(format!(
+                "the owner (uid {uid}) of {} has no passwd entry",
+                pgdata.display()
+            ))
+        })?;
+        Ok(Autoctl {
+            user: user.0,
+            uid,
+            gid,
+            home: user.1,
+            pgdata: pgdata.to_owned(),
+            pg_ctl: bin_dir.join("pg_ctl"),
+        })
+    }
+
     /// The directory holding pg_autoctl's configuration, state and
     /// runtime files and the passfile for this data directory.
     pub fn state_dir(&self) -> PathBuf {
