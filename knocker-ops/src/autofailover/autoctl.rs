@@ -169,6 +169,22 @@ impl Autoctl {
     }
 }
 
+/// Whether the node whose data directory is `pgdata` is enrolled in
+/// pg_auto_failover the way knocker enrols it (its pg_autoctl
+/// configuration beside the data directory).
+pub fn is_enrolled(pgdata: &Path) -> bool {
+    Autoctl {
+        user: String::new(),
+        uid: 0,
+        gid: 0,
+        home: PathBuf::new(),
+        pgdata: pgdata.to_owned(),
+        pg_ctl: PathBuf::new(),
+    }
+    .config_file()
+    .exists()
+}
+
 /// The passfile line for `host:port:database:user:password`, each field
 /// escaped as libpq reads them (`\` before `:` and `\`).
 pub fn passfile_line(fields: [&str; 5]) -> String {

@@ -41,7 +41,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-pub use autoctl::Autoctl;
+pub use autoctl::{is_enrolled, Autoctl};
 pub use block::{BEGIN, END};
 pub use monitor::DEFAULT_DATA_DIR;
 pub use status::{FormationNode, StatusReport};

@@ -132,6 +132,16 @@ fn check_input(init: &MonitorInit) -> Result<(String, Vec<String>), Error> {
             init.data_dir.display()
         )));
     }
+    let text = init.data_dir.display().to_string();
+    if text
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "'\"\\$`".contains(c))
+    {
+        return Err(Error::usage(format!(
+            "--data-dir {text:?}: no spaces, quotes, backslashes or $ (the path goes into \
+             PostgreSQL's command line)"
+        )));
+    }
     if init.data_dir.parent().is_none_or(|p| p == Path::new("/")) {
         return Err(Error::usage("--data-dir: a directory below / please"));
     }
@@ -635,6 +645,10 @@ mod tests {
             },
             MonitorInit {
                 ssl_ca: None,
+                ..good.clone()
+            },
+            MonitorInit {
+                data_dir: "/var/lib/it's".into(),
                 ..good.clone()
             },
             MonitorInit {

@@ -58,18 +58,20 @@ async fn state(autoctl: &Autoctl, pgdata: &str) -> Result<Vec<FormationNode>, Er
 }
 
 /// The switchover through pg_auto_failover when the local node (the
-/// superuser session `admin_conn`, default peer login as `postgres`) is
+/// superuser session `admin_conn`, default peer login as `postgres` on
+/// `port`) is
 /// enrolled; `Ok(None)` when it is not (or does not answer): the caller
 /// does the switchover itself. `ask` is asked before anything changes.
 /// `peer_given` (`--peer`) is refused on an enrolled node: the monitor
 /// picks the standby.
 pub async fn enrolled_switchover(
     admin_conn: Option<&str>,
+    port: Option<u16>,
     peer_given: bool,
     dry_run: bool,
     ask: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Option<SwitchoverOutcome>, Error> {
-    let Ok(local) = pgctl::connect::LocalSuperuser::new(admin_conn, None) else {
+    let Ok(local) = pgctl::connect::LocalSuperuser::new(admin_conn, port) else {
         return Ok(None);
     };
     let Ok(session) = local.connect().await else {

@@ -224,8 +224,13 @@ pub async fn run(o: &Options, ask: &mut dyn FnMut(&str) -> bool) -> Result<Repor
             // An enrolled node's primary is the monitor's to choose: the
             // keepers would undo a switchover done behind its back.
             {
+                let port = match o.admin_conn {
+                    Some(_) => None,
+                    None => target::choose_port(o.cluster.as_deref(), None).ok(),
+                };
                 if let Some(done) = crate::autofailover::enrolled_switchover(
                     o.admin_conn.as_deref(),
+                    port,
                     o.peer.is_some(),
                     o.dry_run,
                     ask,
