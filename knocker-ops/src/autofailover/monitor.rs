@@ -418,7 +418,9 @@ pub(super) async fn monitor_init(
         data_dir: data_dir.clone(),
         data_existed,
         state_dir: autoctl.state_dir(),
-        stop: None,
+        // `create monitor` starts PostgreSQL itself: a failure may leave
+        // it running, and it is stopped before its directory goes.
+        stop: Some(stop.clone()),
         armed: true,
     };
     if !data_existed {
@@ -459,7 +461,6 @@ pub(super) async fn monitor_init(
         hba_path.display()
     ));
 
-    undo.stop = Some(stop.clone());
     let out = autoctl::run(&start, Duration::from_secs(90)).await?;
     if !out.status.success() {
         return Err(fail_with("starting the monitor's PostgreSQL", &out));
@@ -514,7 +515,6 @@ pub(super) async fn monitor_init(
     if !out.status.success() {
         return Err(fail_with("stopping the monitor's PostgreSQL", &out));
     }
-    undo.stop = None;
 
     let uri = ConnInfo::builder()
         .host(address.clone())
@@ -565,7 +565,8 @@ struct Undo {
     data_dir: PathBuf,
     data_existed: bool,
     state_dir: PathBuf,
-    /// The command that stops the monitor's PostgreSQL while it runs.
+    /// The command that stops the monitor's PostgreSQL (harmless when it
+    /// is not running).
     stop: Option<Vec<String>>,
     armed: bool,
 }
