@@ -280,9 +280,12 @@ pub(super) async fn monitor_init(
         ..Default::default()
     };
     let hba_path = data_dir.join("pg_hba.conf");
+    // The passfile is written last: with it and knocker's block, an
+    // earlier --monitor-init finished.
     let was_made_here = std::fs::read_to_string(&hba_path)
         .map(|t| t.contains(block::BEGIN) && t.contains(MONITOR_DATABASE))
-        .unwrap_or(false);
+        .unwrap_or(false)
+        && autoctl.passfile().exists();
     if autoctl.config_file().exists() {
         if was_made_here {
             report.done.push(format!(
