@@ -234,6 +234,9 @@ fn print_text(report: &Report) {
                 r.data_dir.display(),
                 r.sslmode
             );
+            if let Some(unit) = &r.service {
+                println!("the monitor runs under systemd: {unit}");
+            }
             if let Some(s) = &r.supervise {
                 println!(
                     "Run the monitor (foreground, supervised) with:\n  {}",

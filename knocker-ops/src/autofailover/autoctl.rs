@@ -142,6 +142,61 @@ impl Autoctl {
         self.command(&["run", "--pgdata", &pgdata])
     }
 
+    /// The systemd unit that runs the keeper (or the monitor) as the
+    /// PostgreSQL user: the unit `pg_autoctl show systemd` prints
+    /// (docs/pg_auto_failover.md section 2), with the environment of
+    /// [`Autoctl::command`] (state beside the data directory, the
+    /// passfile; systemd starts services with a clean environment, so no
+    /// `PGPASSWORD` reaches it).
+    pub fn systemd_unit(&self, description: &str) -> String {
+        let state = self.state_dir();
+        let pgdata = self.pgdata.display().to_string();
+        let env = [
+            "PATH=/usr/bin:/bin".to_string(),
+            format!("PGDATA={pgdata}"),
+            format!("XDG_CONFIG_HOME={}", state.join("config").display()),
+            format!("XDG_DATA_HOME={}", state.join("data").display()),
+            format!("XDG_RUNTIME_DIR={}", state.join("run").display()),
+            format!("PGPASSFILE={}", self.passfile().display()),
+        ]
+        .iter()
+        .map(|e| systemd_quote(e, false))
+        .collect::<Vec<_>>()
+        .join(" ");
+        let run = |verb: &str| {
+            [PG_AUTOCTL, verb, "--pgdata", &pgdata]
+                .iter()
+                .map(|a| systemd_quote(a, true))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        format!(
+            "# Written by knocker autofailover (the unit pg_autoctl show systemd describes)\n\
+             [Unit]\n\
+             Description={description}\n\
+             After=network-online.target\n\
+             Wants=network-online.target\n\
+             StartLimitBurst=0\n\
+             \n\
+             [Service]\n\
+             Type=simple\n\
+             User={user}\n\
+             WorkingDirectory={home}\n\
+             Environment={env}\n\
+             ExecStart={start}\n\
+             ExecReload={reload}\n\
+             Restart=always\n\
+             \n\
+             [Install]\n\
+             WantedBy=multi-user.target\n",
+            description = description.replace('%', "%%").replace('\n', " "),
+            user = self.user,
+            home = self.home.display().to_string().replace('%', "%%"),
+            start = run("run"),
+            reload = run("reload"),
+        )
+    }
+
     /// Creates the state directories (0700, owned by the PostgreSQL user).
     pub fn create_state_dirs(&self) -> Result<(), Error> {
         let state = self.state_dir();
@@ -167,6 +222,24 @@ impl Autoctl {
         }
         Ok(())
     }
+}
+
+/// One word of a systemd unit line, double-quoted: `\\` and `"` escaped,
+/// `%` (specifiers) doubled, and in `Exec*=` lines (`exec`) `$` (variable
+/// expansion) too.
+pub fn systemd_quote(word: &str, exec: bool) -> String {
+    let mut out = String::from("\"");
+    for c in word.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '%' => out.push_str("%%"),
+            '$' if exec => out.push_str("$$"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Whether the node whose data directory is `pgdata` is enrolled in

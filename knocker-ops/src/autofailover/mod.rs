@@ -289,6 +289,10 @@ pub struct MonitorInitReport {
     /// Things the operator should know.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Where systemd runs: the unit that runs the monitor (enabled and
+    /// started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// Where there is no systemd: the command that runs the monitor in the
     /// foreground as the PostgreSQL user (it is stopped until it runs).
     #[serde(skip_serializing_if = "Option::is_none")]

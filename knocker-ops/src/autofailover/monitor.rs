@@ -51,6 +51,13 @@ const IDENT_MAP: &str = "pgautofailover";
 /// steps a few times before giving up).
 const CREATE_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// The systemd unit that runs the monitor, where systemd runs.
+pub const UNIT_NAME: &str = "pgautofailover-monitor.service";
+/// Where it goes.
+const UNIT_DIR: &str = "/etc/systemd/system";
+/// How long the service may take to open the monitor's socket.
+const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Where `--monitor-init` puts the monitor by default.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/postgresql/15/monitor";
 
@@ -265,11 +272,7 @@ pub(super) async fn monitor_init(
              (apt-get install postgresql-{MAJOR} pg-auto-failover-cli postgresql-{MAJOR}-auto-failover)"
         )));
     }
-    if Path::new("/run/systemd/system").exists() {
-        return Err(Error::refused_always(
-            "this host runs systemd: running the monitor as a systemd unit is not implemented yet",
-        ));
-    }
+    let systemd = Path::new("/run/systemd/system").exists();
     let (uid, gid) = owner_of(&data_dir)?;
     let autoctl = Autoctl::for_owner(&data_dir, &bin_dir, uid, gid)?;
     let mut report = MonitorInitReport {
@@ -293,7 +296,11 @@ pub(super) async fn monitor_init(
                  (its URI and password were shown once, when it was created)",
                 data_dir.display()
             ));
-            report.supervise = Some(autoctl.supervise());
+            if systemd {
+                report.service = Some(UNIT_NAME.to_string());
+            } else {
+                report.supervise = Some(autoctl.supervise());
+            }
             return Ok(report);
         }
         return Err(Error::refused_always(format!(
@@ -319,6 +326,18 @@ pub(super) async fn monitor_init(
         return Err(Error::refused_always(format!(
             "{} exists (left by an earlier attempt?): remove it to start again",
             autoctl.state_dir().display()
+        )));
+    }
+    let unit_path = Path::new(UNIT_DIR).join(UNIT_NAME);
+    let unit_text = autoctl.systemd_unit(&format!(
+        "pg_auto_failover monitor {} (knocker autofailover)",
+        data_dir.display()
+    ));
+    if systemd && unit_path.exists() {
+        return Err(Error::refused_always(format!(
+            "{} exists (a monitor of this host already has a service): remove it, or give this \
+             one up",
+            unit_path.display()
         )));
     }
     if port_taken(init.port) {
@@ -403,6 +422,16 @@ pub(super) async fn monitor_init(
     ));
     plan.sql = sql;
     plan.commands = vec![create.clone(), start.clone(), stop.clone()];
+    let daemon_reload: Vec<String> = ["systemctl", "daemon-reload"].map(String::from).to_vec();
+    let enable: Vec<String> = ["systemctl", "enable", "--now", UNIT_NAME]
+        .map(String::from)
+        .to_vec();
+    if systemd {
+        plan.files
+            .push(FileChange::new(&unit_path, b"", unit_text.as_bytes()));
+        plan.commands.push(daemon_reload.clone());
+        plan.commands.push(enable.clone());
+    }
     report.warnings.push(format!(
         "the monitor's pg_hba.conf admits the keepers (scram-sha-256 over verified TLS) from {}",
         allow.join(", ")
@@ -413,7 +442,11 @@ pub(super) async fn monitor_init(
     ));
     if dry_run {
         report.plan = Some(plan);
-        report.supervise = Some(autoctl.supervise());
+        if systemd {
+            report.service = Some(UNIT_NAME.to_string());
+        } else {
+            report.supervise = Some(autoctl.supervise());
+        }
         return Ok(report);
     }
 
@@ -424,6 +457,7 @@ pub(super) async fn monitor_init(
         // `create monitor` starts PostgreSQL itself: a failure may leave
         // it running, and it is stopped before its directory goes.
         stop: Some(stop.clone()),
+        unit: None,
         armed: true,
     };
     if !data_existed {
@@ -547,10 +581,40 @@ pub(super) async fn monitor_init(
         autoctl.passfile().display(),
         autoctl.user
     ));
+    if systemd {
+        // A failure here rolls everything back: the URI was never shown.
+        undo.unit = Some(unit_path.clone());
+        crate::replica::clone::write_owned(&unit_path, unit_text.as_bytes(), 0o644, 0, 0)?;
+        for argv in [&daemon_reload, &enable] {
+            let out = autoctl::run(argv, Duration::from_secs(90)).await?;
+            if !out.status.success() {
+                return Err(fail_with(&crate::plan::shell_words(argv), &out));
+            }
+        }
+        let socket = Path::new(SOCKET_DIR).join(format!(".s.PGSQL.{port}"));
+        let deadline = std::time::Instant::now() + SERVICE_START_TIMEOUT;
+        while !socket.exists() {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::failed(format!(
+                    "{UNIT_NAME} started, but the monitor did not open {} within {} s \
+                     (journalctl -u {UNIT_NAME})",
+                    socket.display(),
+                    SERVICE_START_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        report.done.push(format!(
+            "{} written; the monitor runs under systemd ({UNIT_NAME}, enabled)",
+            unit_path.display()
+        ));
+        report.service = Some(UNIT_NAME.to_string());
+    } else {
+        report.supervise = Some(autoctl.supervise());
+    }
     undo.armed = false;
     report.changed = true;
     report.monitor_url = Some(Secret(uri.to_uri()));
-    report.supervise = Some(autoctl.supervise());
     report.warnings.push(format!(
         "sslrootcert in the URI is this host's CA file ({ca}); --enroll uses each node's own \
          ssl_ca_file instead"
@@ -571,6 +635,8 @@ struct Undo {
     /// The command that stops the monitor's PostgreSQL (harmless when it
     /// is not running).
     stop: Option<Vec<String>>,
+    /// The systemd unit written, disabled and removed again.
+    unit: Option<PathBuf>,
     armed: bool,
 }
 
@@ -578,6 +644,19 @@ impl Drop for Undo {
     fn drop(&mut self) {
         if !self.armed {
             return;
+        }
+        let quiet = |argv: &[&str]| {
+            let _ = std::process::Command::new(argv[0])
+                .args(&argv[1..])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        };
+        if let Some(unit) = &self.unit {
+            quiet(&["systemctl", "disable", "--now", UNIT_NAME]);
+            let _ = std::fs::remove_file(unit);
+            quiet(&["systemctl", "daemon-reload"]);
         }
         if let Some(stop) = &self.stop {
             let (program, args) = stop.split_first().expect("a command");
@@ -628,6 +707,39 @@ mod tests {
             "{text}"
         );
         assert!(ident_text("postgres").contains("pgautofailover  postgres  autoctl_node"));
+    }
+
+    #[test]
+    fn systemd_accepts_the_unit_even_for_awkward_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let autoctl = Autoctl::for_owner(
+            Path::new("/var/lib/postgresql/15/mon 100%$HOME\\x\"y"),
+            Path::new(BIN_DIR),
+            0,
+            0,
+        )
+        .unwrap();
+        let unit = autoctl.systemd_unit("pg_auto_failover monitor 100% (test)");
+        assert!(
+            unit.contains("\"PGDATA=/var/lib/postgresql/15/mon 100%%$HOME\\\\x\\\"y\""),
+            "{unit}"
+        );
+        assert!(
+            unit.contains("run\" \"--pgdata\" \"/var/lib/postgresql/15/mon 100%%$$HOME"),
+            "{unit}"
+        );
+        let file = dir.path().join("knocker-test-monitor.service");
+        std::fs::write(&file, &unit).unwrap();
+        let out = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&file)
+            .output()
+            .expect("systemd-analyze (package systemd)");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && err.trim().is_empty(),
+            "{err}\n{unit}"
+        );
     }
 
     #[test]
