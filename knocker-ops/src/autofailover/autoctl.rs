@@ -312,7 +312,8 @@ pub fn output_tail(out: &std::process::Output) -> String {
     lines[lines.len().saturating_sub(12)..].join("\n")
 }
 
-fn current_uid() -> u32 {
+/// The effective uid of this process.
+pub(super) fn current_uid() -> u32 {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() }
 }

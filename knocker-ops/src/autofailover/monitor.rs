@@ -515,7 +515,7 @@ pub(super) async fn monitor_init(
         )
         .map_err(|e| Error::failed("the monitor's socket").with_source(e))?
         .params,
-        os_user: (uid != current_uid()).then(|| autoctl.user.clone()),
+        os_user: (uid != autoctl::current_uid()).then(|| autoctl.user.clone()),
     };
     let session = local
         .connect()
@@ -685,11 +685,6 @@ impl Drop for Undo {
         }
         let _ = std::fs::remove_dir_all(&self.state_dir);
     }
-}
-
-fn current_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
 }
 
 #[cfg(test)]
