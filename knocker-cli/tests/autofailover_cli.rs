@@ -133,6 +133,9 @@ fn monitor_init_dry_run_prints_the_plan_and_creates_nothing() {
     std::os::unix::fs::chown(dir.path(), Some(postgres.0), Some(postgres.1)).unwrap();
     let file = dir.path().join("any.pem");
     std::fs::write(&file, "not read by a dry run").unwrap();
+    // As PostgreSQL wants a key: its user's, 0600.
+    std::os::unix::fs::chown(&file, Some(postgres.0), Some(postgres.1)).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let file = file.display().to_string();
     let data = dir.path().join("monitor");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -174,6 +177,27 @@ fn monitor_init_dry_run_prints_the_plan_and_creates_nothing() {
         assert!(text.contains(want), "{want}: {text}");
     }
     assert!(v["supervise"].as_array().unwrap().len() > 3, "{v}");
+    // A key PostgreSQL would refuse (root's, readable by all): exit 2
+    // (a dry run, so that nothing could be created even if it passed).
+    let out = knocker(&[
+        "--monitor-init",
+        "--dry-run",
+        "--data-dir",
+        &data.display().to_string(),
+        "--port",
+        &port,
+        "--address",
+        "192.0.2.10",
+        "--ssl-ca",
+        &file,
+        "--ssl-cert",
+        &file,
+        "--ssl-key",
+        "/etc/passwd",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--ssl-key /etc/passwd"), "{err}");
     assert!(!data.exists());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }

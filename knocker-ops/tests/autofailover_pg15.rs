@@ -466,6 +466,12 @@ fn monitor_init_enroll_kill_freeze_switchover_disable_and_back_pg15() {
                 allow: vec!["10.0.0.0/33".into()],
                 ..init.clone()
             },
+            // root's 0600 key: PostgreSQL could not read it (pg_autoctl
+            // would retry for a minute before giving up).
+            autofailover::MonitorInit {
+                ssl_key: Some(scratch.join("tls/ca.key")),
+                ..init.clone()
+            },
             autofailover::MonitorInit {
                 address: Some("a b".into()),
                 ..init.clone()

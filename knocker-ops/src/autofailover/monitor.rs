@@ -218,6 +218,49 @@ fn check_input(init: &MonitorInit) -> Result<(String, Vec<String>), Error> {
     Ok((address, allow))
 }
 
+/// PostgreSQL's rule for `ssl_key_file` (it refuses to start otherwise,
+/// and pg_autoctl then retries for a minute): owned by the server's user
+/// with no group or other access, or by root, readable by a group of that
+/// user and not by others. Checked before anything is created.
+fn check_key_file(key: &Path, autoctl: &Autoctl) -> Result<(), Error> {
+    let meta = std::fs::metadata(key)
+        .map_err(|e| Error::usage(format!("--ssl-key {}: {e}", key.display())))?;
+    let mode = meta.mode() & 0o777;
+    let ok = if meta.uid() == autoctl.uid {
+        mode & 0o077 == 0
+    } else if meta.uid() == 0 {
+        mode & 0o037 == 0 && mode & 0o040 != 0 && in_group(&autoctl.user, autoctl.gid, meta.gid())
+    } else {
+        false
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "--ssl-key {} (owner uid {}, mode {mode:04o}): PostgreSQL needs it owned by {} with \
+             mode 0600, or by root with mode 0640 and a group {} belongs to",
+            key.display(),
+            meta.uid(),
+            autoctl.user,
+            autoctl.user
+        )))
+    }
+}
+
+/// Whether `user` (primary group `primary_gid`) belongs to group `gid`.
+fn in_group(user: &str, primary_gid: u32, gid: u32) -> bool {
+    primary_gid == gid
+        || std::fs::read_to_string("/etc/group")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                f.len() >= 4
+                    && f[2].parse::<u32>().ok() == Some(gid)
+                    && f[3].split(',').any(|m| m == user)
+            })
+}
+
 /// The owner of `dir`, or of its parent when it does not exist yet.
 fn owner_of(dir: &Path) -> Result<(u32, u32), Error> {
     let probe = if dir.exists() {
@@ -275,6 +318,9 @@ pub(super) async fn monitor_init(
     let systemd = Path::new("/run/systemd/system").exists();
     let (uid, gid) = owner_of(&data_dir)?;
     let autoctl = Autoctl::for_owner(&data_dir, &bin_dir, uid, gid)?;
+    if let Some(key) = &init.ssl_key {
+        check_key_file(key, &autoctl)?;
+    }
     let mut report = MonitorInitReport {
         data_dir: data_dir.clone(),
         port: init.port,
