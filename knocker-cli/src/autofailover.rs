@@ -11,18 +11,20 @@ use knocker_ops::Error;
 
 use crate::output;
 
-const ABOUT: &str = "Automated failover by pg_auto_failover: hand this node to the formation \
-(--enroll, on the primary first, then on each standby cloned by knocker replica), show the \
+const ABOUT: &str = "Automated failover by pg_auto_failover: create the monitor on a third host \
+(--monitor-init; prints the monitor URI once), hand this node to the formation (--enroll, on the primary first, then on each standby cloned by knocker replica), show the \
 formation (--status), and take the node back to manual mode (--disable).";
 
 const EXAMPLES: &str = "\
 Examples:
+  sudo knocker autofailover --monitor-init --address 203.0.113.9 --ssl-ca /etc/ssl/ca.crt \
+      --ssl-cert /etc/ssl/monitor.crt --ssl-key /etc/ssl/private/monitor.key [--allow 203.0.113.0/24]
   sudo knocker autofailover --enroll --monitor 'postgres://autoctl_node:...@203.0.113.9:5432/pg_auto_failover?sslmode=verify-full&sslrootcert=/etc/ssl/ca.crt'
   sudo knocker autofailover --status [--json]
   sudo knocker autofailover --disable
 
-Without systemd the keeper is not started: --enroll prints the command that runs it
-(JSON key \"supervise\"); PostgreSQL stays stopped until it runs.
+Without systemd the keeper (or the monitor) is not started: --enroll and --monitor-init print the
+command that runs it (JSON key \"supervise\"); PostgreSQL stays stopped until it runs.
 
 Exit status: 0 done (or nothing to do), 1 failed or refused (nothing changed), 2 bad usage or input.";
 
@@ -31,9 +33,35 @@ Exit status: 0 done (or nothing to do), 1 failed or refused (nothing changed), 2
 #[command(
     about = ABOUT,
     after_help = EXAMPLES,
-    group(ArgGroup::new("action").args(["enroll", "status", "disable"]))
+    group(ArgGroup::new("action").args(["monitor_init", "enroll", "status", "disable"]))
 )]
 pub struct AutofailoverArgs {
+    /// Create the pg_auto_failover monitor on this (third) host and print its URI once
+    #[arg(long)]
+    monitor_init: bool,
+    /// --monitor-init: the monitor's data directory (new or empty; its parent belongs to the
+    /// PostgreSQL user, who runs the monitor) [default: /var/lib/postgresql/15/monitor]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// --monitor-init: the monitor's port [default: 5432]
+    #[arg(long, value_name = "PORT")]
+    port: Option<u16>,
+    /// --monitor-init: the name or address the nodes reach the monitor at (the server
+    /// certificate must name it; default: this host's address)
+    #[arg(long, value_name = "HOST")]
+    address: Option<String>,
+    /// --monitor-init: the formation's CA certificate (the keepers verify the monitor with it)
+    #[arg(long, value_name = "FILE")]
+    ssl_ca: Option<PathBuf>,
+    /// --monitor-init: the monitor's server certificate (signed by that CA)
+    #[arg(long, value_name = "FILE")]
+    ssl_cert: Option<PathBuf>,
+    /// --monitor-init: its private key (owned by the PostgreSQL user, mode 0600)
+    #[arg(long, value_name = "FILE")]
+    ssl_key: Option<PathBuf>,
+    /// --monitor-init: an address or CIDR the nodes connect from (repeat; default: samenet)
+    #[arg(long, value_name = "CIDR")]
+    allow: Vec<String>,
     /// Hand this node (running primary, or standby cloned by knocker replica) to pg_auto_failover
     #[arg(long, requires = "monitor")]
     enroll: bool,
@@ -81,7 +109,37 @@ pub struct AutofailoverArgs {
 
 fn options(args: &AutofailoverArgs) -> Result<Option<Options>, Error> {
     let monitor = args.monitor.clone().map(Secret);
-    let action = if args.enroll {
+    let init_flags_given = args.data_dir.is_some()
+        || args.port.is_some()
+        || args.address.is_some()
+        || args.ssl_ca.is_some()
+        || args.ssl_cert.is_some()
+        || args.ssl_key.is_some()
+        || !args.allow.is_empty();
+    if init_flags_given && !args.monitor_init {
+        return Err(Error::usage(
+            "--data-dir, --port, --address, --ssl-ca, --ssl-cert, --ssl-key and --allow go with --monitor-init",
+        ));
+    }
+    let action = if args.monitor_init {
+        if args.monitor.is_some() {
+            return Err(Error::usage(
+                "--monitor-init takes no --monitor (it creates the monitor and prints its URI)",
+            ));
+        }
+        Action::MonitorInit(autofailover::MonitorInit {
+            data_dir: args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(autofailover::DEFAULT_DATA_DIR)),
+            port: args.port.unwrap_or(5432),
+            address: args.address.clone(),
+            ssl_ca: args.ssl_ca.clone(),
+            ssl_cert: args.ssl_cert.clone(),
+            ssl_key: args.ssl_key.clone(),
+            allow: args.allow.clone(),
+        })
+    } else if args.enroll {
         Action::Enroll {
             monitor: monitor.ok_or_else(|| Error::usage("--enroll needs --monitor URI"))?,
         }
@@ -114,7 +172,7 @@ pub fn run(args: &AutofailoverArgs) -> ExitCode {
     let opts = match options(args) {
         Ok(Some(o)) => o,
         Ok(None) => {
-            println!("{ABOUT}\n\nUsage: knocker autofailover [--enroll --monitor URI | --status [--monitor URI] | --disable]\n\n{EXAMPLES}");
+            println!("{ABOUT}\n\nUsage: knocker autofailover [--monitor-init | --enroll --monitor URI | --status [--monitor URI] | --disable]\n\n{EXAMPLES}");
             return ExitCode::SUCCESS;
         }
         Err(e) => return fail(args.json, &e),
@@ -127,6 +185,7 @@ pub fn run(args: &AutofailoverArgs) -> ExitCode {
         Ok(report) => {
             if args.json {
                 let plan = match &report {
+                    Report::MonitorInit(r) => r.plan.as_ref(),
                     Report::Enroll(r) => r.plan.as_ref(),
                     Report::Disable(r) => r.plan.as_ref(),
                     Report::Status(_) => None,
@@ -154,6 +213,40 @@ fn fail(json: bool, e: &Error) -> ExitCode {
 
 fn print_text(report: &Report) {
     match report {
+        Report::MonitorInit(r) => {
+            // The secret first, once.
+            if let Some(url) = &r.monitor_url {
+                println!(
+                    "Monitor URI (shown once; give it to --enroll on each node):\n  {}",
+                    url.0
+                );
+            }
+            if let Some(plan) = &r.plan {
+                print!("{plan}");
+            }
+            for d in &r.done {
+                println!("{d}");
+            }
+            println!(
+                "monitor at {}:{} ({}), keepers connect with sslmode={}",
+                r.address,
+                r.port,
+                r.data_dir.display(),
+                r.sslmode
+            );
+            if let Some(unit) = &r.service {
+                println!("the monitor runs under systemd: {unit}");
+            }
+            if let Some(s) = &r.supervise {
+                println!(
+                    "Run the monitor (foreground, supervised) with:\n  {}",
+                    knocker_ops::plan::shell_words(s)
+                );
+            }
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+        }
         Report::Enroll(r) => {
             if let Some(plan) = &r.plan {
                 print!("{plan}");

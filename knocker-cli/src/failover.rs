@@ -9,7 +9,9 @@ use knocker_ops::failover::{self, Action, Options, Report};
 
 const ABOUT: &str = "Operator-run failover. --switchover (on the primary): fences it (read-only, \
 sessions ended), waits until the standby has replayed everything, stops it cleanly, promotes the \
-standby over the network and makes this node its standby; no acknowledged commit is lost. --promote (on the standby, the primary being gone): \
+standby over the network and makes this node its standby; no acknowledged commit is lost. On a node \
+enrolled in pg_auto_failover (knocker autofailover --enroll) it asks the monitor instead \
+(pg_autoctl perform switchover) and reports the new primary. --promote (on the standby, the primary being gone): \
 refuses while the primary still answers (unless --force), shows the last WAL received, asks, \
 promotes, checkpoints and confirms writes. --fence (on an old primary): disables it in Debian's \
 start.conf, makes it read-only if started anyway, and stops it. --rejoin URI (on a fenced old \
@@ -131,6 +133,9 @@ fn print_text(r: &Report) {
     }
     for d in &r.done {
         println!("{d}");
+    }
+    if let Some(p) = &r.new_primary {
+        println!("new primary: {p}");
     }
     if let Some(ms) = r.read_only_ms {
         println!("writes were refused for {ms} ms (fence to promotion)");

@@ -1,21 +1,25 @@
 //! `knocker autofailover` against real pg_auto_failover 2.0 on one machine:
-//! a monitor (created with pg_autoctl as docs/pg_auto_failover.md section 5
-//! describes, tuned with [`autofailover::monitor_profile_sql`]) and two
+//! a monitor made by `--monitor-init` (bad input refused with nothing
+//! created, `--dry-run`, then the real one; its URI once, its password in
+//! no file but a 0600 passfile; a second run has nothing to do) and two
 //! pg-harness PostgreSQL 15 nodes on loopback, one CA for all three, the
-//! keepers as child processes of this test (no systemd here). Enrol the
-//! running primary, clone a standby with `pg_basebackup -R` (what
-//! `knocker replica --clone-from` leaves: a primary_conninfo of its own)
-//! and enrol it keeping its data; under a client writing through the
-//! multi-host string: SIGKILL the monitor's tree (no failover, every write
-//! goes on) and restart it; SIGKILL the primary's whole process tree
-//! (every acknowledged commit on the new primary, time to the first write
-//! printed); let the old primary rejoin, then SIGSTOP the new primary's
-//! tree (same checks, plus a probe writing to the frozen node alone: no
-//! write acknowledged there once the other took writes, and demoted soon
-//! after SIGCONT); then `--disable` the standby (it keeps streaming, the
-//! primary's writes stop waiting for it). Bad input is refused with
-//! nothing touched. About 60 s. Every process is stopped by its pid and
-//! every directory removed, also on failure.
+//! monitor and the keepers run by this test with the `supervise` commands
+//! knocker printed (no systemd here). Enrol the running primary, clone a
+//! standby with `pg_basebackup -R` (what `knocker replica --clone-from`
+//! leaves: a primary_conninfo of its own) and enrol it keeping its data;
+//! under a client writing through the multi-host string: SIGKILL the
+//! monitor's tree (no failover, every write goes on) and restart it;
+//! SIGKILL the primary's whole process tree (every acknowledged commit on
+//! the new primary, time to the first write printed); let the old primary
+//! rejoin, then SIGSTOP the new primary's tree (same checks, plus a probe
+//! writing to the frozen node alone: no write acknowledged there once the
+//! other took writes, and demoted soon after SIGCONT); `knocker failover
+//! --switchover` on the enrolled primary (delegated to `pg_autoctl perform
+//! switchover`; nothing acknowledged lost, `--status` shows the roles
+//! swapped); then `--disable` the standby (it keeps streaming, the
+//! primary's writes stop waiting for it) and `--enroll` it again. Bad
+//! input is refused with nothing touched. About 80 s. Every process is
+//! stopped by its pid and every directory removed, also on failure.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
@@ -199,6 +203,23 @@ fn run_as(user: &OsUser, argv: &[&str], env: &[(&str, String)]) -> String {
     );
     assert!(out.status.success(), "{argv:?} failed: {text}");
     text
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => todo.push(p),
+                Ok(t) if t.is_file() => out.push(p),
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 fn free_port() -> u16 {
@@ -390,7 +411,7 @@ fn start_writer(params: pgctl::connect::ConnectParams, first_n: i64, pause: Dura
 }
 
 #[test]
-fn enroll_then_kill_monitor_kill_primary_freeze_primary_disable_standby_pg15() {
+fn monitor_init_enroll_kill_freeze_switchover_disable_and_back_pg15() {
     pg_harness::block_on(async {
         let begun = Instant::now();
         let user = OsUser::server_user().clone();
@@ -414,110 +435,155 @@ fn enroll_then_kill_monitor_kill_primary_freeze_primary_disable_standby_pg15() {
             scratch: scratch.clone(),
         };
 
-        // The monitor, set up as --monitor-init will do it.
-        let mport = free_port().to_string();
+        // The monitor, by --monitor-init: bad input first (exit 2,
+        // nothing created), then --dry-run, then the real thing.
+        let mport: u16 = free_port();
         let mon = scratch.join("monitor");
-        let mstate = scratch.join("monitor-state");
-        std::fs::create_dir(&mstate).unwrap();
-        user.chown(&mstate).unwrap();
-        let menv = vec![
-            ("HOME", mstate.display().to_string()),
-            ("XDG_CONFIG_HOME", mstate.display().to_string()),
-            ("XDG_DATA_HOME", mstate.display().to_string()),
-            ("XDG_RUNTIME_DIR", mstate.display().to_string()),
-        ];
-        let mon_s = mon.display().to_string();
-        run_as(
-            &user,
-            &[
-                "pg_autoctl",
-                "create",
-                "monitor",
-                "--pgctl",
-                &format!("{BIN}/pg_ctl"),
-                "--pgdata",
-                &mon_s,
-                "--pgport",
-                &mport,
-                "--hostname",
-                "127.0.0.1",
-                "--skip-pg-hba",
-                "--ssl-ca-file",
-                &ca,
-                "--server-cert",
-                &tls.1.display().to_string(),
-                "--server-key",
-                &tls.2.display().to_string(),
-                "--ssl-mode",
-                "verify-full",
-            ],
-            &menv,
-        );
-        std::fs::write(
-            mon.join("pg_hba.conf"),
+        let init = autofailover::MonitorInit {
+            data_dir: mon.clone(),
+            port: mport,
+            address: Some("127.0.0.1".into()),
+            ssl_ca: Some(tls.0.clone()),
+            ssl_cert: Some(tls.1.clone()),
+            ssl_key: Some(tls.2.clone()),
+            allow: vec![],
+        };
+        let mstate = scratch.join(".monitor.pg_autoctl");
+        for bad in [
+            autofailover::MonitorInit {
+                ssl_ca: None,
+                ..init.clone()
+            },
+            autofailover::MonitorInit {
+                data_dir: "relative/monitor".into(),
+                ..init.clone()
+            },
+            autofailover::MonitorInit {
+                ssl_key: Some(scratch.join("tls/missing.key")),
+                ..init.clone()
+            },
+            autofailover::MonitorInit {
+                allow: vec!["10.0.0.0/33".into()],
+                ..init.clone()
+            },
+            // root's 0600 key: PostgreSQL could not read it (pg_autoctl
+            // would retry for a minute before giving up).
+            autofailover::MonitorInit {
+                ssl_key: Some(scratch.join("tls/ca.key")),
+                ..init.clone()
+            },
+            autofailover::MonitorInit {
+                address: Some("a b".into()),
+                ..init.clone()
+            },
+        ] {
+            let e = autofailover::run(
+                &Options::new(Action::MonitorInit(bad.clone())),
+                &mut |_: &str| panic!("asked"),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Usage, "{bad:?}: {e}");
+            assert!(
+                !mon.exists() && !mstate.exists(),
+                "{bad:?} touched something"
+            );
+        }
+        let mut init_options = Options::new(Action::MonitorInit(init.clone()));
+        init_options.dry_run = true;
+        let Report::MonitorInit(r) =
+            autofailover::run(&init_options, &mut |_: &str| panic!("asked"))
+                .await
+                .unwrap()
+        else {
+            panic!()
+        };
+        let plan = r.plan.unwrap().to_string();
+        for want in [
             format!(
-                "local all {u} peer\nlocal pg_auto_failover autoctl_node peer map=pgautofailover\n\
-                 hostssl pg_auto_failover autoctl_node 127.0.0.1/32 scram-sha-256\n",
-                u = user.name
+                "pg_autoctl create monitor --pgctl {BIN}/pg_ctl --pgdata {}",
+                mon.display()
             ),
-        )
-        .unwrap();
-        std::fs::write(
-            mon.join("pg_ident.conf"),
-            format!("pgautofailover {} autoctl_node\n", user.name),
-        )
-        .unwrap();
-        let mut margv: Vec<String> = vec![
-            "runuser".into(),
-            "-u".into(),
-            user.name.clone(),
-            "--".into(),
-            "env".into(),
-            "-i".into(),
-            "PATH=/usr/bin:/bin".into(),
-        ];
-        margv.extend(menv.iter().map(|(k, v)| format!("{k}={v}")));
-        margv.extend(["pg_autoctl", "run", "--pgdata", &mon_s].map(String::from));
+            "--skip-pg-hba".to_string(),
+            "--ssl-mode verify-full".to_string(),
+            "+hostssl pg_auto_failover autoctl_node samenet".to_string(),
+            "ALTER ROLE autoctl_node PASSWORD '<generated>'".to_string(),
+            "ALTER SYSTEM SET pgautofailover.primary_demote_timeout = 5000".to_string(),
+        ] {
+            assert!(plan.contains(&want), "{want} missing from:\n{plan}");
+        }
+        assert!(!plan.contains("trust"), "{plan}");
+        assert!(r.monitor_url.is_none());
+        assert!(
+            !mon.exists() && !mstate.exists(),
+            "--dry-run touched something"
+        );
+        init_options.dry_run = false;
+        let t = Instant::now();
+        let Report::MonitorInit(r) =
+            autofailover::run(&init_options, &mut |_: &str| panic!("asked"))
+                .await
+                .unwrap()
+        else {
+            panic!()
+        };
+        eprintln!(
+            "--monitor-init took {:.1} s:\n{}",
+            t.elapsed().as_secs_f64(),
+            r.done.join("\n")
+        );
+        assert!(r.changed);
+        let monitor = r.monitor_url.clone().expect("the monitor URI, once").0;
+        assert!(
+            monitor.starts_with("postgresql://autoctl_node:")
+                && monitor.contains(&format!("@127.0.0.1:{mport}/pg_auto_failover?"))
+                && monitor.contains("sslmode=verify-full"),
+            "{monitor}"
+        );
+        let monitor_password = pgctl::conninfo::ConnInfo::parse(&monitor)
+            .unwrap()
+            .get(pgctl::conninfo::Keyword::Password)
+            .unwrap()
+            .to_string();
+        assert!(monitor_password.len() >= 32);
+        let margv = r.supervise.clone().expect("supervise: no systemd here");
+        // The password: nowhere but the 0600 passfile (not in argv, the
+        // configuration, pg_hba.conf or the logs).
+        for entry in walk(&scratch) {
+            let Ok(text) = std::fs::read(&entry) else {
+                continue;
+            };
+            if String::from_utf8_lossy(&text).contains(&monitor_password) {
+                assert_eq!(
+                    entry,
+                    mstate.join("pgpass"),
+                    "password in {}",
+                    entry.display()
+                );
+                assert_eq!(
+                    std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777,
+                    0o600
+                );
+            }
+        }
+        assert!(!margv.join(" ").contains(&monitor_password));
+        let hba = std::fs::read_to_string(mon.join("pg_hba.conf")).unwrap();
+        assert!(
+            !hba.contains("trust") && hba.contains(autofailover::BEGIN),
+            "{hba}"
+        );
+        // Again: nothing to do.
+        let Report::MonitorInit(again) =
+            autofailover::run(&init_options, &mut |_: &str| panic!("asked"))
+                .await
+                .unwrap()
+        else {
+            panic!()
+        };
+        assert!(!again.changed && again.monitor_url.is_none(), "{again:?}");
         keepers
             .children
             .push(spawn(&margv, &scratch.join("monitor.log")));
-        let monitor_password = "formation-Secret:1";
-        // One -c per statement: ALTER SYSTEM refuses a transaction block.
-        let mut statements = vec![format!(
-            "ALTER ROLE autoctl_node PASSWORD '{monitor_password}'"
-        )];
-        statements.extend(autofailover::monitor_profile_sql());
-        let mut last = String::new();
-        let mut psql_ok = false;
-        for _ in 0..60 {
-            let mut cmd = user.command(format!("{BIN}/psql"));
-            cmd.args([
-                "-X",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "/var/run/postgresql",
-                "-p",
-                &mport,
-                "-d",
-                "pg_auto_failover",
-            ]);
-            for sql in &statements {
-                cmd.args(["-c", sql]);
-            }
-            let out = cmd.output().unwrap();
-            if out.status.success() {
-                psql_ok = true;
-                break;
-            }
-            last = String::from_utf8_lossy(&out.stderr).into_owned();
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        assert!(psql_ok, "monitor did not come up: {last}");
-        let monitor = format!(
-            "postgres://autoctl_node:{}@127.0.0.1:{mport}/pg_auto_failover?sslmode=verify-full&sslrootcert={ca}",
-            "formation-Secret%3A1"
-        );
 
         // The running primary, with the application's table.
         let p = primary.connect().await;
@@ -615,7 +681,7 @@ fn enroll_then_kill_monitor_kill_primary_freeze_primary_disable_standby_pg15() {
         ] {
             assert!(plan.contains(&want), "{want} missing from:\n{plan}");
         }
-        assert!(!plan.contains("formation-Secret"), "{plan}");
+        assert!(!plan.contains(&monitor_password), "{plan}");
         assert_eq!(std::fs::read(primary.hba_file()).unwrap(), hba_before);
 
         // Enrol the running primary; it asks before stopping it.
@@ -648,7 +714,7 @@ fn enroll_then_kill_monitor_kill_primary_freeze_primary_disable_standby_pg15() {
                 .join("pg_autoctl.cfg"),
         )
         .unwrap();
-        assert!(!cfg.contains("formation-Secret"), "{cfg}");
+        assert!(!cfg.contains(&monitor_password), "{cfg}");
         let passfile = state_dir.join("pgpass");
         assert_eq!(
             std::fs::metadata(&passfile).unwrap().permissions().mode() & 0o777,
@@ -920,6 +986,7 @@ fn enroll_then_kill_monitor_kill_primary_freeze_primary_disable_standby_pg15() {
         // would show there), and SIGCONT 2 s after the first write
         // through the new primary.
         let keeper_a2 = spawn(&supervise_a, &scratch.join("node_a-rejoin.log"));
+        let keeper_a2_pid = keeper_a2.id();
         keepers.children.push(keeper_a2);
         let t = Instant::now();
         wait_states(
@@ -1027,17 +1094,109 @@ fn enroll_then_kill_monitor_kill_primary_freeze_primary_disable_standby_pg15() {
         )
         .await;
 
-        // --disable on the standby (node_b): manual mode, still streaming
-        // (its primary_conninfo kept, with the passfile), and the primary's
-        // writes no longer wait for it.
+        // knocker failover --switchover on the enrolled primary (node_a)
+        // asks pg_auto_failover, under a writer through the multi-host
+        // string: nothing acknowledged lost, the roles swapped.
+        let sockets = [primary.socket_dir(), standby.socket_dir()];
+        let mut switch = knocker_ops::failover::Options {
+            action: knocker_ops::failover::Action::Switchover,
+            admin_conn: Some(admin_at(primary.port(), &sockets)),
+            cluster: None,
+            dry_run: true,
+            force: false,
+            name: None,
+            peer: Some("127.0.0.1".into()),
+            reclone: false,
+        };
+        let e = knocker_ops::failover::run(&switch, &mut |_: &str| panic!("asked"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Usage, "{e}");
+        switch.peer = None;
+        let r = knocker_ops::failover::run(&switch, &mut |_: &str| panic!("asked"))
+            .await
+            .unwrap();
+        assert_eq!(r.delegated_to, Some("pg_auto_failover"));
+        assert!(!r.changed);
+        let plan = r.plan.expect("the command").to_string();
+        assert!(
+            plan.contains(&format!(
+                "pg_autoctl perform switchover --pgdata {}",
+                primary.data_dir().display()
+            )),
+            "{plan}"
+        );
+        let (attempts3, stop3, writer3) =
+            start_writer(params.clone(), 4_000_000, Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        switch.dry_run = false;
+        let t = Instant::now();
+        let mut asked = 0;
+        let r = knocker_ops::failover::run(&switch, &mut |_: &str| {
+            asked += 1;
+            true
+        })
+        .await
+        .unwrap();
+        let took = t.elapsed();
+        assert_eq!(asked, 1);
+        assert!(r.changed, "{r:?}");
+        assert_eq!(r.old_primary.as_deref(), Some("node_a"), "{r:?}");
+        assert_eq!(r.new_primary.as_deref(), Some("node_b"), "{r:?}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["new_primary"], "node_b", "{json}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop3.store(true, Ordering::Relaxed);
+        writer3.await.unwrap();
+        let c = pgctl::connect::connect(&params).await.unwrap();
+        let present3: BTreeSet<i64> = c
+            .client()
+            .query("SELECT n FROM counter WHERE n >= 4000000", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        drop(c);
+        let attempts3 = attempts3.lock().unwrap().clone();
+        let acked3: Vec<&Attempt> = attempts3.iter().filter(|a| a.acked).collect();
+        let lost3 = acked3.iter().filter(|a| !present3.contains(&a.n)).count();
+        let longest_gap = acked3
+            .windows(2)
+            .map(|w| w[1].started.duration_since(w[0].started))
+            .max()
+            .unwrap_or_default();
+        eprintln!(
+            "switchover through pg_auto_failover: {:.1} s; {} acknowledged, {lost3} lost, longest \
+             gap between acknowledged writes {:.2} s",
+            took.as_secs_f64(),
+            acked3.len(),
+            longest_gap.as_secs_f64()
+        );
+        assert_eq!(lost3, 0, "acknowledged commits lost in the switchover");
+        assert!(acked3.len() > 10, "the writer did not write");
+        wait_states(
+            &monitor,
+            &[("node_a", "secondary"), ("node_b", "primary")],
+            Duration::from_secs(60),
+        )
+        .await;
+        let s = status(&monitor).await;
+        let role = |name: &str| s.nodes.iter().find(|n| n.name == name).unwrap().role;
+        assert_eq!(
+            (role("node_a"), role("node_b")),
+            ("standby", "primary"),
+            "{s:?}"
+        );
+
+        // --disable on the standby (now node_a): manual mode, still
+        // streaming (its primary_conninfo kept, with the passfile), and the
+        // primary's writes no longer wait for it. Then enrolled again.
+        let (new_primary, old_primary) = (&standby, &primary);
         let mut disable = Options::new(Action::Disable);
-        // The rewind copied node_a's postgresql.conf, socket directory
-        // included, to node_b (its port comes from pg_autoctl's -p).
-        disable.admin_conn = Some(format!(
-            "host={} port={} user=postgres dbname=postgres",
-            primary.socket_dir().display(),
-            standby.port()
-        ));
+        // A rewind copies the source's postgresql.conf, socket directory
+        // included (its port comes from pg_autoctl's -p): ask where it is.
+        disable.admin_conn = Some(admin_at(old_primary.port(), &sockets));
         let mut dry = disable.clone();
         dry.dry_run = true;
         let Report::Disable(r) = autofailover::run(&dry, &mut |_: &str| true).await.unwrap() else {
@@ -1057,7 +1216,7 @@ fn enroll_then_kill_monitor_kill_primary_freeze_primary_disable_standby_pg15() {
             let i = keepers
                 .children
                 .iter()
-                .position(|c| c.id() == keeper_b_pid)
+                .position(|c| c.id() == keeper_a2_pid)
                 .unwrap();
             let mut child = keepers.children.remove(i);
             std::thread::spawn(move || child.wait())
@@ -1080,7 +1239,7 @@ fn enroll_then_kill_monitor_kill_primary_freeze_primary_disable_standby_pg15() {
         while !reaper.is_finished() {
             if Instant::now() > deadline {
                 // SAFETY: kill(2) on the keeper this test started.
-                unsafe { libc::kill(keeper_b_pid as libc::pid_t, libc::SIGTERM) };
+                unsafe { libc::kill(keeper_a2_pid as libc::pid_t, libc::SIGTERM) };
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -1091,10 +1250,10 @@ fn enroll_then_kill_monitor_kill_primary_freeze_primary_disable_standby_pg15() {
         );
         // The primary takes writes without waiting (the monitor makes it
         // `single` and pg_autoctl empties synchronous_standby_names).
-        let direct_a = params_for(&appurl(&[primary.port()]));
+        let direct_primary = params_for(&appurl(&[new_primary.port()]));
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut n = 3_000_000i64;
-        while !write_once(&direct_a, n).await {
+        while !write_once(&direct_primary, n).await {
             assert!(
                 Instant::now() < deadline,
                 "the primary's writes wait for the dropped standby"
@@ -1102,9 +1261,10 @@ fn enroll_then_kill_monitor_kill_primary_freeze_primary_disable_standby_pg15() {
             n += 1;
         }
         // Every row reaches the disabled standby, which streams on its own.
-        let read_b =
-            params_for(&appurl(&[standby.port()]).replace("target_session_attrs=read-write&", ""));
-        let c = pgctl::connect::connect(&read_b).await.unwrap();
+        let read_standby = params_for(
+            &appurl(&[old_primary.port()]).replace("target_session_attrs=read-write&", ""),
+        );
+        let c = pgctl::connect::connect(&read_standby).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let has: i64 = c
@@ -1129,27 +1289,79 @@ fn enroll_then_kill_monitor_kill_primary_freeze_primary_disable_standby_pg15() {
             .unwrap()
             .get(0);
         assert!(rows as usize > present2.len(), "{rows}");
-        let conf = std::fs::read_to_string(standby.data_dir().join("postgresql.conf")).unwrap();
+        drop(c);
+        let conf = std::fs::read_to_string(old_primary.data_dir().join("postgresql.conf")).unwrap();
         assert!(!conf.contains("postgresql-auto-failover"), "{conf}");
-        assert!(!standby
+        assert!(!old_primary
             .data_dir()
             .join("postgresql-auto-failover.conf")
             .exists());
-        let state = standby
+        let state = old_primary
             .data_dir()
             .parent()
             .unwrap()
             .join(".data.pg_autoctl");
         assert!(!state.join("config").exists());
         let s = status(&monitor).await;
-        assert!(s.nodes.iter().all(|n| n.name != "node_b"), "{s:?}");
-        drop(c);
-        // Stop knocker's own start of it before the harness removes it.
-        let out = user
-            .command(format!("{BIN}/pg_ctl"))
-            .args(["-D", &sdata, "-m", "fast", "-w", "stop"])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
+        assert!(s.nodes.iter().all(|n| n.name != "node_a"), "{s:?}");
+
+        // And back: --enroll again keeps the data (pg_auto_failover
+        // registers the dropped node again, no base backup).
+        let mut enroll_again = Options::new(Action::Enroll {
+            monitor: Secret(monitor.clone()),
+        });
+        enroll_again.admin_conn = Some(admin_at(old_primary.port(), &sockets));
+        enroll_again.name = Some("node_a".into());
+        let t = Instant::now();
+        let Report::Enroll(r) = autofailover::run(&enroll_again, &mut |_: &str| true)
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert!(r.changed && r.role == "standby", "{r:?}");
+        keepers.children.push(spawn(
+            r.supervise.as_ref().unwrap(),
+            &scratch.join("node_a-again.log"),
+        ));
+        wait_states(
+            &monitor,
+            &[("node_a", "secondary"), ("node_b", "primary")],
+            Duration::from_secs(60),
+        )
+        .await;
+        eprintln!(
+            "node_a enrolled again, secondary after {:.1} s; whole test {:.1} s",
+            t.elapsed().as_secs_f64(),
+            begun.elapsed().as_secs_f64()
+        );
+        let c = pgctl::connect::connect(&params).await.unwrap();
+        let rows_after: i64 = c
+            .client()
+            .query_one("SELECT count(*) FROM counter", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(rows_after >= rows, "{rows_after} < {rows}");
+        assert_eq!(
+            c.client()
+                .execute("INSERT INTO counter(n) VALUES (5000000)", &[])
+                .await
+                .unwrap(),
+            1
+        );
     });
+}
+
+/// A superuser connection string to the server on `port`, whose socket is
+/// in one of `dirs`.
+fn admin_at(port: u16, dirs: &[&Path]) -> String {
+    let dir = dirs
+        .iter()
+        .find(|d| d.join(format!(".s.PGSQL.{port}")).exists())
+        .unwrap_or(&dirs[0]);
+    format!(
+        "host={} port={port} user=postgres dbname=postgres",
+        dir.display()
+    )
 }

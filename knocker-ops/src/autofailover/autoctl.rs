@@ -57,6 +57,25 @@ impl Autoctl {
         })
     }
 
+    /// The node whose data directory `pgdata` (which may not exist yet)
+    /// will belong to `uid`/`gid`: `--monitor-init` before it creates it.
+    pub fn for_owner(pgdata: &Path, bin_dir: &Path, uid: u32, gid: u32) -> Result<Autoctl, Error> {
+        let user = nix_user(uid).ok_or_else(|| {
+            Error::failed(format!(
+                "the owner (uid {uid}) of {} has no passwd entry",
+                pgdata.display()
+            ))
+        })?;
+        Ok(Autoctl {
+            user: user.0,
+            uid,
+            gid,
+            home: user.1,
+            pgdata: pgdata.to_owned(),
+            pg_ctl: bin_dir.join("pg_ctl"),
+        })
+    }
+
     /// The directory holding pg_autoctl's configuration, state and
     /// runtime files and the passfile for this data directory.
     pub fn state_dir(&self) -> PathBuf {
@@ -123,6 +142,61 @@ impl Autoctl {
         self.command(&["run", "--pgdata", &pgdata])
     }
 
+    /// The systemd unit that runs the keeper (or the monitor) as the
+    /// PostgreSQL user: the unit `pg_autoctl show systemd` prints
+    /// (docs/pg_auto_failover.md section 2), with the environment of
+    /// [`Autoctl::command`] (state beside the data directory, the
+    /// passfile; systemd starts services with a clean environment, so no
+    /// `PGPASSWORD` reaches it).
+    pub fn systemd_unit(&self, description: &str) -> String {
+        let state = self.state_dir();
+        let pgdata = self.pgdata.display().to_string();
+        let env = [
+            "PATH=/usr/bin:/bin".to_string(),
+            format!("PGDATA={pgdata}"),
+            format!("XDG_CONFIG_HOME={}", state.join("config").display()),
+            format!("XDG_DATA_HOME={}", state.join("data").display()),
+            format!("XDG_RUNTIME_DIR={}", state.join("run").display()),
+            format!("PGPASSFILE={}", self.passfile().display()),
+        ]
+        .iter()
+        .map(|e| systemd_quote(e, false))
+        .collect::<Vec<_>>()
+        .join(" ");
+        let run = |verb: &str| {
+            [PG_AUTOCTL, verb, "--pgdata", &pgdata]
+                .iter()
+                .map(|a| systemd_quote(a, true))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        format!(
+            "# Written by knocker autofailover (the unit pg_autoctl show systemd describes)\n\
+             [Unit]\n\
+             Description={description}\n\
+             After=network-online.target\n\
+             Wants=network-online.target\n\
+             StartLimitBurst=0\n\
+             \n\
+             [Service]\n\
+             Type=simple\n\
+             User={user}\n\
+             WorkingDirectory={home}\n\
+             Environment={env}\n\
+             ExecStart={start}\n\
+             ExecReload={reload}\n\
+             Restart=always\n\
+             \n\
+             [Install]\n\
+             WantedBy=multi-user.target\n",
+            description = description.replace('%', "%%").replace('\n', " "),
+            user = self.user,
+            home = self.home.display().to_string().replace('%', "%%"),
+            start = run("run"),
+            reload = run("reload"),
+        )
+    }
+
     /// Creates the state directories (0700, owned by the PostgreSQL user).
     pub fn create_state_dirs(&self) -> Result<(), Error> {
         let state = self.state_dir();
@@ -148,6 +222,40 @@ impl Autoctl {
         }
         Ok(())
     }
+}
+
+/// One word of a systemd unit line, double-quoted: `\\` and `"` escaped,
+/// `%` (specifiers) doubled, and in `Exec*=` lines (`exec`) `$` (variable
+/// expansion) too.
+pub fn systemd_quote(word: &str, exec: bool) -> String {
+    let mut out = String::from("\"");
+    for c in word.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '%' => out.push_str("%%"),
+            '$' if exec => out.push_str("$$"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Whether the node whose data directory is `pgdata` is enrolled in
+/// pg_auto_failover the way knocker enrols it (its pg_autoctl
+/// configuration beside the data directory).
+pub fn is_enrolled(pgdata: &Path) -> bool {
+    Autoctl {
+        user: String::new(),
+        uid: 0,
+        gid: 0,
+        home: PathBuf::new(),
+        pgdata: pgdata.to_owned(),
+        pg_ctl: PathBuf::new(),
+    }
+    .config_file()
+    .exists()
 }
 
 /// The passfile line for `host:port:database:user:password`, each field
@@ -204,7 +312,8 @@ pub fn output_tail(out: &std::process::Output) -> String {
     lines[lines.len().saturating_sub(12)..].join("\n")
 }
 
-fn current_uid() -> u32 {
+/// The effective uid of this process.
+pub(super) fn current_uid() -> u32 {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() }
 }

@@ -2,6 +2,11 @@
 //! set up and kept safe by knocker (docs/pg_auto_failover.md is the
 //! verified reference every step here follows).
 //!
+//! - `--monitor-init` (on a third host) creates the monitor: its own
+//!   cluster by `pg_autoctl create monitor --skip-pg-hba`, knocker's
+//!   pg_hba.conf block (scram-sha-256 over verified TLS, no trust), a
+//!   generated password set as a client-made SCRAM verifier, the tuned
+//!   [`MONITOR_PROFILE`], and the monitor URI returned once.
 //! - `--enroll --monitor URI` hands this node (a running primary, or a
 //!   standby cloned by `knocker replica`, keeping its data) to
 //!   pg_auto_failover: its own pg_hba.conf block (`--skip-pg-hba`), the
@@ -27,16 +32,20 @@ mod autoctl;
 mod block;
 mod disable;
 mod enroll;
+mod monitor;
 mod status;
+mod switchover;
 
 use std::fmt;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-pub use autoctl::Autoctl;
+pub use autoctl::{is_enrolled, Autoctl};
 pub use block::{BEGIN, END};
+pub use monitor::DEFAULT_DATA_DIR;
 pub use status::{FormationNode, StatusReport};
+pub use switchover::{enrolled_switchover, SwitchoverOutcome};
 
 use crate::{Error, Plan};
 
@@ -84,9 +93,53 @@ pub fn monitor_profile_sql() -> Vec<String> {
     sql
 }
 
+/// Where and how `--monitor-init` creates the monitor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorInit {
+    /// The monitor's data directory (new or empty; its parent belongs to
+    /// the PostgreSQL user, who will own and run it).
+    pub data_dir: PathBuf,
+    /// Its port.
+    pub port: u16,
+    /// The host name or address the nodes reach it at (the server
+    /// certificate must name it); default: this host's advertised address.
+    pub address: Option<String>,
+    /// The formation's CA certificate (the keepers verify the monitor).
+    pub ssl_ca: Option<PathBuf>,
+    /// The monitor's server certificate, signed by that CA.
+    pub ssl_cert: Option<PathBuf>,
+    /// Its private key (readable by the PostgreSQL user only).
+    pub ssl_key: Option<PathBuf>,
+    /// Addresses or CIDRs the keepers connect from (default: `samenet`).
+    pub allow: Vec<String>,
+}
+
+impl MonitorInit {
+    /// The defaults: [`DEFAULT_DATA_DIR`], port 5432, no TLS files yet.
+    pub fn new() -> MonitorInit {
+        MonitorInit {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            port: 5432,
+            address: None,
+            ssl_ca: None,
+            ssl_cert: None,
+            ssl_key: None,
+            allow: Vec::new(),
+        }
+    }
+}
+
+impl Default for MonitorInit {
+    fn default() -> MonitorInit {
+        MonitorInit::new()
+    }
+}
+
 /// The action of one call.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Action {
+    /// Create the monitor on this host.
+    MonitorInit(MonitorInit),
     /// Hand this node to pg_auto_failover.
     Enroll {
         /// The monitor URI `--monitor-init` printed (with its password).
@@ -111,6 +164,7 @@ impl Action {
     /// The flag that names the action, for reports.
     pub fn name(&self) -> &'static str {
         match self {
+            Action::MonitorInit(_) => "monitor-init",
             Action::Enroll { .. } => "enroll",
             Action::Status { .. } => "status",
             Action::Disable => "disable",
@@ -209,6 +263,42 @@ pub struct EnrollReport {
     pub supervise: Option<Vec<String>>,
 }
 
+/// What `--monitor-init` did (or, with `--dry-run`, would do).
+#[derive(Debug, Default, Serialize)]
+pub struct MonitorInitReport {
+    /// Whether anything changed.
+    pub changed: bool,
+    /// The monitor URI with the formation's password, for `--enroll`:
+    /// present once, when the monitor was created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor_url: Option<Secret>,
+    /// The monitor's data directory.
+    pub data_dir: PathBuf,
+    /// Its port.
+    pub port: u16,
+    /// The address the nodes reach it at.
+    pub address: String,
+    /// The sslmode the keepers connect with.
+    pub sslmode: &'static str,
+    /// `--dry-run`: the plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+    /// What was done, one sentence each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub done: Vec<String>,
+    /// Things the operator should know.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Where systemd runs: the unit that runs the monitor (enabled and
+    /// started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Where there is no systemd: the command that runs the monitor in the
+    /// foreground as the PostgreSQL user (it is stopped until it runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supervise: Option<Vec<String>>,
+}
+
 /// What `--disable` did (or, with `--dry-run`, would do).
 #[derive(Debug, Default, Serialize)]
 pub struct DisableReport {
@@ -229,6 +319,8 @@ pub struct DisableReport {
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum Report {
+    /// `--monitor-init`.
+    MonitorInit(MonitorInitReport),
     /// `--enroll`.
     Enroll(EnrollReport),
     /// `--status`.
@@ -241,6 +333,9 @@ pub enum Report {
 /// with the question; answering false refuses (nothing changed).
 pub async fn run(options: &Options, ask: &mut dyn FnMut(&str) -> bool) -> Result<Report, Error> {
     match &options.action {
+        Action::MonitorInit(init) => monitor::monitor_init(init, options.dry_run)
+            .await
+            .map(Report::MonitorInit),
         Action::Enroll { monitor } => enroll::enroll(options, monitor, ask)
             .await
             .map(Report::Enroll),

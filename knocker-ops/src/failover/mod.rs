@@ -124,6 +124,16 @@ pub struct Report {
     /// promotion (writes refused meanwhile).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_only_ms: Option<u64>,
+    /// `--switchover` on a node enrolled in pg_auto_failover: who decided
+    /// (`pg_auto_failover`); absent when knocker switched over itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delegated_to: Option<&'static str>,
+    /// `--switchover` through pg_auto_failover: the primary before and after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_primary: Option<String>,
+    /// See `old_primary`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_primary: Option<String>,
     /// Milliseconds from the start of the call to the first write here.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub writable_after_ms: Option<u64>,
@@ -211,6 +221,32 @@ pub async fn run(o: &Options, ask: &mut dyn FnMut(&str) -> bool) -> Result<Repor
                 action: "switchover",
                 ..Report::default()
             };
+            // An enrolled node's primary is the monitor's to choose: the
+            // keepers would undo a switchover done behind its back.
+            {
+                let port = match o.admin_conn {
+                    Some(_) => None,
+                    None => target::choose_port(o.cluster.as_deref(), None).ok(),
+                };
+                if let Some(done) = crate::autofailover::enrolled_switchover(
+                    o.admin_conn.as_deref(),
+                    port,
+                    o.peer.is_some(),
+                    o.dry_run,
+                    ask,
+                )
+                .await?
+                {
+                    report.delegated_to = Some("pg_auto_failover");
+                    report.changed = done.new_primary.is_some();
+                    report.plan = done.plan;
+                    report.old_primary = done.old_primary;
+                    report.new_primary = done.new_primary;
+                    report.done = done.done;
+                    report.warnings = done.warnings;
+                    return Ok(report);
+                }
+            }
             switchover::switchover(o, ask, &mut report).await?;
             return Ok(report);
         }

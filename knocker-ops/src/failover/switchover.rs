@@ -142,6 +142,16 @@ pub(super) async fn switchover(
         }
     }
     let admin = Admin::connect(o.admin_conn.as_deref(), cluster.port).await?;
+    // Never behind pg_auto_failover's back: its keepers would undo it.
+    if let Some(data) = admin.facts.data_directory.as_deref() {
+        if crate::autofailover::is_enrolled(data) {
+            return Err(Error::refused_always(format!(
+                "{} is enrolled in pg_auto_failover: run knocker failover --switchover with \
+                 --admin-conn naming this node, so that its monitor performs the switchover",
+                data.display()
+            )));
+        }
+    }
     let c = admin.client();
     let node = replication::node_status(c).await.map_err(super::pg)?;
     if node.in_recovery {
