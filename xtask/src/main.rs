@@ -56,7 +56,7 @@ commands:
   bench haproxy [--runs N] [--requests N]
                               knocker haproxy vs haproxy -c + reload, reloads under load,
                               failure detection, added latency (BENCHMARKS.md)
-  bench autofailover [--runs N]
+  bench autofailover [--runs N] [--faults kill,freeze,freeze-postgres]
                               pg_auto_failover's defaults vs knocker's tuned profile: first write
                               after a killed / frozen primary, nothing lost (BENCHMARKS.md)
 ";
