@@ -1,4 +1,4 @@
-//! `cargo xtask bench autofailover [--runs N]`: how fast pg_auto_failover
+//! `cargo xtask bench autofailover [--runs N] [--faults LIST]`: how fast pg_auto_failover
 //! fails over with its default monitor settings and with knocker's tuned
 //! profile ([`autofailover::MONITOR_PROFILE`] and
 //! [`autofailover::KEEPER_PARTITION_TIMEOUT`]), side by side in one run,
@@ -33,8 +33,17 @@
 //!   writes at once (the probes), and how long after SIGCONT the old
 //!   primary stops taking writes (a direct check every 100 ms: stopped, in
 //!   recovery or read-only).
+//! * **freeze-postgres**: PostgreSQL alone hangs under a live keeper: the
+//!   postmaster and its children get SIGSTOP, the rest as for freeze. The
+//!   keeper then goes on reporting "PostgreSQL is running" to the monitor
+//!   (about every 5 s), which pg_auto_failover's default
+//!   `node_considered_unhealthy_timeout` (20 s) never counts as a failure.
 //!
-//! After each fault: every acknowledged value must be on the new primary.
+//! Each fault gives up after [`FAULT_BOUND`] without a write (and then
+//! measures no demotion: the old primary simply goes on). After each
+//! fault: every acknowledged value must be on the new primary; the table
+//! (standard output) has the two profiles side by side, the issue's
+//! targets for the tuned one and whether they are met.
 //! Everything started is stopped by pid and every directory removed, also
 //! on error. Not part of `cargo xtask test` (about 5 minutes per run).
 
