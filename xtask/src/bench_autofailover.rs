@@ -964,6 +964,8 @@ impl Bed {
             Fault::FreezePostgres => postmaster_pid(self.node(&victim).cluster.data_dir())?,
         };
         let pids = freeze_tree(root);
+        // Times count from here, once the whole tree is stopped (3-15 ms
+        // after the first SIGSTOP here; the progress line says how long).
         let fault_at = Instant::now();
         let fault_epoch = epoch();
         if fault == Fault::Kill {
