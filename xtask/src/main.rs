@@ -16,6 +16,7 @@
 //! the usage and exit 2.
 
 mod bench;
+mod bench_autofailover;
 mod bench_exposedb;
 mod bench_haproxy;
 mod bench_hba;
@@ -55,6 +56,9 @@ commands:
   bench haproxy [--runs N] [--requests N]
                               knocker haproxy vs haproxy -c + reload, reloads under load,
                               failure detection, added latency (BENCHMARKS.md)
+  bench autofailover [--runs N] [--faults kill,freeze,freeze-postgres]
+                              pg_auto_failover's defaults vs knocker's tuned profile: first write
+                              after a killed / frozen primary, nothing lost (BENCHMARKS.md)
 ";
 
 fn main() -> ExitCode {
@@ -124,6 +128,7 @@ fn dispatch(args: &[&str]) -> Option<Result<()>> {
         ["bench", "hba", rest @ ..] => bench_hba::run(rest),
         ["bench", "exposedb", rest @ ..] => bench_exposedb::run(rest),
         ["bench", "haproxy", rest @ ..] => bench_haproxy::run(rest),
+        ["bench", "autofailover", rest @ ..] => bench_autofailover::run(rest),
         ["bench-start", rest @ ..] | ["bench", "cluster-start", rest @ ..] => {
             bench::cluster_start(rest)
         }

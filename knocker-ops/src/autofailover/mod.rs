@@ -67,8 +67,16 @@ pub const PG_AUTOCTL: &str = "/usr/bin/pg_autoctl";
 /// the new primary writable 5 s after the old one was demoted, which stays
 /// above the keepers' `network_partition_timeout` of
 /// [`KEEPER_PARTITION_TIMEOUT`] s plus their 1 s loop, so an isolated old
-/// primary has fenced itself before the new one takes writes. Measured
-/// here: first write 9-10 s after a killed primary instead of 51 s.
+/// primary has fenced itself before the new one takes writes. The 3 s
+/// unhealthy timeout must also stay below the interval at which a keeper
+/// reports while its PostgreSQL hangs (about 5 s: two 2 s local connection
+/// timeouts per loop): the monitor fails a node over only once its keeper
+/// has stopped reporting for that long, so with pg_auto_failover's default
+/// of 20 s a hung PostgreSQL under a live keeper is never failed over.
+/// Measured by `cargo xtask bench autofailover` (BENCHMARKS.md): first
+/// write 8.7 s after the primary's host died (defaults 51.7 s), 10.6 s
+/// after it stalled (53.0 s) or its PostgreSQL hung (no failover), nothing
+/// acknowledged lost, never two nodes taking writes.
 pub const MONITOR_PROFILE: [(&str, &str); 6] = [
     ("pgautofailover.health_check_period", "1000"),
     ("pgautofailover.health_check_timeout", "1000"),
