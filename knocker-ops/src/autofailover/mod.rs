@@ -25,6 +25,7 @@
 
 mod autoctl;
 mod block;
+mod debian;
 mod disable;
 mod enroll;
 mod status;
