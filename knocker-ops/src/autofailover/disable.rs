@@ -130,23 +130,33 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
     // reaped by its supervisor (a zombie) costs those 30 s, PostgreSQL
     // already stopped.
     let drop_node = autoctl.command(&["drop", "node", "--pgdata", &pgdata_s]);
-    // A standby leaves with candidate priority 0 first. The monitor of
-    // pg_auto_failover 2.0 races when a node is removed: a node_active
-    // call of the leaving standby that crosses remove_node can be given
-    // goal `single` ("there is no other node") instead of `dropped`, and
-    // its keeper then promoted it next to the running primary (seen once
-    // in knocker-ops/tests/autofailover_debian_pg15.rs). With priority 0
-    // the same branch assigns `report_lsn`, which never takes writes.
-    let never_promote = in_recovery.then(|| {
-        autoctl.command(&[
-            "set",
-            "node",
-            "candidate-priority",
-            "--pgdata",
-            &pgdata_s,
-            "0",
-        ])
-    });
+    // The keeper is stopped before the node is removed. The monitor of
+    // pg_auto_failover 2.0 races when a node is removed while its keeper
+    // runs: a node_active call of the leaving node that crosses
+    // remove_node gets goal `single` ("there is no other node") instead of
+    // `dropped` (ProceedGroupState counts the group without the node being
+    // dropped). Seen here twice in a few runs: once the leaving standby
+    // was promoted next to the running primary; with candidate priority 0
+    // it got `report_lsn` instead and `drop node` failed after 30 s. With
+    // no keeper running, `drop node` reports `dropped` itself. A standby
+    // first leaves the synchronous quorum (the primary's commits would
+    // otherwise wait for it until the monitor marks it unhealthy) and the
+    // candidates for promotion.
+    let set = |what: &str, value: &str| {
+        autoctl.command(&["set", "node", what, "--pgdata", &pgdata_s, value])
+    };
+    let mut before_drop: Vec<(&str, Vec<String>)> = Vec::new();
+    if in_recovery {
+        before_drop.push((
+            "leaving the synchronous quorum",
+            set("replication-quorum", "false"),
+        ));
+        before_drop.push((
+            "leaving the candidates for promotion",
+            set("candidate-priority", "0"),
+        ));
+    }
+    let stop_keeper = autoctl.command(&["stop", "--pgdata", &pgdata_s]);
     let start_log = autoctl.state_dir().join("postgres-start.log");
     let start = match &layout {
         Some(l) => ["pg_ctlcluster", &l.version, &l.name, "start"]
@@ -219,7 +229,8 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
             ));
         }
     }
-    plan.commands = never_promote.iter().cloned().collect();
+    plan.commands = before_drop.iter().map(|(_, c)| c.clone()).collect();
+    plan.commands.push(stop_keeper.clone());
     plan.commands.push(drop_node.clone());
     for f in AUTOCTL_FILES {
         plan.commands.push(vec![
@@ -244,19 +255,38 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
     }
     drop(session);
     let began = Instant::now();
-    if let Some(argv) = &never_promote {
+    for (what, argv) in &before_drop {
         let out = autoctl::run(argv, Duration::from_secs(60)).await?;
         if !out.status.success() {
             return Err(Error::failed(format!(
-                "setting this standby's candidate priority to 0 before it leaves failed ({}):\n{}",
+                "{what} failed ({}):\n{}",
                 out.status,
                 autoctl::output_tail(&out)
             )));
         }
-        report
-            .done
-            .push("candidate priority 0: the leaving standby can no longer be promoted".into());
+        report.done.push(format!("{what}: done"));
     }
+    // Not running (crashed, or stopped by its supervisor) is fine: the
+    // wait below then returns at once.
+    let out = autoctl::run(&stop_keeper, Duration::from_secs(30)).await?;
+    let keeper_pid_file = autoctl.keeper_pid_file();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while keeper_running(&keeper_pid_file) || postmaster_running(&pgdata.join("postmaster.pid")) {
+        if Instant::now() > deadline {
+            return Err(Error::failed(format!(
+                "the keeper of {} still runs 60 s after pg_autoctl stop ({}): is it restarted by \
+                 a supervisor? Stop that supervisor and run --disable again\n{}",
+                pgdata.display(),
+                out.status,
+                autoctl::output_tail(&out)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    report.done.push(format!(
+        "keeper and PostgreSQL stopped ({:.1} s)",
+        began.elapsed().as_secs_f64()
+    ));
     let out = autoctl::run(&drop_node, Duration::from_secs(90)).await?;
     if !out.status.success() {
         return Err(Error::failed(format!(
@@ -379,6 +409,23 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
 /// A conninfo value in single quotes, as libpq reads them.
 fn quote_conninfo_value(v: &str) -> String {
     format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Whether the keeper whose pid file is `pid_file` is alive (a zombie,
+/// which its supervisor has not reaped yet, counts as gone).
+fn keeper_running(pid_file: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+    else {
+        return false;
+    };
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat[stat.rfind(')').map_or(0, |i| i + 1)..]
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
 }
 
 fn postmaster_running(pid_file: &Path) -> bool {
