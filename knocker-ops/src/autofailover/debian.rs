@@ -553,6 +553,83 @@ mod tests {
         assert_eq!(restored_conf(&with_standby), DEBIAN);
     }
 
+    /// A layout in a scratch directory, adopted as pg_autoctl leaves it.
+    fn adopted_in(dir: &Path, moved_conf: &str) -> DebianLayout {
+        let l = DebianLayout {
+            version: "15".into(),
+            name: "main".into(),
+            conf_dir: dir.join("etc"),
+            data_dir: dir.join("data"),
+        };
+        std::fs::create_dir_all(&l.conf_dir).unwrap();
+        std::fs::create_dir_all(&l.data_dir).unwrap();
+        std::fs::write(l.data_dir.join("postgresql.conf"), moved_conf).unwrap();
+        std::fs::write(l.data_dir.join("pg_hba.conf"), "local all all peer\n").unwrap();
+        std::fs::write(l.data_dir.join("pg_ident.conf"), "").unwrap();
+        std::fs::write(l.etc("start.conf.orig"), "manual\n").unwrap();
+        std::fs::write(l.etc("start.conf"), AUTOCTL_START_CONF).unwrap();
+        l
+    }
+
+    #[test]
+    fn restore_puts_every_file_back_and_can_be_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = format!(
+            "data_directory = '{}/data'\nport = 5433\n",
+            dir.path().display()
+        );
+        let layout = adopted_in(dir.path(), &adopted_conf(&original, &[]));
+        let done = restore(&layout, &dir.path().join("no-backup")).unwrap();
+        assert_eq!(done.len(), 4, "{done:?}");
+        assert_eq!(
+            std::fs::read_to_string(layout.etc("postgresql.conf")).unwrap(),
+            original
+        );
+        assert_eq!(
+            std::fs::read_to_string(layout.etc("start.conf")).unwrap(),
+            "manual\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(layout.etc("pg_hba.conf")).unwrap(),
+            "local all all peer\n"
+        );
+        for f in ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"] {
+            assert!(!layout.data_dir.join(f).exists(), "{f}");
+        }
+        assert!(restore(&layout, &dir.path().join("no-backup"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn restore_prefers_the_enrolment_copy_over_another_nodes_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A rewind brought the other node's file (its data directory).
+        let other = "data_directory = '/var/lib/postgresql/15/other'\nport = 5432\n";
+        let layout = adopted_in(dir.path(), &adopted_conf(other, &[]));
+        let backup = dir.path().join("backup");
+        std::fs::create_dir(&backup).unwrap();
+        let ours = format!(
+            "data_directory = '{}/data'\nport = 5433\n",
+            dir.path().display()
+        );
+        std::fs::write(backup.join("postgresql.conf"), &ours).unwrap();
+        let done = restore(&layout, &backup).unwrap();
+        assert!(
+            done.iter().any(|d| d.contains("came from another node")),
+            "{done:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(layout.etc("postgresql.conf")).unwrap(),
+            ours
+        );
+        // Without the copy it refuses rather than install the other's.
+        let dir = tempfile::tempdir().unwrap();
+        let layout = adopted_in(dir.path(), &adopted_conf(other, &[]));
+        assert!(restore(&layout, &dir.path().join("none")).is_err());
+        assert!(layout.data_dir.join("postgresql.conf").exists());
+    }
+
     #[test]
     fn relative_include_is_refused() {
         let e = kept_include_lines("include 'tuning.conf'\n", &layout()).unwrap_err();
