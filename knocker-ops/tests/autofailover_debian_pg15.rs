@@ -389,6 +389,14 @@ fn enroll_and_disable_keep_the_layout_debian_cluster_pg15() {
             hba_enrolled[0]
         );
 
+        // --status --cluster finds the adopted cluster (no longer listed by
+        // pg_lsclusters) through its pg_autoctl.cfg.
+        let o = af_options(Action::Status { monitor: None }, &primary, "node_a");
+        let Report::Status(st) = autofailover::run(&o, &mut |_: &str| true).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(st.nodes.len(), 2, "{st:?}");
+
         // Writes through the multi-host string go on.
         let url = format!(
             "postgres://knocknoc:pw@127.0.0.1:{},127.0.0.1:{}/knocknoc?target_session_attrs=read-write&connect_timeout=2&sslmode=verify-full&sslrootcert={ca}",
