@@ -103,6 +103,16 @@ impl Autoctl {
             .join("pg_autoctl.cfg")
     }
 
+    /// The running keeper's pid file (`pg_autoctl.pid` in its runtime
+    /// directory).
+    pub fn keeper_pid_file(&self) -> PathBuf {
+        let rel = self.pgdata.strip_prefix("/").unwrap_or(&self.pgdata);
+        self.state_dir()
+            .join("run/pg_autoctl")
+            .join(rel)
+            .join("pg_autoctl.pid")
+    }
+
     /// The argument list that runs `pg_autoctl ARGS` as the PostgreSQL user
     /// with only the environment it needs.
     pub fn command(&self, args: &[&str]) -> Vec<String> {

@@ -19,13 +19,14 @@ use std::time::{Duration, Instant};
 use postgres_protocol::escape::escape_literal;
 
 use super::autoctl::{self, Autoctl};
+use super::debian;
 use super::{DisableReport, Options};
 use crate::{Error, FileChange, Plan};
 
 /// The start of the lines pg_autoctl prepends to postgresql.conf:
 /// `include 'postgresql-auto-failover.conf'` and, on a node that has been
 /// a standby, `include 'postgresql-auto-failover-standby.conf'`.
-const INCLUDE_LINE_START: &str = "include 'postgresql-auto-failover";
+pub(super) const INCLUDE_LINE_START: &str = "include 'postgresql-auto-failover";
 
 /// Settings whose current values `--disable` writes with ALTER SYSTEM.
 pub const KEPT_ON_DISABLE: [&str; 9] = [
@@ -54,13 +55,7 @@ pub fn without_include(conf: &str) -> String {
 }
 
 pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
-    if options.cluster.is_some() {
-        return Err(Error::usage(
-            "--cluster: Debian clusters are not enrolled by knocker yet; give the node with --admin-conn",
-        ));
-    }
-    let local = pgctl::connect::LocalSuperuser::new(options.admin_conn.as_deref(), None)
-        .map_err(|e| Error::usage("--admin-conn").with_source(e))?;
+    let local = debian::local_superuser(options)?;
     let session = local
         .connect()
         .await
@@ -73,7 +68,8 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
              pg_catalog.pg_is_in_recovery(), current_setting('primary_conninfo'), \
              current_setting('primary_slot_name'), current_setting('config_file'), \
              current_setting('port'), current_setting('listen_addresses'), \
-             current_setting('unix_socket_directories')",
+             current_setting('unix_socket_directories'), \
+             current_setting('server_version_num')::int / 10000",
             &[],
         )
         .await
@@ -83,6 +79,9 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
     let in_recovery: bool = row.get(2);
     let (conninfo, slot): (String, String) = (row.get(3), row.get(4));
     let config_file = PathBuf::from(row.get::<_, String>(5));
+    let major = u32::try_from(row.get::<_, i32>(9)).unwrap_or(0);
+    // A Debian cluster pg_autoctl adopted: its /etc files come back.
+    let layout = debian::adopted(&pgdata, &config_file, major);
     // What the node runs with now and must keep once pg_autoctl's include
     // and command line are gone (ALTER SYSTEM, before the drop): its
     // addresses (pg_autoctl passes -p and -h, and a rewind copied the other
@@ -91,6 +90,14 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
     // max_wal_senders falls below the primary's refuses to start).
     let mut keep_now: Vec<String> = Vec::new();
     for name in KEPT_ON_DISABLE {
+        // ALTER SYSTEM writes a list setting with each element in double
+        // quotes ('"/var/run/postgresql"'), which Debian's pg_ctlcluster
+        // takes for part of the directory name (it then fails to create
+        // `"`). A Debian cluster gets its own postgresql.conf back, which
+        // names its socket directory.
+        if name == "unix_socket_directories" && layout.is_some() {
+            continue;
+        }
         let value: String = session
             .client()
             .query_one("SELECT pg_catalog.current_setting($1)", &[&name])
@@ -123,18 +130,50 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
     // reaped by its supervisor (a zombie) costs those 30 s, PostgreSQL
     // already stopped.
     let drop_node = autoctl.command(&["drop", "node", "--pgdata", &pgdata_s]);
+    // The keeper is stopped before the node is removed. The monitor of
+    // pg_auto_failover 2.0 races when a node is removed while its keeper
+    // runs: a node_active call of the leaving node that crosses
+    // remove_node gets goal `single` ("there is no other node") instead of
+    // `dropped` (ProceedGroupState counts the group without the node being
+    // dropped). Seen here twice in a few runs: once the leaving standby
+    // was promoted next to the running primary; with candidate priority 0
+    // it got `report_lsn` instead and `drop node` failed after 30 s. With
+    // no keeper running, `drop node` reports `dropped` itself. A standby
+    // first leaves the synchronous quorum (the primary's commits would
+    // otherwise wait for it until the monitor marks it unhealthy) and the
+    // candidates for promotion.
+    let set = |what: &str, value: &str| {
+        autoctl.command(&["set", "node", what, "--pgdata", &pgdata_s, value])
+    };
+    let mut before_drop: Vec<(&str, Vec<String>)> = Vec::new();
+    if in_recovery {
+        before_drop.push((
+            "leaving the synchronous quorum",
+            set("replication-quorum", "false"),
+        ));
+        before_drop.push((
+            "leaving the candidates for promotion",
+            set("candidate-priority", "0"),
+        ));
+    }
+    let stop_keeper = autoctl.command(&["stop", "--pgdata", &pgdata_s]);
     let start_log = autoctl.state_dir().join("postgres-start.log");
-    let start = autoctl.as_user(&[
-        &bin_dir.join("pg_ctl").display().to_string(),
-        "-D",
-        &pgdata_s,
-        "-l",
-        &start_log.display().to_string(),
-        "-w",
-        "-t",
-        "60",
-        "start",
-    ]);
+    let start = match &layout {
+        Some(l) => ["pg_ctlcluster", &l.version, &l.name, "start"]
+            .map(String::from)
+            .to_vec(),
+        None => autoctl.as_user(&[
+            &bin_dir.join("pg_ctl").display().to_string(),
+            "-D",
+            &pgdata_s,
+            "-l",
+            &start_log.display().to_string(),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]),
+    };
     if in_recovery && !conninfo.is_empty() {
         let with_passfile = format!(
             "{conninfo} passfile={}",
@@ -162,12 +201,37 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
     sql.push("SELECT pg_catalog.pg_reload_conf()".into());
 
     let mut plan = Plan::default();
-    plan.files.push(FileChange::new(
-        &config_file,
-        conf_old.as_bytes(),
-        conf_new.as_bytes(),
-    ));
-    plan.commands = vec![drop_node.clone()];
+    match &layout {
+        None => plan.files.push(FileChange::new(
+            &config_file,
+            conf_old.as_bytes(),
+            conf_new.as_bytes(),
+        )),
+        Some(l) => {
+            plan.files.push(FileChange::new(
+                l.etc("postgresql.conf"),
+                b"",
+                debian::restored_conf(&conf_old).as_bytes(),
+            ));
+            plan.files
+                .push(FileChange::new(&config_file, conf_old.as_bytes(), b""));
+            let now = std::fs::read(l.etc("start.conf")).unwrap_or_default();
+            let orig = std::fs::read(l.etc("start.conf.orig")).unwrap_or_else(|_| now.clone());
+            plan.files
+                .push(FileChange::new(l.etc("start.conf"), &now, &orig));
+            report.warnings.push(format!(
+                "Debian cluster {}: postgresql.conf (pg_auto_failover's and knocker's include \
+                 lines removed, the lines it commented out restored), pg_hba.conf (knocker's \
+                 blocks with it) and pg_ident.conf go back to {}, start.conf.orig back to \
+                 start.conf; pg_lsclusters lists the cluster again and pg_ctlcluster starts it",
+                l.id(),
+                l.conf_dir.display()
+            ));
+        }
+    }
+    plan.commands = before_drop.iter().map(|(_, c)| c.clone()).collect();
+    plan.commands.push(stop_keeper.clone());
+    plan.commands.push(drop_node.clone());
     for f in AUTOCTL_FILES {
         plan.commands.push(vec![
             "rm".into(),
@@ -191,6 +255,38 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
     }
     drop(session);
     let began = Instant::now();
+    for (what, argv) in &before_drop {
+        let out = autoctl::run(argv, Duration::from_secs(60)).await?;
+        if !out.status.success() {
+            return Err(Error::failed(format!(
+                "{what} failed ({}):\n{}",
+                out.status,
+                autoctl::output_tail(&out)
+            )));
+        }
+        report.done.push(format!("{what}: done"));
+    }
+    // Not running (crashed, or stopped by its supervisor) is fine: the
+    // wait below then returns at once.
+    let out = autoctl::run(&stop_keeper, Duration::from_secs(30)).await?;
+    let keeper_pid_file = autoctl.keeper_pid_file();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while keeper_running(&keeper_pid_file) || postmaster_running(&pgdata.join("postmaster.pid")) {
+        if Instant::now() > deadline {
+            return Err(Error::failed(format!(
+                "the keeper of {} still runs 60 s after pg_autoctl stop ({}): is it restarted by \
+                 a supervisor? Stop that supervisor and run --disable again\n{}",
+                pgdata.display(),
+                out.status,
+                autoctl::output_tail(&out)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    report.done.push(format!(
+        "keeper and PostgreSQL stopped ({:.1} s)",
+        began.elapsed().as_secs_f64()
+    ));
     let out = autoctl::run(&drop_node, Duration::from_secs(90)).await?;
     if !out.status.success() {
         return Err(Error::failed(format!(
@@ -224,17 +320,25 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let meta = std::fs::metadata(&config_file).map_err(|e| {
-        Error::failed(format!("cannot read {}", config_file.display())).with_source(e)
-    })?;
-    use std::os::unix::fs::MetadataExt;
-    crate::replica::clone::write_owned(
-        &config_file,
-        conf_new.as_bytes(),
-        meta.mode() & 0o7777,
-        meta.uid(),
-        meta.gid(),
-    )?;
+    match &layout {
+        None => {
+            let meta = std::fs::metadata(&config_file).map_err(|e| {
+                Error::failed(format!("cannot read {}", config_file.display())).with_source(e)
+            })?;
+            use std::os::unix::fs::MetadataExt;
+            crate::replica::clone::write_owned(
+                &config_file,
+                conf_new.as_bytes(),
+                meta.mode() & 0o7777,
+                meta.uid(),
+                meta.gid(),
+            )?;
+        }
+        Some(l) => {
+            let backup = super::enroll::debian_backup_dir(&autoctl);
+            report.done.extend(debian::restore(l, &backup)?);
+        }
+    }
     for f in AUTOCTL_FILES {
         match std::fs::remove_file(pgdata.join(f)) {
             Ok(()) => {}
@@ -244,10 +348,13 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
             }
         }
     }
-    report.done.push(format!(
-        "removed pg_autoctl's include line from {} and its files",
-        config_file.display()
-    ));
+    report.done.push(match &layout {
+        None => format!(
+            "removed pg_autoctl's include line from {} and its files",
+            config_file.display()
+        ),
+        Some(_) => format!("removed pg_autoctl's files from {}", pgdata.display()),
+    });
     let out = autoctl::run(&start, Duration::from_secs(90)).await?;
     if !out.status.success() {
         let log = std::fs::read_to_string(&start_log).unwrap_or_default();
@@ -272,8 +379,9 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
             .map_err(|e| Error::failed("resetting pg_autoctl's settings").with_source(e))?;
     }
     report.done.push(format!(
-        "PostgreSQL started with pg_ctl {:.1} s after the drop began; reset synchronous_standby_names and \
+        "PostgreSQL started with {} {:.1} s after the drop began; reset synchronous_standby_names and \
          default_transaction_read_only{}",
+        if layout.is_some() { "pg_ctlcluster" } else { "pg_ctl" },
         began.elapsed().as_secs_f64(),
         if in_recovery {
             "; primary_conninfo kept with ALTER SYSTEM"
@@ -282,7 +390,7 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
         }
     ));
     let state = autoctl.state_dir();
-    for sub in ["config", "data", "run"] {
+    for sub in ["config", "data", "run", "debian-etc-backup"] {
         let _ = std::fs::remove_dir_all(state.join(sub));
     }
     report.done.push(format!(
@@ -301,6 +409,23 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
 /// A conninfo value in single quotes, as libpq reads them.
 fn quote_conninfo_value(v: &str) -> String {
     format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Whether the keeper whose pid file is `pid_file` is alive (a zombie,
+/// which its supervisor has not reaped yet, counts as gone).
+fn keeper_running(pid_file: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+    else {
+        return false;
+    };
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat[stat.rfind(')').map_or(0, |i| i + 1)..]
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
 }
 
 fn postmaster_running(pid_file: &Path) -> bool {

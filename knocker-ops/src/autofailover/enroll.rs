@@ -13,6 +13,7 @@ use postgres_protocol::escape::{escape_identifier, escape_literal};
 use tokio_postgres::Client;
 
 use super::autoctl::{self, passfile_line, Autoctl};
+use super::debian::{self, DebianLayout};
 use super::{block, EnrollReport, Options, Secret, HEALTH_CHECK_ROLE, KEEPER_PARTITION_TIMEOUT};
 use super::{MONITOR_DATABASE, MONITOR_ROLE, REPLICATOR_ROLE};
 use crate::{Error, FileChange, Plan};
@@ -117,6 +118,7 @@ struct NodeFacts {
     data_dir: PathBuf,
     config_file: PathBuf,
     hba_file: PathBuf,
+    ident_file: PathBuf,
     port: u16,
     listen: String,
     socket_dir: String,
@@ -147,7 +149,7 @@ async fn read_facts(client: &Client) -> Result<NodeFacts, Error> {
              current_setting('ssl_ca_file'), current_setting('server_version_num')::int / 10000, \
              (SELECT setting FROM pg_catalog.pg_config WHERE name = 'BINDIR'), current_user::text, \
              (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user), \
-             current_setting('max_slot_wal_keep_size')",
+             current_setting('max_slot_wal_keep_size'), current_setting('ident_file')",
             &[],
         )
         .await
@@ -196,6 +198,7 @@ async fn read_facts(client: &Client) -> Result<NodeFacts, Error> {
     Ok(NodeFacts {
         config_file: PathBuf::from(row.get::<_, String>(1)),
         hba_file: PathBuf::from(row.get::<_, String>(2)),
+        ident_file: PathBuf::from(row.get::<_, String>(16)),
         port: u16::try_from(row.get::<_, i32>(3)).unwrap_or(5432),
         listen: row.get(4),
         socket_dir: sockets.split(',').next().unwrap_or("").trim().to_string(),
@@ -264,19 +267,12 @@ pub(super) async fn enroll(
     // Input first: a bad one exits 2 with nothing touched.
     let monitor = parse_monitor(monitor)?;
     let name = node_name(options)?;
-    if options.cluster.is_some() {
-        return Err(Error::usage(
-            "--cluster: Debian clusters (configuration under /etc/postgresql) are not enrolled yet; \
-             give the node with --admin-conn",
-        ));
-    }
     if Path::new("/run/systemd/system").exists() {
         return Err(Error::refused_always(
             "this host runs systemd: running the keeper as a systemd unit is not implemented yet",
         ));
     }
-    let local = pgctl::connect::LocalSuperuser::new(options.admin_conn.as_deref(), None)
-        .map_err(|e| Error::usage("--admin-conn").with_source(e))?;
+    let local = debian::local_superuser(options)?;
     let session = local
         .connect()
         .await
@@ -289,13 +285,15 @@ pub(super) async fn enroll(
             facts.major
         )));
     }
-    if facts.config_file.parent() != Some(facts.data_dir.as_path()) {
-        return Err(Error::refused_always(format!(
-            "{} is outside the data directory (a Debian cluster layout): pg_auto_failover would \
-             move it; enrolling such a cluster is not implemented yet",
-            facts.config_file.display()
-        )));
-    }
+    // Checked before "already enrolled": an adopted cluster's
+    // configuration is in its data directory again.
+    let layout = debian::detect(
+        &facts.data_dir,
+        &facts.config_file,
+        &facts.hba_file,
+        &facts.ident_file,
+        facts.major,
+    )?;
     if !facts.ssl {
         return Err(Error::refused_always(
             "ssl is off: pg_auto_failover's connections must use verified TLS; turn ssl on with a \
@@ -517,6 +515,10 @@ pub(super) async fn enroll(
         .push(FileChange::new(&facts.hba_file, &hba_old, &hba_new));
     plan.sql = sql;
     plan.commands = vec![stop.clone(), create.clone(), tune.clone()];
+    let kept_includes = match &layout {
+        Some(layout) => plan_debian(layout, &mut plan, &mut report)?,
+        None => Vec::new(),
+    };
     report.warnings.push(format!(
         "PostgreSQL is stopped for the enrolment (pg_auto_failover 2.0 refuses a running server) \
          and stays stopped until the keeper runs: {}",
@@ -547,11 +549,23 @@ pub(super) async fn enroll(
         return Ok(report);
     }
 
-    let question = format!(
-        "Enrolling stops PostgreSQL at {} (about a second; it comes back when the keeper runs). \
-         Go on?",
-        facts.data_dir.display()
-    );
+    let question = match &layout {
+        None => format!(
+            "Enrolling stops PostgreSQL at {} (about a second; it comes back when the keeper runs). \
+             Go on?",
+            facts.data_dir.display()
+        ),
+        Some(layout) => format!(
+            "Enrolling stops PostgreSQL at {} (about a second; it comes back when the keeper runs), \
+             and pg_auto_failover moves the Debian cluster {}'s postgresql.conf, pg_hba.conf and \
+             pg_ident.conf from {} into the data directory and disables its start.conf: \
+             pg_lsclusters and pg_ctlcluster no longer see it until --disable puts them back \
+             (conf.d stays in force). Go on?",
+            facts.data_dir.display(),
+            layout.id(),
+            layout.conf_dir.display()
+        ),
+    };
     if !ask(&question) {
         return Err(Error::refused_always(
             "not enrolled: stopping PostgreSQL was not confirmed",
@@ -631,6 +645,15 @@ pub(super) async fn enroll(
     ));
     drop(session);
 
+    if let Some(layout) = &layout {
+        let backup = debian_backup_dir(&autoctl);
+        debian::back_up(layout, &backup, autoctl.uid, autoctl.gid)?;
+        report.done.push(format!(
+            "copied {}'s configuration files to {} (the way back)",
+            layout.conf_dir.display(),
+            backup.display()
+        ));
+    }
     for (what, argv, timeout) in [
         ("stopping PostgreSQL", &stop, Duration::from_secs(90)),
         ("pg_autoctl create postgres", &create, CREATE_TIMEOUT),
@@ -657,9 +680,88 @@ pub(super) async fn enroll(
         }
         report.done.push(format!("{what}: done"));
     }
+    if let Some(layout) = &layout {
+        if layout.etc("postgresql.conf").exists() {
+            return Err(Error::failed(format!(
+                "pg_autoctl create postgres left {} in place: the Debian configuration was not \
+                 adopted as expected; run knocker autofailover --disable before trying again",
+                layout.etc("postgresql.conf").display()
+            )));
+        }
+        if debian::keep_includes(layout, &kept_includes)? {
+            report.done.push(format!(
+                "{}: {} kept in force with an absolute include_dir line",
+                layout.data_dir.join("postgresql.conf").display(),
+                layout.conf_dir.join("conf.d").display()
+            ));
+        }
+        report.done.push(format!(
+            "the Debian cluster {} now keeps its configuration in {} (pg_lsclusters no longer \
+             lists it); --disable puts it back in {}",
+            layout.id(),
+            layout.data_dir.display(),
+            layout.conf_dir.display()
+        ));
+    }
     report.changed = true;
     report.supervise = Some(autoctl.supervise());
     Ok(report)
+}
+
+/// Where `--enroll` keeps a copy of a Debian cluster's `/etc` files.
+pub(super) fn debian_backup_dir(autoctl: &Autoctl) -> PathBuf {
+    autoctl.state_dir().join("debian-etc-backup")
+}
+
+/// What pg_auto_failover will do to the Debian layout, in the plan (the
+/// files as pg_autoctl will leave them, knocker's include line included)
+/// and in the warnings. Returns knocker's include lines.
+fn plan_debian(
+    layout: &DebianLayout,
+    plan: &mut Plan,
+    report: &mut EnrollReport,
+) -> Result<Vec<String>, Error> {
+    let read = |p: &Path| {
+        std::fs::read(p)
+            .map_err(|e| Error::failed(format!("cannot read {}", p.display())).with_source(e))
+    };
+    let conf = read(&layout.etc("postgresql.conf"))?;
+    let conf_text = String::from_utf8_lossy(&conf).into_owned();
+    let kept = debian::kept_include_lines(&conf_text, layout)?;
+    let start = read(&layout.etc("start.conf")).unwrap_or_default();
+    plan.files.push(FileChange::new(
+        layout.data_dir.join("postgresql.conf"),
+        b"",
+        debian::adopted_conf(&conf_text, &kept).as_bytes(),
+    ));
+    plan.files
+        .push(FileChange::new(layout.etc("postgresql.conf"), &conf, b""));
+    plan.files.push(FileChange::new(
+        layout.etc("start.conf"),
+        &start,
+        debian::autoctl_start_conf().as_bytes(),
+    ));
+    report.warnings.push(format!(
+        "Debian cluster {id}: pg_auto_failover moves postgresql.conf (the lines data_directory, \
+         hba_file, ident_file and include_dir commented out), pg_hba.conf (knocker's blocks \
+         with it) and pg_ident.conf from {etc} into {data}, keeps the original start.conf as \
+         start.conf.orig and disables it: pg_lsclusters no longer lists the cluster and \
+         pg_ctlcluster no longer starts it (the keeper does); logs go to {data}/log. knocker \
+         adds {includes} at the end of the moved postgresql.conf so that conf.d stays in \
+         force, and --disable puts the files back in {etc}",
+        id = layout.id(),
+        etc = layout.conf_dir.display(),
+        data = layout.data_dir.display(),
+        includes = if kept.is_empty() {
+            "no include_dir line (the Debian postgresql.conf has none)".to_string()
+        } else {
+            kept.iter()
+                .map(|l| l.split('\t').next().unwrap_or(l).trim().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ));
+    Ok(kept)
 }
 
 fn unsafe_geteuid() -> u32 {

@@ -30,6 +30,7 @@
 
 mod autoctl;
 mod block;
+mod debian;
 mod disable;
 mod enroll;
 mod monitor;

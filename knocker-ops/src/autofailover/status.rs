@@ -272,8 +272,9 @@ pub(super) async fn status(
             (out?, events.ok(), ca)
         }
         None => {
-            let local = pgctl::connect::LocalSuperuser::new(options.admin_conn.as_deref(), None)
-                .map_err(|e| Error::usage("--admin-conn").with_source(e))?;
+            // --cluster: an adopted Debian cluster is no longer listed by
+            // pg_lsclusters; its port comes from its pg_autoctl.cfg.
+            let local = super::debian::local_superuser(options)?;
             let session = local.connect().await.map_err(|e| {
                 Error::failed(
                     "connecting to this node's PostgreSQL (give --monitor URI to ask the monitor)",

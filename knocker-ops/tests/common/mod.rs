@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use knocker_ops::replica::{Action, Options};
 use pg_harness::DebianCluster;
 
+pub mod pgaf;
+
 /// Paths a test removes when it ends (files a command left beside a
 /// cluster: a moved-aside data directory, a passfile, backups), also on
 /// failure.
