@@ -56,6 +56,23 @@ const TERMINATE_SQL: &str = "SELECT pg_catalog.count(pg_catalog.pg_terminate_bac
      FROM pg_catalog.pg_stat_activity \
      WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid()";
 
+/// The steps of a switchover, in order, as [`crate::test_hook::stop_at`]
+/// names them: fenced (read-only, sessions not yet ended), sessions ended,
+/// the standby has replayed everything, stopped cleanly, the standby
+/// promoted, this node's standby files written (not started), started as
+/// a standby (streaming not yet confirmed). A run killed at any of them is
+/// finished by the next `--switchover` (with `--peer` once this node is
+/// down).
+pub const SWITCHOVER_STEPS: [&str; 7] = [
+    "switchover:fenced",
+    "switchover:sessions-ended",
+    "switchover:caught-up",
+    "switchover:stopped",
+    "switchover:promoted",
+    "switchover:configured",
+    "switchover:started",
+];
+
 /// An LSN `X/Y` as a number.
 pub(crate) fn parse_lsn(text: &str) -> Option<u64> {
     let (hi, lo) = text.trim().split_once('/')?;
@@ -145,9 +162,7 @@ pub(super) async fn switchover(
     let c = admin.client();
     let node = replication::node_status(c).await.map_err(super::pg)?;
     if node.in_recovery {
-        return Err(Error::refused_always(
-            "this node is a standby; run --switchover on the primary",
-        ));
+        return already_standby(o, &cluster, &admin, report).await;
     }
     let sync_names = replication::read_settings(c)
         .await
@@ -359,6 +374,7 @@ pub(super) async fn switchover(
     replication::reload(c)
         .await
         .map_err(|e| step("fence", &e))?;
+    crate::test_hook::stop_at("switchover:fenced");
     // The reload reaches new backends once the postmaster has read it; end
     // the sessions after that, and once more for any that slipped in.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -374,6 +390,7 @@ pub(super) async fn switchover(
     report.done.push(format!(
         "fenced: default_transaction_read_only = on, {ended} application session(s) ended"
     ));
+    crate::test_hook::stop_at("switchover:sessions-ended");
 
     // 2. Catch-up.
     let deadline = Instant::now() + CATCH_UP_TIMEOUT;
@@ -406,6 +423,7 @@ pub(super) async fn switchover(
     report
         .done
         .push(format!("{} has replayed everything", peer.name));
+    crate::test_hook::stop_at("switchover:caught-up");
 
     // 3. Clean stop.
     drop(admin);
@@ -426,6 +444,7 @@ pub(super) async fn switchover(
         "stopped cleanly; shutdown checkpoint at {}",
         lsn_text(checkpoint)
     ));
+    crate::test_hook::stop_at("switchover:stopped");
 
     // 4. The standby has the shutdown checkpoint.
     let deadline = Instant::now() + CATCH_UP_TIMEOUT;
@@ -489,6 +508,7 @@ pub(super) async fn switchover(
         )));
     }
     report.read_only_ms = Some(ms(fenced_at.elapsed()));
+    crate::test_hook::stop_at("switchover:promoted");
     let walfile: String = remote
         .query_one(
             "SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn())",
@@ -592,8 +612,10 @@ async fn follow(
         meta.gid(),
     )
     .map_err(|e| after_promote("write standby.signal", &e, peer))?;
+    crate::test_hook::stop_at("switchover:configured");
     run_command(&ctlcluster(cluster, "start"), false)
         .map_err(|e| after_promote("start as a standby", &e, peer))?;
+    crate::test_hook::stop_at("switchover:started");
     wait_streaming(o.admin_conn.as_deref(), cluster)
         .await
         .map_err(|e| after_promote("confirm streaming", &e, peer))?;
@@ -606,6 +628,46 @@ async fn follow(
         peer.name
     ));
     Ok(())
+}
+
+/// `--switchover` on a standby: a switchover run here that was killed
+/// after this node started as the standby of its peer has nothing left to
+/// do once it streams (exit 0, said); a standby that does not stream is
+/// refused (the switchover is run on the primary).
+async fn already_standby(
+    o: &Options,
+    cluster: &DebianCluster,
+    admin: &Admin,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let auto = std::fs::read_to_string(cluster.data_directory.join("postgresql.auto.conf"))
+        .unwrap_or_default();
+    let ours = auto.contains("primary_slot_name") && auto.contains("passfile=");
+    let mut receiver = replication::wal_receiver(admin.client())
+        .await
+        .map_err(super::pg)?;
+    if ours && receiver.as_ref().is_none_or(|r| r.status != "streaming") && !o.dry_run {
+        // Just started by a run that was killed: give it time to connect.
+        wait_streaming(o.admin_conn.as_deref(), cluster).await?;
+        receiver = replication::wal_receiver(admin.client())
+            .await
+            .map_err(super::pg)?;
+    }
+    match receiver.filter(|r| r.status == "streaming") {
+        Some(r) => {
+            report.done.push(format!(
+                "this node is already a standby streaming from {}:{} (a switchover that was interrupted after this \
+                 node's start, or one already done): nothing to do; to switch back, run --switchover there",
+                r.sender_host.unwrap_or_default(),
+                r.sender_port.unwrap_or_default()
+            ));
+            Ok(())
+        }
+        None => Err(Error::refused_always(
+            "this node is a standby that does not stream; run --switchover on the primary \
+             (knocker replica --status shows where this node stands)",
+        )),
+    }
 }
 
 /// The rules of this node's exposedb block (as its own
