@@ -133,8 +133,14 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
         let add = web
             .plan_change(&["10.9.8.7/32".parse().unwrap()], &[])
             .unwrap_or_else(|e| panic!("{e}"));
-        web.change(add).await.unwrap_or_else(|e| panic!("{e}"));
+        let r = web.change(add).await.unwrap_or_else(|e| panic!("{e}"));
         drop(web);
+        // exposedb without replica writes nothing into the data directory.
+        let copy_a = a
+            .data_dir()
+            .join(knocker_ops::replica::exposedb_copy::COPY_FILE);
+        assert_eq!(r.replica_copy, None);
+        assert!(!copy_a.exists());
         let mut init = options(Action::Init, &a);
         init.conn = Some(conn.clone());
         init.name = Some("node_a".into());
@@ -205,8 +211,9 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
             let json = serde_json::to_value(&r).unwrap();
             assert_eq!(json["exposedb_block"], "same", "{json}");
         }
-        // exposedb --add on the primary: its standbys' copy is stale until
-        // the next --allow; then the standby sees that it differs.
+        // exposedb --add on the primary refreshes the copy its standbys
+        // get: the primary's --status finds no difference, the standby
+        // sees that its own block lacks the new line.
         let mut web = knocker_ops::exposedb::Exposedb::connect(knocker_ops::exposedb::Options {
             conn: Some(conn.clone()),
             advertise: Some("127.0.0.1".into()),
@@ -218,14 +225,18 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
         let add = web
             .plan_change(&["10.9.8.6/32".parse().unwrap()], &[])
             .unwrap_or_else(|e| panic!("{e}"));
-        web.change(add).await.unwrap_or_else(|e| panic!("{e}"));
+        let r = web.change(add).await.unwrap_or_else(|e| panic!("{e}"));
         drop(web);
+        assert_eq!(r.replica_copy.as_deref(), Some(copy_a.as_path()));
+        let copy = std::fs::read_to_string(&copy_a).unwrap();
+        assert!(copy.contains("10.9.8.6/32"), "{copy}");
         let r = run(&options(Action::Status, &a)).await;
-        assert_eq!(
-            serde_json::to_value(&r).unwrap()["exposedb_block"],
-            "differs"
+        assert_eq!(serde_json::to_value(&r).unwrap()["exposedb_block"], "same");
+        assert!(
+            !r.warnings.iter().any(|w| w.contains("exposedb")),
+            "{:?}",
+            r.warnings
         );
-        run(&allow).await;
         let r = run(&options(Action::Status, &b)).await;
         assert_eq!(
             serde_json::to_value(&r).unwrap()["exposedb_block"],

@@ -57,6 +57,9 @@ pub struct ChangeReport {
     pub changed: bool,
     /// Sessions ended from removed CIDRs (with `terminate`).
     pub terminated_sessions: Option<u64>,
+    /// The copy of the block `knocker replica` keeps in the data
+    /// directory, when this change refreshed it.
+    pub replica_copy: Option<std::path::PathBuf>,
 }
 
 impl Serialize for ChangeReport {
@@ -72,6 +75,9 @@ impl Serialize for ChangeReport {
         m.serialize_entry("changed", &self.changed)?;
         if let Some(n) = self.terminated_sessions {
             m.serialize_entry("terminated_sessions", &n)?;
+        }
+        if let Some(p) = &self.replica_copy {
+            m.serialize_entry("replica_copy", p)?;
         }
         m.end()
     }
@@ -237,10 +243,17 @@ impl Exposedb {
             }
             terminated_sessions = Some(ended);
         }
+        let mut plan = plan;
+        let replica_copy = if changed {
+            self.refresh_replica_copy(&mut plan.warnings)
+        } else {
+            None
+        };
         Ok(ChangeReport {
             plan,
             changed,
             terminated_sessions,
+            replica_copy,
         })
     }
 }
