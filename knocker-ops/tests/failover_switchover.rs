@@ -327,6 +327,24 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
             .unwrap_or_else(|e| panic!("{e}"));
         let took = started.elapsed();
         assert_eq!(r.timeline, Some(2), "{r:?}");
+        // --status right after the promotion (no checkpoint since: the
+        // control file still names timeline 1) reports the current one on
+        // both nodes.
+        let control: i32 = b
+            .connect()
+            .await
+            .unwrap()
+            .query_one("SELECT (pg_control_checkpoint()).timeline_id", &[])
+            .await
+            .unwrap()
+            .get(0);
+        eprintln!(
+            "right after the switchover, the new primary's control file names timeline {control}"
+        );
+        for c in [&b, &a] {
+            let json = serde_json::to_value(run(&options(Action::Status, c)).await).unwrap();
+            assert_eq!(json["timeline"], 2, "{json}");
+        }
         assert!(
             r.warnings.iter().any(|w| w.contains("10.9.8.6")),
             "{:?}",

@@ -470,8 +470,11 @@ pub async fn wal_receiver(client: &impl GenericClient) -> Result<Option<WalRecei
 pub struct NodeStatus {
     /// `pg_is_in_recovery()`: a standby (or a node still recovering).
     pub in_recovery: bool,
-    /// The timeline of the last checkpoint (`pg_control_checkpoint()`); on
-    /// a standby the receiver's timeline when it is newer.
+    /// The current timeline. Primary: the one WAL is written on (the first
+    /// eight hex digits of `pg_walfile_name(pg_current_wal_lsn())`; the
+    /// last checkpoint's lags behind a promotion until the next
+    /// checkpoint). Standby: the newest of the receiver's timeline, the
+    /// minimum recovery point's and the last restartpoint's.
     pub timeline: i32,
     /// Primary: `pg_current_wal_lsn()`. Standby: the last replayed LSN.
     pub current_lsn: Option<String>,
@@ -497,8 +500,12 @@ pub async fn node_status(client: &impl GenericClient) -> Result<NodeStatus> {
     let row = client
         .query_one(
             "SELECT pg_catalog.pg_is_in_recovery(), \
-                    greatest((pg_catalog.pg_control_checkpoint()).timeline_id, \
-                             (SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver)), \
+                    CASE WHEN pg_catalog.pg_is_in_recovery() \
+                         THEN greatest((pg_catalog.pg_control_checkpoint()).timeline_id, \
+                                       (pg_catalog.pg_control_recovery()).min_recovery_end_timeline, \
+                                       (SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver)) \
+                         ELSE ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))\
+                              ::pg_catalog.bit(32)::pg_catalog.int4 END, \
                     CASE WHEN pg_catalog.pg_is_in_recovery() \
                          THEN pg_catalog.pg_last_wal_replay_lsn() \
                          ELSE pg_catalog.pg_current_wal_lsn() END::text, \
