@@ -345,6 +345,9 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
             let json = serde_json::to_value(run(&options(Action::Status, c)).await).unwrap();
             assert_eq!(json["timeline"], 2, "{json}");
         }
+        // A (never cloned) follows B with the sslmode the clone used
+        // (require: the server has SSL on), not libpq's default prefer.
+        assert_follows_with_require(&a, &b, "node_a").await;
         assert!(
             r.warnings.iter().any(|w| w.contains("10.9.8.6")),
             "{:?}",
@@ -379,6 +382,8 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
             .unwrap_or_else(|e| panic!("{e}"));
         let took = started.elapsed();
         assert_eq!(r.timeline, Some(3), "{r:?}");
+        // B keeps the sslmode its clone wrote.
+        assert_follows_with_require(&b, &a, "node_b").await;
         let n = acks.lock().unwrap().len();
         wait_for(&acks, n + 20).await;
         stop.store(true, Ordering::Relaxed);
@@ -474,6 +479,41 @@ async fn interrupted_stop(c: &DebianCluster) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+}
+
+/// `standby_cluster`'s primary_conninfo asks for sslmode=require, and its
+/// walreceiver (`name`) reaches `primary` over SSL.
+async fn assert_follows_with_require(
+    standby_cluster: &DebianCluster,
+    primary: &DebianCluster,
+    name: &str,
+) {
+    let auto =
+        std::fs::read_to_string(standby_cluster.data_dir().join("postgresql.auto.conf")).unwrap();
+    let conninfo = pgctl::replication::conf_value(&auto, "primary_conninfo").unwrap();
+    assert_eq!(
+        ConnInfo::parse(&conninfo).unwrap().get(Keyword::Sslmode),
+        Some("require"),
+        "{conninfo}"
+    );
+    let p = primary.connect().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ssl: Option<bool> = p
+            .query_one(
+                "SELECT (SELECT l.ssl FROM pg_stat_replication r JOIN pg_stat_ssl l USING (pid) \
+                 WHERE r.application_name = $1)",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if ssl == Some(true) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{name}'s walsender: ssl {ssl:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// `primary` is a primary and `standby` streams from it.

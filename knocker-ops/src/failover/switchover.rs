@@ -29,7 +29,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use pgctl::conninfo::ConnInfo;
+use pgctl::connect::SslMode;
+use pgctl::conninfo::{ConnInfo, Keyword};
 use pgctl::replication::{self, PrimaryConninfo};
 use tokio_postgres::Client;
 
@@ -124,6 +125,30 @@ async fn connect_peer(
                 peer.name, peer.host, peer.port
             ))
         })
+}
+
+/// The sslmode of this node's `primary_conninfo` toward its new primary
+/// (reached through `peer`): the one its `postgresql.auto.conf` text
+/// `auto` already names (what `--clone-from` wrote from the replication
+/// URL: `require`, or `verify-full` when the operator asked for it), else
+/// `require` when the peer has SSL on (what the URL `replica --init`
+/// prints asks), else none. Never libpq's default `prefer`, which a
+/// man in the middle can downgrade to plain text.
+async fn follow_sslmode(peer: &Client, auto: &str) -> Result<Option<SslMode>, Error> {
+    let named = replication::conf_value(auto, "primary_conninfo")
+        .and_then(|c| ConnInfo::parse(&c).ok())
+        .and_then(|c| c.get(Keyword::Sslmode).and_then(SslMode::from_keyword));
+    if let Some(mode) = named.filter(|m| *m != SslMode::Prefer) {
+        return Ok(Some(mode));
+    }
+    let ssl: bool = peer
+        .query_one("SELECT pg_catalog.current_setting('ssl')::bool", &[])
+        .await
+        .map_err(|e| {
+            Error::failed(format!("asking the standby whether it has SSL on: {e}")).with_source(e)
+        })?
+        .get(0);
+    Ok(ssl.then_some(SslMode::Require))
 }
 
 fn ms(d: Duration) -> u64 {
@@ -297,17 +322,17 @@ pub(super) async fn switchover(
         )),
     }
     let data = cluster.data_directory.clone();
+    let auto = data.join("postgresql.auto.conf");
+    let old_auto = std::fs::read_to_string(&auto).unwrap_or_default();
     let conninfo = PrimaryConninfo {
         host: peer.host.clone(),
         port: peer.port,
         user: roles.replication.clone(),
         application_name: name.clone(),
-        sslmode: None,
+        sslmode: follow_sslmode(&remote, &old_auto).await?,
         passfile: Some(passfile.clone()),
         connect_timeout: Some(5),
     };
-    let auto = data.join("postgresql.auto.conf");
-    let old_auto = std::fs::read_to_string(&auto).unwrap_or_default();
     let new_auto = replication::set_conf_values(
         &replication::remove_conf_values(&old_auto, &["default_transaction_read_only"]),
         &[
@@ -555,17 +580,23 @@ async fn follow(
         .unwrap_or(0);
     let slot = slot_name(name);
     let passfile = passfile_path(cluster);
+    // 6. No rewind needed: this node's end lies before the switch point.
+    let rewind = connect_peer(peer, &roles.rewind, password, REWIND_DATABASE)
+        .await
+        .map_err(|e| after_promote("read the timeline history", &e, peer))?;
+    let auto = data.join("postgresql.auto.conf");
+    let old_auto = std::fs::read_to_string(&auto).unwrap_or_default();
     let conninfo = PrimaryConninfo {
         host: peer.host.clone(),
         port: peer.port,
         user: roles.replication.clone(),
         application_name: name.to_string(),
-        sslmode: None,
+        sslmode: follow_sslmode(&rewind, &old_auto)
+            .await
+            .map_err(|e| after_promote("ask for SSL", &e, peer))?,
         passfile: Some(passfile),
         connect_timeout: Some(5),
     };
-    let auto = data.join("postgresql.auto.conf");
-    let old_auto = std::fs::read_to_string(&auto).unwrap_or_default();
     let new_auto = replication::set_conf_values(
         &replication::remove_conf_values(&old_auto, &["default_transaction_read_only"]),
         &[
@@ -573,10 +604,6 @@ async fn follow(
             ("primary_slot_name", &slot),
         ],
     );
-    // 6. No rewind needed: this node's end lies before the switch point.
-    let rewind = connect_peer(peer, &roles.rewind, password, REWIND_DATABASE)
-        .await
-        .map_err(|e| after_promote("read the timeline history", &e, peer))?;
     let history = rewind
         .query_one(
             "SELECT pg_catalog.convert_from(pg_catalog.pg_read_binary_file($1), 'UTF8')",

@@ -308,17 +308,8 @@ pub(crate) fn parse_source(uri: &str, flag: &str) -> Result<Source, Error> {
     let sslmode = match info.get(Keyword::Sslmode) {
         None => None,
         Some(m) => Some(
-            [
-                SslMode::Disable,
-                SslMode::Allow,
-                SslMode::Prefer,
-                SslMode::Require,
-                SslMode::VerifyCa,
-                SslMode::VerifyFull,
-            ]
-            .into_iter()
-            .find(|x| x.as_str() == m)
-            .ok_or_else(|| Error::usage(format!("{flag}: bad sslmode {m:?}")))?,
+            SslMode::from_keyword(m)
+                .ok_or_else(|| Error::usage(format!("{flag}: bad sslmode {m:?}")))?,
         ),
     };
     let primary_name = match info.get(Keyword::ApplicationName) {
