@@ -306,6 +306,10 @@ fn clone_killed_at_each_step_recovers_debian_cluster() {
             let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             assert_eq!(json["streaming"], true, "after a kill at {step}: {json}");
             assert_eq!(json["role"], "standby", "{json}");
+            if matches!(*step, "clone:started" | "clone:streaming") {
+                // Finished, not copied again.
+                assert!(said.contains("already streams"), "{said}");
+            }
             // Every data directory kept aside is named in the output.
             for kept in kept_aside(&b.data_dir()) {
                 if !leftovers.0.contains(&kept) {
@@ -436,11 +440,17 @@ fn switchover_killed_at_each_step_recovers_debian_cluster() {
             .collect();
             kill_at(&args, step);
             let out = knocker(&args);
-            assert!(
-                out.status.success(),
-                "after a kill at {step}: {}",
-                text(&out)
-            );
+            let said = text(&out);
+            assert!(out.status.success(), "after a kill at {step}: {said}");
+            // The next run says where it took over.
+            let expected = match *step {
+                "switchover:stopped" => "was not promoted",
+                "switchover:promoted" => "already the primary",
+                "switchover:configured" => "already set up as a standby",
+                "switchover:started" => "already a standby streaming",
+                _ => "promoted",
+            };
+            assert!(said.contains(expected), "after a kill at {step}: {said}");
             assert_pair(to, from_name, from, i as i32).await;
             let n = acks.lock().unwrap().len();
             wait_for(&acks, n + 10).await;
