@@ -225,6 +225,13 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
         let add = web
             .plan_change(&["10.9.8.6/32".parse().unwrap()], &[])
             .unwrap_or_else(|e| panic!("{e}"));
+        // --dry-run shows the copy's change too.
+        let shown = add.dry_run.plan.files.iter().find(|f| f.path == copy_a);
+        assert!(
+            shown.is_some_and(|f| String::from_utf8_lossy(&f.new).contains("10.9.8.6/32")),
+            "{}",
+            add.dry_run.diff
+        );
         let r = web.change(add).await.unwrap_or_else(|e| panic!("{e}"));
         drop(web);
         assert_eq!(r.replica_copy.as_deref(), Some(copy_a.as_path()));

@@ -181,6 +181,16 @@ impl Exposedb {
         };
         if planned.changed() {
             plan.sql.push(pgctl::hba_install::RELOAD_SQL.to_string());
+            // The standby's copy of the block, refreshed after the change
+            // (shown only: the installation writes it).
+            if diff {
+                if let Some(copy) = crate::replica::exposedb_copy::planned_refresh(
+                    &self.admin.facts,
+                    &planned.new_text,
+                )? {
+                    plan.files.push(copy);
+                }
+            }
         }
         if self.options.terminate {
             plan.sql.extend(

@@ -73,19 +73,17 @@ fn copy_change(
     Ok((old != new || !path.exists()).then(|| crate::FileChange::new(&path, &old, &new)))
 }
 
-/// After a `knocker exposedb` change on the server `facts` describe: when
-/// it has a replica set-up (a copy in its data directory, or a `# BEGIN
-/// knocker replica` block in its pg_hba.conf), writes the copy of its
-/// block as it now is ([`pending_copy`]'s change, [`write_copy`]) and
-/// returns the copy's path when it changed; else does nothing.
-pub fn refresh(facts: &pgctl::server::ServerFacts) -> Result<Option<std::path::PathBuf>, Error> {
-    let (Some(data), Some(hba_file)) = (facts.data_directory.as_deref(), facts.hba_file.as_deref())
-    else {
+/// The copy a `knocker exposedb` change that leaves pg_hba.conf as `hba`
+/// writes on the server `facts` describe (what `--dry-run` shows): `None`
+/// without a replica set-up there (neither a copy in its data directory
+/// nor a `# BEGIN knocker replica` block) or when the copy is current.
+pub fn planned_refresh(
+    facts: &pgctl::server::ServerFacts,
+    hba: &[u8],
+) -> Result<Option<crate::FileChange>, Error> {
+    let Some(data) = facts.data_directory.as_deref() else {
         return Ok(None);
     };
-    let hba = std::fs::read(hba_file).map_err(|e| {
-        Error::failed(format!("cannot read {}: {e}", hba_file.display())).with_source(e)
-    })?;
     let set_up = data.join(COPY_FILE).exists()
         || hba
             .split(|b| *b == b'\n')
@@ -95,7 +93,21 @@ pub fn refresh(facts: &pgctl::server::ServerFacts) -> Result<Option<std::path::P
     }
     let version = PgVersion::new(facts.major())
         .map_err(|e| Error::failed("unsupported server version").with_source(e))?;
-    match copy_change(data, &hba, version)? {
+    copy_change(data, hba, version)
+}
+
+/// After a `knocker exposedb` change on the server `facts` describe:
+/// writes the copy [`planned_refresh`] finds for its pg_hba.conf as it now
+/// is ([`write_copy`]) and returns the copy's path; `None` when there is
+/// nothing to write.
+pub fn refresh(facts: &pgctl::server::ServerFacts) -> Result<Option<std::path::PathBuf>, Error> {
+    let Some(hba_file) = facts.hba_file.as_deref() else {
+        return Ok(None);
+    };
+    let hba = std::fs::read(hba_file).map_err(|e| {
+        Error::failed(format!("cannot read {}: {e}", hba_file.display())).with_source(e)
+    })?;
+    match planned_refresh(facts, &hba)? {
         Some(change) => {
             write_copy(&change)?;
             Ok(Some(change.path))
