@@ -439,6 +439,21 @@ fn switchover_killed_at_each_step_recovers_debian_cluster() {
             .map(|s| s.to_string())
             .collect();
             kill_at(&args, step);
+            if *step == "switchover:fenced" {
+                // A run refused while the fence of the killed one holds
+                // says so, and how to lift it.
+                let mut wrong = args.clone();
+                let peer = wrong.iter().position(|a| a == "--peer").unwrap() + 1;
+                wrong[peer] = format!("127.0.0.9:{}", to.port());
+                let out = knocker(&wrong);
+                let said = text(&out);
+                assert_eq!(out.status.code(), Some(1), "{said}");
+                assert!(said.contains("still fenced"), "{said}");
+                assert!(
+                    said.contains("RESET default_transaction_read_only"),
+                    "{said}"
+                );
+            }
             let out = knocker(&args);
             let said = text(&out);
             assert!(out.status.success(), "after a kill at {step}: {said}");

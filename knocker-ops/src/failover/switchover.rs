@@ -169,6 +169,36 @@ pub(super) async fn switchover(
     ask: &mut dyn FnMut(&str) -> bool,
     report: &mut Report,
 ) -> Result<(), Error> {
+    let result = switchover_steps(o, ask, report).await;
+    match result {
+        // Refused before this run fenced anything: a fence left by an
+        // earlier, interrupted run keeps this node read-only; say so.
+        Err(e) if !report.changed => match local_cluster(o.cluster.as_deref()) {
+            Ok(cluster) if fenced_on_disk(&cluster) => Err(e.with_note(&format!(
+                "Note: {} is still fenced (read-only) by an interrupted switchover: run --switchover again once \
+                 the standby streams, or {}",
+                cluster.id(),
+                undo_hint(&cluster)
+            ))),
+            _ => Err(e),
+        },
+        r => r,
+    }
+}
+
+/// Whether the switchover's fence is in this node's `postgresql.auto.conf`.
+fn fenced_on_disk(cluster: &DebianCluster) -> bool {
+    std::fs::read_to_string(cluster.data_directory.join("postgresql.auto.conf"))
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.replace(' ', "") == "default_transaction_read_only='on'")
+}
+
+async fn switchover_steps(
+    o: &Options,
+    ask: &mut dyn FnMut(&str) -> bool,
+    report: &mut Report,
+) -> Result<(), Error> {
     let name = o.name.clone().unwrap_or_else(default_name);
     validate_standby_name(&name).map_err(|_| {
         Error::usage(format!(
@@ -766,9 +796,7 @@ async fn resume(
 ) -> Result<(), Error> {
     let data = &cluster.data_directory;
     let auto = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap_or_default();
-    let fenced = auto
-        .lines()
-        .any(|l| l.replace(' ', "") == "default_transaction_read_only='on'");
+    let fenced = fenced_on_disk(cluster);
     if data.join("standby.signal").exists() && auto.contains("primary_slot_name") {
         // Killed between writing the standby's files and confirming.
         if o.dry_run {
