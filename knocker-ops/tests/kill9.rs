@@ -329,6 +329,26 @@ fn clone_killed_at_each_step_recovers_debian_cluster() {
             replica::CLONE_STEPS.len(),
             started.elapsed()
         );
+
+        // A standby of this primary through the slot that cannot stream
+        // (here: a role that does not exist) is cloned again, not waited
+        // for at every run.
+        let s = b.connect().await.unwrap();
+        s.batch_execute(&format!(
+            "ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port={} user=nobody_here'",
+            a.port()
+        ))
+        .await
+        .unwrap();
+        s.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+        drop(s);
+        slot_released(&a, "knocker_node_b").await;
+        let out = knocker(&args);
+        let said = text(&out);
+        assert!(out.status.success(), "{said}");
+        assert!(said.contains("does not stream after"), "{said}");
+        leftovers.0.extend(kept_aside(&b.data_dir()));
+        assert_pair(&a, "node_b", &b, 100).await;
     });
 }
 

@@ -32,6 +32,11 @@ use crate::{Error, FileChange, Plan};
 /// How long the new standby may take to start streaming.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a standby left running by an interrupted clone may take to
+/// stream before the next run clones it again (a walreceiver retries every
+/// 5 s, `wal_retrieve_retry_interval`).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Settings a clone must not inherit from the primary's
 /// `postgresql.auto.conf`: a promoted standby that names itself as its
 /// synchronous standby would make every commit wait forever.
@@ -584,14 +589,27 @@ pub(crate) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
                 ));
                 return Ok(());
             }
-            let admin = wait_streaming(o.admin_conn.as_deref(), &cluster).await?;
-            report.done.push(format!(
-                "{} already streams from {}:{} through slot {slot} (an earlier clone stopped after its start): finishing it",
-                cluster.id(),
-                src.host,
-                src.port
-            ));
-            return finish(&src, &roles, &admin, &data, report).await;
+            // A standby of this primary that does not stream (WAL it
+            // needs is gone, another timeline) is cloned again rather
+            // than waited for at every run.
+            match wait_streaming_for(o.admin_conn.as_deref(), &cluster, SETTLE_TIMEOUT).await {
+                Ok(admin) => {
+                    report.done.push(format!(
+                        "{} already streams from {}:{} through slot {slot} (an earlier clone stopped after its start): finishing it",
+                        cluster.id(),
+                        src.host,
+                        src.port
+                    ));
+                    return finish(&src, &roles, &admin, &data, report).await;
+                }
+                Err(_) => report.warnings.push(format!(
+                    "{} is a standby of {}:{} through slot {slot} but does not stream after {}s: cloning it again",
+                    cluster.id(),
+                    src.host,
+                    src.port,
+                    SETTLE_TIMEOUT.as_secs()
+                )),
+            }
         }
         refuse_replacing_data(o, &cluster).await?;
     }
@@ -991,8 +1009,17 @@ pub(crate) async fn wait_streaming(
     admin_conn: Option<&str>,
     cluster: &DebianCluster,
 ) -> Result<target::Admin, Error> {
+    wait_streaming_for(admin_conn, cluster, STREAM_TIMEOUT).await
+}
+
+/// [`wait_streaming`], giving up after `timeout`.
+async fn wait_streaming_for(
+    admin_conn: Option<&str>,
+    cluster: &DebianCluster,
+    timeout: Duration,
+) -> Result<target::Admin, Error> {
     let admin = target::Admin::connect(admin_conn, cluster.port).await?;
-    let deadline = Instant::now() + STREAM_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     loop {
         let receiver = replication::wal_receiver(admin.client())
             .await
@@ -1003,7 +1030,7 @@ pub(crate) async fn wait_streaming(
         if Instant::now() > deadline {
             return Err(Error::failed(format!(
                 "the standby started but does not stream after {}s; see the server log of {} (knocker replica --status)",
-                STREAM_TIMEOUT.as_secs(),
+                timeout.as_secs(),
                 cluster.id()
             )));
         }
