@@ -332,6 +332,15 @@ fn restart_note(restart: Option<&ops::RestartReport>) -> &'static str {
     }
 }
 
+fn replica_copy_note(copy: Option<&std::path::PathBuf>) {
+    if let Some(path) = copy {
+        println!(
+            "Refreshed {} (the copy of this block a standby takes with knocker replica --clone-from).",
+            path.display()
+        );
+    }
+}
+
 fn print_init(r: &InitReport) {
     let t = &r.target;
     match &r.connection_string {
@@ -359,6 +368,7 @@ fn print_init(r: &InitReport) {
         if r.hba_changed {
             println!("Added the (empty) knocker block to {}.", t.hba_file);
         }
+        replica_copy_note(r.replica_copy.as_ref());
         if r.listen_changed {
             println!(
                 "listen_addresses = '{}'{}.",
@@ -410,6 +420,7 @@ fn print_deinit(r: &DeinitReport) {
             "Nothing to undo: no knocker block, no remote role, listen_addresses as configured."
         );
     }
+    replica_copy_note(r.replica_copy.as_ref());
 }
 
 fn print_change_head(p: &ChangePlan) {
@@ -441,6 +452,7 @@ fn print_change(r: &ChangeReport) {
     if let Some(ended) = r.terminated_sessions {
         println!("Ended {ended} open session(s) from the removed CIDRs.");
     }
+    replica_copy_note(r.replica_copy.as_ref());
 }
 
 fn print_list(r: &ListReport) {

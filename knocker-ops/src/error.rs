@@ -64,6 +64,14 @@ impl Error {
         self
     }
 
+    /// Adds a sentence to the message (what the operator should know
+    /// about the state the failure leaves).
+    pub(crate) fn with_note(mut self, note: &str) -> Error {
+        self.message.push_str(". ");
+        self.message.push_str(note);
+        self
+    }
+
     /// The kind, for the exit code.
     pub fn kind(&self) -> ErrorKind {
         self.kind

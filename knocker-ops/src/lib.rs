@@ -30,6 +30,7 @@ pub mod installer;
 pub mod network;
 pub mod plan;
 pub mod replica;
+pub mod test_hook;
 
 pub use error::{Error, ErrorKind};
 

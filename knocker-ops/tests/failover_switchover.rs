@@ -133,8 +133,14 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
         let add = web
             .plan_change(&["10.9.8.7/32".parse().unwrap()], &[])
             .unwrap_or_else(|e| panic!("{e}"));
-        web.change(add).await.unwrap_or_else(|e| panic!("{e}"));
+        let r = web.change(add).await.unwrap_or_else(|e| panic!("{e}"));
         drop(web);
+        // exposedb without replica writes nothing into the data directory.
+        let copy_a = a
+            .data_dir()
+            .join(knocker_ops::replica::exposedb_copy::COPY_FILE);
+        assert_eq!(r.replica_copy, None);
+        assert!(!copy_a.exists());
         let mut init = options(Action::Init, &a);
         init.conn = Some(conn.clone());
         init.name = Some("node_a".into());
@@ -205,8 +211,9 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
             let json = serde_json::to_value(&r).unwrap();
             assert_eq!(json["exposedb_block"], "same", "{json}");
         }
-        // exposedb --add on the primary: its standbys' copy is stale until
-        // the next --allow; then the standby sees that it differs.
+        // exposedb --add on the primary refreshes the copy its standbys
+        // get: the primary's --status finds no difference, the standby
+        // sees that its own block lacks the new line.
         let mut web = knocker_ops::exposedb::Exposedb::connect(knocker_ops::exposedb::Options {
             conn: Some(conn.clone()),
             advertise: Some("127.0.0.1".into()),
@@ -218,14 +225,25 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
         let add = web
             .plan_change(&["10.9.8.6/32".parse().unwrap()], &[])
             .unwrap_or_else(|e| panic!("{e}"));
-        web.change(add).await.unwrap_or_else(|e| panic!("{e}"));
-        drop(web);
-        let r = run(&options(Action::Status, &a)).await;
-        assert_eq!(
-            serde_json::to_value(&r).unwrap()["exposedb_block"],
-            "differs"
+        // --dry-run shows the copy's change too.
+        let shown = add.dry_run.plan.files.iter().find(|f| f.path == copy_a);
+        assert!(
+            shown.is_some_and(|f| String::from_utf8_lossy(&f.new).contains("10.9.8.6/32")),
+            "{}",
+            add.dry_run.diff
         );
-        run(&allow).await;
+        let r = web.change(add).await.unwrap_or_else(|e| panic!("{e}"));
+        drop(web);
+        assert_eq!(r.replica_copy.as_deref(), Some(copy_a.as_path()));
+        let copy = std::fs::read_to_string(&copy_a).unwrap();
+        assert!(copy.contains("10.9.8.6/32"), "{copy}");
+        let r = run(&options(Action::Status, &a)).await;
+        assert_eq!(serde_json::to_value(&r).unwrap()["exposedb_block"], "same");
+        assert!(
+            !r.warnings.iter().any(|w| w.contains("exposedb")),
+            "{:?}",
+            r.warnings
+        );
         let r = run(&options(Action::Status, &b)).await;
         assert_eq!(
             serde_json::to_value(&r).unwrap()["exposedb_block"],
@@ -316,6 +334,27 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
             .unwrap_or_else(|e| panic!("{e}"));
         let took = started.elapsed();
         assert_eq!(r.timeline, Some(2), "{r:?}");
+        // --status right after the promotion (no checkpoint since: the
+        // control file still names timeline 1) reports the current one on
+        // both nodes.
+        let control: i32 = b
+            .connect()
+            .await
+            .unwrap()
+            .query_one("SELECT (pg_control_checkpoint()).timeline_id", &[])
+            .await
+            .unwrap()
+            .get(0);
+        eprintln!(
+            "right after the switchover, the new primary's control file names timeline {control}"
+        );
+        for c in [&b, &a] {
+            let json = serde_json::to_value(run(&options(Action::Status, c)).await).unwrap();
+            assert_eq!(json["timeline"], 2, "{json}");
+        }
+        // A (never cloned) follows B with the sslmode the clone used
+        // (require: the server has SSL on), not libpq's default prefer.
+        assert_follows_with_require(&a, &b, "node_a").await;
         assert!(
             r.warnings.iter().any(|w| w.contains("10.9.8.6")),
             "{:?}",
@@ -350,6 +389,8 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
             .unwrap_or_else(|e| panic!("{e}"));
         let took = started.elapsed();
         assert_eq!(r.timeline, Some(3), "{r:?}");
+        // B keeps the sslmode its clone wrote.
+        assert_follows_with_require(&b, &a, "node_b").await;
         let n = acks.lock().unwrap().len();
         wait_for(&acks, n + 20).await;
         stop.store(true, Ordering::Relaxed);
@@ -445,6 +486,41 @@ async fn interrupted_stop(c: &DebianCluster) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+}
+
+/// `standby_cluster`'s primary_conninfo asks for sslmode=require, and its
+/// walreceiver (`name`) reaches `primary` over SSL.
+async fn assert_follows_with_require(
+    standby_cluster: &DebianCluster,
+    primary: &DebianCluster,
+    name: &str,
+) {
+    let auto =
+        std::fs::read_to_string(standby_cluster.data_dir().join("postgresql.auto.conf")).unwrap();
+    let conninfo = pgctl::replication::conf_value(&auto, "primary_conninfo").unwrap();
+    assert_eq!(
+        ConnInfo::parse(&conninfo).unwrap().get(Keyword::Sslmode),
+        Some("require"),
+        "{conninfo}"
+    );
+    let p = primary.connect().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ssl: Option<bool> = p
+            .query_one(
+                "SELECT (SELECT l.ssl FROM pg_stat_replication r JOIN pg_stat_ssl l USING (pid) \
+                 WHERE r.application_name = $1)",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if ssl == Some(true) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{name}'s walsender: ssl {ssl:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// `primary` is a primary and `standby` streams from it.

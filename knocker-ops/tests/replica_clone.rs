@@ -178,9 +178,58 @@ fn clone_from_primary_streams_debian_cluster() {
         assert_eq!(json["standbys"][0]["state"], "streaming");
         assert_eq!(json["replication_slots"][0]["wal_status"], "reserved");
 
-        // A second clone is refused while the slot is in use, before
+        // The same clone again on this standby (as after a run killed
+        // once the standby started): it already streams through its slot,
+        // so nothing is copied and it keeps running.
+        let r = run(&clone).await.unwrap();
+        assert!(
+            r.done.iter().any(|d| d.contains("already streams")),
+            "{:?}",
+            r.done
+        );
+        assert!(
+            s.query_one("SELECT 1", &[]).await.is_ok(),
+            "the standby kept running"
+        );
+
+        // Another host streaming through the slot (pg_receivewal here,
+        // while this standby's walreceiver is off): refused before
         // anything is touched.
+        s.batch_execute("ALTER SYSTEM SET primary_conninfo = ''")
+            .await
+            .unwrap();
+        s.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+        wait_slot(&p, "knocker_node_b", false).await;
+        let wal_dir = tempfile::tempdir().unwrap();
+        let postgres = pg_harness::OsUser::lookup("postgres").unwrap();
+        std::os::unix::fs::chown(wal_dir.path(), Some(postgres.uid), Some(postgres.gid)).unwrap();
+        // Run as postgres directly (not through runuser, which would
+        // leave it running when killed).
+        let mut receiver = std::process::Command::new("/usr/lib/postgresql/15/bin/pg_receivewal");
+        std::os::unix::process::CommandExt::uid(&mut receiver, postgres.uid);
+        std::os::unix::process::CommandExt::gid(&mut receiver, postgres.gid);
+        // libpq looks for client certificates under $HOME, which must be
+        // readable by postgres.
+        let mut receiver = receiver
+            .env("HOME", "/var/lib/postgresql")
+            .arg("--directory")
+            .arg(wal_dir.path())
+            .args([
+                "--slot",
+                "knocker_node_b",
+                "--no-loop",
+                "--no-password",
+                "--dbname",
+            ])
+            .arg(clone_uri(&clone))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_slot(&p, "knocker_node_b", true).await;
         let e = run(&clone).await.unwrap_err();
+        let _ = receiver.kill();
+        let _ = receiver.wait();
         assert_eq!(e.kind(), ErrorKind::Refused { overridable: false }, "{e}");
         assert!(e.to_string().contains("in use"), "{e}");
         assert!(
@@ -425,6 +474,23 @@ fn clone_from_primary_streams_debian_cluster() {
         assert_eq!(json["standbys"][0]["name"], "node_a", "{json}");
         assert_eq!(json["standbys"][0]["state"], "streaming");
     });
+}
+
+/// Waits until slot `slot` on `p` is in use (`active`) or not.
+async fn wait_slot(p: &tokio_postgres::Client, slot: &str, active: bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pgctl::replication::slot(p, slot)
+        .await
+        .unwrap()
+        .is_some_and(|s| s.active)
+        != active
+    {
+        assert!(
+            Instant::now() < deadline,
+            "slot {slot} never became active = {active}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// SIGKILLs the postmaster of `data` and all its children, and waits until

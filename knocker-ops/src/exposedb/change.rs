@@ -57,6 +57,9 @@ pub struct ChangeReport {
     pub changed: bool,
     /// Sessions ended from removed CIDRs (with `terminate`).
     pub terminated_sessions: Option<u64>,
+    /// The copy of the block `knocker replica` keeps in the data
+    /// directory, when this change refreshed it.
+    pub replica_copy: Option<std::path::PathBuf>,
 }
 
 impl Serialize for ChangeReport {
@@ -72,6 +75,9 @@ impl Serialize for ChangeReport {
         m.serialize_entry("changed", &self.changed)?;
         if let Some(n) = self.terminated_sessions {
             m.serialize_entry("terminated_sessions", &n)?;
+        }
+        if let Some(p) = &self.replica_copy {
+            m.serialize_entry("replica_copy", p)?;
         }
         m.end()
     }
@@ -175,6 +181,16 @@ impl Exposedb {
         };
         if planned.changed() {
             plan.sql.push(pgctl::hba_install::RELOAD_SQL.to_string());
+            // The standby's copy of the block, refreshed after the change
+            // (shown only: the installation writes it).
+            if diff {
+                if let Some(copy) = crate::replica::exposedb_copy::planned_refresh(
+                    &self.admin.facts,
+                    &planned.new_text,
+                )? {
+                    plan.files.push(copy);
+                }
+            }
         }
         if self.options.terminate {
             plan.sql.extend(
@@ -237,10 +253,17 @@ impl Exposedb {
             }
             terminated_sessions = Some(ended);
         }
+        let mut plan = plan;
+        let replica_copy = if changed {
+            self.refresh_replica_copy(&mut plan.warnings)
+        } else {
+            None
+        };
         Ok(ChangeReport {
             plan,
             changed,
             terminated_sessions,
+            replica_copy,
         })
     }
 }

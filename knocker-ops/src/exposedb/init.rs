@@ -115,6 +115,10 @@ pub struct InitReport {
     /// Warnings.
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// The copy of the block `knocker replica` keeps in the data
+    /// directory, when this run refreshed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_copy: Option<std::path::PathBuf>,
 }
 
 /// A restart that was needed: how, and whether it happened.
@@ -165,6 +169,10 @@ pub struct DeinitReport {
     /// Warnings.
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// The copy of the block `knocker replica` keeps in the data
+    /// directory, when this run refreshed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_copy: Option<std::path::PathBuf>,
 }
 
 fn hba_plan(path: &std::path::Path, old: &[u8], new: &[u8]) -> Plan {
@@ -450,6 +458,11 @@ impl Exposedb {
                 Err(e) => warnings.push(format!("could not read the server certificate: {e}")),
             }
         }
+        let replica_copy = if hba_changed {
+            self.refresh_replica_copy(&mut warnings)
+        } else {
+            None
+        };
         Ok(InitReport {
             target: InitTarget {
                 role: scope.user,
@@ -472,6 +485,7 @@ impl Exposedb {
             hba_changed,
             listen_changed,
             port,
+            replica_copy,
             warnings,
         })
     }
@@ -599,6 +613,11 @@ impl Exposedb {
         if change.restart_needed {
             restart = Some(self.restart(None, &mut warnings).await?);
         }
+        let replica_copy = if hba_changed {
+            self.refresh_replica_copy(&mut warnings)
+        } else {
+            None
+        };
         Ok(DeinitReport {
             role: scope.user,
             hba_file: path.display().to_string(),
@@ -608,6 +627,7 @@ impl Exposedb {
             listen_addresses: change.new,
             changed: hba_changed || dropped || change.restart_needed,
             listen_changed: change.restart_needed,
+            replica_copy,
             warnings,
         })
     }

@@ -307,6 +307,23 @@ impl Exposedb {
         &self.admin
     }
 
+    /// Refreshes the copy of the block that `knocker replica` keeps in the
+    /// data directory ([`crate::replica::exposedb_copy::refresh`]: only on
+    /// a node with a replica set-up) after pg_hba.conf changed. Its
+    /// failure is a warning: the change itself is done.
+    fn refresh_replica_copy(&self, warnings: &mut Vec<String>) -> Option<std::path::PathBuf> {
+        match crate::replica::exposedb_copy::refresh(&self.admin.facts) {
+            Ok(path) => path,
+            Err(e) => {
+                warnings.push(format!(
+                    "the standby's copy of this block (knocker replica) was not refreshed: {e}; \
+                     knocker replica --allow refreshes it"
+                ));
+                None
+            }
+        }
+    }
+
     /// The scope of the block's rules on this server.
     fn scope(&self) -> block::Scope {
         block::Scope {

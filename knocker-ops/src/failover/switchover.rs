@@ -29,7 +29,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use pgctl::conninfo::ConnInfo;
+use pgctl::connect::SslMode;
+use pgctl::conninfo::{ConnInfo, Keyword};
 use pgctl::replication::{self, PrimaryConninfo};
 use tokio_postgres::Client;
 
@@ -55,6 +56,23 @@ const UNFENCE_SQL: &str = "ALTER SYSTEM RESET default_transaction_read_only";
 const TERMINATE_SQL: &str = "SELECT pg_catalog.count(pg_catalog.pg_terminate_backend(pid)) \
      FROM pg_catalog.pg_stat_activity \
      WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid()";
+
+/// The steps of a switchover, in order, as [`crate::test_hook::stop_at`]
+/// names them: fenced (read-only, sessions not yet ended), sessions ended,
+/// the standby has replayed everything, stopped cleanly, the standby
+/// promoted, this node's standby files written (not started), started as
+/// a standby (streaming not yet confirmed). A run killed at any of them is
+/// finished by the next `--switchover` (with `--peer` once this node is
+/// down).
+pub const SWITCHOVER_STEPS: [&str; 7] = [
+    "switchover:fenced",
+    "switchover:sessions-ended",
+    "switchover:caught-up",
+    "switchover:stopped",
+    "switchover:promoted",
+    "switchover:configured",
+    "switchover:started",
+];
 
 /// An LSN `X/Y` as a number.
 pub(crate) fn parse_lsn(text: &str) -> Option<u64> {
@@ -109,6 +127,30 @@ async fn connect_peer(
         })
 }
 
+/// The sslmode of this node's `primary_conninfo` toward its new primary
+/// (reached through `peer`): the one its `postgresql.auto.conf` text
+/// `auto` already names (what `--clone-from` wrote from the replication
+/// URL: `require`, or `verify-full` when the operator asked for it), else
+/// `require` when the peer has SSL on (what the URL `replica --init`
+/// prints asks), else none. Never libpq's default `prefer`, which a
+/// man in the middle can downgrade to plain text.
+async fn follow_sslmode(peer: &Client, auto: &str) -> Result<Option<SslMode>, Error> {
+    let named = replication::conf_value(auto, "primary_conninfo")
+        .and_then(|c| ConnInfo::parse(&c).ok())
+        .and_then(|c| c.get(Keyword::Sslmode).and_then(SslMode::from_keyword));
+    if let Some(mode) = named.filter(|m| *m != SslMode::Prefer) {
+        return Ok(Some(mode));
+    }
+    let ssl: bool = peer
+        .query_one("SELECT pg_catalog.current_setting('ssl')::bool", &[])
+        .await
+        .map_err(|e| {
+            Error::failed(format!("asking the standby whether it has SSL on: {e}")).with_source(e)
+        })?
+        .get(0);
+    Ok(ssl.then_some(SslMode::Require))
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -123,6 +165,36 @@ fn undo_hint(cluster: &DebianCluster) -> String {
 }
 
 pub(super) async fn switchover(
+    o: &Options,
+    ask: &mut dyn FnMut(&str) -> bool,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let result = switchover_steps(o, ask, report).await;
+    match result {
+        // Refused before this run fenced anything: a fence left by an
+        // earlier, interrupted run keeps this node read-only; say so.
+        Err(e) if !report.changed => match local_cluster(o.cluster.as_deref()) {
+            Ok(cluster) if fenced_on_disk(&cluster) => Err(e.with_note(&format!(
+                "Note: {} is still fenced (read-only) by an interrupted switchover: run --switchover again once \
+                 the standby streams, or {}",
+                cluster.id(),
+                undo_hint(&cluster)
+            ))),
+            _ => Err(e),
+        },
+        r => r,
+    }
+}
+
+/// Whether the switchover's fence is in this node's `postgresql.auto.conf`.
+fn fenced_on_disk(cluster: &DebianCluster) -> bool {
+    std::fs::read_to_string(cluster.data_directory.join("postgresql.auto.conf"))
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.replace(' ', "") == "default_transaction_read_only='on'")
+}
+
+async fn switchover_steps(
     o: &Options,
     ask: &mut dyn FnMut(&str) -> bool,
     report: &mut Report,
@@ -155,9 +227,7 @@ pub(super) async fn switchover(
     let c = admin.client();
     let node = replication::node_status(c).await.map_err(super::pg)?;
     if node.in_recovery {
-        return Err(Error::refused_always(
-            "this node is a standby; run --switchover on the primary",
-        ));
+        return already_standby(o, &cluster, &admin, report).await;
     }
     let sync_names = replication::read_settings(c)
         .await
@@ -292,17 +362,17 @@ pub(super) async fn switchover(
         )),
     }
     let data = cluster.data_directory.clone();
+    let auto = data.join("postgresql.auto.conf");
+    let old_auto = std::fs::read_to_string(&auto).unwrap_or_default();
     let conninfo = PrimaryConninfo {
         host: peer.host.clone(),
         port: peer.port,
         user: roles.replication.clone(),
         application_name: name.clone(),
-        sslmode: None,
+        sslmode: follow_sslmode(&remote, &old_auto).await?,
         passfile: Some(passfile.clone()),
         connect_timeout: Some(5),
     };
-    let auto = data.join("postgresql.auto.conf");
-    let old_auto = std::fs::read_to_string(&auto).unwrap_or_default();
     let new_auto = replication::set_conf_values(
         &replication::remove_conf_values(&old_auto, &["default_transaction_read_only"]),
         &[
@@ -369,6 +439,7 @@ pub(super) async fn switchover(
     replication::reload(c)
         .await
         .map_err(|e| step("fence", &e))?;
+    crate::test_hook::stop_at("switchover:fenced");
     // The reload reaches new backends once the postmaster has read it; end
     // the sessions after that, and once more for any that slipped in.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -384,6 +455,7 @@ pub(super) async fn switchover(
     report.done.push(format!(
         "fenced: default_transaction_read_only = on, {ended} application session(s) ended"
     ));
+    crate::test_hook::stop_at("switchover:sessions-ended");
 
     // 2. Catch-up.
     let deadline = Instant::now() + CATCH_UP_TIMEOUT;
@@ -416,6 +488,7 @@ pub(super) async fn switchover(
     report
         .done
         .push(format!("{} has replayed everything", peer.name));
+    crate::test_hook::stop_at("switchover:caught-up");
 
     // 3. Clean stop.
     drop(admin);
@@ -436,6 +509,7 @@ pub(super) async fn switchover(
         "stopped cleanly; shutdown checkpoint at {}",
         lsn_text(checkpoint)
     ));
+    crate::test_hook::stop_at("switchover:stopped");
 
     // 4. The standby has the shutdown checkpoint.
     let deadline = Instant::now() + CATCH_UP_TIMEOUT;
@@ -499,6 +573,7 @@ pub(super) async fn switchover(
         )));
     }
     report.read_only_ms = Some(ms(fenced_at.elapsed()));
+    crate::test_hook::stop_at("switchover:promoted");
     let walfile: String = remote
         .query_one(
             "SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn())",
@@ -545,17 +620,23 @@ async fn follow(
         .unwrap_or(0);
     let slot = slot_name(name);
     let passfile = passfile_path(cluster);
+    // 6. No rewind needed: this node's end lies before the switch point.
+    let rewind = connect_peer(peer, &roles.rewind, password, REWIND_DATABASE)
+        .await
+        .map_err(|e| after_promote("read the timeline history", &e, peer))?;
+    let auto = data.join("postgresql.auto.conf");
+    let old_auto = std::fs::read_to_string(&auto).unwrap_or_default();
     let conninfo = PrimaryConninfo {
         host: peer.host.clone(),
         port: peer.port,
         user: roles.replication.clone(),
         application_name: name.to_string(),
-        sslmode: None,
+        sslmode: follow_sslmode(&rewind, &old_auto)
+            .await
+            .map_err(|e| after_promote("ask for SSL", &e, peer))?,
         passfile: Some(passfile),
         connect_timeout: Some(5),
     };
-    let auto = data.join("postgresql.auto.conf");
-    let old_auto = std::fs::read_to_string(&auto).unwrap_or_default();
     let new_auto = replication::set_conf_values(
         &replication::remove_conf_values(&old_auto, &["default_transaction_read_only"]),
         &[
@@ -563,10 +644,6 @@ async fn follow(
             ("primary_slot_name", &slot),
         ],
     );
-    // 6. No rewind needed: this node's end lies before the switch point.
-    let rewind = connect_peer(peer, &roles.rewind, password, REWIND_DATABASE)
-        .await
-        .map_err(|e| after_promote("read the timeline history", &e, peer))?;
     let history = rewind
         .query_one(
             "SELECT pg_catalog.convert_from(pg_catalog.pg_read_binary_file($1), 'UTF8')",
@@ -602,8 +679,10 @@ async fn follow(
         meta.gid(),
     )
     .map_err(|e| after_promote("write standby.signal", &e, peer))?;
+    crate::test_hook::stop_at("switchover:configured");
     run_command(&ctlcluster(cluster, "start"), false)
         .map_err(|e| after_promote("start as a standby", &e, peer))?;
+    crate::test_hook::stop_at("switchover:started");
     wait_streaming(o.admin_conn.as_deref(), cluster)
         .await
         .map_err(|e| after_promote("confirm streaming", &e, peer))?;
@@ -616,6 +695,46 @@ async fn follow(
         peer.name
     ));
     Ok(())
+}
+
+/// `--switchover` on a standby: a switchover run here that was killed
+/// after this node started as the standby of its peer has nothing left to
+/// do once it streams (exit 0, said); a standby that does not stream is
+/// refused (the switchover is run on the primary).
+async fn already_standby(
+    o: &Options,
+    cluster: &DebianCluster,
+    admin: &Admin,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let auto = std::fs::read_to_string(cluster.data_directory.join("postgresql.auto.conf"))
+        .unwrap_or_default();
+    let ours = auto.contains("primary_slot_name") && auto.contains("passfile=");
+    let mut receiver = replication::wal_receiver(admin.client())
+        .await
+        .map_err(super::pg)?;
+    if ours && receiver.as_ref().is_none_or(|r| r.status != "streaming") && !o.dry_run {
+        // Just started by a run that was killed: give it time to connect.
+        wait_streaming(o.admin_conn.as_deref(), cluster).await?;
+        receiver = replication::wal_receiver(admin.client())
+            .await
+            .map_err(super::pg)?;
+    }
+    match receiver.filter(|r| r.status == "streaming") {
+        Some(r) => {
+            report.done.push(format!(
+                "this node is already a standby streaming from {}:{} (a switchover that was interrupted after this \
+                 node's start, or one already done): nothing to do; to switch back, run --switchover there",
+                r.sender_host.unwrap_or_default(),
+                r.sender_port.unwrap_or_default()
+            ));
+            Ok(())
+        }
+        None => Err(Error::refused_always(
+            "this node is a standby that does not stream; run --switchover on the primary \
+             (knocker replica --status shows where this node stands)",
+        )),
+    }
 }
 
 /// The rules of this node's exposedb block (as its own
@@ -687,9 +806,7 @@ async fn resume(
 ) -> Result<(), Error> {
     let data = &cluster.data_directory;
     let auto = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap_or_default();
-    let fenced = auto
-        .lines()
-        .any(|l| l.replace(' ', "") == "default_transaction_read_only='on'");
+    let fenced = fenced_on_disk(cluster);
     if data.join("standby.signal").exists() && auto.contains("primary_slot_name") {
         // Killed between writing the standby's files and confirming.
         if o.dry_run {

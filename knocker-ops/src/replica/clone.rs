@@ -32,10 +32,32 @@ use crate::{Error, FileChange, Plan};
 /// How long the new standby may take to start streaming.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a standby left running by an interrupted clone may take to
+/// stream before the next run clones it again (a walreceiver retries every
+/// 5 s, `wal_retrieve_retry_interval`).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Settings a clone must not inherit from the primary's
 /// `postgresql.auto.conf`: a promoted standby that names itself as its
 /// synchronous standby would make every commit wait forever.
 const NOT_INHERITED: [&str; 1] = ["synchronous_standby_names"];
+
+/// The steps of a clone, in order, as [`crate::test_hook::stop_at`] names
+/// them: checks passed (nothing changed yet), local cluster stopped, data
+/// directory moved aside, `pg_basebackup` copying (some files written),
+/// `standby.signal` and `primary_conninfo` written, started, streaming
+/// confirmed (the primary not yet admitted back, the exposedb block not yet
+/// copied). A run killed at any of them is finished or redone by the next
+/// `--clone-from`.
+pub const CLONE_STEPS: [&str; 7] = [
+    "clone:checked",
+    "clone:stopped",
+    "clone:moved-aside",
+    "clone:copying",
+    "clone:configured",
+    "clone:started",
+    "clone:streaming",
+];
 
 /// Where the clone keeps the replication password: next to the data
 /// directory (never inside it, where base backups would copy it).
@@ -124,7 +146,102 @@ fn moved_aside(data: &Path) -> PathBuf {
     let stamp = super::utc_now().replace([':', '-'], "");
     let mut name = data.as_os_str().to_owned();
     name.push(format!(".knocker-replaced-{stamp}"));
-    PathBuf::from(name)
+    let first = PathBuf::from(name);
+    // Two clones within a second (a run killed after its move, then run
+    // again): never move onto the earlier copy.
+    (1..)
+        .map(|n| {
+            if n == 1 {
+                first.clone()
+            } else {
+                let mut p = first.clone().into_os_string();
+                p.push(format!("-{n}"));
+                PathBuf::from(p)
+            }
+        })
+        .find(|p| std::fs::symlink_metadata(p).is_err())
+        .unwrap_or(first)
+}
+
+/// The directories earlier clones moved `data` aside to, oldest first.
+fn kept_aside(data: &Path) -> Vec<PathBuf> {
+    let (Some(parent), Some(name)) = (data.parent(), data.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = format!("{}.knocker-replaced-", name.to_string_lossy());
+    let mut kept: Vec<PathBuf> = std::fs::read_dir(parent)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    kept.sort();
+    kept
+}
+
+/// The pids of a `pg_basebackup` still copying into `data` (left by a
+/// clone whose knocker was killed: the copy goes on without it), with its
+/// WAL-streaming child (`-X stream` forks one, with the same command line).
+fn copy_running_into(data: &Path) -> Vec<i32> {
+    let data = data.to_string_lossy();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_copy = argv.first()?.ends_with(b"pg_basebackup")
+                && argv
+                    .windows(2)
+                    .any(|w| w[0] == b"--pgdata" && w[1] == data.as_bytes());
+            is_copy.then_some(pid)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Runs the base backup; [`crate::test_hook::stop_at`]`("clone:copying")`
+/// once it has written into `data` while still running. A failure carries
+/// its output.
+fn run_basebackup(argv: &[String], data: &Path, inherit_stderr: bool) -> Result<(), Error> {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(if inherit_stderr {
+            Stdio::inherit()
+        } else {
+            Stdio::piped()
+        });
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::failed(format!("cannot run {}: {e}", argv[0])).with_source(e))?;
+    while let Ok(None) = child.try_wait() {
+        if std::fs::read_dir(data).is_ok_and(|mut d| d.next().is_some()) {
+            crate::test_hook::stop_at("clone:copying");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::failed(format!("waiting for {}: {e}", argv[0])).with_source(e))?;
+    if !out.status.success() {
+        return Err(Error::failed(format!(
+            "`{}` failed ({}): {}{}",
+            crate::plan::shell_words(argv),
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn user_name(uid: u32) -> Option<String> {
@@ -196,17 +313,8 @@ pub(crate) fn parse_source(uri: &str, flag: &str) -> Result<Source, Error> {
     let sslmode = match info.get(Keyword::Sslmode) {
         None => None,
         Some(m) => Some(
-            [
-                SslMode::Disable,
-                SslMode::Allow,
-                SslMode::Prefer,
-                SslMode::Require,
-                SslMode::VerifyCa,
-                SslMode::VerifyFull,
-            ]
-            .into_iter()
-            .find(|x| x.as_str() == m)
-            .ok_or_else(|| Error::usage(format!("{flag}: bad sslmode {m:?}")))?,
+            SslMode::from_keyword(m)
+                .ok_or_else(|| Error::usage(format!("{flag}: bad sslmode {m:?}")))?,
         ),
     };
     let primary_name = match info.get(Keyword::ApplicationName) {
@@ -429,11 +537,21 @@ pub(crate) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
     let meta = std::fs::metadata(&owner_of)
         .map_err(|e| Error::failed(format!("{}: {e}", owner_of.display())).with_source(e))?;
     let (uid, gid) = (meta.uid(), meta.gid());
+    let kept_before = kept_aside(&data);
     if !data_exists {
         report.warnings.push(format!(
-            "{} is missing (an interrupted clone?); earlier data directories are kept as {}.knocker-replaced-*",
-            data.display(),
+            "{} is missing (an interrupted clone?); the clone starts again",
             data.display()
+        ));
+    }
+    if !kept_before.is_empty() {
+        report.warnings.push(format!(
+            "data directories kept aside by earlier clones (remove them once you no longer need them): {}",
+            kept_before
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     let os_user = user_name(uid).ok_or_else(|| {
@@ -445,10 +563,64 @@ pub(crate) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
     let local_major: u32 = cluster.version.parse().unwrap_or(0);
 
     // Checks: nothing changes until they pass.
+    let copying = copy_running_into(&data);
+    if !copying.is_empty() {
+        let pids = copying
+            .iter()
+            .map(i32::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Err(Error::refused_always(format!(
+            "a pg_basebackup (pid {pids}) of an interrupted clone is still copying into {}: \
+             wait until it ends or stop it (kill {pids}), then run --clone-from again",
+            data.display()
+        )));
+    }
     if cluster.status.starts_with("online") {
+        if streams_already(o, &cluster, &src, &slot).await? {
+            // A clone killed after its start: finish it.
+            let roles = roles_of(&src.user);
+            if o.dry_run {
+                report.done.push(format!(
+                    "{} is already a standby of {}:{} through slot {slot}: would confirm streaming, admit the primary back and copy its exposedb block",
+                    cluster.id(),
+                    src.host,
+                    src.port
+                ));
+                return Ok(());
+            }
+            // A standby of this primary that does not stream (WAL it
+            // needs is gone, another timeline) is cloned again rather
+            // than waited for at every run.
+            match wait_streaming_for(o.admin_conn.as_deref(), &cluster, SETTLE_TIMEOUT).await {
+                Ok(admin) => {
+                    report.done.push(format!(
+                        "{} already streams from {}:{} through slot {slot} (an earlier clone stopped after its start): finishing it",
+                        cluster.id(),
+                        src.host,
+                        src.port
+                    ));
+                    return finish(&src, &roles, &admin, &data, report).await;
+                }
+                Err(_) => report.warnings.push(format!(
+                    "{} is a standby of {}:{} through slot {slot} but does not stream after {}s: cloning it again",
+                    cluster.id(),
+                    src.host,
+                    src.port,
+                    SETTLE_TIMEOUT.as_secs()
+                )),
+            }
+        }
         refuse_replacing_data(o, &cluster).await?;
     }
-    let primary = ask_primary(&src, &slot).await?;
+    let mut primary = ask_primary(&src, &slot).await?;
+    // The walsender of a copy or standby killed a moment ago lets go of
+    // the slot once it notices its client is gone.
+    let released_by = Instant::now() + Duration::from_secs(5);
+    while primary.slot.as_ref().is_some_and(|s| s.active) && Instant::now() < released_by {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        primary = ask_primary(&src, &slot).await?;
+    }
     if primary.major != local_major {
         return Err(Error::refused_always(format!(
             "the primary runs PostgreSQL {}, this cluster ({}) is {local_major}: streaming replication needs the same major version",
@@ -579,10 +751,12 @@ pub(crate) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
     }
 
     // Apply.
+    crate::test_hook::stop_at("clone:checked");
     report.changed = true;
     write_owned(&passfile, pass_text.as_bytes(), 0o600, uid, gid)?;
     if !stopped {
         run_command(&ctlcluster(&cluster, "stop"), false)?;
+        crate::test_hook::stop_at("clone:stopped");
     }
     if data_exists {
         std::fs::rename(&data, &moved).map_err(|e| {
@@ -592,8 +766,9 @@ pub(crate) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
             "the old data directory is kept as {}",
             moved.display()
         ));
+        crate::test_hook::stop_at("clone:moved-aside");
     }
-    if let Err(e) = run_command(&backup_argv, o.progress) {
+    if let Err(e) = run_basebackup(&backup_argv, &data, o.progress) {
         if !data_exists {
             let _ = std::fs::remove_dir_all(&data);
             return Err(Error::failed(format!("the base backup failed: {e}")));
@@ -626,6 +801,7 @@ pub(crate) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
     );
     write_owned(&auto, new_auto.as_bytes(), 0o600, uid, gid)?;
     write_owned(&data.join("standby.signal"), b"", 0o600, uid, gid)?;
+    crate::test_hook::stop_at("clone:configured");
     run_command(&ctlcluster(&cluster, "start"), false)?;
     report.done.push(format!(
         "cloned from {}:{} through slot {slot}; {} started as a standby",
@@ -633,14 +809,58 @@ pub(crate) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
         src.port,
         cluster.id()
     ));
+    crate::test_hook::stop_at("clone:started");
 
     let admin = wait_streaming(o.admin_conn.as_deref(), &cluster).await?;
     report
         .done
         .push(format!("streaming from {}:{}", src.host, src.port));
-    admit_primary_back(&src, &roles, &admin, report).await?;
-    copy_exposedb_block(&admin, &data.join(super::exposedb_copy::COPY_FILE), report).await?;
-    super::status::status(&admin, report).await
+    crate::test_hook::stop_at("clone:streaming");
+    finish(&src, &roles, &admin, &data, report).await
+}
+
+/// The steps after streaming is confirmed: admit the primary back, copy
+/// its exposedb block, report the status.
+async fn finish(
+    src: &Source,
+    roles: &super::block::BlockRoles,
+    admin: &target::Admin,
+    data: &Path,
+    report: &mut Report,
+) -> Result<(), Error> {
+    admit_primary_back(src, roles, admin, report).await?;
+    copy_exposedb_block(admin, &data.join(super::exposedb_copy::COPY_FILE), report).await?;
+    super::status::status(admin, report).await
+}
+
+/// Whether the running local cluster is already a standby of `src`
+/// through `slot` (what a clone killed after its start leaves).
+async fn streams_already(
+    o: &Options,
+    cluster: &DebianCluster,
+    src: &Source,
+    slot: &str,
+) -> Result<bool, Error> {
+    let admin = target::Admin::connect(o.admin_conn.as_deref(), cluster.port).await?;
+    let row = admin
+        .client()
+        .query_one(
+            "SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.current_setting('primary_slot_name'), \
+                    pg_catalog.current_setting('primary_conninfo')",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::failed(format!("asking the local cluster: {e}")).with_source(e))?;
+    let (recovering, their_slot, conninfo): (bool, String, String) =
+        (row.get(0), row.get(1), row.get(2));
+    let upstream = ConnInfo::parse(&conninfo).ok();
+    let host = upstream.as_ref().and_then(|c| c.get(Keyword::Host));
+    let port = upstream
+        .as_ref()
+        .and_then(|c| c.get(Keyword::Port))
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(5432);
+    Ok(recovering && their_slot == slot && host == Some(src.host.as_str()) && port == src.port)
 }
 
 /// Puts the primary's exposedb block (the copy the base backup brought)
@@ -789,8 +1009,17 @@ pub(crate) async fn wait_streaming(
     admin_conn: Option<&str>,
     cluster: &DebianCluster,
 ) -> Result<target::Admin, Error> {
+    wait_streaming_for(admin_conn, cluster, STREAM_TIMEOUT).await
+}
+
+/// [`wait_streaming`], giving up after `timeout`.
+async fn wait_streaming_for(
+    admin_conn: Option<&str>,
+    cluster: &DebianCluster,
+    timeout: Duration,
+) -> Result<target::Admin, Error> {
     let admin = target::Admin::connect(admin_conn, cluster.port).await?;
-    let deadline = Instant::now() + STREAM_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     loop {
         let receiver = replication::wal_receiver(admin.client())
             .await
@@ -801,7 +1030,7 @@ pub(crate) async fn wait_streaming(
         if Instant::now() > deadline {
             return Err(Error::failed(format!(
                 "the standby started but does not stream after {}s; see the server log of {} (knocker replica --status)",
-                STREAM_TIMEOUT.as_secs(),
+                timeout.as_secs(),
                 cluster.id()
             )));
         }

@@ -11,8 +11,11 @@
 //! whose `--clone-from` puts it in its own pg_hba.conf, and `failover
 //! --promote` applies it again. The standby can also read the primary's
 //! current copy as the rewind role (`pg_read_binary_file` of a path inside
-//! the data directory). An `exposedb --add` on the primary reaches the copy
-//! at the next `replica --init`/`--allow` there.
+//! the data directory). Every `knocker exposedb` change (`--add`,
+//! `--remove`, `--init`, `--deinit`) on a node with a replica set-up (a
+//! copy already there, or a `# BEGIN knocker replica` block) refreshes the
+//! copy through [`refresh`], so it is always this node's current block; on
+//! a node without one, exposedb writes nothing into the data directory.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -54,10 +57,63 @@ pub fn pending_copy(admin: &super::target::Admin) -> Result<Option<crate::FileCh
         return Ok(None);
     };
     let (_, hba) = admin.read_hba()?;
-    let new = block_text(&hba, admin.version()?)?.unwrap_or_default();
+    copy_change(data, &hba, admin.version()?)
+}
+
+/// The copy of `hba`'s block to write into the data directory `data`, when
+/// the one there differs or is missing.
+fn copy_change(
+    data: &Path,
+    hba: &[u8],
+    version: PgVersion,
+) -> Result<Option<crate::FileChange>, Error> {
+    let new = block_text(hba, version)?.unwrap_or_default();
     let path = data.join(COPY_FILE);
     let old = std::fs::read(&path).unwrap_or_default();
     Ok((old != new || !path.exists()).then(|| crate::FileChange::new(&path, &old, &new)))
+}
+
+/// The copy a `knocker exposedb` change that leaves pg_hba.conf as `hba`
+/// writes on the server `facts` describe (what `--dry-run` shows): `None`
+/// without a replica set-up there (neither a copy in its data directory
+/// nor a `# BEGIN knocker replica` block) or when the copy is current.
+pub fn planned_refresh(
+    facts: &pgctl::server::ServerFacts,
+    hba: &[u8],
+) -> Result<Option<crate::FileChange>, Error> {
+    let Some(data) = facts.data_directory.as_deref() else {
+        return Ok(None);
+    };
+    let set_up = data.join(COPY_FILE).exists()
+        || hba
+            .split(|b| *b == b'\n')
+            .any(|l| l.starts_with(super::block::BEGIN.as_bytes()));
+    if !set_up {
+        return Ok(None);
+    }
+    let version = PgVersion::new(facts.major())
+        .map_err(|e| Error::failed("unsupported server version").with_source(e))?;
+    copy_change(data, hba, version)
+}
+
+/// After a `knocker exposedb` change on the server `facts` describe:
+/// writes the copy [`planned_refresh`] finds for its pg_hba.conf as it now
+/// is ([`write_copy`]) and returns the copy's path; `None` when there is
+/// nothing to write.
+pub fn refresh(facts: &pgctl::server::ServerFacts) -> Result<Option<std::path::PathBuf>, Error> {
+    let Some(hba_file) = facts.hba_file.as_deref() else {
+        return Ok(None);
+    };
+    let hba = std::fs::read(hba_file).map_err(|e| {
+        Error::failed(format!("cannot read {}: {e}", hba_file.display())).with_source(e)
+    })?;
+    match planned_refresh(facts, &hba)? {
+        Some(change) => {
+            write_copy(&change)?;
+            Ok(Some(change.path))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Writes a copy [`pending_copy`] planned, owned like the data directory.

@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::Serialize;
 
+pub use clone::CLONE_STEPS;
 pub use status::{NodeReport, SlotReport, StandbyReport};
 
 use crate::{Error, Plan};

@@ -76,7 +76,7 @@ pub struct NodeReport {
     /// primary's: `same`, `differs` or `unknown` (on a standby compared
     /// with the primary's copy read over the network as the rewind role;
     /// on the primary compared with the copy its standbys get, which
-    /// `--init`/`--allow` refresh).
+    /// every `knocker exposedb` change and `--init`/`--allow` refresh).
     pub exposedb_block: &'static str,
 }
 
@@ -185,8 +185,8 @@ async fn compare_exposedb(
          lacks cannot connect; --promote applies the primary's copy, a switchover does not"
             .into()
     } else {
-        "the copy of the exposedb block that standbys get is older than pg_hba.conf's (knocker exposedb changed it): \
-         run knocker replica --allow for a standby again to refresh it"
+        "the copy of the exposedb block that standbys get is older than pg_hba.conf's (changed by hand, or by an older \
+         knocker exposedb): run knocker replica --allow for a standby again to refresh it"
             .into()
     });
     "differs"

@@ -57,13 +57,22 @@ pub fn parse_lsclusters(text: &str) -> Vec<DebianCluster> {
 
 /// The clusters `pg_lsclusters` lists; `None` without Debian's tools.
 pub fn debian_clusters() -> Option<Vec<DebianCluster>> {
-    let out = std::process::Command::new("pg_lsclusters")
-        .arg("--no-header")
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| parse_lsclusters(&String::from_utf8_lossy(&out.stdout)))
+    // pg_lsclusters fails while any cluster on the host is half-made or
+    // half-dropped (pg_createcluster / pg_dropcluster running): look again
+    // for a moment before concluding that there are no Debian tools.
+    for attempt in 0..10 {
+        let out = std::process::Command::new("pg_lsclusters")
+            .arg("--no-header")
+            .output()
+            .ok()?;
+        if out.status.success() {
+            return Some(parse_lsclusters(&String::from_utf8_lossy(&out.stdout)));
+        }
+        if attempt < 9 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    None
 }
 
 /// Checks the text of `--cluster`: `VERSION/NAME`.

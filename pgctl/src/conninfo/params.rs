@@ -43,6 +43,20 @@ impl SslMode {
             SslMode::VerifyFull => "verify-full",
         }
     }
+
+    /// The mode libpq spells `text`, if any.
+    pub fn from_keyword(text: &str) -> Option<SslMode> {
+        [
+            SslMode::Disable,
+            SslMode::Allow,
+            SslMode::Prefer,
+            SslMode::Require,
+            SslMode::VerifyCa,
+            SslMode::VerifyFull,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == text)
+    }
 }
 
 /// libpq's `target_session_attrs`, checked.
