@@ -255,10 +255,7 @@ fn finish(json: bool, action: Option<&str>, result: Result<Report, Error>) -> Ex
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("knocker exposedb: {}", output::error_text(e));
-            if let Some(h) = output::force_hint(e) {
-                eprintln!("{h}");
-            }
+            output::print_failure("exposedb", e);
             fields.insert("error".into(), output::error_json(e));
             output::exit_code(e)
         }

@@ -33,7 +33,7 @@ fn kind_name(kind: ErrorKind) -> &'static str {
 
 /// The error and its causes, `message: cause: cause`, leaving out a cause
 /// whose text the line already holds (many errors repeat their source).
-pub(crate) fn error_text(e: &Error) -> String {
+fn error_text(e: &Error) -> String {
     let mut text = e.to_string();
     for cause in e.causes() {
         if !text.contains(&cause) {
@@ -45,27 +45,40 @@ pub(crate) fn error_text(e: &Error) -> String {
 }
 
 /// The `"error"` member of a failed run's JSON object:
-/// `{"kind", "message", "causes"}`, and `"hint"` for an overridable refusal.
+/// `{"kind", "message", "causes"}`, `"note"` when the failure leaves a
+/// state to know about, and `"hint"` for an overridable refusal.
 pub(crate) fn error_json(e: &Error) -> Value {
     let mut error = serde_json::json!({
         "kind": kind_name(e.kind()),
         "message": e.to_string(),
         "causes": e.causes(),
     });
+    if let Some(n) = e.note() {
+        error["note"] = Value::from(n);
+    }
     if let Some(h) = force_hint(e) {
         error["hint"] = Value::from(h);
     }
     error
 }
 
+/// Prints a failure's text on stderr: the error with its causes, then the
+/// note about the state it leaves and the `--force` hint, each once.
+pub(crate) fn print_failure(command: &str, e: &Error) {
+    eprintln!("knocker {command}: {}", error_text(e));
+    if let Some(n) = e.note() {
+        eprintln!("{n}");
+    }
+    if let Some(h) = force_hint(e) {
+        eprintln!("{h}");
+    }
+}
+
 /// Prints a failure of `knocker COMMAND` (the text on stderr; with `json`
 /// also `{"version": 1, "ok": false, "error": {...}}` on stdout) and
 /// returns its exit status.
 pub(crate) fn fail(command: &str, e: &Error, json: bool) -> ExitCode {
-    eprintln!("knocker {command}: {}", error_text(e));
-    if let Some(h) = force_hint(e) {
-        eprintln!("{h}");
-    }
+    print_failure(command, e);
     if json {
         let mut fields = Map::new();
         fields.insert("version".into(), Value::from(1));

@@ -171,6 +171,7 @@ server stopped
 waiting for server to start[..] stopped waiting
 pg_ctl: could not start server
 Examine the log output.; last connection attempt: could not connect to 127.0.0.1:[PORT]: Connection refused (os error 111); is the server running on that host and accepting TCP connections on port [PORT] (listen_addresses)?
+The role's new password from this run was not shown and is not kept; once this is fixed, run `knocker exposedb --rotate-password` for a connection string
 
 "#]],
     );

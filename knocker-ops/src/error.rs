@@ -26,6 +26,7 @@ pub enum ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    note: Option<String>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -54,6 +55,7 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            note: None,
             source: None,
         }
     }
@@ -64,12 +66,22 @@ impl Error {
         self
     }
 
-    /// Adds a sentence to the message (what the operator should know
-    /// about the state the failure leaves).
+    /// Adds what the operator should know about the state the failure
+    /// leaves (said after the cause chain, not inside the message).
     pub(crate) fn with_note(mut self, note: &str) -> Error {
-        self.message.push_str(". ");
-        self.message.push_str(note);
+        match &mut self.note {
+            Some(n) => {
+                n.push(' ');
+                n.push_str(note);
+            }
+            None => self.note = Some(note.to_string()),
+        }
         self
+    }
+
+    /// What the operator should know about the state the failure leaves.
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
     }
 
     /// The kind, for the exit code.

@@ -331,13 +331,26 @@ impl Exposedb {
             pgctl::roles::ensure_login_role(self.admin.client(), &scope.user, &self.ensure_role())
                 .await
                 .map_err(|e| pg("creating the remote role", e))?;
+        // From here a failure would strand the password this run set: it is
+        // printed only in the report, so the error says how to get a new one.
+        let password_set = outcome.password().is_some();
+        let stranded = |e: Error| {
+            if password_set {
+                e.with_note(
+                    "The role's new password from this run was not shown and is not kept; \
+                     once this is fixed, run `knocker exposedb --rotate-password` for a connection string",
+                )
+            } else {
+                e
+            }
+        };
         let owner = pgctl::grants::find_owner_role(
             self.admin.client(),
             &scope.database,
             Some(&self.app.user),
         )
         .await
-        .map_err(|e| pg("finding the application's owner role", e))?;
+        .map_err(|e| stranded(pg("finding the application's owner role", e)))?;
         let link = pgctl::grants::link_role(
             self.admin.client_mut(),
             &scope.user,
@@ -345,7 +358,7 @@ impl Exposedb {
             &owner,
         )
         .await
-        .map_err(|e| pg("linking the remote role", e))?;
+        .map_err(|e| stranded(pg("linking the remote role", e)))?;
         let hba_changed = if hba.changed() {
             self.admin
                 .install_hba(
@@ -353,7 +366,8 @@ impl Exposedb {
                     edit.into_edit(old, hba.new_text),
                     self.options.events.clone(),
                 )
-                .await?
+                .await
+                .map_err(stranded)?
         } else {
             false
         };
@@ -366,10 +380,14 @@ impl Exposedb {
                 &super::naming(),
             )
             .await
-            .map_err(|e| pg("setting listen_addresses", e))?;
+            .map_err(|e| stranded(pg("setting listen_addresses", e)))?;
             listen_changed = true;
             if change.restart_needed {
-                restart = Some(self.restart(Some(&listen), &mut warnings).await?);
+                restart = Some(
+                    self.restart(Some(&listen), &mut warnings)
+                        .await
+                        .map_err(stranded)?,
+                );
             }
         }
 
