@@ -38,7 +38,7 @@ use super::{Options, Report};
 use crate::replica::block::{BlockRoles, REWIND_DATABASE};
 use crate::replica::clone::{
     ctlcluster, local_cluster, passfile_password, passfile_path, passfile_user, roles_of,
-    run_command, wait_streaming, write_owned,
+    run_command, start_standby, write_owned,
 };
 use crate::replica::target::{Admin, DebianCluster};
 use crate::replica::{default_name, slot_name, validate_standby_name};
@@ -592,11 +592,9 @@ async fn follow(
         meta.gid(),
     )
     .map_err(|e| after_promote("write standby.signal", &e, peer))?;
-    run_command(&ctlcluster(cluster, "start"), false)
-        .map_err(|e| after_promote("start as a standby", &e, peer))?;
-    wait_streaming(o.admin_conn.as_deref(), cluster)
+    start_standby(o.admin_conn.as_deref(), cluster)
         .await
-        .map_err(|e| after_promote("confirm streaming", &e, peer))?;
+        .map_err(|e| after_promote("start as a standby and confirm streaming", &e, peer))?;
     report.done.push(format!(
         "this node streams from {} ({}:{}) through slot {slot}",
         peer.name, peer.host, peer.port
@@ -690,8 +688,7 @@ async fn resume(
             return Ok(());
         }
         report.changed = true;
-        run_command(&ctlcluster(cluster, "start"), false)?;
-        wait_streaming(o.admin_conn.as_deref(), cluster).await?;
+        start_standby(o.admin_conn.as_deref(), cluster).await?;
         report.done.push(
             "resumed an interrupted switchover: this node was already set up as a standby; started, and it streams"
                 .into(),
