@@ -12,7 +12,10 @@
 //!    `knocker replica --clone-from` (the whole command: checks, stop, move
 //!    aside, pg_basebackup with the slot, configuration, start, streaming
 //!    confirmed) onto node B. Throughput = size of the data directory made
-//!    / wall time. With `--runs N`, N pairs, node B made afresh each time.
+//!    / wall time. `--runs N` pairs (default 3), node B made afresh each
+//!    time, the order swapped from one run to the next; the verdict takes
+//!    the median run. Every timed step starts after a sync(2), so that it
+//!    does not pay for the writeback of the untimed steps before it.
 //! 3. switchover: a writer (a web node's stand-in: INSERTs of 1, 2, 3 ...
 //!    through the multi-host string `--print-url` printed, both nodes,
 //!    `target_session_attrs=read-write`, reconnecting after every error)
@@ -59,7 +62,7 @@ use crate::demo_ha::{longest_gap, uri_in, with_host_port, Writer};
 
 const USAGE: &str = "usage: cargo xtask bench failover [--runs N] [--size-mb N] \
 [--only clone,switchover,promote,rejoin] [--bin-dir DIR]
-  --runs N        clone pairs and switchovers to measure (default 1)
+  --runs N        clone pairs and switchovers to measure (default 3)
   --size-mb N     size of the database to clone and rewind, in MiB (default 1024, at least 16)
   --only LIST     the sections to measure (default all); the others' steps run unmeasured
                   where a later section needs them
@@ -106,7 +109,7 @@ impl Options {
 
 fn parse(args: &[&str]) -> Result<Options> {
     let mut o = Options {
-        runs: 1,
+        runs: 3,
         size_mb: 1024,
         only: SECTIONS.to_vec(),
         bin_dir: None,
@@ -535,33 +538,15 @@ fn bench(o: &Options, knocker: &Knocker, report: &mut Report) -> Result<()> {
             cluster: DebianCluster::create_blocking(MAJOR),
             name: "node_b",
         };
-        let hand = if o.measures("clone") {
-            // Beside node B's data directory, named so that dropping node B
-            // removes it too.
-            let target = node
-                .cluster
-                .data_dir()
-                .with_file_name(format!("{}.bench-basebackup", node.cluster.name()));
-            progress(&format!("run {}: pg_basebackup by hand", run + 1));
-            let t = Instant::now();
-            let out = as_postgres(&pg_bin("pg_basebackup"))
-                .args(["-d", &replication_url, "-X", "stream", "-c", "fast", "-D"])
-                .arg(&target)
-                .output()
-                .context("cannot run pg_basebackup")?;
-            let took = t.elapsed();
-            ensure!(
-                out.status.success(),
-                "pg_basebackup failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let bytes = dir_size(&target);
-            std::fs::remove_dir_all(&target)?;
-            Some((took, bytes))
-        } else {
-            None
-        };
+        // Each run in the other order than the last, so that neither side
+        // always meets the page cache and writeback the other left.
+        let hand_first = run % 2 == 0;
+        let mut hand = None;
+        if o.measures("clone") && hand_first {
+            hand = Some(hand_basebackup(&node, &replication_url, run)?);
+        }
         progress(&format!("run {}: knocker replica --clone-from", run + 1));
+        settle();
         let (took, _) = knocker.run(&[
             "replica",
             "--clone-from",
@@ -578,32 +563,37 @@ fn bench(o: &Options, knocker: &Knocker, report: &mut Report) -> Result<()> {
             secs(took),
             bytes as f64 / MIB
         ));
+        if o.measures("clone") && !hand_first {
+            hand = Some(hand_basebackup(&node, &replication_url, run)?);
+        }
         if let Some(hand) = hand {
-            clone_rows.push((hand, (took, bytes)));
+            clone_rows.push((hand, (took, bytes), hand_first));
         }
         b = Some(node);
     }
     let b = b.context("no node B")?;
     if !clone_rows.is_empty() {
         report.text.push_str(
-            "### clone\n\n| run | pg_basebackup by hand | MiB | MiB/s | knocker replica --clone-from \
-             | MiB | MiB/s | knocker / by hand |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "### clone\n\n| run | first | pg_basebackup by hand | MiB | MiB/s | knocker replica \
+             --clone-from | MiB | MiB/s | knocker / by hand |\n\
+             |---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
         );
-        let mut worst = f64::INFINITY;
+        let mut ratios = Vec::new();
         let mut figures = Vec::new();
-        for (i, ((ht, hb), (kt, kb))) in clone_rows.iter().enumerate() {
+        for (i, ((ht, hb), (kt, kb), hand_first)) in clone_rows.iter().enumerate() {
             let hand_rate = *hb as f64 / MIB / ht.as_secs_f64();
             let knocker_rate = *kb as f64 / MIB / kt.as_secs_f64();
             let ratio = knocker_rate / hand_rate;
-            worst = worst.min(ratio);
+            ratios.push(ratio);
             figures.push(format!(
                 "{knocker_rate:.0} vs {hand_rate:.0} MiB/s = {:.0}%",
                 ratio * 100.0
             ));
             let _ = writeln!(
                 report.text,
-                "| {} | {} | {:.0} | {hand_rate:.0} | {} | {:.0} | {knocker_rate:.0} | {:.0}% |",
+                "| {} | {} | {} | {:.0} | {hand_rate:.0} | {} | {:.0} | {knocker_rate:.0} | {:.0}% |",
                 i + 1,
+                if *hand_first { "by hand" } else { "knocker" },
                 secs(*ht),
                 *hb as f64 / MIB,
                 secs(*kt),
@@ -612,10 +602,13 @@ fn bench(o: &Options, knocker: &Knocker, report: &mut Report) -> Result<()> {
             );
         }
         report.text.push('\n');
+        // The median run: one run on this shared machine moves by 2x.
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios[ratios.len() / 2];
         report.verdict(
-            "clone throughput >= 80% of pg_basebackup",
-            worst >= CLONE_MIN_RATIO,
-            figures.join("; "),
+            "clone throughput >= 80% of pg_basebackup (median run)",
+            median >= CLONE_MIN_RATIO,
+            format!("median {:.0}%; {}", median * 100.0, figures.join("; ")),
         );
     }
 
@@ -757,6 +750,40 @@ fn bench(o: &Options, knocker: &Knocker, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
+/// Writes every dirty page out (sync(2)) before a timed step, so that it
+/// does not pay for the writeback of what the untimed steps before it
+/// wrote (a 1 GB `cp -a`, a dropped cluster).
+fn settle() {
+    nix::unistd::sync();
+}
+
+/// `pg_basebackup -X stream -c fast` by hand with the replication string
+/// into a directory beside `node`'s data directory (named so that
+/// dropping the node removes it too; removed at once): time and bytes.
+fn hand_basebackup(node: &Node, replication_url: &str, run: usize) -> Result<(Duration, u64)> {
+    let target = node
+        .cluster
+        .data_dir()
+        .with_file_name(format!("{}.bench-basebackup", node.cluster.name()));
+    progress(&format!("run {}: pg_basebackup by hand", run + 1));
+    settle();
+    let t = Instant::now();
+    let out = as_postgres(&pg_bin("pg_basebackup"))
+        .args(["-d", replication_url, "-X", "stream", "-c", "fast", "-D"])
+        .arg(&target)
+        .output()
+        .context("cannot run pg_basebackup")?;
+    let took = t.elapsed();
+    ensure!(
+        out.status.success(),
+        "pg_basebackup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = dir_size(&target);
+    std::fs::remove_dir_all(&target)?;
+    Ok((took, bytes))
+}
+
 /// One promotion's figures.
 struct PromoteRow {
     mode: &'static str,
@@ -881,6 +908,7 @@ fn rejoin(
         source.remove(Keyword::Replication);
         let source = source.to_keyword_value();
         progress("rejoin: pg_rewind by hand");
+        settle();
         let t = Instant::now();
         let out = as_postgres(&pg_bin("pg_rewind"))
             .arg("-D")
@@ -911,6 +939,7 @@ fn rejoin(
         "rejoin: knocker failover --rejoin on {}",
         old.name
     ));
+    settle();
     let (took, out) = knocker.failover(old, &["--rejoin", &to_new, "--name", old.name, "--yes"])?;
     progress(&format!("rejoin: knocker {}", secs(took)));
 
@@ -948,7 +977,7 @@ mod tests {
     #[test]
     fn parse_takes_the_defaults_and_each_option() {
         let o = parse(&[]).unwrap();
-        assert_eq!((o.runs, o.size_mb, o.only.len()), (1, 1024, 4));
+        assert_eq!((o.runs, o.size_mb, o.only.len()), (3, 1024, 4));
         let o = parse(&["--runs", "3", "--size-mb", "64", "--only", "clone,rejoin"]).unwrap();
         assert_eq!((o.runs, o.size_mb), (3, 64));
         assert_eq!(o.only, ["clone", "rejoin"]);
