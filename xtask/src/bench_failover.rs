@@ -444,9 +444,9 @@ pub fn run(args: &[&str]) -> Result<()> {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "## cargo xtask bench failover {} ({when}, load average {load_start} at start, \
+        "## cargo xtask bench failover{} ({when}, load average {load_start} at start, \
          {load_end} at end, {:.0} s)\n",
-        args.join(" "),
+        args.iter().map(|a| format!(" {a}")).collect::<String>(),
         started.elapsed().as_secs_f64()
     );
     out.push_str(&report.text);
@@ -951,7 +951,7 @@ fn rejoin(
             .map_or(String::new(), |l| l.trim().to_string());
         let _ = writeln!(
             report.text,
-            "### rejoin with rewind (old primary diverged by an UPDATE of {} rows, then crashed)\n\n\
+            "### rejoin with rewind (old primary diverged by an UPDATE of {} rows, then stopped)\n\n\
              | pg_rewind by hand | knocker failover --rejoin (until streaming) | knocker / by hand |\n\
              |---:|---:|---:|\n| {} | {} | {ratio:.2}x |\n",
             accounts / 10,
