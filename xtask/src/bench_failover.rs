@@ -15,7 +15,9 @@
 //!    / wall time. `--runs N` pairs (default 3), node B made afresh each
 //!    time, the order swapped from one run to the next; the verdict takes
 //!    the median run. Every timed step starts after a sync(2), so that it
-//!    does not pay for the writeback of the untimed steps before it.
+//!    does not pay for the writeback of the untimed steps before it, and
+//!    each clone after a CHECKPOINT on node A, so that its own fast
+//!    checkpoint does not pay for what autovacuum dirtied meanwhile.
 //! 3. switchover: a writer (a web node's stand-in: INSERTs of 1, 2, 3 ...
 //!    through the multi-host string `--print-url` printed, both nodes,
 //!    `target_session_attrs=read-write`, reconnecting after every error)
@@ -543,10 +545,10 @@ fn bench(o: &Options, knocker: &Knocker, report: &mut Report) -> Result<()> {
         let hand_first = run % 2 == 0;
         let mut hand = None;
         if o.measures("clone") && hand_first {
-            hand = Some(hand_basebackup(&node, &replication_url, run)?);
+            hand = Some(hand_basebackup(&a, &node, &replication_url, run)?);
         }
         progress(&format!("run {}: knocker replica --clone-from", run + 1));
-        settle();
+        settle_primary(&a)?;
         let (took, _) = knocker.run(&[
             "replica",
             "--clone-from",
@@ -564,7 +566,7 @@ fn bench(o: &Options, knocker: &Knocker, report: &mut Report) -> Result<()> {
             bytes as f64 / MIB
         ));
         if o.measures("clone") && !hand_first {
-            hand = Some(hand_basebackup(&node, &replication_url, run)?);
+            hand = Some(hand_basebackup(&a, &node, &replication_url, run)?);
         }
         if let Some(hand) = hand {
             clone_rows.push((hand, (took, bytes), hand_first));
@@ -757,16 +759,31 @@ fn settle() {
     nix::unistd::sync();
 }
 
+/// [`settle`], after a CHECKPOINT on `primary`: a clone's own
+/// `--checkpoint=fast` then costs each side alike, not whatever autovacuum
+/// dirtied on the freshly loaded tables since the last one (a knocker run
+/// that came first took 9.2 s, against 3.7 and 6.6 s after a hand run).
+fn settle_primary(primary: &Node) -> Result<()> {
+    primary.psql("postgres", "CHECKPOINT")?;
+    settle();
+    Ok(())
+}
+
 /// `pg_basebackup -X stream -c fast` by hand with the replication string
 /// into a directory beside `node`'s data directory (named so that
 /// dropping the node removes it too; removed at once): time and bytes.
-fn hand_basebackup(node: &Node, replication_url: &str, run: usize) -> Result<(Duration, u64)> {
+fn hand_basebackup(
+    primary: &Node,
+    node: &Node,
+    replication_url: &str,
+    run: usize,
+) -> Result<(Duration, u64)> {
     let target = node
         .cluster
         .data_dir()
         .with_file_name(format!("{}.bench-basebackup", node.cluster.name()));
     progress(&format!("run {}: pg_basebackup by hand", run + 1));
-    settle();
+    settle_primary(primary)?;
     let t = Instant::now();
     let out = as_postgres(&pg_bin("pg_basebackup"))
         .args(["-d", replication_url, "-X", "stream", "-c", "fast", "-D"])
