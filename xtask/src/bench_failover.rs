@@ -666,7 +666,7 @@ fn bench(o: &Options, knocker: &Knocker, report: &mut Report) -> Result<()> {
                 acks.len()
             );
             progress(&format!(
-                "run {}: {} , longest gap {}, lost {lost}",
+                "run {}: {}, longest gap {}, lost {lost}",
                 run + 1,
                 secs(took),
                 secs(gap)
@@ -679,13 +679,17 @@ fn bench(o: &Options, knocker: &Knocker, report: &mut Report) -> Result<()> {
         report.verdict(
             "switchover: acknowledged commits lost = 0",
             lost_total == 0,
-            format!("{lost_total} lost in {} switchovers", o.runs),
+            format!("{lost_total} lost in {} switchover(s)", o.runs),
         );
         report.verdict(
             "switchover: writes unavailable <= 3 s",
             worst_gap <= SWITCHOVER_MAX_GAP,
             format!("longest gap {}", secs(worst_gap)),
         );
+    }
+
+    if !o.measures("promote") && !o.measures("rejoin") {
+        return Ok(());
     }
 
     // 4. promote after SIGKILL, asynchronous standby.
