@@ -679,7 +679,7 @@ fn bench(o: &Options, knocker: &Knocker, report: &mut Report) -> Result<()> {
         report.verdict(
             "switchover: acknowledged commits lost = 0",
             lost_total == 0,
-            format!("{lost_total} lost in {} switchover(s)", o.runs),
+            format!("{lost_total} lost in {} switchovers", o.runs),
         );
         report.verdict(
             "switchover: writes unavailable <= 3 s",
