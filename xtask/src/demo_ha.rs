@@ -145,14 +145,14 @@ fn failover_cmd(demo: &Demo<'_>, node: &DebianCluster, args: &[&str]) -> Result<
 }
 
 /// The first word of `out` that is a connection URI.
-fn uri_in(out: &str) -> Option<String> {
+pub(crate) fn uri_in(out: &str) -> Option<String> {
     out.split_whitespace()
         .find(|w| w.starts_with("postgresql://") || w.starts_with("postgres://"))
         .map(str::to_string)
 }
 
 /// `uri` with one host and port replaced (the pair shares 127.0.0.1).
-fn with_host_port(uri: &str, port: u16) -> Result<String> {
+pub(crate) fn with_host_port(uri: &str, port: u16) -> Result<String> {
     let mut info = ConnInfo::parse(uri).context("parsing the printed string")?;
     info.set(Keyword::Host, "127.0.0.1");
     info.set(Keyword::Port, port.to_string());
@@ -474,13 +474,13 @@ fn web_node_params(pair: &Pair) -> Result<pgctl::connect::ConnectParams, String>
 const WRITER_PROGRESS_WAIT: Duration = Duration::from_secs(30);
 
 /// The values the writer's INSERTs were acknowledged for, with when.
-type Acks = Arc<Mutex<Vec<(i32, Instant)>>>;
+pub(crate) type Acks = Arc<Mutex<Vec<(i32, Instant)>>>;
 
 /// A web node's stand-in: a thread writing 1, 2, 3 ... into `counter`
 /// through the multi-host string, reconnecting after every error, and
 /// keeping what the server acknowledged. Stopped and joined when dropped,
 /// however the section ends.
-struct Writer {
+pub(crate) struct Writer {
     stop: Arc<AtomicBool>,
     acks: Acks,
     /// INSERTs that failed (refused, or the session ended): not
@@ -490,7 +490,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn start(params: pgctl::connect::ConnectParams) -> Result<Writer> {
+    pub(crate) fn start(params: pgctl::connect::ConnectParams) -> Result<Writer> {
         let stop = Arc::new(AtomicBool::new(false));
         let acks: Acks = Arc::default();
         let failed = Arc::new(Mutex::new(0));
@@ -514,13 +514,13 @@ impl Writer {
         })
     }
 
-    fn acknowledged(&self) -> usize {
+    pub(crate) fn acknowledged(&self) -> usize {
         self.acks.lock().map_or(0, |a| a.len())
     }
 
     /// Whether `more` further writes are acknowledged within
     /// [`WRITER_PROGRESS_WAIT`].
-    fn wait_for(&self, more: usize) -> bool {
+    pub(crate) fn wait_for(&self, more: usize) -> bool {
         let target = self.acknowledged() + more;
         let deadline = Instant::now() + WRITER_PROGRESS_WAIT;
         while self.acknowledged() < target {
@@ -534,7 +534,7 @@ impl Writer {
 
     /// Stops the thread; returns the acknowledged values (with when) and
     /// the number of failed INSERTs.
-    fn finish(mut self) -> (Vec<(i32, Instant)>, u32) {
+    pub(crate) fn finish(mut self) -> (Vec<(i32, Instant)>, u32) {
         self.halt();
         let acks = self.acks.lock().map(|a| a.clone()).unwrap_or_default();
         let failed = self.failed.lock().map_or(0, |f| *f);
@@ -614,7 +614,7 @@ async fn app_session(node: &DebianCluster) -> Result<tokio_postgres::Client, Str
 }
 
 /// The longest time between two acknowledged writes.
-fn longest_gap(acks: &[(i32, Instant)]) -> Duration {
+pub(crate) fn longest_gap(acks: &[(i32, Instant)]) -> Duration {
     acks.windows(2)
         .map(|w| w[1].1 - w[0].1)
         .max()

@@ -7,6 +7,8 @@
 //!   tools), then fmt check, clippy, doc tests, the fuzz corpora replay and
 //!   every test (nextest, last so that its summary closes the output).
 //! * `cargo xtask bench hba`: the pg_hba benchmark (see `bench_hba`).
+//! * `cargo xtask bench failover`: clone, switchover, promote and rejoin
+//!   against PostgreSQL's tools by hand (see `bench_failover`).
 //! * `cargo xtask bench-start [RUNS]` (or `bench cluster-start [RUNS]`):
 //!   throwaway cluster start time per version.
 //!
@@ -18,6 +20,7 @@
 mod bench;
 mod bench_autofailover;
 mod bench_exposedb;
+mod bench_failover;
 mod bench_haproxy;
 mod bench_hba;
 mod demo;
@@ -56,6 +59,10 @@ commands:
   bench haproxy [--runs N] [--requests N]
                               knocker haproxy vs haproxy -c + reload, reloads under load,
                               failure detection, added latency (BENCHMARKS.md)
+  bench failover [--runs N] [--size-mb N] [--only clone,switchover,promote,rejoin] [--bin-dir DIR]
+                              knocker replica --clone-from / failover --switchover, --promote,
+                              --rejoin vs pg_basebackup and pg_rewind by hand, with a writer
+                              on the multi-host string (BENCHMARKS.md)
   bench autofailover [--runs N] [--faults kill,freeze,freeze-postgres]
                               pg_auto_failover's defaults vs knocker's tuned profile: first write
                               after a killed / frozen primary, nothing lost (BENCHMARKS.md)
@@ -128,6 +135,7 @@ fn dispatch(args: &[&str]) -> Option<Result<()>> {
         ["bench", "hba", rest @ ..] => bench_hba::run(rest),
         ["bench", "exposedb", rest @ ..] => bench_exposedb::run(rest),
         ["bench", "haproxy", rest @ ..] => bench_haproxy::run(rest),
+        ["bench", "failover", rest @ ..] => bench_failover::run(rest),
         ["bench", "autofailover", rest @ ..] => bench_autofailover::run(rest),
         ["bench-start", rest @ ..] | ["bench", "cluster-start", rest @ ..] => {
             bench::cluster_start(rest)

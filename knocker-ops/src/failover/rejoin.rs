@@ -27,7 +27,7 @@ use super::fence::{start_mode, READ_ONLY_SETTING, START_CONF_MARK};
 use super::{Options, Report};
 use crate::replica::clone::{
     ask_primary, ctlcluster, local_cluster, parse_source, passfile_path, rewind_role_of,
-    run_command, user_name, wait_streaming, write_owned,
+    start_standby, user_name, write_owned,
 };
 use crate::replica::{block, slot_name};
 use crate::{Error, FileChange, Plan};
@@ -398,8 +398,7 @@ pub(super) async fn rejoin(
         sc_meta.uid(),
         sc_meta.gid(),
     )?;
-    run_command(&ctlcluster(&cluster, "start"), false)?;
-    let admin = wait_streaming(o.admin_conn.as_deref(), &cluster).await?;
+    let admin = start_standby(o.admin_conn.as_deref(), &cluster).await?;
     let node = replication::node_status(admin.client())
         .await
         .map_err(|e| Error::failed(e.to_string()).with_source(e))?;

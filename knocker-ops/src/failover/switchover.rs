@@ -39,7 +39,7 @@ use super::{Options, Report};
 use crate::replica::block::{BlockRoles, REWIND_DATABASE};
 use crate::replica::clone::{
     ctlcluster, local_cluster, passfile_password, passfile_path, passfile_user, roles_of,
-    run_command, wait_streaming, write_owned,
+    run_command, start_standby, wait_streaming, write_owned,
 };
 use crate::replica::target::{Admin, DebianCluster};
 use crate::replica::{default_name, slot_name, validate_standby_name};
@@ -680,12 +680,10 @@ async fn follow(
     )
     .map_err(|e| after_promote("write standby.signal", &e, peer))?;
     crate::test_hook::stop_at("switchover:configured");
-    run_command(&ctlcluster(cluster, "start"), false)
-        .map_err(|e| after_promote("start as a standby", &e, peer))?;
-    crate::test_hook::stop_at("switchover:started");
-    wait_streaming(o.admin_conn.as_deref(), cluster)
+    start_standby(o.admin_conn.as_deref(), cluster)
         .await
-        .map_err(|e| after_promote("confirm streaming", &e, peer))?;
+        .map_err(|e| after_promote("start as a standby and confirm streaming", &e, peer))?;
+    crate::test_hook::stop_at("switchover:started");
     report.done.push(format!(
         "this node streams from {} ({}:{}) through slot {slot}",
         peer.name, peer.host, peer.port
@@ -817,8 +815,7 @@ async fn resume(
             return Ok(());
         }
         report.changed = true;
-        run_command(&ctlcluster(cluster, "start"), false)?;
-        wait_streaming(o.admin_conn.as_deref(), cluster).await?;
+        start_standby(o.admin_conn.as_deref(), cluster).await?;
         report.done.push(
             "resumed an interrupted switchover: this node was already set up as a standby; started, and it streams"
                 .into(),

@@ -802,7 +802,7 @@ pub(crate) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
     write_owned(&auto, new_auto.as_bytes(), 0o600, uid, gid)?;
     write_owned(&data.join("standby.signal"), b"", 0o600, uid, gid)?;
     crate::test_hook::stop_at("clone:configured");
-    run_command(&ctlcluster(&cluster, "start"), false)?;
+    let admin = start_standby(o.admin_conn.as_deref(), &cluster).await?;
     report.done.push(format!(
         "cloned from {}:{} through slot {slot}; {} started as a standby",
         src.host,
@@ -811,7 +811,6 @@ pub(crate) async fn clone_from(o: &Options, uri: &str, report: &mut Report) -> R
     ));
     crate::test_hook::stop_at("clone:started");
 
-    let admin = wait_streaming(o.admin_conn.as_deref(), &cluster).await?;
     report
         .done
         .push(format!("streaming from {}:{}", src.host, src.port));
@@ -1003,6 +1002,93 @@ async fn refuse_replacing_data(o: &Options, cluster: &DebianCluster) -> Result<(
     Ok(())
 }
 
+/// How often [`start_standby`] looks whether the standby streams yet.
+const START_POLL: Duration = Duration::from_millis(50);
+
+/// Starts the standby `cluster` (`pg_ctlcluster VERSION NAME start`) and
+/// waits until it streams from its upstream; returns the session it
+/// watched through.
+///
+/// `pg_ctlcluster start` returns only after its own stability probe, a
+/// psql connection every 0.5 s until three in a row succeed: at least 2 s
+/// after the server is up (systemd's unit runs the same code). A standby
+/// that streams is a stronger sign than that probe, so the wrapper is
+/// watched, not waited for: if it fails first, its output is the error;
+/// once the standby streams, the wrapper (this process's own child; pg_ctl
+/// has started the server in a session of its own) is ended and reaped.
+/// `cargo xtask bench failover` measured the probe as 2.0-2.4 s of every
+/// clone and rejoin (BENCHMARKS.md).
+pub(crate) async fn start_standby(
+    admin_conn: Option<&str>,
+    cluster: &DebianCluster,
+) -> Result<target::Admin, Error> {
+    let argv = ctlcluster(cluster, "start");
+    let child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::failed(format!("cannot run {}: {e}", argv[0])).with_source(e))?;
+    let pid = child.id();
+    // Read to the end on a thread of its own: a long failure message (the
+    // server log pg_ctlcluster prints) never blocks the wrapper.
+    let wrapper = std::thread::spawn(move || child.wait_with_output());
+    let deadline = Instant::now() + STREAM_TIMEOUT;
+    loop {
+        if wrapper.is_finished() {
+            let out = wrapper
+                .join()
+                .map_err(|_| Error::failed(format!("waiting for {} failed", argv[0])))?
+                .map_err(|e| {
+                    Error::failed(format!("waiting for {}: {e}", argv[0])).with_source(e)
+                })?;
+            if !out.status.success() {
+                return Err(Error::failed(format!(
+                    "`{}` failed ({}): {}{}",
+                    crate::plan::shell_words(&argv),
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout).trim(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            return wait_streaming(admin_conn, cluster).await;
+        }
+        if let Ok(admin) = target::Admin::connect(admin_conn, cluster.port).await {
+            if streams(&admin).await? {
+                if let Ok(pid) = i32::try_from(pid) {
+                    // SAFETY: kill(2) has no memory preconditions; `pid` is
+                    // our own child, not yet reaped (the thread below
+                    // reaps it), so it cannot name another process.
+                    unsafe { libc::kill(pid, libc::SIGTERM) };
+                }
+                let _ = wrapper.join();
+                return Ok(admin);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(not_streaming(cluster, STREAM_TIMEOUT));
+        }
+        tokio::time::sleep(START_POLL).await;
+    }
+}
+
+/// Whether the standby behind `admin` streams from its upstream.
+async fn streams(admin: &target::Admin) -> Result<bool, Error> {
+    let receiver = replication::wal_receiver(admin.client())
+        .await
+        .map_err(pg)?;
+    Ok(receiver.is_some_and(|r| r.status == "streaming"))
+}
+
+fn not_streaming(cluster: &DebianCluster, timeout: Duration) -> Error {
+    Error::failed(format!(
+        "the standby started but does not stream after {}s; see the server log of {} (knocker replica --status)",
+        timeout.as_secs(),
+        cluster.id()
+    ))
+}
+
 /// Waits until the local standby `cluster` streams from its upstream;
 /// returns the session it watched through.
 pub(crate) async fn wait_streaming(
@@ -1021,20 +1107,13 @@ async fn wait_streaming_for(
     let admin = target::Admin::connect(admin_conn, cluster.port).await?;
     let deadline = Instant::now() + timeout;
     loop {
-        let receiver = replication::wal_receiver(admin.client())
-            .await
-            .map_err(pg)?;
-        if receiver.as_ref().is_some_and(|r| r.status == "streaming") {
+        if streams(&admin).await? {
             return Ok(admin);
         }
         if Instant::now() > deadline {
-            return Err(Error::failed(format!(
-                "the standby started but does not stream after {}s; see the server log of {} (knocker replica --status)",
-                timeout.as_secs(),
-                cluster.id()
-            )));
+            return Err(not_streaming(cluster, timeout));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(START_POLL).await;
     }
 }
 
