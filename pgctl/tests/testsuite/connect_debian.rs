@@ -8,31 +8,14 @@ use std::time::Duration;
 
 use pg_harness::DebianCluster;
 use pgctl::connect::{
-    connect, connect_as_os_user, fetch_server_certificate, ConnectErrorKind, ConnectParams,
-    HostParam, SslMode, TargetSessionAttrs,
+    connect, connect_as_os_user, fetch_server_certificate, ConnectErrorKind, ConnectParams, SslMode,
 };
 
+use crate::common::tls_params;
+
+/// The superuser on `host`, to `postgres`, with this TLS policy.
 fn params(host: &str, port: u16, sslmode: SslMode) -> ConnectParams {
-    ConnectParams {
-        hosts: vec![HostParam {
-            host: host.to_owned(),
-            hostaddr: None,
-            port,
-            password: None,
-        }],
-        user: "postgres".to_owned(),
-        password: None,
-        passfile: None,
-        dbname: "postgres".to_owned(),
-        sslmode,
-        sslrootcert: None,
-        sslcert: None,
-        sslkey: None,
-        target_session_attrs: TargetSessionAttrs::Any,
-        connect_timeout: Some(Duration::from_secs(10)),
-        application_name: None,
-        options: None,
-    }
+    tls_params(host, port, sslmode, None)
 }
 
 #[test]

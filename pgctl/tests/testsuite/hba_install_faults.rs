@@ -6,14 +6,12 @@
 //! `hba_install_support`), so they can be SIGKILLed, resource-limited and
 //! run twenty at a time.
 
-mod hba_install_support;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::hba_install_support::*;
 use fs4::fs_std::FileExt;
-use hba_install_support::*;
 use pg_harness::{Cluster, ClusterOptions};
 use pgctl::hba_install::{
     edit, install, validate, InstallError, InstallOptions, InstallStep, OfflineValidation,
@@ -21,14 +19,6 @@ use pgctl::hba_install::{
 };
 
 const MAJOR: u32 = 17;
-
-/// Entry point of the child processes; does nothing in a normal test run.
-#[test]
-fn child_process_entry() {
-    if std::env::var_os("HBA_CHILD").is_some() {
-        child_main();
-    }
-}
 
 fn rule(n: u32) -> String {
     format!("host knocknoc r{n} 127.0.1.{n}/32 scram-sha-256")

@@ -2,25 +2,14 @@
 //! PostgreSQL version: a rule added through `edit` lets the new client in as
 //! soon as `edit` returns (the reload is confirmed, not hoped for).
 
-mod hba_install_support;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 
-use hba_install_support::{backups, temp_files, with_line};
+use crate::hba_install_support::{backups, temp_files, with_line};
 use pg_harness::Cluster;
 use pgctl::hba_install::{
     edit, install, InstallEvent, InstallOptions, InstallStep, ReloadConfirmation,
 };
-
-/// Not a child host in this binary; kept so the shared support compiles the
-/// same everywhere.
-#[test]
-fn child_process_entry() {
-    if std::env::var_os("HBA_CHILD").is_some() {
-        hba_install_support::child_main();
-    }
-}
 
 pg_harness::pg_test!(
     async fn added_rule_admits_the_client_when_edit_returns(major: u32) {

@@ -10,52 +10,28 @@ use pgctl::connect::{
     TargetSessionAttrs,
 };
 
+use crate::common::{free_port, make_standby, postgres_on, read_only_cluster};
+
 fn tcp(port: u16) -> HostParam {
-    HostParam {
-        host: "127.0.0.1".to_owned(),
-        hostaddr: None,
-        port,
-        password: None,
-    }
+    HostParam::tcp("127.0.0.1", port)
 }
 
 fn socket(pg: &Cluster) -> HostParam {
-    HostParam {
-        host: pg.socket_dir().to_str().unwrap().to_owned(),
-        hostaddr: None,
-        port: pg.port(),
-        password: None,
-    }
+    HostParam::unix(pg.socket_dir().to_str().unwrap(), pg.port())
 }
 
+/// `user` with `password` to `db` on `hosts`, without TLS.
 fn params(hosts: Vec<HostParam>, user: &str, password: Option<&str>, db: &str) -> ConnectParams {
-    ConnectParams {
-        hosts,
-        user: user.to_owned(),
-        password: password.map(str::to_owned),
-        passfile: None,
-        dbname: db.to_owned(),
-        sslmode: SslMode::Disable,
-        sslrootcert: None,
-        sslcert: None,
-        sslkey: None,
-        target_session_attrs: TargetSessionAttrs::Any,
-        connect_timeout: Some(Duration::from_secs(10)),
-        application_name: None,
-        options: None,
-    }
+    let mut p = superuser(hosts);
+    p.user = user.to_owned();
+    p.password = password.map(str::to_owned);
+    p.dbname = db.to_owned();
+    p
 }
 
+/// The harness's superuser on `hosts`, without TLS.
 fn superuser(hosts: Vec<HostParam>) -> ConnectParams {
-    params(hosts, "postgres", None, "postgres")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    postgres_on(hosts, SslMode::Disable, None)
 }
 
 #[test]
@@ -88,14 +64,7 @@ fn second_host_answers_when_the_first_is_stopped_pg17() {
 
 pg_harness::pg_test!(
     async fn read_write_skips_a_read_only_server(major: u32) {
-        let read_only = Cluster::start_with(
-            major,
-            ClusterOptions {
-                settings: vec![("default_transaction_read_only".into(), "on".into())],
-                ..Default::default()
-            },
-        )
-        .await;
+        let read_only = read_only_cluster(major).await;
         let writable = Cluster::start(major).await;
         let hosts = vec![tcp(read_only.port()), tcp(writable.port())];
 
@@ -121,17 +90,6 @@ pg_harness::pg_test!(
         assert!(e.to_string().contains("session is read-only"), "{e}");
     }
 );
-
-/// Turns a running cluster into a hot standby without a primary: restarted
-/// with `standby.signal`, it stays in recovery and accepts read-only
-/// sessions.
-async fn make_standby(pg: &Cluster) {
-    pg.stop().await;
-    let signal = pg.data_dir().join("standby.signal");
-    std::fs::write(&signal, "").unwrap();
-    pg.os_user().chown(&signal).unwrap();
-    pg.restart().await;
-}
 
 #[test]
 fn primary_standby_and_prefer_standby_pg17() {

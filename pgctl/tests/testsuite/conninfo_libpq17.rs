@@ -207,7 +207,7 @@ fn redact_word_after_password(message: &str) -> String {
 }
 
 fn cases() -> Vec<String> {
-    let text = include_str!("data/conninfo_cases.txt");
+    let text = include_str!("../data/conninfo_cases.txt");
     text.lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| match l.strip_prefix("json:") {
