@@ -116,7 +116,7 @@ fn untrusted_root_fails_the_handshake_and_prefer_falls_back_to_plain_text_pg17()
             assert_eq!(e.attempts().len(), 1, "{mode:?}: no plain-text retry: {e}");
         }
         // libpq 17 retries without TLS after a failed handshake in prefer
-        // mode (see tests/connect_libpq17.rs).
+        // mode (see tests/testsuite/connect_libpq17.rs).
         let c = connect(&params(
             "127.0.0.1",
             on.port(),
