@@ -25,6 +25,7 @@ mod conninfo_resolve;
 mod grants;
 mod hba_install;
 mod hba_install_faults;
+mod libpq17;
 mod listen;
 mod replication;
 mod roles;
