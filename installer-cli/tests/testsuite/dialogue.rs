@@ -2,8 +2,6 @@
 //! `expect` script would: prompts matched byte for byte (trailing space
 //! included), answers typed in order.
 
-mod common;
-
 /// Named so that nextest counts these tests as PostgreSQL-server tests
 /// (`.config/nextest.toml`: at most four at once).
 mod pg_server {

@@ -1,8 +1,6 @@
 //! Option 3 (web node joining an existing Knocknoc database), run
 //! non-interactively against real throwaway servers.
 
-mod common;
-
 /// Named so that nextest counts these tests as PostgreSQL-server tests
 /// (`.config/nextest.toml`: at most four at once).
 mod pg_server {

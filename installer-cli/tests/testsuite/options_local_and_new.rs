@@ -1,8 +1,6 @@
 //! Option 1 (local PostgreSQL: role and database created) and option 2 (new
 //! external database: reachable, writable, empty) against real servers.
 
-mod common;
-
 /// Named so that nextest counts these tests as PostgreSQL-server tests
 /// (`.config/nextest.toml`: at most four at once).
 mod pg_server {

@@ -1,13 +1,11 @@
 //! `--db-hosts` (a web node's DatabaseURL turned into the multi-host form),
 //! run against real servers and real closed ports.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 use pgctl::conninfo::{ConnInfo, Keyword};
 
 /// Runs `knocknoc-installer --config CONFIG --db-hosts LIST` with nothing
