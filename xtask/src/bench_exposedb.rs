@@ -122,7 +122,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     );
     let knocker = match &o.knocker {
         Some(path) => path.clone(),
-        None => build_knocker()?,
+        None => crate::bench::build_knocker("exposedb")?,
     };
     let ansible = if o.skip_ansible {
         Err("skipped (--skip-ansible)".to_string())
@@ -134,7 +134,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     };
 
     let started = Instant::now();
-    let load_start = loadavg();
+    let load_start = crate::bench::loadavg();
     let mut report = String::new();
     let mut sections = Vec::new();
     for &size in &o.sizes {
@@ -145,7 +145,7 @@ pub fn run(args: &[&str]) -> Result<()> {
         let results = measure(&o, size, &knocker, &psql, ansible.as_ref().ok())?;
         sections.push((size, results));
     }
-    let load_end = loadavg();
+    let load_end = crate::bench::loadavg();
 
     let _ = writeln!(
         report,
@@ -218,31 +218,6 @@ pub fn run(args: &[&str]) -> Result<()> {
         out_dir.join("results.md").display()
     );
     Ok(())
-}
-
-/// `cargo build --release -p knocker-cli`; the binary's path.
-fn build_knocker() -> Result<PathBuf> {
-    eprintln!("bench exposedb: cargo build --release -p knocker-cli");
-    let status = crate::cargo()
-        .args(["build", "--release", "-p", "knocker-cli"])
-        .status()
-        .context("run cargo build")?;
-    ensure!(
-        status.success(),
-        "cargo build --release -p knocker-cli failed"
-    );
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join("target"));
-    let bin = target.join("release/knocker");
-    ensure!(bin.exists(), "{} was not built", bin.display());
-    Ok(bin)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 /// A pg_hba.conf of the harness's default lines plus `rules` generated
