@@ -407,7 +407,10 @@ fn measure(
         ensure!(out == "t", "psql pg_reload_conf printed {out:?}");
         push(&mut r.reload, t);
         settle()?;
-        let check = format!("select pg_backend_pid(); {}", server_check_sql(o.major));
+        let check = format!(
+            "select pg_backend_pid(); {}",
+            pgctl::hba_install::file_problems_sql(o.major)
+        );
         let (t, out) = psql_run(&check)?;
         ensure!(
             out.parse::<u32>().is_ok(),
@@ -490,20 +493,6 @@ fn wait_gone(pid: &str) -> Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     }
     bail!("server process {pid} did not exit")
-}
-
-/// The query `pgctl::hba_install` asks the server before it reloads a new
-/// pg_hba.conf (its step 9), as psql sends it: the server's own share of
-/// an `--add` that no client change can remove.
-fn server_check_sql(major: u32) -> &'static str {
-    if major >= 16 {
-        "select file_name, line_number, error from pg_hba_file_rules \
-         where error is not null and type is null \
-         order by rule_number nulls last, file_name, line_number"
-    } else {
-        "select null::text, line_number, error from pg_hba_file_rules \
-         where error is not null and type is null order by line_number"
-    }
 }
 
 /// `--add`'s target at `size` rules (issue 12): at most 4x the psql reload

@@ -24,6 +24,14 @@ fn rule(n: u32) -> String {
     format!("host knocknoc r{n} 127.0.1.{n}/32 scram-sha-256")
 }
 
+/// A PostgreSQL 17 server, its hba file and a superuser session.
+async fn server() -> (Cluster, std::path::PathBuf, tokio_postgres::Client) {
+    let pg = Cluster::start(MAJOR).await;
+    let hba = pg.hba_file();
+    let client = pg.connect().await;
+    (pg, hba, client)
+}
+
 async fn options_for(pg: &Cluster) -> InstallOptions {
     InstallOptions {
         reconnect: Some(Arc::new(pg.config())),
@@ -235,20 +243,13 @@ fn second_installer_waits_for_the_lock_names_the_holder_and_times_out_pg17() {
 #[test]
 fn server_down_gives_server_unreachable_and_changes_nothing_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
         let options = options_for(&pg).await;
         pg.stop().await;
         let before = std::fs::read(&hba).unwrap();
-        let err = edit(
-            &client,
-            &hba,
-            |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, &rule(1))),
-            &options,
-        )
-        .await
-        .unwrap_err();
+        let err = add_line(&client, &hba, &rule(1), &options)
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, InstallError::ServerUnreachable { .. }),
             "{err:?}"
@@ -298,20 +299,13 @@ fn not_a_superuser_gives_not_superuser_and_changes_nothing_pg17() {
 #[test]
 fn immutable_or_append_only_hba_file_gives_not_writable_and_changes_nothing_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
         let before = std::fs::read(&hba).unwrap();
         for attribute in ['i', 'a'] {
             let guard = Attribute::set(&hba, attribute);
-            let err = edit(
-                &client,
-                &hba,
-                |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, &rule(1))),
-                &options_for(&pg).await,
-            )
-            .await
-            .unwrap_err();
+            let err = add_line(&client, &hba, &rule(1), &options_for(&pg).await)
+                .await
+                .unwrap_err();
             drop(guard);
             match &err {
                 InstallError::NotWritable { path, source } => {
@@ -359,9 +353,7 @@ fn file_size_limit_gives_disk_full_and_changes_nothing_pg17() {
 #[test]
 fn server_rejected_file_is_rolled_back_at_once_and_not_reloaded_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
         let before = std::fs::read(&hba).unwrap();
         let reloads_before = pg.log().matches("received SIGHUP").count();
         // The server check must catch this even without the offline
@@ -371,14 +363,7 @@ fn server_rejected_file_is_rolled_back_at_once_and_not_reloaded_pg17() {
             ..options_for(&pg).await
         };
         let bad = "host all all 999.0.0.1/32 trust";
-        let err = edit(
-            &client,
-            &hba,
-            |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, bad)),
-            &options,
-        )
-        .await
-        .unwrap_err();
+        let err = add_line(&client, &hba, bad, &options).await.unwrap_err();
         let bad_line = with_line(&before, bad).split(|b| *b == b'\n').count() as u32 - 1;
         match &err {
             InstallError::ServerRejected { problems } => {
@@ -403,19 +388,12 @@ fn server_rejected_file_is_rolled_back_at_once_and_not_reloaded_pg17() {
 #[test]
 fn offline_validation_refuses_a_bad_line_before_writing_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
         let before = std::fs::read(&hba).unwrap();
         let bad = "host all all 127.0.0.1/33 trust";
-        let err = edit(
-            &client,
-            &hba,
-            |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, bad)),
-            &options_for(&pg).await,
-        )
-        .await
-        .unwrap_err();
+        let err = add_line(&client, &hba, bad, &options_for(&pg).await)
+            .await
+            .unwrap_err();
         let bad_line = with_line(&before, bad).split(|b| *b == b'\n').count() as u32 - 1;
         match &err {
             InstallError::ValidationFailed { major, problems } => {
@@ -436,23 +414,16 @@ fn offline_validation_refuses_a_bad_line_before_writing_pg17() {
 #[test]
 fn existing_errors_are_named_and_refused_unless_forced_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
         let bad = "host all all 127.0.0.1/33 trust";
         let broken = with_line(&std::fs::read(&hba).unwrap(), bad);
         std::fs::write(&hba, &broken).unwrap();
         let bad_line = broken.split(|b| *b == b'\n').count() as u32 - 1;
 
         let options = options_for(&pg).await;
-        let err = edit(
-            &client,
-            &hba,
-            |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, &rule(1))),
-            &options,
-        )
-        .await
-        .unwrap_err();
+        let err = add_line(&client, &hba, &rule(1), &options)
+            .await
+            .unwrap_err();
         match &err {
             InstallError::ExistingErrors { problems, .. } => {
                 assert_eq!(
@@ -486,19 +457,12 @@ fn existing_errors_are_named_and_refused_unless_forced_pg17() {
 #[test]
 fn owner_and_mode_of_the_original_are_kept_by_file_and_backup_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
         std::os::unix::fs::chown(&hba, Some(4242), Some(4343)).unwrap();
         std::fs::set_permissions(&hba, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let report = edit(
-            &client,
-            &hba,
-            |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, &rule(1))),
-            &options_for(&pg).await,
-        )
-        .await
-        .unwrap();
+        let report = add_line(&client, &hba, &rule(1), &options_for(&pg).await)
+            .await
+            .unwrap();
         for path in [hba.clone(), report.backup.clone().unwrap()] {
             let meta = std::fs::metadata(&path).unwrap();
             assert_eq!(
@@ -514,21 +478,12 @@ fn owner_and_mode_of_the_original_are_kept_by_file_and_backup_pg17() {
 #[test]
 fn backups_are_pruned_to_the_newest_ten_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
         let options = options_for(&pg).await;
         let mut previous = Vec::new();
         for n in 1..=12 {
             previous = std::fs::read(&hba).unwrap();
-            edit(
-                &client,
-                &hba,
-                |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, &rule(n))),
-                &options,
-            )
-            .await
-            .unwrap();
+            add_line(&client, &hba, &rule(n), &options).await.unwrap();
         }
         let kept = backups(&hba);
         assert_eq!(kept.len(), 10, "{kept:?}");
@@ -555,9 +510,7 @@ fn harness_settings() -> ValidationSettings {
 #[test]
 fn shared_validation_is_reused_only_for_the_exact_text_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
 
         let planned = with_line(&std::fs::read(&hba).unwrap(), &rule(1));
         let validation = validate(&hba, &planned, MAJOR, &harness_settings());
@@ -643,9 +596,7 @@ fn shared_validation_is_reused_only_for_the_exact_text_pg17() {
 #[test]
 fn shared_validation_notices_an_included_file_changed_in_between_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
         let extra = hba.parent().unwrap().join("extra_rules.conf");
         std::fs::write(&extra, format!("{}\n", rule(7))).unwrap();
 
