@@ -489,20 +489,7 @@ impl Cluster {
         password: impl Into<Option<&'a str>>,
         db: &str,
     ) -> Result<Client, tokio_postgres::Error> {
-        let stream = self.tcp_stream_from(source).await.unwrap_or_else(|e| {
-            panic!(
-                "pg-harness: cannot connect from {source} to port {}: {e}",
-                self.port
-            )
-        });
-        let mut config = self.config();
-        config.user(user).dbname(db);
-        if let Some(password) = password.into() {
-            config.password(password);
-        }
-        let (client, connection) = config.connect_raw(stream, NoTls).await?;
-        tokio::spawn(connection);
-        Ok(client)
+        connect_from(self.config(), self.port, source, user, password.into(), db).await
     }
 
     /// A TCP connection to the server whose local address is `source` (for
@@ -727,6 +714,29 @@ fn postmaster_ready(data_dir: &Path) -> bool {
             .nth(7)
             .is_some_and(|l| matches!(l.trim(), "ready" | "standby"))
     })
+}
+
+/// Connects with `config` (host and port of the server at `port`) as
+/// `user` to `db` from the loopback address `source`; panics when no TCP
+/// connection can be made, returns the server's refusal.
+pub(crate) async fn connect_from(
+    mut config: Config,
+    port: u16,
+    source: IpAddr,
+    user: &str,
+    password: Option<&str>,
+    db: &str,
+) -> Result<Client, tokio_postgres::Error> {
+    let stream = tcp_stream_from(source, port)
+        .await
+        .unwrap_or_else(|e| panic!("pg-harness: cannot connect from {source} to port {port}: {e}"));
+    config.user(user).dbname(db);
+    if let Some(password) = password {
+        config.password(password);
+    }
+    let (client, connection) = config.connect_raw(stream, NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
 }
 
 /// A TCP connection to `port` on the loopback address of `source`'s family,
