@@ -48,6 +48,17 @@ pub struct ClusterOptions {
     pub initdb_args: Vec<String>,
 }
 
+impl ClusterOptions {
+    /// The default options with [`ssl`](ClusterOptions::ssl) on: what a
+    /// test of TLS starts from.
+    pub fn with_ssl() -> ClusterOptions {
+        ClusterOptions {
+            ssl: true,
+            ..ClusterOptions::default()
+        }
+    }
+}
+
 /// A running throwaway PostgreSQL server.
 ///
 /// Listens on `127.0.0.1` on a free port and on a unix socket in its own

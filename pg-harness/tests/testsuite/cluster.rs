@@ -185,14 +185,7 @@ pg_harness::pg_test!(
 
 pg_harness::pg_test!(
     async fn ssl_on_with_generated_certificate(major: u32) {
-        let pg = Cluster::start_with(
-            major,
-            ClusterOptions {
-                ssl: true,
-                ..Default::default()
-            },
-        )
-        .await;
+        let pg = Cluster::start_with(major, ClusterOptions::with_ssl()).await;
         assert!(pg.ca_cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
         let client = pg.connect().await;
         let row = client.query_one("SHOW ssl", &[]).await.unwrap();
