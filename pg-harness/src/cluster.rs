@@ -57,6 +57,15 @@ impl ClusterOptions {
             ..ClusterOptions::default()
         }
     }
+
+    /// The default options with this pg_hba.conf
+    /// ([`hba`](ClusterOptions::hba)).
+    pub fn with_hba(hba: &str) -> ClusterOptions {
+        ClusterOptions {
+            hba: Some(hba.to_owned()),
+            ..ClusterOptions::default()
+        }
+    }
 }
 
 /// A running throwaway PostgreSQL server.

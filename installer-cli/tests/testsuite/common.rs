@@ -24,14 +24,7 @@ pub const APP_PASSWORD: &str = "s3cret pass";
 
 /// A server with the default test pg_hba.
 pub async fn server(major: u32) -> Cluster {
-    Cluster::start_with(
-        major,
-        ClusterOptions {
-            hba: Some(HBA.to_owned()),
-            ..Default::default()
-        },
-    )
-    .await
+    Cluster::start_with(major, ClusterOptions::with_hba(HBA)).await
 }
 
 /// A server (`server`) with the application database (`prepare_app_db`).

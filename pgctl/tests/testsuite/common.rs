@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pg_harness::{Cluster, ClusterOptions};
-use pgctl::connect::{ConnectParams, HostParam, SslMode};
+use pgctl::connect::{connect, ConnectError, ConnectErrorKind, ConnectParams, HostParam, SslMode};
 
 /// The harness's superuser on `hosts`, to database `postgres`, with the
 /// given TLS policy and root file, and a 10 s timeout per host.
@@ -29,6 +29,16 @@ pub fn tls_params(
     sslrootcert: Option<PathBuf>,
 ) -> ConnectParams {
     postgres_on(vec![HostParam::tcp(host, port)], sslmode, sslrootcert)
+}
+
+/// Connects with `p`, expecting a failure of `kind` (`what` names the case
+/// when it is not); the error, for the case's further checks.
+pub async fn refused(p: &ConnectParams, kind: ConnectErrorKind, what: &str) -> ConnectError {
+    let e = connect(p)
+        .await
+        .expect_err(&format!("{what}: the connection must fail"));
+    assert_eq!(e.kind(), kind, "{what}: {e}");
+    e
 }
 
 /// A path that does not exist: keeps a `~/.postgresql/root.crt` of the

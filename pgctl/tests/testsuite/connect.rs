@@ -10,7 +10,7 @@ use pgctl::connect::{
     TargetSessionAttrs,
 };
 
-use crate::common::{free_port, make_standby, postgres_on, read_only_cluster};
+use crate::common::{free_port, make_standby, postgres_on, read_only_cluster, refused};
 
 fn tcp(port: u16) -> HostParam {
     HostParam::tcp("127.0.0.1", port)
@@ -53,10 +53,12 @@ fn second_host_answers_when_the_first_is_stopped_pg17() {
             .get(0);
         assert_eq!(c.server_facts().server_version.as_deref(), Some(v.as_str()));
 
-        let e = connect(&superuser(vec![tcp(stopped.port())]))
-            .await
-            .expect_err("only the stopped host");
-        assert_eq!(e.kind(), ConnectErrorKind::Refused, "{e}");
+        let e = refused(
+            &superuser(vec![tcp(stopped.port())]),
+            ConnectErrorKind::Refused,
+            "only the stopped host",
+        )
+        .await;
         assert_eq!(e.main_attempt().unwrap().os_error, Some(libc::ECONNREFUSED));
         assert!(e.to_string().contains("is the server running"), "{e}");
     });
@@ -85,8 +87,12 @@ pg_harness::pg_test!(
 
         let mut only_ro = superuser(vec![tcp(read_only.port())]);
         only_ro.target_session_attrs = TargetSessionAttrs::ReadWrite;
-        let e = connect(&only_ro).await.expect_err("no writable server");
-        assert_eq!(e.kind(), ConnectErrorKind::WrongSessionType);
+        let e = refused(
+            &only_ro,
+            ConnectErrorKind::WrongSessionType,
+            "no writable server",
+        )
+        .await;
         assert!(e.to_string().contains("session is read-only"), "{e}");
     }
 );
@@ -124,8 +130,7 @@ fn primary_standby_and_prefer_standby_pg17() {
         assert_eq!(c.host().port, primary.port());
 
         p.target_session_attrs = TargetSessionAttrs::Standby;
-        let e = connect(&p).await.expect_err("no standby");
-        assert_eq!(e.kind(), ConnectErrorKind::WrongSessionType);
+        let e = refused(&p, ConnectErrorKind::WrongSessionType, "no standby").await;
         assert!(e.to_string().contains("not in hot standby"), "{e}");
     });
 }
@@ -147,8 +152,7 @@ fn unix_socket_host_pg17() {
                 .unwrap()
         );
         pg.stop().await;
-        let e = connect(&p).await.expect_err("socket gone");
-        assert_eq!(e.kind(), ConnectErrorKind::Refused, "{e}");
+        let e = refused(&p, ConnectErrorKind::Refused, "socket gone").await;
         assert!(e.to_string().contains("socket"), "{e}");
     });
 }
@@ -161,14 +165,7 @@ host    all   postgres   127.0.0.1/32 trust
 #[test]
 fn connect_as_os_user_passes_peer_authentication_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start_with(
-            17,
-            ClusterOptions {
-                hba: Some(PEER_HBA.to_owned()),
-                ..Default::default()
-            },
-        )
-        .await;
+        let pg = Cluster::start_with(17, ClusterOptions::with_hba(PEER_HBA)).await;
         let os_user = pg.os_user().name.clone();
         // The server's OS user (often `postgres`) needs a role of its name;
         // created over TCP, as the socket is peer-only here.
@@ -187,8 +184,12 @@ fn connect_as_os_user_passes_peer_authentication_pg17() {
         let p = params(vec![socket(&pg)], &os_user, None, "postgres");
 
         // As root, peer authentication sees "root" and refuses.
-        let e = connect(&p).await.expect_err("root is not that role");
-        assert_eq!(e.kind(), ConnectErrorKind::AuthenticationFailed, "{e}");
+        let e = refused(
+            &p,
+            ConnectErrorKind::AuthenticationFailed,
+            "root is not that role",
+        )
+        .await;
         assert_eq!(e.sqlstate(), Some("28000"));
 
         let c = connect_as_os_user(&p, &os_user)
@@ -221,45 +222,39 @@ host    all   app        127.0.0.1/32   scram-sha-256
 #[test]
 fn server_side_error_classes_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start_with(
-            17,
-            ClusterOptions {
-                hba: Some(PASSWORD_HBA.to_owned()),
-                ..Default::default()
-            },
-        )
-        .await;
+        let pg = Cluster::start_with(17, ClusterOptions::with_hba(PASSWORD_HBA)).await;
         pg.create_role("app", "right-secret").await;
         pg.create_role("stranger", "stranger-secret").await;
         let port = pg.port();
 
-        let e = connect(&params(
-            vec![tcp(port)],
-            "app",
-            Some("wrong-secret"),
-            "postgres",
-        ))
-        .await
-        .expect_err("bad password");
-        assert_eq!(e.kind(), ConnectErrorKind::BadPassword, "{e}");
+        let e = refused(
+            &params(vec![tcp(port)], "app", Some("wrong-secret"), "postgres"),
+            ConnectErrorKind::BadPassword,
+            "bad password",
+        )
+        .await;
         assert_eq!(e.sqlstate(), Some("28P01"));
         let shown = format!("{e} {e:?}");
         assert!(!shown.contains("wrong-secret"), "password leaked: {shown}");
 
-        let e = connect(&params(vec![tcp(port)], "app", None, "postgres"))
-            .await
-            .expect_err("no password");
-        assert_eq!(e.kind(), ConnectErrorKind::PasswordMissing, "{e}");
+        refused(
+            &params(vec![tcp(port)], "app", None, "postgres"),
+            ConnectErrorKind::PasswordMissing,
+            "no password",
+        )
+        .await;
 
-        let e = connect(&params(
-            vec![tcp(port)],
-            "stranger",
-            Some("stranger-secret"),
-            "postgres",
-        ))
-        .await
-        .expect_err("no pg_hba entry");
-        assert_eq!(e.kind(), ConnectErrorKind::NoHbaEntry, "{e}");
+        let e = refused(
+            &params(
+                vec![tcp(port)],
+                "stranger",
+                Some("stranger-secret"),
+                "postgres",
+            ),
+            ConnectErrorKind::NoHbaEntry,
+            "no pg_hba entry",
+        )
+        .await;
         let hba = e.hba_rejection().unwrap();
         assert_eq!(
             (
@@ -275,17 +270,21 @@ fn server_side_error_classes_pg17() {
             "{e}"
         );
 
-        let e = connect(&params(vec![tcp(port)], "postgres", None, "no_such_db"))
-            .await
-            .expect_err("no database");
-        assert_eq!(e.kind(), ConnectErrorKind::DatabaseDoesNotExist, "{e}");
+        let e = refused(
+            &params(vec![tcp(port)], "postgres", None, "no_such_db"),
+            ConnectErrorKind::DatabaseDoesNotExist,
+            "no database",
+        )
+        .await;
         assert_eq!(e.sqlstate(), Some("3D000"));
 
         // trust on the socket reveals that the role is missing
-        let e = connect(&params(vec![socket(&pg)], "ghost", None, "postgres"))
-            .await
-            .expect_err("no role");
-        assert_eq!(e.kind(), ConnectErrorKind::RoleDoesNotExist, "{e}");
+        refused(
+            &params(vec![socket(&pg)], "ghost", None, "postgres"),
+            ConnectErrorKind::RoleDoesNotExist,
+            "no role",
+        )
+        .await;
 
         let c = connect(&params(
             vec![tcp(port)],
@@ -352,10 +351,12 @@ fn shutting_down_server_moves_on_to_the_next_host_pg17() {
                 )
                 .await
         );
-        let e = connect(&superuser(vec![tcp(closing.port())]))
-            .await
-            .expect_err("shutting down");
-        assert_eq!(e.kind(), ConnectErrorKind::ServerNotAccepting, "{e}");
+        let e = refused(
+            &superuser(vec![tcp(closing.port())]),
+            ConnectErrorKind::ServerNotAccepting,
+            "shutting down",
+        )
+        .await;
         assert_eq!(e.sqlstate(), Some("57P03"));
 
         let c = connect(&superuser(vec![tcp(closing.port()), tcp(other.port())]))
@@ -369,10 +370,12 @@ fn shutting_down_server_moves_on_to_the_next_host_pg17() {
 #[tokio::test]
 async fn network_error_classes() {
     // refused: nothing listens on a just-freed port
-    let e = connect(&superuser(vec![tcp(free_port())]))
-        .await
-        .expect_err("refused");
-    assert_eq!(e.kind(), ConnectErrorKind::Refused, "{e}");
+    refused(
+        &superuser(vec![tcp(free_port())]),
+        ConnectErrorKind::Refused,
+        "refused",
+    )
+    .await;
 
     // timeout: a listener that accepts (kernel backlog) but never answers;
     // libpq's minimum of 2 s applies to a 1 s setting.
@@ -395,8 +398,7 @@ async fn network_error_classes() {
         password: None,
     }]);
     p.connect_timeout = None;
-    let e = connect(&p).await.expect_err("dns");
-    assert_eq!(e.kind(), ConnectErrorKind::Dns, "{e}");
+    let e = refused(&p, ConnectErrorKind::Dns, "dns").await;
     assert!(e.to_string().contains("could not resolve host name"), "{e}");
 
     // every attempt is listed, the furthest one summarised

@@ -13,8 +13,8 @@ use pgctl::connect::{
 };
 
 use crate::common::{
-    ca_certificate, no_root_file, ssl_cluster, tls_params as params, untrusted_ca_pem, write_pem,
-    HOSTNOSSL_ONLY, HOSTSSL_ONLY,
+    ca_certificate, no_root_file, refused, ssl_cluster, tls_params as params, untrusted_ca_pem,
+    write_pem, HOSTNOSSL_ONLY, HOSTSSL_ONLY,
 };
 
 pg_harness::pg_test!(
@@ -144,8 +144,7 @@ fn verify_full_checks_the_host_name_and_verify_ca_does_not_pg17() {
             Some(ca.clone()),
         );
         p.hosts[0].hostaddr = Some("127.0.0.1".parse().unwrap());
-        let e = connect(&p).await.expect_err("name mismatch");
-        assert_eq!(e.kind(), ConnectErrorKind::TlsFailure, "{e}");
+        let e = refused(&p, ConnectErrorKind::TlsFailure, "name mismatch").await;
         match e.tls_reason() {
             Some(TlsFailureReason::NameMismatch { .. }) => {}
             other => panic!("expected a name mismatch, got {other:?}: {e}"),
@@ -173,21 +172,20 @@ fn verify_modes_need_a_root_certificate_file_pg17() {
     pg_harness::block_on(async {
         let dir = tempfile::tempdir().unwrap();
         for mode in [SslMode::VerifyCa, SslMode::VerifyFull] {
-            let e = connect(&params("127.0.0.1", 1, mode, no_root_file(dir.path())))
-                .await
-                .expect_err("no root file");
-            assert_eq!(e.kind(), ConnectErrorKind::InvalidParameters);
+            let e = refused(
+                &params("127.0.0.1", 1, mode, no_root_file(dir.path())),
+                ConnectErrorKind::InvalidParameters,
+                "no root file",
+            )
+            .await;
             assert!(e.to_string().contains("does not exist"), "{e}");
         }
-        let e = connect(&params(
-            "127.0.0.1",
-            1,
-            SslMode::Require,
-            Some("system".into()),
-        ))
-        .await
-        .expect_err("system roots need verify-full");
-        assert_eq!(e.kind(), ConnectErrorKind::InvalidParameters);
+        let e = refused(
+            &params("127.0.0.1", 1, SslMode::Require, Some("system".into())),
+            ConnectErrorKind::InvalidParameters,
+            "system roots need verify-full",
+        )
+        .await;
         assert!(e.to_string().contains("verify-full"), "{e}");
     });
 }
@@ -208,10 +206,12 @@ fn allow_retries_with_tls_when_the_server_demands_it_pg17() {
         .expect("allow falls back to TLS");
         assert!(c.is_tls());
 
-        let e = connect(&params("127.0.0.1", pg.port(), SslMode::Disable, root))
-            .await
-            .expect_err("plain text has no rule");
-        assert_eq!(e.kind(), ConnectErrorKind::TlsRequired, "{e}");
+        let e = refused(
+            &params("127.0.0.1", pg.port(), SslMode::Disable, root),
+            ConnectErrorKind::TlsRequired,
+            "plain text has no rule",
+        )
+        .await;
         assert_eq!(e.sqlstate(), Some("28000"));
         let hba = e.hba_rejection().expect("parsed pg_hba verdict");
         assert_eq!(hba.client_address, "127.0.0.1");
@@ -238,10 +238,12 @@ fn prefer_retries_plain_text_when_the_tls_session_is_rejected_pg17() {
         .expect("prefer retries without TLS");
         assert!(!c.is_tls());
 
-        let e = connect(&params("127.0.0.1", pg.port(), SslMode::Require, root))
-            .await
-            .expect_err("TLS has no rule");
-        assert_eq!(e.kind(), ConnectErrorKind::NoHbaEntry, "{e}");
+        let e = refused(
+            &params("127.0.0.1", pg.port(), SslMode::Require, root),
+            ConnectErrorKind::NoHbaEntry,
+            "TLS has no rule",
+        )
+        .await;
         let hba = e.hba_rejection().unwrap();
         assert_eq!(hba.encryption.as_deref(), Some("SSL encryption"));
     });
@@ -328,8 +330,12 @@ fn client_certificate_authentication_pg17() {
             SslMode::Require,
             no_root_file(dir.path()),
         );
-        let e = connect(&p).await.expect_err("no client certificate");
-        assert_eq!(e.kind(), ConnectErrorKind::AuthenticationFailed, "{e}");
+        refused(
+            &p,
+            ConnectErrorKind::AuthenticationFailed,
+            "no client certificate",
+        )
+        .await;
 
         p.sslcert = Some(cert);
         p.sslkey = Some(key);
