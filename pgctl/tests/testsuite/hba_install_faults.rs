@@ -15,7 +15,7 @@ use fs4::fs_std::FileExt;
 use pg_harness::{Cluster, ClusterOptions};
 use pgctl::hba_install::{
     edit, install, validate, InstallError, InstallOptions, InstallStep, OfflineValidation,
-    ValidationSettings,
+    Validation, ValidationSettings,
 };
 
 const MAJOR: u32 = 17;
@@ -30,6 +30,26 @@ async fn server() -> (Cluster, std::path::PathBuf, tokio_postgres::Client) {
     let hba = pg.hba_file();
     let client = pg.connect().await;
     (pg, hba, client)
+}
+
+/// [`options_for`] reusing `validation` (made by the test) instead of
+/// validating again.
+async fn validated_options(pg: &Cluster, validation: Validation) -> InstallOptions {
+    InstallOptions {
+        validated: Some(Arc::new(validation)),
+        ..options_for(pg).await
+    }
+}
+
+/// Installs `text` through `edit`, whatever the file holds then.
+async fn replace_text(
+    client: &tokio_postgres::Client,
+    hba: &std::path::Path,
+    text: &[u8],
+    options: &InstallOptions,
+) -> Result<pgctl::hba_install::InstallReport, InstallError> {
+    let replace = |_old: &[u8]| Ok::<_, std::io::Error>(text.to_vec());
+    edit(client, hba, replace, options).await
 }
 
 async fn options_for(pg: &Cluster) -> InstallOptions {
@@ -519,18 +539,10 @@ fn shared_validation_is_reused_only_for_the_exact_text_pg17() {
             "{:?}",
             validation.problems()
         );
-        let options = InstallOptions {
-            validated: Some(Arc::new(validation)),
-            ..options_for(&pg).await
-        };
-        let report = edit(
-            &client,
-            &hba,
-            |_old: &[u8]| Ok::<_, std::io::Error>(planned.clone()),
-            &options,
-        )
-        .await
-        .unwrap();
+        let options = validated_options(&pg, validation).await;
+        let report = replace_text(&client, &hba, &planned, &options)
+            .await
+            .unwrap();
         assert_eq!(report.offline_validation, OfflineValidation::Reused);
         assert_eq!(std::fs::read(&hba).unwrap(), planned);
 
@@ -538,10 +550,7 @@ fn shared_validation_is_reused_only_for_the_exact_text_pg17() {
         // the lock gives other bytes, with a bad line.
         let planned = with_line(&planned, &rule(2));
         let validation = validate(&hba, &planned, MAJOR, &harness_settings());
-        let options = InstallOptions {
-            validated: Some(Arc::new(validation)),
-            ..options_for(&pg).await
-        };
+        let options = validated_options(&pg, validation).await;
         let before = std::fs::read(&hba).unwrap();
         let bad = "host all all 127.0.0.1/33 trust";
         let err = edit(
@@ -567,18 +576,8 @@ fn shared_validation_is_reused_only_for_the_exact_text_pg17() {
         };
         for (n, major, settings) in [(3, 16, harness_settings()), (4, MAJOR, other_ssl)] {
             let good = with_line(&std::fs::read(&hba).unwrap(), &rule(n));
-            let options = InstallOptions {
-                validated: Some(Arc::new(validate(&hba, &good, major, &settings))),
-                ..options_for(&pg).await
-            };
-            let report = edit(
-                &client,
-                &hba,
-                |_old: &[u8]| Ok::<_, std::io::Error>(good.clone()),
-                &options,
-            )
-            .await
-            .unwrap();
+            let options = validated_options(&pg, validate(&hba, &good, major, &settings)).await;
+            let report = replace_text(&client, &hba, &good, &options).await.unwrap();
             assert_eq!(
                 report.offline_validation,
                 OfflineValidation::Run,
@@ -614,14 +613,9 @@ fn shared_validation_notices_an_included_file_changed_in_between_pg17() {
             validated: Some(validation.clone()),
             ..options_for(&pg).await
         };
-        let err = edit(
-            &client,
-            &hba,
-            |_old: &[u8]| Ok::<_, std::io::Error>(planned.clone()),
-            &options,
-        )
-        .await
-        .unwrap_err();
+        let err = replace_text(&client, &hba, &planned, &options)
+            .await
+            .unwrap_err();
         match &err {
             InstallError::ValidationFailed { problems, .. } => {
                 assert_eq!(problems.len(), 1, "{problems:?}");
@@ -634,14 +628,9 @@ fn shared_validation_notices_an_included_file_changed_in_between_pg17() {
 
         // Put back as validated: the verdict holds again.
         std::fs::write(&extra, format!("{}\n", rule(7))).unwrap();
-        let report = edit(
-            &client,
-            &hba,
-            |_old: &[u8]| Ok::<_, std::io::Error>(planned.clone()),
-            &options,
-        )
-        .await
-        .unwrap();
+        let report = replace_text(&client, &hba, &planned, &options)
+            .await
+            .unwrap();
         assert_eq!(report.offline_validation, OfflineValidation::Reused);
         assert!(server_errors(&client).await.is_empty());
     });
