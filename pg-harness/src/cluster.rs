@@ -779,13 +779,12 @@ pub(crate) async fn tcp_stream_from(
     socket.connect(target).await
 }
 
-/// A port that is free on 127.0.0.1 right now.
 /// A TCP port nothing holds now, chosen at random BELOW the kernel's
 /// ephemeral range. A port from that range (what binding port 0 gives) can
 /// be taken as the source port of any client connection while the server is
 /// down for a restart, and then the server cannot get it back (seen as
 /// "could not get port back" when several suites ran at once).
-pub(crate) fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     const FLOOR: u16 = 16384;
     let low = ephemeral_range_start().unwrap_or(32768);
     if low > FLOOR + 1024 {

@@ -110,13 +110,9 @@ pub async fn make_standby(pg: &Cluster) {
     pg.restart().await;
 }
 
-/// A TCP port on 127.0.0.1 that nothing listened on a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+/// A TCP port nothing listens on (below the ephemeral range, so no
+/// client connection takes it meanwhile).
+pub use pg_harness::free_port;
 
 /// pg_hba.conf admitting the superuser over TCP only through TLS.
 pub const HOSTSSL_ONLY: &str = "\
