@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use pg_harness::{Cluster, ClusterOptions};
 use pgctl::connect::{
-    connect, connect_as_os_user, ConnectErrorKind, ConnectParams, HostParam, SslMode,
+    connect, connect_as_os_user, ConnectErrorKind, ConnectParams, Connected, HostParam, SslMode,
     TargetSessionAttrs,
 };
 
@@ -27,6 +27,16 @@ fn params(hosts: Vec<HostParam>, user: &str, password: Option<&str>, db: &str) -
     p.password = password.map(str::to_owned);
     p.dbname = db.to_owned();
     p
+}
+
+/// The superuser connected, without TLS, to the first of `hosts` that
+/// `attrs` accepts.
+async fn connect_with(hosts: &[HostParam], attrs: TargetSessionAttrs) -> Connected {
+    let mut p = superuser(hosts.to_vec());
+    p.target_session_attrs = attrs;
+    connect(&p)
+        .await
+        .unwrap_or_else(|e| panic!("{attrs:?}: {e}"))
 }
 
 /// The harness's superuser on `hosts`, without TLS.
@@ -70,19 +80,15 @@ pg_harness::pg_test!(
         let writable = Cluster::start(major).await;
         let hosts = vec![tcp(read_only.port()), tcp(writable.port())];
 
-        let mut p = superuser(hosts.clone());
-        p.target_session_attrs = TargetSessionAttrs::ReadWrite;
-        let c = connect(&p).await.expect("read-write server");
+        let c = connect_with(&hosts, TargetSessionAttrs::ReadWrite).await;
         assert_eq!(c.host().port, writable.port());
         assert_eq!(c.server_facts().read_only(), Some(false));
 
-        p.target_session_attrs = TargetSessionAttrs::ReadOnly;
-        let c = connect(&p).await.expect("read-only server");
+        let c = connect_with(&hosts, TargetSessionAttrs::ReadOnly).await;
         assert_eq!(c.host().port, read_only.port());
         assert_eq!(c.server_facts().read_only(), Some(true));
 
-        p.target_session_attrs = TargetSessionAttrs::Any;
-        let c = connect(&p).await.unwrap();
+        let c = connect_with(&hosts, TargetSessionAttrs::Any).await;
         assert_eq!(c.host().port, read_only.port(), "any takes the first");
 
         let mut only_ro = superuser(vec![tcp(read_only.port())]);
@@ -105,30 +111,27 @@ fn primary_standby_and_prefer_standby_pg17() {
         let primary = Cluster::start(17).await;
         let both = vec![tcp(standby.port()), tcp(primary.port())];
 
-        let mut p = superuser(both.clone());
-        p.target_session_attrs = TargetSessionAttrs::Primary;
-        let c = connect(&p).await.expect("primary");
+        let c = connect_with(&both, TargetSessionAttrs::Primary).await;
         assert_eq!(c.host().port, primary.port());
         assert_eq!(c.server_facts().standby(), Some(false));
 
-        p.target_session_attrs = TargetSessionAttrs::ReadWrite;
-        assert_eq!(connect(&p).await.unwrap().host().port, primary.port());
+        let c = connect_with(&both, TargetSessionAttrs::ReadWrite).await;
+        assert_eq!(c.host().port, primary.port());
 
-        let mut p = superuser(vec![tcp(primary.port()), tcp(standby.port())]);
-        p.target_session_attrs = TargetSessionAttrs::Standby;
-        let c = connect(&p).await.expect("standby");
+        let primary_first = [tcp(primary.port()), tcp(standby.port())];
+        let c = connect_with(&primary_first, TargetSessionAttrs::Standby).await;
         assert_eq!(c.host().port, standby.port());
         assert_eq!(c.server_facts().standby(), Some(true));
 
-        p.target_session_attrs = TargetSessionAttrs::PreferStandby;
-        assert_eq!(connect(&p).await.unwrap().host().port, standby.port());
+        let c = connect_with(&primary_first, TargetSessionAttrs::PreferStandby).await;
+        assert_eq!(c.host().port, standby.port());
 
         // prefer-standby without any standby: second pass takes any server.
-        let mut p = superuser(vec![tcp(primary.port())]);
-        p.target_session_attrs = TargetSessionAttrs::PreferStandby;
-        let c = connect(&p).await.expect("falls back to the primary");
+        let only_primary = [tcp(primary.port())];
+        let c = connect_with(&only_primary, TargetSessionAttrs::PreferStandby).await;
         assert_eq!(c.host().port, primary.port());
 
+        let mut p = superuser(only_primary.to_vec());
         p.target_session_attrs = TargetSessionAttrs::Standby;
         let e = refused(&p, ConnectErrorKind::WrongSessionType, "no standby").await;
         assert!(e.to_string().contains("not in hot standby"), "{e}");
