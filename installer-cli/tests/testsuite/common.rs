@@ -118,3 +118,13 @@ pub fn assert_refused(config: &Path, out: &Output, code: i32, needle: &str) {
     );
     assert!(!config.exists(), "nothing may be written on failure");
 }
+
+/// The written settings hold these answers to the first two questions.
+pub fn assert_answers(settings: &Settings, listen: &str, forwarders: &str) {
+    assert_eq!(settings.listen, Some(listen.parse().unwrap()), "Listen");
+    assert_eq!(
+        settings.trusted_forwarders,
+        Some(forwarders.parse().unwrap()),
+        "TrustedForwarders"
+    );
+}

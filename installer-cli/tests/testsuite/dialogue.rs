@@ -63,6 +63,14 @@ mod pg_server {
             s.send_line(reply.as_ref()).unwrap();
         }
 
+        /// Takes the default listen address and forwarders of a fresh host
+        /// (Enter twice), then picks database option `option`.
+        fn defaults_then_option(&mut self, s: &mut Session, option: &str) {
+            self.answer(s, LISTEN_FRESH, "");
+            self.answer(s, FORWARDERS_FRESH, "");
+            self.answer(s, OPTION_FRESH, option);
+        }
+
         /// [`finish`](Self::finish), checking that the installer exited
         /// with status 0.
         fn finish_ok(&mut self, s: &mut Session) -> String {
@@ -83,6 +91,14 @@ mod pg_server {
             assert!(st.contains("SIGINT"), "{st}\n{all}");
             all
         }
+    }
+
+    /// Everything printed holds no escape sequence, as `why` demands.
+    fn assert_no_escapes(all: &str, why: &str) {
+        assert!(
+            !all.contains('\x1b'),
+            "{why} must get no escape sequences: {all:?}"
+        );
     }
 
     /// `Exited(pid, CODE)` / `Signaled(pid, SIG, core)` as text.
@@ -112,23 +128,9 @@ mod pg_server {
         t.answer(&mut s, OPTION_FRESH, "3");
         t.answer(&mut s, URL_PROMPT, &url);
         let all = t.finish_ok(&mut s);
-        assert!(
-            !all.contains('\x1b'),
-            "TERM=dumb must get no escape sequences: {all:?}"
-        );
+        assert_no_escapes(&all, "TERM=dumb");
         let settings = written(&config);
-        assert_eq!(
-            settings.listen,
-            Some("0.0.0.0:8080".parse::<Listen>().unwrap())
-        );
-        assert_eq!(
-            settings.trusted_forwarders,
-            Some(
-                "10.0.0.0/8,192.168.1.0/24"
-                    .parse::<TrustedForwarders>()
-                    .unwrap()
-            )
-        );
+        assert_answers(&settings, "0.0.0.0:8080", "10.0.0.0/8,192.168.1.0/24");
         assert_eq!(settings.database_url, Some(DatabaseUrl::new(url).unwrap()));
     }
 
@@ -159,10 +161,7 @@ mod pg_server {
         t.expect(&mut s, "Press Enter to retry");
         t.answer(&mut s, URL_PROMPT, &url);
         let all = t.finish_ok(&mut s);
-        assert!(
-            !all.contains('\x1b'),
-            "NO_COLOR must get no escape sequences: {all:?}"
-        );
+        assert_no_escapes(&all, "NO_COLOR");
         let settings = written(&config);
         assert_eq!(settings.listen, Some(Listen::DEFAULT));
         assert_eq!(
@@ -272,18 +271,7 @@ FutureKey = 'unknown to the installer'\n";
                 assert!(after.contains(line), "line {line:?} lost:\n{after}");
             }
         }
-        assert_eq!(
-            settings.listen,
-            Some("0.0.0.0:9000".parse::<Listen>().unwrap())
-        );
-        assert_eq!(
-            settings.trusted_forwarders,
-            Some(
-                "10.0.0.0/8, 192.168.0.0/16"
-                    .parse::<TrustedForwarders>()
-                    .unwrap()
-            )
-        );
+        assert_answers(&settings, "0.0.0.0:9000", "10.0.0.0/8, 192.168.0.0/16");
     }
 
     #[tokio::test]
@@ -295,9 +283,7 @@ FutureKey = 'unknown to the installer'\n";
             &[("NO_COLOR", "1")],
         );
         let mut t = Transcript::default();
-        t.answer(&mut s, LISTEN_FRESH, "");
-        t.answer(&mut s, FORWARDERS_FRESH, "");
-        t.answer(&mut s, OPTION_FRESH, "3");
+        t.defaults_then_option(&mut s, "3");
         t.answer(&mut s, URL_PROMPT, &url);
         t.expect(&mut s, "\nsudo knocker exposedb --add \"127.0.0.3/32\"");
         t.expect(&mut s, "Press Enter to retry");
@@ -347,9 +333,7 @@ FutureKey = 'unknown to the installer'\n";
         let (_pg, _dir, config, url) = app_setup(17).await;
         let mut s = spawn(&config, &[], &[("NO_COLOR", "1")]);
         let mut t = Transcript::default();
-        t.answer(&mut s, LISTEN_FRESH, "");
-        t.answer(&mut s, FORWARDERS_FRESH, "");
-        t.answer(&mut s, OPTION_FRESH, "2");
+        t.defaults_then_option(&mut s, "2");
         t.answer(
             &mut s,
             "Enter new external PostgreSQL database connection string: ",

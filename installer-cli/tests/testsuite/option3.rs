@@ -30,15 +30,7 @@ mod pg_server {
                 text(&out)
             );
             let s = written(&config);
-            assert_eq!(s.listen, Some("0.0.0.0:8080".parse::<Listen>().unwrap()));
-            assert_eq!(
-                s.trusted_forwarders,
-                Some(
-                    "10.0.0.0/8,192.168.1.0/24"
-                        .parse::<TrustedForwarders>()
-                        .unwrap()
-                )
-            );
+            assert_answers(&s, "0.0.0.0:8080", "10.0.0.0/8,192.168.1.0/24");
             assert_eq!(s.database_url, Some(DatabaseUrl::new(url).unwrap()));
         }
     );
