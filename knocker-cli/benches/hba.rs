@@ -69,14 +69,8 @@ fn main() {
 
     let mut results = Vec::new();
     pg_harness::block_on(async {
-        let pg = pg_harness::Cluster::start_with(
-            PG_MAJOR,
-            pg_harness::ClusterOptions {
-                ssl: true,
-                ..Default::default()
-            },
-        )
-        .await;
+        let pg =
+            pg_harness::Cluster::start_with(PG_MAJOR, pg_harness::ClusterOptions::with_ssl()).await;
         let client = pg.connect().await;
         let version: String = client
             .query_one("SELECT version()", &[])

@@ -69,14 +69,7 @@ const MIN_VERSION_MARKER: &str = "# corpus: min-version ";
 
 pg_harness::pg_test!(
     async fn lint_agrees_with_server(major: u32) {
-        let pg = Cluster::start_with(
-            major,
-            ClusterOptions {
-                ssl: true,
-                ..Default::default()
-            },
-        )
-        .await;
+        let pg = Cluster::start_with(major, ClusterOptions::with_ssl()).await;
         let client = pg.connect().await;
         let build = Build::of(&client).await;
         println!("PostgreSQL {major}: {}", build.describe(major));
@@ -941,16 +934,11 @@ mod generate {
 
     fn record() -> impl Strategy<Value = String> {
         (
-            pick(&[
-                "local",
-                "host",
-                "hostssl",
-                "hostnossl",
-                "hostgssenc",
-                "hostnogssenc",
-                "hots",
-                "\"host\"",
-            ]),
+            // Each of the eight equally likely: the six types and two typos.
+            prop_oneof![
+                6 => pick(&pghba::document::CONNECTION_TYPES),
+                2 => pick(&["hots", "\"host\""]),
+            ],
             list(),
             list(),
             address(),

@@ -7,31 +7,8 @@
 
 use std::path::Path;
 
-use knocknoc_conf::{Document, Value};
-
-/// The fuzz target's assertions for one input.
-fn check(data: &[u8]) {
-    let doc = Document::parse(data);
-    assert_eq!(doc.to_bytes(), data);
-    assert_eq!(Document::parse(doc.to_bytes()), doc);
-    let _ = doc.settings();
-    let _ = format!("{doc:?}{}", doc.redacted());
-
-    let value = String::from_utf8_lossy(data).replace('\0', "");
-    let mut edited = doc.clone();
-    if edited.set("DatabaseURL", value.as_str()).is_ok() {
-        let again = Document::parse(edited.to_bytes());
-        assert_eq!(again.get("databaseurl"), Some(&Value::from(value.as_str())));
-        let existed = doc.lines().iter().any(|l| {
-            l.key()
-                .is_some_and(|k| k.eq_ignore_ascii_case("DatabaseURL"))
-        });
-        assert_eq!(
-            again.lines().len(),
-            doc.lines().len() + usize::from(!existed)
-        );
-    }
-}
+#[path = "support/roundtrip_invariants.rs"]
+mod roundtrip_invariants;
 
 #[test]
 fn fuzz_corpus_inputs_keep_the_invariants() {
@@ -40,7 +17,7 @@ fn fuzz_corpus_inputs_keep_the_invariants() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let data = std::fs::read(&path).unwrap();
-        let result = std::panic::catch_unwind(|| check(&data));
+        let result = std::panic::catch_unwind(|| roundtrip_invariants::check(&data));
         assert!(result.is_ok(), "{} fails", path.display());
         count += 1;
     }

@@ -48,6 +48,26 @@ pub struct ClusterOptions {
     pub initdb_args: Vec<String>,
 }
 
+impl ClusterOptions {
+    /// The default options with [`ssl`](ClusterOptions::ssl) on: what a
+    /// test of TLS starts from.
+    pub fn with_ssl() -> ClusterOptions {
+        ClusterOptions {
+            ssl: true,
+            ..ClusterOptions::default()
+        }
+    }
+
+    /// The default options with this pg_hba.conf
+    /// ([`hba`](ClusterOptions::hba)).
+    pub fn with_hba(hba: &str) -> ClusterOptions {
+        ClusterOptions {
+            hba: Some(hba.to_owned()),
+            ..ClusterOptions::default()
+        }
+    }
+}
+
 /// A running throwaway PostgreSQL server.
 ///
 /// Listens on `127.0.0.1` on a free port and on a unix socket in its own
@@ -489,20 +509,7 @@ impl Cluster {
         password: impl Into<Option<&'a str>>,
         db: &str,
     ) -> Result<Client, tokio_postgres::Error> {
-        let stream = self.tcp_stream_from(source).await.unwrap_or_else(|e| {
-            panic!(
-                "pg-harness: cannot connect from {source} to port {}: {e}",
-                self.port
-            )
-        });
-        let mut config = self.config();
-        config.user(user).dbname(db);
-        if let Some(password) = password.into() {
-            config.password(password);
-        }
-        let (client, connection) = config.connect_raw(stream, NoTls).await?;
-        tokio::spawn(connection);
-        Ok(client)
+        connect_from(self.config(), self.port, source, user, password.into(), db).await
     }
 
     /// A TCP connection to the server whose local address is `source` (for
@@ -729,6 +736,29 @@ fn postmaster_ready(data_dir: &Path) -> bool {
     })
 }
 
+/// Connects with `config` (host and port of the server at `port`) as
+/// `user` to `db` from the loopback address `source`; panics when no TCP
+/// connection can be made, returns the server's refusal.
+pub(crate) async fn connect_from(
+    mut config: Config,
+    port: u16,
+    source: IpAddr,
+    user: &str,
+    password: Option<&str>,
+    db: &str,
+) -> Result<Client, tokio_postgres::Error> {
+    let stream = tcp_stream_from(source, port)
+        .await
+        .unwrap_or_else(|e| panic!("pg-harness: cannot connect from {source} to port {port}: {e}"));
+    config.user(user).dbname(db);
+    if let Some(password) = password {
+        config.password(password);
+    }
+    let (client, connection) = config.connect_raw(stream, NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
 /// A TCP connection to `port` on the loopback address of `source`'s family,
 /// with `source` as the local address.
 pub(crate) async fn tcp_stream_from(
@@ -749,13 +779,12 @@ pub(crate) async fn tcp_stream_from(
     socket.connect(target).await
 }
 
-/// A port that is free on 127.0.0.1 right now.
 /// A TCP port nothing holds now, chosen at random BELOW the kernel's
 /// ephemeral range. A port from that range (what binding port 0 gives) can
 /// be taken as the source port of any client connection while the server is
 /// down for a restart, and then the server cannot get it back (seen as
 /// "could not get port back" when several suites ran at once).
-pub(crate) fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     const FLOOR: u16 = 16384;
     let low = ephemeral_range_start().unwrap_or(32768);
     if low > FLOOR + 1024 {

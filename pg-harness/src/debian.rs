@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use fs4::fs_std::FileExt;
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::cluster::free_port;
@@ -68,14 +67,7 @@ impl DebianCluster {
         let cache = crate::cache_dir();
         crate::template::create_dir_0755(&cache);
         let lock_path = cache.join("debian-clusters.lock");
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .unwrap_or_else(|e| panic!("pg-harness: cannot open {}: {e}", lock_path.display()));
-        lock.lock_exclusive()
-            .unwrap_or_else(|e| panic!("pg-harness: cannot lock {}: {e}", lock_path.display()));
+        let _lock = crate::template::lock_exclusive(&lock_path);
         drop_stale_clusters(major);
 
         static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -233,22 +225,15 @@ impl DebianCluster {
         password: impl Into<Option<&'a str>>,
         db: &str,
     ) -> Result<Client, tokio_postgres::Error> {
-        let stream = crate::cluster::tcp_stream_from(source, self.port)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "pg-harness: cannot connect from {source} to port {}: {e}",
-                    self.port
-                )
-            });
-        let mut config = self.tcp_config();
-        config.user(user).dbname(db);
-        if let Some(password) = password.into() {
-            config.password(password);
-        }
-        let (client, connection) = config.connect_raw(stream, NoTls).await?;
-        tokio::spawn(connection);
-        Ok(client)
+        crate::cluster::connect_from(
+            self.tcp_config(),
+            self.port,
+            source,
+            user,
+            password.into(),
+            db,
+        )
+        .await
     }
 
     /// `pg_ctlcluster MAJOR NAME reload`.

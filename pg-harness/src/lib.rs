@@ -34,7 +34,7 @@ pub mod webnode;
 
 use std::path::PathBuf;
 
-pub use cluster::{Cluster, ClusterOptions, DEFAULT_HBA};
+pub use cluster::{free_port, Cluster, ClusterOptions, DEFAULT_HBA};
 pub use debian::DebianCluster;
 pub use os_user::{unix_stream_as, OsUser};
 

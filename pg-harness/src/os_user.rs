@@ -123,31 +123,9 @@ pub fn unix_stream_as(user: &OsUser, path: &Path) -> io::Result<tokio::net::Unix
     let switch = running_as_root() && uid != 0;
     let stream = std::thread::spawn(move || -> io::Result<UnixStream> {
         if switch {
-            // SAFETY: plain system calls with integer arguments; -1 keeps the
-            // real and saved ids. They change this helper thread only.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_setresgid,
-                    -1 as libc::c_long,
-                    libc::c_long::from(gid),
-                    -1 as libc::c_long,
-                )
-            };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: as above.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_setresuid,
-                    -1 as libc::c_long,
-                    libc::c_long::from(uid),
-                    -1 as libc::c_long,
-                )
-            };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            // Group first: once the uid is no longer root, the gid cannot change.
+            set_effective_id_of_this_thread(libc::SYS_setresgid, gid)?;
+            set_effective_id_of_this_thread(libc::SYS_setresuid, uid)?;
         }
         UnixStream::connect(&path)
     })
@@ -155,4 +133,23 @@ pub fn unix_stream_as(user: &OsUser, path: &Path) -> io::Result<tokio::net::Unix
     .map_err(|_| io::Error::other("unix_stream_as: helper thread panicked"))??;
     stream.set_nonblocking(true)?;
     tokio::net::UnixStream::from_std(stream)
+}
+
+/// The raw `setresgid`/`setresuid` system call `call` with the effective id
+/// `id`, keeping the real and saved ids (-1): it changes the calling thread
+/// only (see [`unix_stream_as`]).
+fn set_effective_id_of_this_thread(call: libc::c_long, id: u32) -> io::Result<()> {
+    // SAFETY: a plain system call with integer arguments.
+    let rc = unsafe {
+        libc::syscall(
+            call,
+            -1 as libc::c_long,
+            libc::c_long::from(id),
+            -1 as libc::c_long,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -63,6 +63,20 @@ pub(crate) fn create_dir_0755(dir: &Path) {
 
 /// Panics with a clear message unless `user` can search every directory on
 /// the way to `path` (PostgreSQL runs as that user and must reach it).
+/// Opens (creating it) and locks `path` exclusively, waiting for other test
+/// processes; the lock holds until the file is dropped. Panics on failure.
+pub(crate) fn lock_exclusive(path: &Path) -> fs::File {
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("pg-harness: cannot open {}: {e}", path.display()));
+    lock.lock_exclusive()
+        .unwrap_or_else(|e| panic!("pg-harness: cannot lock {}: {e}", path.display()));
+    lock
+}
+
 pub(crate) fn check_reachable(path: &Path, user: &OsUser) {
     if !running_as_root() || user.uid == 0 {
         return;
@@ -125,14 +139,7 @@ pub(crate) fn ensure_template(major: u32, extra_args: &[String], user: &OsUser) 
     create_dir_0755(&root);
     check_reachable(&root, user);
     let lock_path = root.join(format!("{key}.lock"));
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap_or_else(|e| panic!("pg-harness: cannot open {}: {e}", lock_path.display()));
-    lock.lock_exclusive()
-        .unwrap_or_else(|e| panic!("pg-harness: cannot lock {}: {e}", lock_path.display()));
+    let lock = lock_exclusive(&lock_path);
     // Someone else may have built it while we waited for the lock.
     if data.join("PG_VERSION").is_file() {
         return data;

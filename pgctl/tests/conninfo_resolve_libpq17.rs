@@ -21,16 +21,9 @@ use std::path::PathBuf;
 
 use pgctl::conninfo::{resolve_from_process_env, ConnInfo};
 
-#[repr(C)]
-struct PQconninfoOption {
-    keyword: *mut c_char,
-    envvar: *mut c_char,
-    compiled: *mut c_char,
-    val: *mut c_char,
-    label: *mut c_char,
-    dispchar: *mut c_char,
-    dispsize: c_int,
-}
+#[path = "testsuite/libpq17.rs"]
+mod libpq17;
+use libpq17::{open_libpq17, options, sym, PQconninfoOption};
 
 type Conn = *mut c_void;
 
@@ -46,38 +39,11 @@ struct Libpq {
     conninfo_free: unsafe extern "C" fn(*mut PQconninfoOption),
 }
 
-fn libpq_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("KNOCKER_LIBPQ17").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    std::env::var_os("KNOCKER_PG_CACHE")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/knocker-pg"))
-        .join("17/lib/libpq.so.5")
-}
-
 fn load() -> Libpq {
-    let path = libpq_path();
-    assert!(
-        path.is_file(),
-        "libpq 17 not found at {}: run `cargo xtask pg` to provision PostgreSQL 17 \
-         (or point KNOCKER_LIBPQ17 at a libpq 17 shared library)",
-        path.display()
-    );
-    let cpath = CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: dlopen/dlsym with valid C strings; the library is never
-    // unloaded and the symbols have the signatures of libpq-fe.h.
+    let (h, _) = open_libpq17();
+    // SAFETY: the symbols have the signatures of libpq-fe.h; the library is
+    // never unloaded.
     unsafe {
-        let h = libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
-        assert!(!h.is_null(), "cannot load {}", path.display());
-        let version: unsafe extern "C" fn() -> c_int = sym(h, c"PQlibVersion");
-        let v = version();
-        assert!(
-            (170000..180000).contains(&v),
-            "{} is libpq {v}, not 17",
-            path.display()
-        );
         Libpq {
             connect_start: sym(h, c"PQconnectStart"),
             status: sym(h, c"PQstatus"),
@@ -90,20 +56,6 @@ fn load() -> Libpq {
             conninfo_free: sym(h, c"PQconninfoFree"),
         }
     }
-}
-
-/// A libpq function pointer of type `F`.
-///
-/// # Safety
-///
-/// `F` must be the function pointer type of the symbol `name`.
-unsafe fn sym<F: Copy>(handle: *mut c_void, name: &CStr) -> F {
-    // SAFETY: valid handle and C string.
-    let f = unsafe { libc::dlsym(handle, name.as_ptr()) };
-    assert!(!f.is_null(), "libpq lacks {name:?}");
-    assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<*mut c_void>());
-    // SAFETY: the caller promises F is the symbol's function pointer type.
-    unsafe { std::mem::transmute_copy::<*mut c_void, F>(&f) }
 }
 
 /// What either side concluded.
@@ -152,16 +104,10 @@ impl Libpq {
             }
             let mut fields = Vec::new();
             let opts = (self.conninfo)(conn);
-            let mut i = 0;
             let mut host_list = String::new();
             let mut hostaddr_list = String::new();
-            loop {
-                let o = &*opts.add(i);
-                if o.keyword.is_null() {
-                    break;
-                }
-                let k = text(o.keyword);
-                let v = text(o.val);
+            for (k, val) in options(opts) {
+                let v = val.clone().unwrap_or_default();
                 match k.as_str() {
                     "user" => fields.push(("user", v)),
                     "dbname" => fields.push(("dbname", v)),
@@ -169,7 +115,7 @@ impl Libpq {
                     "target_session_attrs" => fields.push(("target_session_attrs", v)),
                     "application_name" => fields.push(("application_name", v)),
                     "connect_timeout" => {
-                        let t = if o.val.is_null() { 0 } else { int_or(&v, 0) };
+                        let t = if val.is_none() { 0 } else { int_or(&v, 0) };
                         let t = if t > 0 { t.max(2) } else { 0 };
                         fields.push(("connect_timeout", t.to_string()));
                     }
@@ -177,7 +123,6 @@ impl Libpq {
                     "hostaddr" => hostaddr_list = v,
                     _ => {}
                 }
-                i += 1;
             }
             (self.conninfo_free)(opts);
             let count = if !hostaddr_list.is_empty() {

@@ -993,6 +993,17 @@ mod tests {
         }
     }
 
+    /// Lints `/d/pg_hba.conf` holding `text` for version `v`, with
+    /// [`SubIsDir`]'s files around it.
+    fn lint_in_d(text: &[u8], v: PgVersion) -> crate::LintReport {
+        lint_bytes(
+            "/d/pg_hba.conf",
+            text,
+            &mut SubIsDir,
+            &ValidateOptions::for_version(v),
+        )
+    }
+
     /// Regression (known-lint-bugs `inc-file-is-dir`,
     /// `inc-if-exists-dir-as-file`): including a directory only logs "could
     /// not read file" on 16+; no row, and the file loads.
@@ -1000,12 +1011,7 @@ mod tests {
     fn include_of_a_directory_is_logged_not_an_error() {
         let text = "local all all trust\ninclude sub\ninclude_if_exists sub\n";
         for v in [PgVersion::V16, PgVersion::V17, PgVersion::V18] {
-            let report = lint_bytes(
-                "/d/pg_hba.conf",
-                text.as_bytes(),
-                &mut SubIsDir,
-                &ValidateOptions::for_version(v),
-            );
+            let report = lint_in_d(text.as_bytes(), v);
             assert_eq!(report.rows.len(), 1, "{v}");
             assert!(report.verdict.loads, "{v}");
             // the server's context: "line 1 of configuration file" sub
@@ -1034,12 +1040,7 @@ mod tests {
             PgVersion::V16,
             PgVersion::V18,
         ] {
-            let report = lint_bytes(
-                "/d/pg_hba.conf",
-                text.as_bytes(),
-                &mut SubIsDir,
-                &ValidateOptions::for_version(v),
-            );
+            let report = lint_in_d(text.as_bytes(), v);
             assert_eq!(report.rows.len(), 1, "{v}");
             assert_eq!(report.rows[0].error, None, "{v}");
             assert_eq!(
@@ -1051,24 +1052,14 @@ mod tests {
             assert_eq!(report.verdict.logged[0].file_name, "/d/sub", "{v}");
             // a field of just the directory vanishes (checked on 15-18:
             // pg_hba_file_rules says the same)
-            let short = lint_bytes(
-                "/d/pg_hba.conf",
-                b"local @sub all trust\n",
-                &mut SubIsDir,
-                &ValidateOptions::for_version(v),
-            );
+            let short = lint_in_d(b"local @sub all trust\n", v);
             assert_eq!(
                 short.rows[0].error.as_deref(),
                 Some("end-of-line before authentication method"),
                 "{v}"
             );
         }
-        let report = lint_bytes(
-            "/d/pg_hba.conf",
-            text.as_bytes(),
-            &mut SubIsDir,
-            &ValidateOptions::for_version(PgVersion::V13),
-        );
+        let report = lint_in_d(text.as_bytes(), PgVersion::V13);
         assert_eq!(
             report.rows[0].error.as_deref(),
             Some("could not read file \"/d/sub\": Is a directory")

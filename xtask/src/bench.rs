@@ -1,8 +1,10 @@
-//! `cargo xtask bench-start`: how long a throwaway cluster takes to start.
+//! `cargo xtask bench-start`: how long a throwaway cluster takes to start;
+//! and what every benchmark shares (the release `knocker`, the load).
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use pg_harness::{Cluster, ClusterOptions, MAJOR_VERSIONS};
 
 /// Starts `RUNS` (default 15) clusters per version one after another (after
@@ -49,4 +51,32 @@ pub fn cluster_start(args: &[&str]) -> Result<()> {
 
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// `cargo build --release -p knocker-cli` for the benchmark `bench` (named
+/// in the progress line); the binary's path.
+pub fn build_knocker(bench: &str) -> Result<PathBuf> {
+    eprintln!("bench {bench}: cargo build --release -p knocker-cli");
+    let status = crate::cargo()
+        .args(["build", "--release", "-p", "knocker-cli"])
+        .status()
+        .context("run cargo build")?;
+    ensure!(
+        status.success(),
+        "cargo build --release -p knocker-cli failed"
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target"));
+    let bin = target.join("release/knocker");
+    ensure!(bin.exists(), "{} was not built", bin.display());
+    Ok(bin)
+}
+
+/// The three load averages of `/proc/loadavg` ("?" where unreadable): the
+/// machine's business while a benchmark ran.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }

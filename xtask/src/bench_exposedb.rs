@@ -122,7 +122,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     );
     let knocker = match &o.knocker {
         Some(path) => path.clone(),
-        None => build_knocker()?,
+        None => crate::bench::build_knocker("exposedb")?,
     };
     let ansible = if o.skip_ansible {
         Err("skipped (--skip-ansible)".to_string())
@@ -134,7 +134,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     };
 
     let started = Instant::now();
-    let load_start = loadavg();
+    let load_start = crate::bench::loadavg();
     let mut report = String::new();
     let mut sections = Vec::new();
     for &size in &o.sizes {
@@ -145,7 +145,7 @@ pub fn run(args: &[&str]) -> Result<()> {
         let results = measure(&o, size, &knocker, &psql, ansible.as_ref().ok())?;
         sections.push((size, results));
     }
-    let load_end = loadavg();
+    let load_end = crate::bench::loadavg();
 
     let _ = writeln!(
         report,
@@ -218,31 +218,6 @@ pub fn run(args: &[&str]) -> Result<()> {
         out_dir.join("results.md").display()
     );
     Ok(())
-}
-
-/// `cargo build --release -p knocker-cli`; the binary's path.
-fn build_knocker() -> Result<PathBuf> {
-    eprintln!("bench exposedb: cargo build --release -p knocker-cli");
-    let status = crate::cargo()
-        .args(["build", "--release", "-p", "knocker-cli"])
-        .status()
-        .context("run cargo build")?;
-    ensure!(
-        status.success(),
-        "cargo build --release -p knocker-cli failed"
-    );
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join("target"));
-    let bin = target.join("release/knocker");
-    ensure!(bin.exists(), "{} was not built", bin.display());
-    Ok(bin)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 /// A pg_hba.conf of the harness's default lines plus `rules` generated
@@ -432,7 +407,10 @@ fn measure(
         ensure!(out == "t", "psql pg_reload_conf printed {out:?}");
         push(&mut r.reload, t);
         settle()?;
-        let check = format!("select pg_backend_pid(); {}", server_check_sql(o.major));
+        let check = format!(
+            "select pg_backend_pid(); {}",
+            pgctl::hba_install::file_problems_sql(o.major)
+        );
         let (t, out) = psql_run(&check)?;
         ensure!(
             out.parse::<u32>().is_ok(),
@@ -515,20 +493,6 @@ fn wait_gone(pid: &str) -> Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     }
     bail!("server process {pid} did not exit")
-}
-
-/// The query `pgctl::hba_install` asks the server before it reloads a new
-/// pg_hba.conf (its step 9), as psql sends it: the server's own share of
-/// an `--add` that no client change can remove.
-fn server_check_sql(major: u32) -> &'static str {
-    if major >= 16 {
-        "select file_name, line_number, error from pg_hba_file_rules \
-         where error is not null and type is null \
-         order by rule_number nulls last, file_name, line_number"
-    } else {
-        "select null::text, line_number, error from pg_hba_file_rules \
-         where error is not null and type is null order by line_number"
-    }
 }
 
 /// `--add`'s target at `size` rules (issue 12): at most 4x the psql reload

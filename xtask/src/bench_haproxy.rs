@@ -115,7 +115,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     crate::provision::provision_haproxy()?;
     let knocker = match knocker {
         Some(k) => k,
-        None => build_knocker()?,
+        None => crate::bench::build_knocker("haproxy")?,
     };
     let spawn = |ip: &str, name: &str| -> Result<WebNode> {
         let addr = SocketAddr::new(ip.parse()?, free_port(ip)?);
@@ -366,23 +366,4 @@ fn haproxy_version() -> String {
                 .map(str::to_string)
         })
         .unwrap_or_default()
-}
-
-/// `cargo build --release -p knocker-cli`; the binary's path.
-fn build_knocker() -> Result<PathBuf> {
-    eprintln!("bench haproxy: cargo build --release -p knocker-cli");
-    let status = crate::cargo()
-        .args(["build", "--release", "-p", "knocker-cli"])
-        .status()
-        .context("run cargo build")?;
-    ensure!(
-        status.success(),
-        "cargo build --release -p knocker-cli failed"
-    );
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join("target"));
-    let bin = target.join("release/knocker");
-    ensure!(bin.exists(), "{} was not built", bin.display());
-    Ok(bin)
 }

@@ -91,12 +91,7 @@ pub fn run(args: &[&str]) -> Result<()> {
                 print!("{USAGE}");
                 return Ok(());
             }
-            other => {
-                return Err(crate::usage_error(
-                    &format!("unknown argument {other:?}"),
-                    USAGE,
-                ))
-            }
+            other => return Err(crate::unknown_argument(other, USAGE)),
         }
     }
     let started = Instant::now();

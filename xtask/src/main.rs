@@ -114,6 +114,11 @@ fn usage_error(problem: &str, usage: &str) -> anyhow::Error {
     Usage(format!("{problem}\n{usage}")).into()
 }
 
+/// A [`Usage`] error for an argument the command does not know.
+fn unknown_argument(arg: &str, usage: &str) -> anyhow::Error {
+    usage_error(&format!("unknown argument {arg:?}"), usage)
+}
+
 /// The value after option `name` in `rest`, or a [`Usage`] error.
 fn option_value<'a>(
     rest: &mut std::slice::Iter<'_, &'a str>,

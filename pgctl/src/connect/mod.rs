@@ -470,7 +470,7 @@ impl Ctx<'_> {
             // the session (an ErrorResponse during startup): allow -> TLS
             // after a plain-text rejection; and prefer -> plain text after a
             // rejection over TLS or a failed TLS handshake (certificate
-            // verification included; tests/connect_libpq17.rs shows it).
+            // verification included; tests/testsuite/connect_libpq17.rs shows it).
             let retry = step_no + 1 < steps.len()
                 && match step {
                     Step::Plain => server_error,

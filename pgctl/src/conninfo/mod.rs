@@ -3,7 +3,7 @@
 //! - [`ConnInfo::parse`] reads both of libpq's forms, `postgresql://` /
 //!   `postgres://` URIs and `key=value` strings, accepting and rejecting
 //!   exactly what libpq 17's `PQconninfoParse` does and yielding the same
-//!   values (checked against libpq 17 itself by `tests/conninfo_libpq17.rs`).
+//!   values (checked against libpq 17 itself by `tests/testsuite/conninfo_libpq17.rs`).
 //!   Like libpq it checks syntax and keywords only.
 //! - [`ConnInfo`] renders either form ([`ConnInfo::to_uri`],
 //!   [`ConnInfo::to_keyword_value`]); its `Display`/`Debug` never show a

@@ -91,6 +91,21 @@ use lock::{FileId, HbaLock};
 /// new pg_hba.conf is in place, exactly as sent: a dry run prints this.
 pub const RELOAD_SQL: &str = "SELECT pg_catalog.pg_reload_conf()";
 
+/// The query that asks a server of major version `major` which lines of its
+/// hba file (as now on disk, includes too) it rejects, exactly as sent:
+/// `(file, line, error)` rows of `pg_hba_file_rules` with an error and no
+/// rule (the file name only from 16 on, where includes exist).
+pub fn file_problems_sql(major: u32) -> &'static str {
+    if major >= 16 {
+        "select file_name, line_number, error from pg_hba_file_rules \
+         where error is not null and type is null \
+         order by rule_number nulls last, file_name, line_number"
+    } else {
+        "select null::text, line_number, error from pg_hba_file_rules \
+         where error is not null and type is null order by line_number"
+    }
+}
+
 /// A future returned by [`Reconnect::reconnect`].
 pub type ConnectFuture =
     Pin<Box<dyn Future<Output = Result<Client, tokio_postgres::Error>> + Send + 'static>>;

@@ -97,16 +97,8 @@ pub(crate) async fn file_problems(
     major: u32,
     during: &'static str,
 ) -> Result<Vec<HbaProblem>, InstallError> {
-    let sql = if major >= 16 {
-        "select file_name, line_number, error from pg_hba_file_rules \
-         where error is not null and type is null \
-         order by rule_number nulls last, file_name, line_number"
-    } else {
-        "select null::text, line_number, error from pg_hba_file_rules \
-         where error is not null and type is null order by line_number"
-    };
     let rows = client
-        .query(sql, &[])
+        .query(super::file_problems_sql(major), &[])
         .await
         .map_err(|e| InstallError::from_pg(during, e))?;
     Ok(rows

@@ -2,25 +2,14 @@
 //! PostgreSQL version: a rule added through `edit` lets the new client in as
 //! soon as `edit` returns (the reload is confirmed, not hoped for).
 
-mod hba_install_support;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 
-use hba_install_support::{backups, temp_files, with_line};
+use crate::hba_install_support::{add_line, backups, temp_files, with_line};
 use pg_harness::Cluster;
 use pgctl::hba_install::{
     edit, install, InstallEvent, InstallOptions, InstallStep, ReloadConfirmation,
 };
-
-/// Not a child host in this binary; kept so the shared support compiles the
-/// same everywhere.
-#[test]
-fn child_process_entry() {
-    if std::env::var_os("HBA_CHILD").is_some() {
-        hba_install_support::child_main();
-    }
-}
 
 pg_harness::pg_test!(
     async fn added_rule_admits_the_client_when_edit_returns(major: u32) {
@@ -49,14 +38,7 @@ pg_harness::pg_test!(
         };
         let old = std::fs::read(&hba).unwrap();
         let line = "host postgres alice 127.0.0.2/32 scram-sha-256";
-        let report = edit(
-            &client,
-            &hba,
-            |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, line)),
-            &options,
-        )
-        .await
-        .unwrap();
+        let report = add_line(&client, &hba, line, &options).await.unwrap();
         assert!(report.changed);
         assert_eq!(report.server_major, major);
         assert_eq!(report.reload, Some(ReloadConfirmation::NewSession));
@@ -82,14 +64,7 @@ pg_harness::pg_test!(
         // Idempotent: the same edit again changes nothing and, right after
         // (file timestamps cannot tell within their coarse resolution; the
         // lock file's record of the loaded file version can), reloads nothing.
-        let again = edit(
-            &client,
-            &hba,
-            |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, line)),
-            &options,
-        )
-        .await
-        .unwrap();
+        let again = add_line(&client, &hba, line, &options).await.unwrap();
         assert!(!again.changed);
         assert_eq!(again.reload, None);
         assert_eq!(backups(&hba).len(), 1);

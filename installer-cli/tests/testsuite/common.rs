@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use knocknoc_conf::{Document, Settings};
@@ -24,14 +24,31 @@ pub const APP_PASSWORD: &str = "s3cret pass";
 
 /// A server with the default test pg_hba.
 pub async fn server(major: u32) -> Cluster {
-    Cluster::start_with(
-        major,
-        ClusterOptions {
-            hba: Some(HBA.to_owned()),
-            ..Default::default()
-        },
-    )
-    .await
+    Cluster::start_with(major, ClusterOptions::with_hba(HBA)).await
+}
+
+/// A server (`server`) with the application database (`prepare_app_db`).
+pub async fn app_server(major: u32) -> Cluster {
+    let pg = server(major).await;
+    prepare_app_db(&pg).await;
+    pg
+}
+
+/// A temporary directory and the path of a knocknoc.conf in it (not
+/// written); the file goes away with the directory.
+pub fn config_in_tempdir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("knocknoc.conf");
+    (dir, config)
+}
+
+/// [`app_server`], [`config_in_tempdir`] and `app`'s connection string
+/// to `knocknoc` on it ([`app_url`]): what most tests start from.
+pub async fn app_setup(major: u32) -> (Cluster, tempfile::TempDir, PathBuf, String) {
+    let pg = app_server(major).await;
+    let (dir, config) = config_in_tempdir();
+    let url = app_url(&pg, "knocknoc", APP_PASSWORD);
+    (pg, dir, config, url)
 }
 
 /// Creates role `app` and database `knocknoc` holding one application
@@ -83,4 +100,31 @@ pub fn written(config: &Path) -> Settings {
     let mode = std::fs::metadata(config).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "knocknoc.conf must be 0600");
     Document::load(config).unwrap().settings().unwrap()
+}
+
+/// The installer succeeded (its output shown otherwise).
+pub fn assert_ok(out: &Output) {
+    assert!(out.status.success(), "{}", text(out));
+}
+
+/// The installer exited with `code`, said `needle`, and wrote no
+/// knocknoc.conf.
+pub fn assert_refused(config: &Path, out: &Output, code: i32, needle: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", text(out));
+    assert!(
+        text(out).contains(needle),
+        "expected {needle:?} in:\n{}",
+        text(out)
+    );
+    assert!(!config.exists(), "nothing may be written on failure");
+}
+
+/// The written settings hold these answers to the first two questions.
+pub fn assert_answers(settings: &Settings, listen: &str, forwarders: &str) {
+    assert_eq!(settings.listen, Some(listen.parse().unwrap()), "Listen");
+    assert_eq!(
+        settings.trusted_forwarders,
+        Some(forwarders.parse().unwrap()),
+        "TrustedForwarders"
+    );
 }

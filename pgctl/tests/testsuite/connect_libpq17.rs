@@ -9,9 +9,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pg_harness::{Cluster, ClusterOptions};
+use pg_harness::Cluster;
 use pgctl::connect::connect;
 use pgctl::conninfo::{resolve, ConnInfo, MapEnvironment};
+
+use crate::common::{
+    make_standby, read_only_cluster, ssl_cluster, untrusted_ca_pem, HOSTNOSSL_ONLY, HOSTSSL_ONLY,
+};
 
 /// Reads connection strings, one a line, from stdin; prints one line each:
 /// `ok|failed ssl|plain PORT|- <error text on one line>`.
@@ -135,54 +139,24 @@ async fn ours(conninfo: &str) -> Outcome {
     }
 }
 
-fn other_ca_pem() -> String {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "untrusted CA");
-    params.self_signed(&key).unwrap().pem()
-}
-
 #[test]
 fn sslmode_behaviour_matches_libpq17_pg17() {
     let libpq = libpq17_path();
     pg_harness::block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let ssl = |hba: Option<&str>| ClusterOptions {
-            ssl: true,
-            hba: hba.map(str::to_owned),
-            ..Default::default()
-        };
         let servers = [
             ("ssl off", Cluster::start(17).await),
-            ("ssl on", Cluster::start_with(17, ssl(None)).await),
-            (
-                "hostssl only",
-                Cluster::start_with(
-                    17,
-                    ssl(Some(
-                        "local all all trust\nhostssl all postgres 127.0.0.1/32 trust\n",
-                    )),
-                )
-                .await,
-            ),
+            ("ssl on", ssl_cluster(17, None).await),
+            ("hostssl only", ssl_cluster(17, Some(HOSTSSL_ONLY)).await),
             (
                 "hostnossl only",
-                Cluster::start_with(
-                    17,
-                    ssl(Some(
-                        "local all all trust\nhostnossl all postgres 127.0.0.1/32 trust\n",
-                    )),
-                )
-                .await,
+                ssl_cluster(17, Some(HOSTNOSSL_ONLY)).await,
             ),
         ];
         let trusted = dir.path().join("trusted.crt");
         std::fs::write(&trusted, servers[1].1.ca_cert_pem()).unwrap();
         let untrusted = dir.path().join("untrusted.crt");
-        std::fs::write(&untrusted, other_ca_pem()).unwrap();
+        std::fs::write(&untrusted, untrusted_ca_pem()).unwrap();
         let absent = dir.path().join("absent.crt");
 
         let mut cases = Vec::new();
@@ -248,28 +222,12 @@ fn sslmode_behaviour_matches_libpq17_pg17() {
     });
 }
 
-/// Turns a running cluster into a hot standby without a primary.
-async fn make_standby(pg: &Cluster) {
-    pg.stop().await;
-    let signal = pg.data_dir().join("standby.signal");
-    std::fs::write(&signal, "").unwrap();
-    pg.os_user().chown(&signal).unwrap();
-    pg.restart().await;
-}
-
 #[test]
 fn host_lists_and_target_session_attrs_match_libpq17_pg17() {
     let libpq = libpq17_path();
     pg_harness::block_on(async {
         let primary = Cluster::start(17).await;
-        let read_only = Cluster::start_with(
-            17,
-            ClusterOptions {
-                settings: vec![("default_transaction_read_only".into(), "on".into())],
-                ..Default::default()
-            },
-        )
-        .await;
+        let read_only = read_only_cluster(17).await;
         let standby = Cluster::start(17).await;
         make_standby(&standby).await;
         let stopped = std::net::TcpListener::bind("127.0.0.1:0")

@@ -72,14 +72,7 @@ local all all trust
 host  all postgres 127.0.0.1/32 trust
 host  all all      127.0.0.2/32 scram-sha-256
 ";
-        let pg = Cluster::start_with(
-            major,
-            ClusterOptions {
-                hba: Some(hba.to_owned()),
-                ..Default::default()
-            },
-        )
-        .await;
+        let pg = Cluster::start_with(major, ClusterOptions::with_hba(hba)).await;
         pg.create_role("web", "s3cret 'quoted'").await;
         pg.create_database("knocknoc", "web").await;
 
@@ -185,14 +178,7 @@ pg_harness::pg_test!(
 
 pg_harness::pg_test!(
     async fn ssl_on_with_generated_certificate(major: u32) {
-        let pg = Cluster::start_with(
-            major,
-            ClusterOptions {
-                ssl: true,
-                ..Default::default()
-            },
-        )
-        .await;
+        let pg = Cluster::start_with(major, ClusterOptions::with_ssl()).await;
         assert!(pg.ca_cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
         let client = pg.connect().await;
         let row = client.query_one("SHOW ssl", &[]).await.unwrap();

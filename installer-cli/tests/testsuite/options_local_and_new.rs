@@ -1,8 +1,6 @@
 //! Option 1 (local PostgreSQL: role and database created) and option 2 (new
 //! external database: reachable, writable, empty) against real servers.
 
-mod common;
-
 /// Named so that nextest counts these tests as PostgreSQL-server tests
 /// (`.config/nextest.toml`: at most four at once).
 mod pg_server {
@@ -30,11 +28,10 @@ mod pg_server {
     pg_harness::pg_test!(
         async fn option1_creates_role_and_database_and_stores_a_working_string(major: u32) {
             let pg = server(major).await;
-            let dir = tempfile::tempdir().unwrap();
-            let config = dir.path().join("knocknoc.conf");
+            let (_dir, config) = config_in_tempdir();
             let admin = admin_conn(&pg);
             let out = run_yes(&config, None, &["--db-option", "1", "--admin-conn", &admin]);
-            assert!(out.status.success(), "{}", text(&out));
+            assert_ok(&out);
             let settings = written(&config);
             assert_eq!(settings.listen, Some(Listen::DEFAULT));
             let url = settings.database_url.expect("a DatabaseURL").into_secret();
@@ -86,16 +83,9 @@ mod pg_server {
         let pg = server(17).await;
         let admin = admin_conn(&pg);
         pg.stop().await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (_dir, config) = config_in_tempdir();
         let out = run_yes(&config, None, &["--db-option", "1", "--admin-conn", &admin]);
-        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-        assert!(
-            text(&out).contains("Cannot connect as administrator"),
-            "{}",
-            text(&out)
-        );
-        assert!(!config.exists());
+        assert_refused(&config, &out, 1, "Cannot connect as administrator");
     }
 
     #[tokio::test]
@@ -103,11 +93,10 @@ mod pg_server {
         let pg = server(17).await;
         pg.create_role("app", APP_PASSWORD).await;
         pg.create_database("fresh", "app").await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (_dir, config) = config_in_tempdir();
         let url = app_url(&pg, "fresh", APP_PASSWORD);
         let out = run_yes(&config, Some(&url), &["--db-option", "2"]);
-        assert!(out.status.success(), "{}", text(&out));
+        assert_ok(&out);
         assert_eq!(written(&config).database_url.unwrap().into_secret(), url);
         // The probe table was rolled back.
         let app = pg.connect_as("app", APP_PASSWORD, "fresh").await.unwrap();
@@ -128,46 +117,32 @@ mod pg_server {
         pg.create_role("owner", None).await;
         pg.create_role("app", APP_PASSWORD).await;
         pg.create_database("locked", "owner").await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (_dir, config) = config_in_tempdir();
         let out = run_yes(
             &config,
             Some(&app_url(&pg, "locked", APP_PASSWORD)),
             &["--db-option", "2"],
         );
-        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-        assert!(
-            text(&out).contains("cannot create objects"),
-            "{}",
-            text(&out)
-        );
-        assert!(!config.exists());
+        assert_refused(&config, &out, 1, "cannot create objects");
     }
 
     #[tokio::test]
     async fn option2_nonempty_database_needs_allow_nonempty_under_yes() {
-        let pg = server(17).await;
-        prepare_app_db(&pg).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
-        let url = app_url(&pg, "knocknoc", APP_PASSWORD);
+        let (_pg, _dir, config, url) = app_setup(17).await;
         let out = run_yes(&config, Some(&url), &["--db-option", "2"]);
-        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-        assert!(text(&out).contains("public.users"), "{}", text(&out));
-        assert!(!config.exists());
+        assert_refused(&config, &out, 2, "public.users");
         let out = run_yes(
             &config,
             Some(&url),
             &["--db-option", "2", "--allow-nonempty"],
         );
-        assert!(out.status.success(), "{}", text(&out));
+        assert_ok(&out);
         assert_eq!(written(&config).database_url.unwrap().into_secret(), url);
     }
 
     #[test]
     fn yes_without_a_connection_string_for_option3_exits_2() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (_dir, config) = config_in_tempdir();
         let out = run_yes(&config, None, &["--db-option", "3"]);
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         assert!(!config.exists());
@@ -175,8 +150,7 @@ mod pg_server {
 
     #[test]
     fn bad_flag_answers_exit_2_naming_the_flag() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (_dir, config) = config_in_tempdir();
         for (args, needle) in [
             (&["--listen", "1.2.3.4"][..], "--listen"),
             (
@@ -186,16 +160,13 @@ mod pg_server {
             (&["--db-option", "4"][..], "--db-option"),
         ] {
             let out = run_yes(&config, None, args);
-            assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-            assert!(text(&out).contains(needle), "{}", text(&out));
-            assert!(!config.exists());
+            assert_refused(&config, &out, 2, needle);
         }
     }
 
     #[test]
     fn db_url_file_is_read_and_a_bad_string_exits_2() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (dir, config) = config_in_tempdir();
         let file = dir.path().join("url");
         std::fs::write(&file, "postgres://x@h/db?sslmod=require\n").unwrap();
         let out = run_yes(
@@ -203,9 +174,7 @@ mod pg_server {
             None,
             &["--db-option", "3", "--db-url-file", file.to_str().unwrap()],
         );
-        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-        assert!(text(&out).contains("sslmod"), "{}", text(&out));
-        assert!(!config.exists());
+        assert_refused(&config, &out, 2, "sslmod");
     }
 
     #[tokio::test]
@@ -213,8 +182,7 @@ mod pg_server {
         // The out-of-the-box path: no --admin-conn, peer as OS user postgres over
         // /var/run/postgresql, the port taken from PGPORT.
         let deb = pg_harness::DebianCluster::create(15).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (_dir, config) = config_in_tempdir();
         let out = std::process::Command::new(BIN)
             .arg("--config")
             .arg(&config)
@@ -223,7 +191,7 @@ mod pg_server {
             .env("NO_COLOR", "1")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
+        assert_ok(&out);
         let url = written(&config).database_url.unwrap().into_secret();
         assert!(
             url.contains(&format!("@127.0.0.1:{}/knocknoc", deb.port())),

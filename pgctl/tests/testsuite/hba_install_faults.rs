@@ -6,32 +6,50 @@
 //! `hba_install_support`), so they can be SIGKILLed, resource-limited and
 //! run twenty at a time.
 
-mod hba_install_support;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::hba_install_support::*;
 use fs4::fs_std::FileExt;
-use hba_install_support::*;
 use pg_harness::{Cluster, ClusterOptions};
 use pgctl::hba_install::{
     edit, install, validate, InstallError, InstallOptions, InstallStep, OfflineValidation,
-    ValidationSettings,
+    Validation, ValidationSettings,
 };
 
 const MAJOR: u32 = 17;
 
-/// Entry point of the child processes; does nothing in a normal test run.
-#[test]
-fn child_process_entry() {
-    if std::env::var_os("HBA_CHILD").is_some() {
-        child_main();
+fn rule(n: u32) -> String {
+    format!("host knocknoc r{n} 127.0.1.{n}/32 scram-sha-256")
+}
+
+/// A PostgreSQL 17 server, its hba file and a superuser session.
+async fn server() -> (Cluster, std::path::PathBuf, tokio_postgres::Client) {
+    let pg = Cluster::start(MAJOR).await;
+    let hba = pg.hba_file();
+    let client = pg.connect().await;
+    (pg, hba, client)
+}
+
+/// [`options_for`] reusing `validation` (made by the test) instead of
+/// validating again.
+async fn validated_options(pg: &Cluster, validation: Validation) -> InstallOptions {
+    InstallOptions {
+        validated: Some(Arc::new(validation)),
+        ..options_for(pg).await
     }
 }
 
-fn rule(n: u32) -> String {
-    format!("host knocknoc r{n} 127.0.1.{n}/32 scram-sha-256")
+/// Installs `text` through `edit`, whatever the file holds then.
+async fn replace_text(
+    client: &tokio_postgres::Client,
+    hba: &std::path::Path,
+    text: &[u8],
+    options: &InstallOptions,
+) -> Result<pgctl::hba_install::InstallReport, InstallError> {
+    let replace = |_old: &[u8]| Ok::<_, std::io::Error>(text.to_vec());
+    edit(client, hba, replace, options).await
 }
 
 async fn options_for(pg: &Cluster) -> InstallOptions {
@@ -245,20 +263,13 @@ fn second_installer_waits_for_the_lock_names_the_holder_and_times_out_pg17() {
 #[test]
 fn server_down_gives_server_unreachable_and_changes_nothing_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
         let options = options_for(&pg).await;
         pg.stop().await;
         let before = std::fs::read(&hba).unwrap();
-        let err = edit(
-            &client,
-            &hba,
-            |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, &rule(1))),
-            &options,
-        )
-        .await
-        .unwrap_err();
+        let err = add_line(&client, &hba, &rule(1), &options)
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, InstallError::ServerUnreachable { .. }),
             "{err:?}"
@@ -308,20 +319,13 @@ fn not_a_superuser_gives_not_superuser_and_changes_nothing_pg17() {
 #[test]
 fn immutable_or_append_only_hba_file_gives_not_writable_and_changes_nothing_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
         let before = std::fs::read(&hba).unwrap();
         for attribute in ['i', 'a'] {
             let guard = Attribute::set(&hba, attribute);
-            let err = edit(
-                &client,
-                &hba,
-                |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, &rule(1))),
-                &options_for(&pg).await,
-            )
-            .await
-            .unwrap_err();
+            let err = add_line(&client, &hba, &rule(1), &options_for(&pg).await)
+                .await
+                .unwrap_err();
             drop(guard);
             match &err {
                 InstallError::NotWritable { path, source } => {
@@ -369,9 +373,7 @@ fn file_size_limit_gives_disk_full_and_changes_nothing_pg17() {
 #[test]
 fn server_rejected_file_is_rolled_back_at_once_and_not_reloaded_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
         let before = std::fs::read(&hba).unwrap();
         let reloads_before = pg.log().matches("received SIGHUP").count();
         // The server check must catch this even without the offline
@@ -381,14 +383,7 @@ fn server_rejected_file_is_rolled_back_at_once_and_not_reloaded_pg17() {
             ..options_for(&pg).await
         };
         let bad = "host all all 999.0.0.1/32 trust";
-        let err = edit(
-            &client,
-            &hba,
-            |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, bad)),
-            &options,
-        )
-        .await
-        .unwrap_err();
+        let err = add_line(&client, &hba, bad, &options).await.unwrap_err();
         let bad_line = with_line(&before, bad).split(|b| *b == b'\n').count() as u32 - 1;
         match &err {
             InstallError::ServerRejected { problems } => {
@@ -413,19 +408,12 @@ fn server_rejected_file_is_rolled_back_at_once_and_not_reloaded_pg17() {
 #[test]
 fn offline_validation_refuses_a_bad_line_before_writing_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
         let before = std::fs::read(&hba).unwrap();
         let bad = "host all all 127.0.0.1/33 trust";
-        let err = edit(
-            &client,
-            &hba,
-            |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, bad)),
-            &options_for(&pg).await,
-        )
-        .await
-        .unwrap_err();
+        let err = add_line(&client, &hba, bad, &options_for(&pg).await)
+            .await
+            .unwrap_err();
         let bad_line = with_line(&before, bad).split(|b| *b == b'\n').count() as u32 - 1;
         match &err {
             InstallError::ValidationFailed { major, problems } => {
@@ -446,23 +434,16 @@ fn offline_validation_refuses_a_bad_line_before_writing_pg17() {
 #[test]
 fn existing_errors_are_named_and_refused_unless_forced_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
         let bad = "host all all 127.0.0.1/33 trust";
         let broken = with_line(&std::fs::read(&hba).unwrap(), bad);
         std::fs::write(&hba, &broken).unwrap();
         let bad_line = broken.split(|b| *b == b'\n').count() as u32 - 1;
 
         let options = options_for(&pg).await;
-        let err = edit(
-            &client,
-            &hba,
-            |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, &rule(1))),
-            &options,
-        )
-        .await
-        .unwrap_err();
+        let err = add_line(&client, &hba, &rule(1), &options)
+            .await
+            .unwrap_err();
         match &err {
             InstallError::ExistingErrors { problems, .. } => {
                 assert_eq!(
@@ -496,19 +477,12 @@ fn existing_errors_are_named_and_refused_unless_forced_pg17() {
 #[test]
 fn owner_and_mode_of_the_original_are_kept_by_file_and_backup_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
         std::os::unix::fs::chown(&hba, Some(4242), Some(4343)).unwrap();
         std::fs::set_permissions(&hba, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let report = edit(
-            &client,
-            &hba,
-            |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, &rule(1))),
-            &options_for(&pg).await,
-        )
-        .await
-        .unwrap();
+        let report = add_line(&client, &hba, &rule(1), &options_for(&pg).await)
+            .await
+            .unwrap();
         for path in [hba.clone(), report.backup.clone().unwrap()] {
             let meta = std::fs::metadata(&path).unwrap();
             assert_eq!(
@@ -524,21 +498,12 @@ fn owner_and_mode_of_the_original_are_kept_by_file_and_backup_pg17() {
 #[test]
 fn backups_are_pruned_to_the_newest_ten_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
         let options = options_for(&pg).await;
         let mut previous = Vec::new();
         for n in 1..=12 {
             previous = std::fs::read(&hba).unwrap();
-            edit(
-                &client,
-                &hba,
-                |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, &rule(n))),
-                &options,
-            )
-            .await
-            .unwrap();
+            add_line(&client, &hba, &rule(n), &options).await.unwrap();
         }
         let kept = backups(&hba);
         assert_eq!(kept.len(), 10, "{kept:?}");
@@ -565,9 +530,7 @@ fn harness_settings() -> ValidationSettings {
 #[test]
 fn shared_validation_is_reused_only_for_the_exact_text_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
 
         let planned = with_line(&std::fs::read(&hba).unwrap(), &rule(1));
         let validation = validate(&hba, &planned, MAJOR, &harness_settings());
@@ -576,18 +539,10 @@ fn shared_validation_is_reused_only_for_the_exact_text_pg17() {
             "{:?}",
             validation.problems()
         );
-        let options = InstallOptions {
-            validated: Some(Arc::new(validation)),
-            ..options_for(&pg).await
-        };
-        let report = edit(
-            &client,
-            &hba,
-            |_old: &[u8]| Ok::<_, std::io::Error>(planned.clone()),
-            &options,
-        )
-        .await
-        .unwrap();
+        let options = validated_options(&pg, validation).await;
+        let report = replace_text(&client, &hba, &planned, &options)
+            .await
+            .unwrap();
         assert_eq!(report.offline_validation, OfflineValidation::Reused);
         assert_eq!(std::fs::read(&hba).unwrap(), planned);
 
@@ -595,10 +550,7 @@ fn shared_validation_is_reused_only_for_the_exact_text_pg17() {
         // the lock gives other bytes, with a bad line.
         let planned = with_line(&planned, &rule(2));
         let validation = validate(&hba, &planned, MAJOR, &harness_settings());
-        let options = InstallOptions {
-            validated: Some(Arc::new(validation)),
-            ..options_for(&pg).await
-        };
+        let options = validated_options(&pg, validation).await;
         let before = std::fs::read(&hba).unwrap();
         let bad = "host all all 127.0.0.1/33 trust";
         let err = edit(
@@ -624,18 +576,8 @@ fn shared_validation_is_reused_only_for_the_exact_text_pg17() {
         };
         for (n, major, settings) in [(3, 16, harness_settings()), (4, MAJOR, other_ssl)] {
             let good = with_line(&std::fs::read(&hba).unwrap(), &rule(n));
-            let options = InstallOptions {
-                validated: Some(Arc::new(validate(&hba, &good, major, &settings))),
-                ..options_for(&pg).await
-            };
-            let report = edit(
-                &client,
-                &hba,
-                |_old: &[u8]| Ok::<_, std::io::Error>(good.clone()),
-                &options,
-            )
-            .await
-            .unwrap();
+            let options = validated_options(&pg, validate(&hba, &good, major, &settings)).await;
+            let report = replace_text(&client, &hba, &good, &options).await.unwrap();
             assert_eq!(
                 report.offline_validation,
                 OfflineValidation::Run,
@@ -653,9 +595,7 @@ fn shared_validation_is_reused_only_for_the_exact_text_pg17() {
 #[test]
 fn shared_validation_notices_an_included_file_changed_in_between_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start(MAJOR).await;
-        let hba = pg.hba_file();
-        let client = pg.connect().await;
+        let (pg, hba, client) = server().await;
         let extra = hba.parent().unwrap().join("extra_rules.conf");
         std::fs::write(&extra, format!("{}\n", rule(7))).unwrap();
 
@@ -673,14 +613,9 @@ fn shared_validation_notices_an_included_file_changed_in_between_pg17() {
             validated: Some(validation.clone()),
             ..options_for(&pg).await
         };
-        let err = edit(
-            &client,
-            &hba,
-            |_old: &[u8]| Ok::<_, std::io::Error>(planned.clone()),
-            &options,
-        )
-        .await
-        .unwrap_err();
+        let err = replace_text(&client, &hba, &planned, &options)
+            .await
+            .unwrap_err();
         match &err {
             InstallError::ValidationFailed { problems, .. } => {
                 assert_eq!(problems.len(), 1, "{problems:?}");
@@ -693,14 +628,9 @@ fn shared_validation_notices_an_included_file_changed_in_between_pg17() {
 
         // Put back as validated: the verdict holds again.
         std::fs::write(&extra, format!("{}\n", rule(7))).unwrap();
-        let report = edit(
-            &client,
-            &hba,
-            |_old: &[u8]| Ok::<_, std::io::Error>(planned.clone()),
-            &options,
-        )
-        .await
-        .unwrap();
+        let report = replace_text(&client, &hba, &planned, &options)
+            .await
+            .unwrap();
         assert_eq!(report.offline_validation, OfflineValidation::Reused);
         assert!(server_errors(&client).await.is_empty());
     });

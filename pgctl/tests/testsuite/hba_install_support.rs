@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pg_harness::Cluster;
-use pgctl::hba_install::{edit, InstallError, InstallEvent, InstallOptions};
+use pgctl::hba_install::{edit, InstallError, InstallEvent, InstallOptions, InstallReport};
 
 /// What a child run should do.
 #[derive(Debug, Default, Clone)]
@@ -74,6 +74,18 @@ impl ChildOutcome {
             .filter_map(|l| l.strip_prefix("CHILD-EVENT "))
             .collect()
     }
+}
+
+/// Adds `line` (if absent) to the hba file at `hba` through `edit`: what
+/// most tests install.
+pub async fn add_line(
+    client: &tokio_postgres::Client,
+    hba: &Path,
+    line: &str,
+    options: &InstallOptions,
+) -> Result<InstallReport, InstallError> {
+    let add = |old: &[u8]| Ok::<_, std::io::Error>(with_line(old, line));
+    edit(client, hba, add, options).await
 }
 
 /// Starts a child against `pg` (it runs concurrently until awaited).

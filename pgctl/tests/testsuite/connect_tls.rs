@@ -8,66 +8,19 @@ use std::time::Duration;
 
 use pg_harness::{Cluster, ClusterOptions};
 use pgctl::connect::{
-    connect, fetch_server_certificate, CertificateCheck, ConnectErrorKind, ConnectParams,
-    HostParam, SslMode, TargetSessionAttrs, TlsFailureReason,
+    connect, fetch_server_certificate, CertificateCheck, ConnectErrorKind, SslMode,
+    TlsFailureReason,
 };
 
-fn params(host: &str, port: u16, sslmode: SslMode, sslrootcert: Option<PathBuf>) -> ConnectParams {
-    ConnectParams {
-        hosts: vec![HostParam {
-            host: host.to_owned(),
-            hostaddr: None,
-            port,
-            password: None,
-        }],
-        user: "postgres".to_owned(),
-        password: None,
-        passfile: None,
-        dbname: "postgres".to_owned(),
-        sslmode,
-        sslrootcert,
-        sslcert: None,
-        sslkey: None,
-        target_session_attrs: TargetSessionAttrs::Any,
-        connect_timeout: Some(Duration::from_secs(10)),
-        application_name: None,
-        options: None,
-    }
-}
-
-/// A path that does not exist: keeps a `~/.postgresql/root.crt` of the
-/// machine out of tests of the unverified modes.
-fn no_root_file(dir: &Path) -> Option<PathBuf> {
-    Some(dir.join("absent-root.crt"))
-}
-
-fn write_pem(dir: &Path, name: &str, pem: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, pem).unwrap();
-    path
-}
-
-fn other_ca_pem() -> String {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "some other CA");
-    params.self_signed(&key).unwrap().pem()
-}
+use crate::common::{
+    ca_certificate, no_root_file, refused, ssl_cluster, tls_params as params, untrusted_ca_pem,
+    write_pem, HOSTNOSSL_ONLY, HOSTSSL_ONLY,
+};
 
 pg_harness::pg_test!(
     async fn every_sslmode_against_ssl_on_and_off(major: u32) {
         let dir = tempfile::tempdir().unwrap();
-        let on = Cluster::start_with(
-            major,
-            ClusterOptions {
-                ssl: true,
-                ..Default::default()
-            },
-        )
-        .await;
+        let on = ssl_cluster(major, None).await;
         let off = Cluster::start(major).await;
         let ca = write_pem(dir.path(), "ca.crt", on.ca_cert_pem());
 
@@ -145,15 +98,8 @@ pg_harness::pg_test!(
 fn untrusted_root_fails_the_handshake_and_prefer_falls_back_to_plain_text_pg17() {
     pg_harness::block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let on = Cluster::start_with(
-            17,
-            ClusterOptions {
-                ssl: true,
-                ..Default::default()
-            },
-        )
-        .await;
-        let other = write_pem(dir.path(), "other.crt", &other_ca_pem());
+        let on = ssl_cluster(17, None).await;
+        let other = write_pem(dir.path(), "other.crt", &untrusted_ca_pem());
         for mode in [SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull] {
             let e = connect(&params("127.0.0.1", on.port(), mode, Some(other.clone())))
                 .await
@@ -170,7 +116,7 @@ fn untrusted_root_fails_the_handshake_and_prefer_falls_back_to_plain_text_pg17()
             assert_eq!(e.attempts().len(), 1, "{mode:?}: no plain-text retry: {e}");
         }
         // libpq 17 retries without TLS after a failed handshake in prefer
-        // mode (see tests/connect_libpq17.rs).
+        // mode (see tests/testsuite/connect_libpq17.rs).
         let c = connect(&params(
             "127.0.0.1",
             on.port(),
@@ -187,14 +133,7 @@ fn untrusted_root_fails_the_handshake_and_prefer_falls_back_to_plain_text_pg17()
 fn verify_full_checks_the_host_name_and_verify_ca_does_not_pg17() {
     pg_harness::block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let on = Cluster::start_with(
-            17,
-            ClusterOptions {
-                ssl: true,
-                ..Default::default()
-            },
-        )
-        .await;
+        let on = ssl_cluster(17, None).await;
         let ca = write_pem(dir.path(), "ca.crt", on.ca_cert_pem());
         // A name the certificate does not carry, reached through hostaddr so
         // that nothing is resolved.
@@ -205,8 +144,7 @@ fn verify_full_checks_the_host_name_and_verify_ca_does_not_pg17() {
             Some(ca.clone()),
         );
         p.hosts[0].hostaddr = Some("127.0.0.1".parse().unwrap());
-        let e = connect(&p).await.expect_err("name mismatch");
-        assert_eq!(e.kind(), ConnectErrorKind::TlsFailure, "{e}");
+        let e = refused(&p, ConnectErrorKind::TlsFailure, "name mismatch").await;
         match e.tls_reason() {
             Some(TlsFailureReason::NameMismatch { .. }) => {}
             other => panic!("expected a name mismatch, got {other:?}: {e}"),
@@ -234,48 +172,29 @@ fn verify_modes_need_a_root_certificate_file_pg17() {
     pg_harness::block_on(async {
         let dir = tempfile::tempdir().unwrap();
         for mode in [SslMode::VerifyCa, SslMode::VerifyFull] {
-            let e = connect(&params("127.0.0.1", 1, mode, no_root_file(dir.path())))
-                .await
-                .expect_err("no root file");
-            assert_eq!(e.kind(), ConnectErrorKind::InvalidParameters);
+            let e = refused(
+                &params("127.0.0.1", 1, mode, no_root_file(dir.path())),
+                ConnectErrorKind::InvalidParameters,
+                "no root file",
+            )
+            .await;
             assert!(e.to_string().contains("does not exist"), "{e}");
         }
-        let e = connect(&params(
-            "127.0.0.1",
-            1,
-            SslMode::Require,
-            Some("system".into()),
-        ))
-        .await
-        .expect_err("system roots need verify-full");
-        assert_eq!(e.kind(), ConnectErrorKind::InvalidParameters);
+        let e = refused(
+            &params("127.0.0.1", 1, SslMode::Require, Some("system".into())),
+            ConnectErrorKind::InvalidParameters,
+            "system roots need verify-full",
+        )
+        .await;
         assert!(e.to_string().contains("verify-full"), "{e}");
     });
 }
-
-const HOSTSSL_ONLY: &str = "\
-local   all   all                       trust
-hostssl all   postgres   127.0.0.1/32   trust
-";
-
-const HOSTNOSSL_ONLY: &str = "\
-local     all   all                     trust
-hostnossl all   postgres   127.0.0.1/32 trust
-";
 
 #[test]
 fn allow_retries_with_tls_when_the_server_demands_it_pg17() {
     pg_harness::block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let pg = Cluster::start_with(
-            17,
-            ClusterOptions {
-                ssl: true,
-                hba: Some(HOSTSSL_ONLY.to_owned()),
-                ..Default::default()
-            },
-        )
-        .await;
+        let pg = ssl_cluster(17, Some(HOSTSSL_ONLY)).await;
         let root = no_root_file(dir.path());
         let c = connect(&params(
             "127.0.0.1",
@@ -287,10 +206,12 @@ fn allow_retries_with_tls_when_the_server_demands_it_pg17() {
         .expect("allow falls back to TLS");
         assert!(c.is_tls());
 
-        let e = connect(&params("127.0.0.1", pg.port(), SslMode::Disable, root))
-            .await
-            .expect_err("plain text has no rule");
-        assert_eq!(e.kind(), ConnectErrorKind::TlsRequired, "{e}");
+        let e = refused(
+            &params("127.0.0.1", pg.port(), SslMode::Disable, root),
+            ConnectErrorKind::TlsRequired,
+            "plain text has no rule",
+        )
+        .await;
         assert_eq!(e.sqlstate(), Some("28000"));
         let hba = e.hba_rejection().expect("parsed pg_hba verdict");
         assert_eq!(hba.client_address, "127.0.0.1");
@@ -305,15 +226,7 @@ fn allow_retries_with_tls_when_the_server_demands_it_pg17() {
 fn prefer_retries_plain_text_when_the_tls_session_is_rejected_pg17() {
     pg_harness::block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let pg = Cluster::start_with(
-            17,
-            ClusterOptions {
-                ssl: true,
-                hba: Some(HOSTNOSSL_ONLY.to_owned()),
-                ..Default::default()
-            },
-        )
-        .await;
+        let pg = ssl_cluster(17, Some(HOSTNOSSL_ONLY)).await;
         let root = no_root_file(dir.path());
         let c = connect(&params(
             "127.0.0.1",
@@ -325,10 +238,12 @@ fn prefer_retries_plain_text_when_the_tls_session_is_rejected_pg17() {
         .expect("prefer retries without TLS");
         assert!(!c.is_tls());
 
-        let e = connect(&params("127.0.0.1", pg.port(), SslMode::Require, root))
-            .await
-            .expect_err("TLS has no rule");
-        assert_eq!(e.kind(), ConnectErrorKind::NoHbaEntry, "{e}");
+        let e = refused(
+            &params("127.0.0.1", pg.port(), SslMode::Require, root),
+            ConnectErrorKind::NoHbaEntry,
+            "TLS has no rule",
+        )
+        .await;
         let hba = e.hba_rejection().unwrap();
         assert_eq!(hba.encryption.as_deref(), Some("SSL encryption"));
     });
@@ -337,14 +252,7 @@ fn prefer_retries_plain_text_when_the_tls_session_is_rejected_pg17() {
 #[test]
 fn fetches_the_server_certificate_pg17() {
     pg_harness::block_on(async {
-        let on = Cluster::start_with(
-            17,
-            ClusterOptions {
-                ssl: true,
-                ..Default::default()
-            },
-        )
-        .await;
+        let on = ssl_cluster(17, None).await;
         let addr = SocketAddr::from(([127, 0, 0, 1], on.port()));
         let cert = fetch_server_certificate(addr, "localhost", Duration::from_secs(10))
             .await
@@ -380,13 +288,7 @@ fn fetches_the_server_certificate_pg17() {
 /// A CA of the test's own and a client certificate for `cn` it signed,
 /// written as PEM files: (CA file, client certificate, client key).
 fn client_certificate(dir: &Path, cn: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "client CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let (ca, ca_key) = ca_certificate("client CA");
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params
@@ -428,8 +330,12 @@ fn client_certificate_authentication_pg17() {
             SslMode::Require,
             no_root_file(dir.path()),
         );
-        let e = connect(&p).await.expect_err("no client certificate");
-        assert_eq!(e.kind(), ConnectErrorKind::AuthenticationFailed, "{e}");
+        refused(
+            &p,
+            ConnectErrorKind::AuthenticationFailed,
+            "no client certificate",
+        )
+        .await;
 
         p.sslcert = Some(cert);
         p.sslkey = Some(key);
@@ -479,14 +385,7 @@ async fn use_self_signed_certificate(pg: &Cluster, is_ca: bool) -> String {
 fn self_signed_server_certificate_exported_as_sslrootcert_pg17() {
     pg_harness::block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let pg = Cluster::start_with(
-            17,
-            ClusterOptions {
-                ssl: true,
-                ..Default::default()
-            },
-        )
-        .await;
+        let pg = ssl_cluster(17, None).await;
         // CA:TRUE guards the verifier's "certificate listed in the root file"
         // rule: webpki alone rejects it (CaUsedAsEndEntity), OpenSSL accepts.
         for is_ca in [false, true] {

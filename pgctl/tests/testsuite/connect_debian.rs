@@ -8,31 +8,14 @@ use std::time::Duration;
 
 use pg_harness::DebianCluster;
 use pgctl::connect::{
-    connect, connect_as_os_user, fetch_server_certificate, ConnectErrorKind, ConnectParams,
-    HostParam, SslMode, TargetSessionAttrs,
+    connect_as_os_user, fetch_server_certificate, ConnectErrorKind, ConnectParams, SslMode,
 };
 
+use crate::common::{refused, tls_params};
+
+/// The superuser on `host`, to `postgres`, with this TLS policy.
 fn params(host: &str, port: u16, sslmode: SslMode) -> ConnectParams {
-    ConnectParams {
-        hosts: vec![HostParam {
-            host: host.to_owned(),
-            hostaddr: None,
-            port,
-            password: None,
-        }],
-        user: "postgres".to_owned(),
-        password: None,
-        passfile: None,
-        dbname: "postgres".to_owned(),
-        sslmode,
-        sslrootcert: None,
-        sslcert: None,
-        sslkey: None,
-        target_session_attrs: TargetSessionAttrs::Any,
-        connect_timeout: Some(Duration::from_secs(10)),
-        application_name: None,
-        options: None,
-    }
+    tls_params(host, port, sslmode, None)
 }
 
 #[test]
@@ -42,8 +25,12 @@ fn peer_as_postgres_and_snakeoil_certificate_debian_cluster() {
         let socket = params("/var/run/postgresql", cluster.port(), SslMode::Prefer);
 
         // root is not `postgres`: Debian's "local all postgres peer" refuses.
-        let e = connect(&socket).await.expect_err("peer as root");
-        assert_eq!(e.kind(), ConnectErrorKind::AuthenticationFailed, "{e}");
+        refused(
+            &socket,
+            ConnectErrorKind::AuthenticationFailed,
+            "peer as root",
+        )
+        .await;
 
         let c = connect_as_os_user(&socket, "postgres")
             .await
@@ -69,8 +56,12 @@ fn peer_as_postgres_and_snakeoil_certificate_debian_cluster() {
         std::fs::write(&root, cert.to_pem()).unwrap();
         let mut tcp = params("127.0.0.1", cluster.port(), SslMode::VerifyCa);
         tcp.sslrootcert = Some(root);
-        let e = connect(&tcp).await.expect_err("scram needs a password");
-        assert_eq!(e.kind(), ConnectErrorKind::PasswordMissing, "{e}");
+        let e = refused(
+            &tcp,
+            ConnectErrorKind::PasswordMissing,
+            "scram needs a password",
+        )
+        .await;
         assert!(e.main_attempt().unwrap().tls);
     });
 }

@@ -1,13 +1,11 @@
 //! `--db-hosts` (a web node's DatabaseURL turned into the multi-host form),
 //! run against real servers and real closed ports.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 use pgctl::conninfo::{ConnInfo, Keyword};
 
 /// Runs `knocknoc-installer --config CONFIG --db-hosts LIST` with nothing
@@ -34,6 +32,18 @@ fn write_conf(config: &Path, url: &str) -> String {
     original
 }
 
+/// The DatabaseURL `config` now holds, parsed (the file keeps its own
+/// mode, so not [`written`]).
+fn stored_conninfo(config: &Path) -> ConnInfo {
+    let stored = knocknoc_conf::Document::load(config)
+        .unwrap()
+        .settings()
+        .unwrap()
+        .database_url
+        .unwrap();
+    ConnInfo::parse(stored.expose_secret()).unwrap()
+}
+
 /// A TCP port on 127.0.0.1 that nothing listens on.
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -42,8 +52,7 @@ fn closed_port() -> u16 {
 
 #[test]
 fn db_hosts_bad_input_exits_2_and_touches_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("knocknoc.conf");
+    let (dir, config) = config_in_tempdir();
     let original = write_conf(
         &config,
         "postgres://app:s3cret%20pass@127.0.0.1:5432/knocknoc",
@@ -100,8 +109,7 @@ fn db_hosts_bad_input_exits_2_and_touches_nothing() {
 
 #[test]
 fn db_hosts_all_unreachable_exits_1_and_touches_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("knocknoc.conf");
+    let (_dir, config) = config_in_tempdir();
     let original = write_conf(
         &config,
         "postgres://app:s3cret%20pass@127.0.0.1:5432/knocknoc",
@@ -130,10 +138,8 @@ mod pg_server {
         let down = server(17).await;
         let down_port = down.port();
         down.stop().await;
-        let pg = server(17).await;
-        prepare_app_db(&pg).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let pg = app_server(17).await;
+        let (_dir, config) = config_in_tempdir();
         let original = write_conf(
             &config,
             "postgres://app:s3cret%20pass@primary.example:6543/knocknoc?hostaddr=127.0.0.1&connect_timeout=5&application_name=knocknoc",
@@ -172,13 +178,7 @@ mod pg_server {
         let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o640, "the mode is kept");
 
-        let stored = knocknoc_conf::Document::load(&config)
-            .unwrap()
-            .settings()
-            .unwrap()
-            .database_url
-            .unwrap();
-        let info = ConnInfo::parse(stored.expose_secret()).unwrap();
+        let info = stored_conninfo(&config);
         assert_eq!(info.get(Keyword::Host), Some("127.0.0.1,127.0.0.1"));
         assert_eq!(
             info.get(Keyword::Port).map(str::to_owned),
@@ -227,8 +227,7 @@ mod pg_server {
         let standby = server(17).await;
         prepare_app_db(&standby).await;
         make_standby(&standby).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (_dir, config) = config_in_tempdir();
         let original = write_conf(
             &config,
             "postgres://app:s3cret%20pass@127.0.0.1:5432/knocknoc",
@@ -272,13 +271,7 @@ mod pg_server {
             t.contains(&format!("127.0.0.1:{}: primary", primary.port())),
             "{t}"
         );
-        let stored = knocknoc_conf::Document::load(&config)
-            .unwrap()
-            .settings()
-            .unwrap()
-            .database_url
-            .unwrap();
-        let info = ConnInfo::parse(stored.expose_secret()).unwrap();
+        let info = stored_conninfo(&config);
         assert_eq!(
             info.get(Keyword::Port).map(str::to_owned),
             Some(format!("{},{}", standby.port(), primary.port()))

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use pghba::document::CONNECTION_TYPES;
 use pghba::matcher::{Check, Connection, RuleOutcome, RuleSet, StaticContext};
 use pghba::rule::{AuthMethod, ConnectionType};
 use pghba::shadow::{
@@ -415,18 +416,10 @@ const ADDRS: &[&str] = &[
     ".example",
     "h.example",
 ];
-const TYPES: &[&str] = &[
-    "local",
-    "host",
-    "hostssl",
-    "hostnossl",
-    "hostgssenc",
-    "hostnogssenc",
-];
 
 fn rule_line() -> impl Strategy<Value = String> {
     (
-        0..TYPES.len(),
+        0..CONNECTION_TYPES.len(),
         proptest::collection::vec(0..DBS.len(), 1..3),
         proptest::collection::vec(0..USERS.len(), 1..3),
         0..ADDRS.len(),
@@ -435,10 +428,14 @@ fn rule_line() -> impl Strategy<Value = String> {
         .prop_map(|(t, d, u, a, rej)| {
             let dbs: Vec<&str> = d.iter().map(|&i| DBS[i]).collect();
             let users: Vec<&str> = u.iter().map(|&i| USERS[i]).collect();
-            let addr = if TYPES[t] == "local" { "" } else { ADDRS[a] };
+            let addr = if CONNECTION_TYPES[t] == "local" {
+                ""
+            } else {
+                ADDRS[a]
+            };
             format!(
                 "{} {} {} {} {}",
-                TYPES[t],
+                CONNECTION_TYPES[t],
                 dbs.join(","),
                 users.join(","),
                 addr,

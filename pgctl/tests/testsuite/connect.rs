@@ -6,56 +6,42 @@ use std::time::{Duration, Instant};
 
 use pg_harness::{Cluster, ClusterOptions};
 use pgctl::connect::{
-    connect, connect_as_os_user, ConnectErrorKind, ConnectParams, HostParam, SslMode,
+    connect, connect_as_os_user, ConnectErrorKind, ConnectParams, Connected, HostParam, SslMode,
     TargetSessionAttrs,
 };
 
+use crate::common::{free_port, make_standby, postgres_on, read_only_cluster, refused};
+
 fn tcp(port: u16) -> HostParam {
-    HostParam {
-        host: "127.0.0.1".to_owned(),
-        hostaddr: None,
-        port,
-        password: None,
-    }
+    HostParam::tcp("127.0.0.1", port)
 }
 
 fn socket(pg: &Cluster) -> HostParam {
-    HostParam {
-        host: pg.socket_dir().to_str().unwrap().to_owned(),
-        hostaddr: None,
-        port: pg.port(),
-        password: None,
-    }
+    HostParam::unix(pg.socket_dir().to_str().unwrap(), pg.port())
 }
 
+/// `user` with `password` to `db` on `hosts`, without TLS.
 fn params(hosts: Vec<HostParam>, user: &str, password: Option<&str>, db: &str) -> ConnectParams {
-    ConnectParams {
-        hosts,
-        user: user.to_owned(),
-        password: password.map(str::to_owned),
-        passfile: None,
-        dbname: db.to_owned(),
-        sslmode: SslMode::Disable,
-        sslrootcert: None,
-        sslcert: None,
-        sslkey: None,
-        target_session_attrs: TargetSessionAttrs::Any,
-        connect_timeout: Some(Duration::from_secs(10)),
-        application_name: None,
-        options: None,
-    }
+    let mut p = superuser(hosts);
+    p.user = user.to_owned();
+    p.password = password.map(str::to_owned);
+    p.dbname = db.to_owned();
+    p
 }
 
+/// The superuser connected, without TLS, to the first of `hosts` that
+/// `attrs` accepts.
+async fn connect_with(hosts: &[HostParam], attrs: TargetSessionAttrs) -> Connected {
+    let mut p = superuser(hosts.to_vec());
+    p.target_session_attrs = attrs;
+    connect(&p)
+        .await
+        .unwrap_or_else(|e| panic!("{attrs:?}: {e}"))
+}
+
+/// The harness's superuser on `hosts`, without TLS.
 fn superuser(hosts: Vec<HostParam>) -> ConnectParams {
-    params(hosts, "postgres", None, "postgres")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    postgres_on(hosts, SslMode::Disable, None)
 }
 
 #[test]
@@ -77,10 +63,12 @@ fn second_host_answers_when_the_first_is_stopped_pg17() {
             .get(0);
         assert_eq!(c.server_facts().server_version.as_deref(), Some(v.as_str()));
 
-        let e = connect(&superuser(vec![tcp(stopped.port())]))
-            .await
-            .expect_err("only the stopped host");
-        assert_eq!(e.kind(), ConnectErrorKind::Refused, "{e}");
+        let e = refused(
+            &superuser(vec![tcp(stopped.port())]),
+            ConnectErrorKind::Refused,
+            "only the stopped host",
+        )
+        .await;
         assert_eq!(e.main_attempt().unwrap().os_error, Some(libc::ECONNREFUSED));
         assert!(e.to_string().contains("is the server running"), "{e}");
     });
@@ -88,50 +76,32 @@ fn second_host_answers_when_the_first_is_stopped_pg17() {
 
 pg_harness::pg_test!(
     async fn read_write_skips_a_read_only_server(major: u32) {
-        let read_only = Cluster::start_with(
-            major,
-            ClusterOptions {
-                settings: vec![("default_transaction_read_only".into(), "on".into())],
-                ..Default::default()
-            },
-        )
-        .await;
+        let read_only = read_only_cluster(major).await;
         let writable = Cluster::start(major).await;
         let hosts = vec![tcp(read_only.port()), tcp(writable.port())];
 
-        let mut p = superuser(hosts.clone());
-        p.target_session_attrs = TargetSessionAttrs::ReadWrite;
-        let c = connect(&p).await.expect("read-write server");
+        let c = connect_with(&hosts, TargetSessionAttrs::ReadWrite).await;
         assert_eq!(c.host().port, writable.port());
         assert_eq!(c.server_facts().read_only(), Some(false));
 
-        p.target_session_attrs = TargetSessionAttrs::ReadOnly;
-        let c = connect(&p).await.expect("read-only server");
+        let c = connect_with(&hosts, TargetSessionAttrs::ReadOnly).await;
         assert_eq!(c.host().port, read_only.port());
         assert_eq!(c.server_facts().read_only(), Some(true));
 
-        p.target_session_attrs = TargetSessionAttrs::Any;
-        let c = connect(&p).await.unwrap();
+        let c = connect_with(&hosts, TargetSessionAttrs::Any).await;
         assert_eq!(c.host().port, read_only.port(), "any takes the first");
 
         let mut only_ro = superuser(vec![tcp(read_only.port())]);
         only_ro.target_session_attrs = TargetSessionAttrs::ReadWrite;
-        let e = connect(&only_ro).await.expect_err("no writable server");
-        assert_eq!(e.kind(), ConnectErrorKind::WrongSessionType);
+        let e = refused(
+            &only_ro,
+            ConnectErrorKind::WrongSessionType,
+            "no writable server",
+        )
+        .await;
         assert!(e.to_string().contains("session is read-only"), "{e}");
     }
 );
-
-/// Turns a running cluster into a hot standby without a primary: restarted
-/// with `standby.signal`, it stays in recovery and accepts read-only
-/// sessions.
-async fn make_standby(pg: &Cluster) {
-    pg.stop().await;
-    let signal = pg.data_dir().join("standby.signal");
-    std::fs::write(&signal, "").unwrap();
-    pg.os_user().chown(&signal).unwrap();
-    pg.restart().await;
-}
 
 #[test]
 fn primary_standby_and_prefer_standby_pg17() {
@@ -141,33 +111,29 @@ fn primary_standby_and_prefer_standby_pg17() {
         let primary = Cluster::start(17).await;
         let both = vec![tcp(standby.port()), tcp(primary.port())];
 
-        let mut p = superuser(both.clone());
-        p.target_session_attrs = TargetSessionAttrs::Primary;
-        let c = connect(&p).await.expect("primary");
+        let c = connect_with(&both, TargetSessionAttrs::Primary).await;
         assert_eq!(c.host().port, primary.port());
         assert_eq!(c.server_facts().standby(), Some(false));
 
-        p.target_session_attrs = TargetSessionAttrs::ReadWrite;
-        assert_eq!(connect(&p).await.unwrap().host().port, primary.port());
+        let c = connect_with(&both, TargetSessionAttrs::ReadWrite).await;
+        assert_eq!(c.host().port, primary.port());
 
-        let mut p = superuser(vec![tcp(primary.port()), tcp(standby.port())]);
-        p.target_session_attrs = TargetSessionAttrs::Standby;
-        let c = connect(&p).await.expect("standby");
+        let primary_first = [tcp(primary.port()), tcp(standby.port())];
+        let c = connect_with(&primary_first, TargetSessionAttrs::Standby).await;
         assert_eq!(c.host().port, standby.port());
         assert_eq!(c.server_facts().standby(), Some(true));
 
-        p.target_session_attrs = TargetSessionAttrs::PreferStandby;
-        assert_eq!(connect(&p).await.unwrap().host().port, standby.port());
+        let c = connect_with(&primary_first, TargetSessionAttrs::PreferStandby).await;
+        assert_eq!(c.host().port, standby.port());
 
         // prefer-standby without any standby: second pass takes any server.
-        let mut p = superuser(vec![tcp(primary.port())]);
-        p.target_session_attrs = TargetSessionAttrs::PreferStandby;
-        let c = connect(&p).await.expect("falls back to the primary");
+        let only_primary = [tcp(primary.port())];
+        let c = connect_with(&only_primary, TargetSessionAttrs::PreferStandby).await;
         assert_eq!(c.host().port, primary.port());
 
+        let mut p = superuser(only_primary.to_vec());
         p.target_session_attrs = TargetSessionAttrs::Standby;
-        let e = connect(&p).await.expect_err("no standby");
-        assert_eq!(e.kind(), ConnectErrorKind::WrongSessionType);
+        let e = refused(&p, ConnectErrorKind::WrongSessionType, "no standby").await;
         assert!(e.to_string().contains("not in hot standby"), "{e}");
     });
 }
@@ -189,8 +155,7 @@ fn unix_socket_host_pg17() {
                 .unwrap()
         );
         pg.stop().await;
-        let e = connect(&p).await.expect_err("socket gone");
-        assert_eq!(e.kind(), ConnectErrorKind::Refused, "{e}");
+        let e = refused(&p, ConnectErrorKind::Refused, "socket gone").await;
         assert!(e.to_string().contains("socket"), "{e}");
     });
 }
@@ -203,14 +168,7 @@ host    all   postgres   127.0.0.1/32 trust
 #[test]
 fn connect_as_os_user_passes_peer_authentication_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start_with(
-            17,
-            ClusterOptions {
-                hba: Some(PEER_HBA.to_owned()),
-                ..Default::default()
-            },
-        )
-        .await;
+        let pg = Cluster::start_with(17, ClusterOptions::with_hba(PEER_HBA)).await;
         let os_user = pg.os_user().name.clone();
         // The server's OS user (often `postgres`) needs a role of its name;
         // created over TCP, as the socket is peer-only here.
@@ -229,8 +187,12 @@ fn connect_as_os_user_passes_peer_authentication_pg17() {
         let p = params(vec![socket(&pg)], &os_user, None, "postgres");
 
         // As root, peer authentication sees "root" and refuses.
-        let e = connect(&p).await.expect_err("root is not that role");
-        assert_eq!(e.kind(), ConnectErrorKind::AuthenticationFailed, "{e}");
+        let e = refused(
+            &p,
+            ConnectErrorKind::AuthenticationFailed,
+            "root is not that role",
+        )
+        .await;
         assert_eq!(e.sqlstate(), Some("28000"));
 
         let c = connect_as_os_user(&p, &os_user)
@@ -263,45 +225,39 @@ host    all   app        127.0.0.1/32   scram-sha-256
 #[test]
 fn server_side_error_classes_pg17() {
     pg_harness::block_on(async {
-        let pg = Cluster::start_with(
-            17,
-            ClusterOptions {
-                hba: Some(PASSWORD_HBA.to_owned()),
-                ..Default::default()
-            },
-        )
-        .await;
+        let pg = Cluster::start_with(17, ClusterOptions::with_hba(PASSWORD_HBA)).await;
         pg.create_role("app", "right-secret").await;
         pg.create_role("stranger", "stranger-secret").await;
         let port = pg.port();
 
-        let e = connect(&params(
-            vec![tcp(port)],
-            "app",
-            Some("wrong-secret"),
-            "postgres",
-        ))
-        .await
-        .expect_err("bad password");
-        assert_eq!(e.kind(), ConnectErrorKind::BadPassword, "{e}");
+        let e = refused(
+            &params(vec![tcp(port)], "app", Some("wrong-secret"), "postgres"),
+            ConnectErrorKind::BadPassword,
+            "bad password",
+        )
+        .await;
         assert_eq!(e.sqlstate(), Some("28P01"));
         let shown = format!("{e} {e:?}");
         assert!(!shown.contains("wrong-secret"), "password leaked: {shown}");
 
-        let e = connect(&params(vec![tcp(port)], "app", None, "postgres"))
-            .await
-            .expect_err("no password");
-        assert_eq!(e.kind(), ConnectErrorKind::PasswordMissing, "{e}");
+        refused(
+            &params(vec![tcp(port)], "app", None, "postgres"),
+            ConnectErrorKind::PasswordMissing,
+            "no password",
+        )
+        .await;
 
-        let e = connect(&params(
-            vec![tcp(port)],
-            "stranger",
-            Some("stranger-secret"),
-            "postgres",
-        ))
-        .await
-        .expect_err("no pg_hba entry");
-        assert_eq!(e.kind(), ConnectErrorKind::NoHbaEntry, "{e}");
+        let e = refused(
+            &params(
+                vec![tcp(port)],
+                "stranger",
+                Some("stranger-secret"),
+                "postgres",
+            ),
+            ConnectErrorKind::NoHbaEntry,
+            "no pg_hba entry",
+        )
+        .await;
         let hba = e.hba_rejection().unwrap();
         assert_eq!(
             (
@@ -317,17 +273,21 @@ fn server_side_error_classes_pg17() {
             "{e}"
         );
 
-        let e = connect(&params(vec![tcp(port)], "postgres", None, "no_such_db"))
-            .await
-            .expect_err("no database");
-        assert_eq!(e.kind(), ConnectErrorKind::DatabaseDoesNotExist, "{e}");
+        let e = refused(
+            &params(vec![tcp(port)], "postgres", None, "no_such_db"),
+            ConnectErrorKind::DatabaseDoesNotExist,
+            "no database",
+        )
+        .await;
         assert_eq!(e.sqlstate(), Some("3D000"));
 
         // trust on the socket reveals that the role is missing
-        let e = connect(&params(vec![socket(&pg)], "ghost", None, "postgres"))
-            .await
-            .expect_err("no role");
-        assert_eq!(e.kind(), ConnectErrorKind::RoleDoesNotExist, "{e}");
+        refused(
+            &params(vec![socket(&pg)], "ghost", None, "postgres"),
+            ConnectErrorKind::RoleDoesNotExist,
+            "no role",
+        )
+        .await;
 
         let c = connect(&params(
             vec![tcp(port)],
@@ -394,10 +354,12 @@ fn shutting_down_server_moves_on_to_the_next_host_pg17() {
                 )
                 .await
         );
-        let e = connect(&superuser(vec![tcp(closing.port())]))
-            .await
-            .expect_err("shutting down");
-        assert_eq!(e.kind(), ConnectErrorKind::ServerNotAccepting, "{e}");
+        let e = refused(
+            &superuser(vec![tcp(closing.port())]),
+            ConnectErrorKind::ServerNotAccepting,
+            "shutting down",
+        )
+        .await;
         assert_eq!(e.sqlstate(), Some("57P03"));
 
         let c = connect(&superuser(vec![tcp(closing.port()), tcp(other.port())]))
@@ -411,10 +373,12 @@ fn shutting_down_server_moves_on_to_the_next_host_pg17() {
 #[tokio::test]
 async fn network_error_classes() {
     // refused: nothing listens on a just-freed port
-    let e = connect(&superuser(vec![tcp(free_port())]))
-        .await
-        .expect_err("refused");
-    assert_eq!(e.kind(), ConnectErrorKind::Refused, "{e}");
+    refused(
+        &superuser(vec![tcp(free_port())]),
+        ConnectErrorKind::Refused,
+        "refused",
+    )
+    .await;
 
     // timeout: a listener that accepts (kernel backlog) but never answers;
     // libpq's minimum of 2 s applies to a 1 s setting.
@@ -437,8 +401,7 @@ async fn network_error_classes() {
         password: None,
     }]);
     p.connect_timeout = None;
-    let e = connect(&p).await.expect_err("dns");
-    assert_eq!(e.kind(), ConnectErrorKind::Dns, "{e}");
+    let e = refused(&p, ConnectErrorKind::Dns, "dns").await;
     assert!(e.to_string().contains("could not resolve host name"), "{e}");
 
     // every attempt is listed, the furthest one summarised

@@ -2,8 +2,6 @@
 //! `expect` script would: prompts matched byte for byte (trailing space
 //! included), answers typed in order.
 
-mod common;
-
 /// Named so that nextest counts these tests as PostgreSQL-server tests
 /// (`.config/nextest.toml`: at most four at once).
 mod pg_server {
@@ -58,6 +56,49 @@ mod pg_server {
         fn text(&self) -> String {
             String::from_utf8_lossy(&self.0).into_owned()
         }
+
+        /// Waits for `prompt`, then types `reply` and Enter.
+        fn answer(&mut self, s: &mut Session, prompt: &str, reply: impl AsRef<str>) {
+            self.expect(s, prompt);
+            s.send_line(reply.as_ref()).unwrap();
+        }
+
+        /// Takes the default listen address and forwarders of a fresh host
+        /// (Enter twice), then picks database option `option`.
+        fn defaults_then_option(&mut self, s: &mut Session, option: &str) {
+            self.answer(s, LISTEN_FRESH, "");
+            self.answer(s, FORWARDERS_FRESH, "");
+            self.answer(s, OPTION_FRESH, option);
+        }
+
+        /// [`finish`](Self::finish), checking that the installer exited
+        /// with status 0.
+        fn finish_ok(&mut self, s: &mut Session) -> String {
+            let all = self.finish(s);
+            let st = status(s);
+            assert!(
+                st.contains("Exited(") && st.ends_with(", 0)"),
+                "{st}\n{all}"
+            );
+            all
+        }
+
+        /// [`finish`](Self::finish), checking that the installer ended by
+        /// SIGINT (Ctrl-C on the terminal).
+        fn finish_interrupted(&mut self, s: &mut Session) -> String {
+            let all = self.finish(s);
+            let st = status(s);
+            assert!(st.contains("SIGINT"), "{st}\n{all}");
+            all
+        }
+    }
+
+    /// Everything printed holds no escape sequence, as `why` demands.
+    fn assert_no_escapes(all: &str, why: &str) {
+        assert!(
+            !all.contains('\x1b'),
+            "{why} must get no escape sequences: {all:?}"
+        );
     }
 
     /// `Exited(pid, CODE)` / `Signaled(pid, SIG, core)` as text.
@@ -67,20 +108,14 @@ mod pg_server {
 
     #[tokio::test]
     async fn dialogue_answers_in_order_like_a_script() {
-        let pg = server(17).await;
-        prepare_app_db(&pg).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
-        let url = app_url(&pg, "knocknoc", APP_PASSWORD);
+        let (_pg, _dir, config, url) = app_setup(17).await;
         let mut s = spawn(&config, &[], &[("TERM", "dumb")]);
         let mut t = Transcript::default();
         t.expect(&mut s, "Knocknoc installer");
         t.expect(&mut s, "starting fresh");
-        t.expect(&mut s, LISTEN_FRESH);
-        s.send_line("0.0.0.0:8080").unwrap();
+        t.answer(&mut s, LISTEN_FRESH, "0.0.0.0:8080");
         t.expect(&mut s, "reverse proxies");
-        t.expect(&mut s, FORWARDERS_FRESH);
-        s.send_line("10.0.0.0/8, 192.168.1.0/24").unwrap();
+        t.answer(&mut s, FORWARDERS_FRESH, "10.0.0.0/8, 192.168.1.0/24");
         t.expect(&mut s, "1. use a local PostgreSQL installation");
         t.expect(
             &mut s,
@@ -90,80 +125,43 @@ mod pg_server {
             &mut s,
             "3. this server is a web node only, use a pre-existing external Knocknoc database",
         );
-        t.expect(&mut s, OPTION_FRESH);
-        s.send_line("3").unwrap();
-        t.expect(&mut s, URL_PROMPT);
-        s.send_line(&url).unwrap();
-        let all = t.finish(&mut s);
-        let st = status(&s);
-        assert!(
-            st.contains("Exited(") && st.ends_with(", 0)"),
-            "{st}\n{all}"
-        );
-        assert!(
-            !all.contains('\x1b'),
-            "TERM=dumb must get no escape sequences: {all:?}"
-        );
+        t.answer(&mut s, OPTION_FRESH, "3");
+        t.answer(&mut s, URL_PROMPT, &url);
+        let all = t.finish_ok(&mut s);
+        assert_no_escapes(&all, "TERM=dumb");
         let settings = written(&config);
-        assert_eq!(
-            settings.listen,
-            Some("0.0.0.0:8080".parse::<Listen>().unwrap())
-        );
-        assert_eq!(
-            settings.trusted_forwarders,
-            Some(
-                "10.0.0.0/8,192.168.1.0/24"
-                    .parse::<TrustedForwarders>()
-                    .unwrap()
-            )
-        );
+        assert_answers(&settings, "0.0.0.0:8080", "10.0.0.0/8,192.168.1.0/24");
         assert_eq!(settings.database_url, Some(DatabaseUrl::new(url).unwrap()));
     }
 
     #[tokio::test]
     async fn dialogue_bad_answers_are_explained_and_the_same_prompt_comes_back() {
-        let pg = server(17).await;
-        prepare_app_db(&pg).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
-        let url = app_url(&pg, "knocknoc", APP_PASSWORD);
+        let (pg, _dir, config, url) = app_setup(17).await;
         let mut s = spawn(&config, &[], &[("NO_COLOR", "1")]);
         let mut t = Transcript::default();
-        t.expect(&mut s, LISTEN_FRESH);
-        s.send_line("localhost:80").unwrap();
+        t.answer(&mut s, LISTEN_FRESH, "localhost:80");
         t.expect(&mut s, "is not an IP address");
-        t.expect(&mut s, LISTEN_FRESH);
-        s.send_line("[::1]:70000").unwrap();
+        t.answer(&mut s, LISTEN_FRESH, "[::1]:70000");
         t.expect(&mut s, "is not a port number");
-        t.expect(&mut s, LISTEN_FRESH);
-        s.send_line("").unwrap();
-        t.expect(&mut s, FORWARDERS_FRESH);
-        s.send_line("10.0.0.1/8").unwrap();
+        t.answer(&mut s, LISTEN_FRESH, "");
+        t.answer(&mut s, FORWARDERS_FRESH, "10.0.0.1/8");
         t.expect(&mut s, "host bits are set; the network is 10.0.0.0/8");
-        t.expect(&mut s, FORWARDERS_FRESH);
-        s.send_line("").unwrap();
-        t.expect(&mut s, OPTION_FRESH);
-        s.send_line("4").unwrap();
+        t.answer(&mut s, FORWARDERS_FRESH, "");
+        t.answer(&mut s, OPTION_FRESH, "4");
         t.expect(&mut s, "is not an option");
-        t.expect(&mut s, OPTION_FRESH);
-        s.send_line("3").unwrap();
-        t.expect(&mut s, URL_PROMPT);
-        s.send_line("postgres://app@127.0.0.1/knocknoc?sslmod=require")
-            .unwrap();
+        t.answer(&mut s, OPTION_FRESH, "3");
+        t.answer(
+            &mut s,
+            URL_PROMPT,
+            "postgres://app@127.0.0.1/knocknoc?sslmod=require",
+        );
         t.expect(&mut s, "Not a valid connection string");
-        t.expect(&mut s, URL_PROMPT);
-        s.send_line(app_url(&pg, "knocknoc", "wrong")).unwrap();
+        t.answer(&mut s, URL_PROMPT, app_url(&pg, "knocknoc", "wrong"));
         t.expect(&mut s, "password authentication failed");
         t.expect(&mut s, "Press Enter to retry");
-        t.expect(&mut s, URL_PROMPT);
-        s.send_line(&url).unwrap();
-        let all = t.finish(&mut s);
-        let st = status(&s);
-        assert!(st.ends_with(", 0)"), "{st}\n{all}");
-        assert!(
-            !all.contains('\x1b'),
-            "NO_COLOR must get no escape sequences: {all:?}"
-        );
+        t.answer(&mut s, URL_PROMPT, &url);
+        let all = t.finish_ok(&mut s);
+        assert_no_escapes(&all, "NO_COLOR");
         let settings = written(&config);
         assert_eq!(settings.listen, Some(Listen::DEFAULT));
         assert_eq!(
@@ -177,8 +175,7 @@ mod pg_server {
     fn dialogue_uses_colour_only_when_allowed() {
         // The counterpart of the TERM=dumb / NO_COLOR checks: on a capable
         // terminal the banner is bold, so those checks can fail.
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (_dir, config) = config_in_tempdir();
         let mut s = spawn(&config, &[], &[]);
         let mut t = Transcript::default();
         t.expect(&mut s, LISTEN_FRESH);
@@ -197,27 +194,24 @@ FutureKey = 'unknown to the installer'\n";
 
     #[test]
     fn dialogue_ctrl_c_midway_leaves_the_file_untouched() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (dir, config) = config_in_tempdir();
         std::fs::write(&config, EXISTING).unwrap();
         let mut s = spawn(&config, &[], &[("NO_COLOR", "1")]);
         let mut t = Transcript::default();
         t.expect(&mut s, "Existing configuration detected");
-        t.expect(
+        t.answer(
             &mut s,
             "Enter IP and port to listen on (default: 0.0.0.0:9000): ",
+            "127.0.0.1:1234",
         );
-        s.send_line("127.0.0.1:1234").unwrap();
-        t.expect(
+        t.answer(
             &mut s,
             "Enter TrustedForwarders (default: 10.0.0.0/8, 192.168.0.0/16): ",
+            "",
         );
-        s.send_line("").unwrap();
         t.expect(&mut s, OPTION_FRESH);
         s.send(ControlCode::EndOfText).unwrap();
-        t.finish(&mut s);
-        let st = status(&s);
-        assert!(st.contains("SIGINT"), "{st}");
+        t.finish_interrupted(&mut s);
         assert_eq!(std::fs::read_to_string(&config).unwrap(), EXISTING);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left behind");
@@ -225,27 +219,21 @@ FutureKey = 'unknown to the installer'\n";
 
     #[test]
     fn dialogue_ctrl_c_on_fresh_host_writes_no_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (dir, config) = config_in_tempdir();
         let mut s = spawn(&config, &[], &[("NO_COLOR", "1")]);
         let mut t = Transcript::default();
-        t.expect(&mut s, LISTEN_FRESH);
-        s.send_line("").unwrap();
+        t.answer(&mut s, LISTEN_FRESH, "");
         t.expect(&mut s, FORWARDERS_FRESH);
         s.send(ControlCode::EndOfText).unwrap();
-        t.finish(&mut s);
-        let st = status(&s);
-        assert!(st.contains("SIGINT"), "{st}");
+        t.finish_interrupted(&mut s);
         assert!(!config.exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[tokio::test]
     async fn dialogue_rerun_takes_every_default_keeping_comments_and_unknown_keys() {
-        let pg = server(17).await;
-        prepare_app_db(&pg).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let pg = app_server(17).await;
+        let (_dir, config) = config_in_tempdir();
         // A primary named by a non-local name makes the current choice option 3
         // (hostaddr keeps the test on loopback, with no DNS lookup).
         let url = format!(
@@ -258,23 +246,19 @@ FutureKey = 'unknown to the installer'\n";
         let mut s = spawn(&config, &[], &[("NO_COLOR", "1")]);
         let mut t = Transcript::default();
         t.expect(&mut s, "Existing configuration detected");
-        t.expect(
+        t.answer(
             &mut s,
             "Enter IP and port to listen on (default: 0.0.0.0:9000): ",
+            "",
         );
-        s.send_line("").unwrap();
-        t.expect(
+        t.answer(
             &mut s,
             "Enter TrustedForwarders (default: 10.0.0.0/8, 192.168.0.0/16): ",
+            "",
         );
-        s.send_line("").unwrap();
-        t.expect(&mut s, "Option 1, 2, or 3? (default is 3): ");
-        s.send_line("").unwrap();
-        t.expect(&mut s, URL_PROMPT);
-        s.send_line("").unwrap();
-        let all = t.finish(&mut s);
-        let st = status(&s);
-        assert!(st.ends_with(", 0)"), "{st}\n{all}");
+        t.answer(&mut s, "Option 1, 2, or 3? (default is 3): ", "");
+        t.answer(&mut s, URL_PROMPT, "");
+        let all = t.finish_ok(&mut s);
         assert!(
             all.contains(&format!("127.0.0.1:{}: primary", pg.port())),
             "{all}"
@@ -287,41 +271,20 @@ FutureKey = 'unknown to the installer'\n";
                 assert!(after.contains(line), "line {line:?} lost:\n{after}");
             }
         }
-        assert_eq!(
-            settings.listen,
-            Some("0.0.0.0:9000".parse::<Listen>().unwrap())
-        );
-        assert_eq!(
-            settings.trusted_forwarders,
-            Some(
-                "10.0.0.0/8, 192.168.0.0/16"
-                    .parse::<TrustedForwarders>()
-                    .unwrap()
-            )
-        );
+        assert_answers(&settings, "0.0.0.0:9000", "10.0.0.0/8, 192.168.0.0/16");
     }
 
     #[tokio::test]
     async fn dialogue_pg_hba_refusal_offers_retry_and_succeeds_once_allowed() {
-        let pg = server(17).await;
-        prepare_app_db(&pg).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
-        let url = app_url(&pg, "knocknoc", APP_PASSWORD);
+        let (pg, _dir, config, url) = app_setup(17).await;
         let mut s = spawn(
             &config,
             &["--bind-source", "127.0.0.3"],
             &[("NO_COLOR", "1")],
         );
         let mut t = Transcript::default();
-        t.expect(&mut s, LISTEN_FRESH);
-        s.send_line("").unwrap();
-        t.expect(&mut s, FORWARDERS_FRESH);
-        s.send_line("").unwrap();
-        t.expect(&mut s, OPTION_FRESH);
-        s.send_line("3").unwrap();
-        t.expect(&mut s, URL_PROMPT);
-        s.send_line(&url).unwrap();
+        t.defaults_then_option(&mut s, "3");
+        t.answer(&mut s, URL_PROMPT, &url);
         t.expect(&mut s, "\nsudo knocker exposedb --add \"127.0.0.3/32\"");
         t.expect(&mut s, "Press Enter to retry");
         t.expect(&mut s, URL_PROMPT);
@@ -330,9 +293,7 @@ FutureKey = 'unknown to the installer'\n";
         std::fs::write(pg.hba_file(), hba).unwrap();
         pg.reload().await;
         s.send_line("").unwrap();
-        let all = t.finish(&mut s);
-        let st = status(&s);
-        assert!(st.ends_with(", 0)"), "{st}\n{all}");
+        t.finish_ok(&mut s);
         assert_eq!(
             written(&config).database_url,
             Some(DatabaseUrl::new(url).unwrap())
@@ -341,8 +302,7 @@ FutureKey = 'unknown to the installer'\n";
 
     #[test]
     fn end_of_input_midway_exits_2_and_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (_dir, config) = config_in_tempdir();
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(&config)
@@ -370,30 +330,18 @@ FutureKey = 'unknown to the installer'\n";
 
     #[tokio::test]
     async fn dialogue_option2_nonempty_database_asks_to_confirm() {
-        let pg = server(17).await;
-        prepare_app_db(&pg).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
-        let url = app_url(&pg, "knocknoc", APP_PASSWORD);
+        let (_pg, _dir, config, url) = app_setup(17).await;
         let mut s = spawn(&config, &[], &[("NO_COLOR", "1")]);
         let mut t = Transcript::default();
-        t.expect(&mut s, LISTEN_FRESH);
-        s.send_line("").unwrap();
-        t.expect(&mut s, FORWARDERS_FRESH);
-        s.send_line("").unwrap();
-        t.expect(&mut s, OPTION_FRESH);
-        s.send_line("2").unwrap();
-        t.expect(
+        t.defaults_then_option(&mut s, "2");
+        t.answer(
             &mut s,
             "Enter new external PostgreSQL database connection string: ",
+            &url,
         );
-        s.send_line(&url).unwrap();
         t.expect(&mut s, "already holds 1 table(s) (public.users)");
-        t.expect(&mut s, "Use it anyway? [y/N]: ");
-        s.send_line("y").unwrap();
-        let all = t.finish(&mut s);
-        let st = status(&s);
-        assert!(st.ends_with(", 0)"), "{st}\n{all}");
+        t.answer(&mut s, "Use it anyway? [y/N]: ", "y");
+        t.finish_ok(&mut s);
         assert_eq!(
             written(&config).database_url,
             Some(DatabaseUrl::new(url).unwrap())

@@ -233,10 +233,7 @@ pg_harness::pg_test!(
     async fn sessions_from_a_removed_network_can_be_ended(major: u32) {
         let pg = Cluster::start_with(
             major,
-            ClusterOptions {
-                hba: Some("local all all trust\nhost all all 127.0.0.0/8 trust\n".into()),
-                ..Default::default()
-            },
+            ClusterOptions::with_hba("local all all trust\nhost all all 127.0.0.0/8 trust\n"),
         )
         .await;
         let admin = pg.connect().await;

@@ -13,25 +13,14 @@
 //! refuses any libpq whose `PQlibVersion()` is not 17.x.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
-use std::path::PathBuf;
 
 use pgctl::conninfo::{ConnInfo, Keyword};
 
-#[repr(C)]
-struct PQconninfoOption {
-    keyword: *mut c_char,
-    envvar: *mut c_char,
-    compiled: *mut c_char,
-    val: *mut c_char,
-    label: *mut c_char,
-    dispchar: *mut c_char,
-    dispsize: c_int,
-}
+use crate::libpq17::{open_libpq17, options, sym, PQconninfoOption};
 
 type ParseFn = unsafe extern "C" fn(*const c_char, *mut *mut c_char) -> *mut PQconninfoOption;
 type FreeOptionsFn = unsafe extern "C" fn(*mut PQconninfoOption);
 type FreeMemFn = unsafe extern "C" fn(*mut c_void);
-type VersionFn = unsafe extern "C" fn() -> c_int;
 
 struct Libpq {
     parse: ParseFn,
@@ -47,56 +36,17 @@ enum Verdict {
     Rejected(String),
 }
 
-fn libpq_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("KNOCKER_LIBPQ17").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let cache = std::env::var_os("KNOCKER_PG_CACHE")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/knocker-pg"));
-    cache.join("17").join("lib").join("libpq.so.5")
-}
-
 fn load_libpq() -> Libpq {
-    let path = libpq_path();
-    assert!(
-        path.is_file(),
-        "libpq 17 not found at {}: run `cargo xtask pg` to provision PostgreSQL 17 \
-         (or point KNOCKER_LIBPQ17 at a libpq 17 shared library)",
-        path.display()
-    );
-    let cpath = CString::new(path.as_os_str().as_encoded_bytes()).expect("path without NUL");
-    // SAFETY: dlopen/dlsym with valid C strings; the handle is never closed,
-    // so the function pointers stay valid for the whole test process, and the
-    // symbols have the C signatures declared above (libpq-fe.h).
+    let (handle, version) = open_libpq17();
+    // SAFETY: the symbols have these C signatures (libpq-fe.h); the handle
+    // is never closed.
     unsafe {
-        let handle = libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
-        assert!(
-            !handle.is_null(),
-            "cannot load {}: {}",
-            path.display(),
-            CStr::from_ptr(libc::dlerror()).to_string_lossy()
-        );
-        let sym = |name: &CStr| {
-            let f = libc::dlsym(handle, name.as_ptr());
-            assert!(!f.is_null(), "{} lacks {:?}", path.display(), name);
-            f
-        };
-        let version: VersionFn = std::mem::transmute(sym(c"PQlibVersion"));
-        let lib = Libpq {
-            parse: std::mem::transmute::<*mut c_void, ParseFn>(sym(c"PQconninfoParse")),
-            free_options: std::mem::transmute::<*mut c_void, FreeOptionsFn>(sym(c"PQconninfoFree")),
-            free_mem: std::mem::transmute::<*mut c_void, FreeMemFn>(sym(c"PQfreemem")),
-            version: version(),
-        };
-        assert!(
-            (170000..180000).contains(&lib.version),
-            "{} is libpq {}, not 17: the reference must be libpq 17",
-            path.display(),
-            lib.version
-        );
-        lib
+        Libpq {
+            parse: sym::<ParseFn>(handle, c"PQconninfoParse"),
+            free_options: sym::<FreeOptionsFn>(handle, c"PQconninfoFree"),
+            free_mem: sym::<FreeMemFn>(handle, c"PQfreemem"),
+            version,
+        }
     }
 }
 
@@ -115,19 +65,7 @@ impl Libpq {
                 (self.free_mem)(err.cast());
                 return Verdict::Rejected(msg.trim_end_matches('\n').to_owned());
             }
-            let mut out = Vec::new();
-            let mut i = 0;
-            loop {
-                let o = &*opts.add(i);
-                if o.keyword.is_null() {
-                    break;
-                }
-                let kw = CStr::from_ptr(o.keyword).to_string_lossy().into_owned();
-                let val = (!o.val.is_null())
-                    .then(|| CStr::from_ptr(o.val).to_string_lossy().into_owned());
-                out.push((kw, val));
-                i += 1;
-            }
+            let out = options(opts);
             (self.free_options)(opts);
             Verdict::Accepted(out)
         }
@@ -207,7 +145,7 @@ fn redact_word_after_password(message: &str) -> String {
 }
 
 fn cases() -> Vec<String> {
-    let text = include_str!("data/conninfo_cases.txt");
+    let text = include_str!("../data/conninfo_cases.txt");
     text.lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| match l.strip_prefix("json:") {

@@ -1,8 +1,6 @@
 //! Option 3 (web node joining an existing Knocknoc database), run
 //! non-interactively against real throwaway servers.
 
-mod common;
-
 /// Named so that nextest counts these tests as PostgreSQL-server tests
 /// (`.config/nextest.toml`: at most four at once).
 mod pg_server {
@@ -12,11 +10,7 @@ mod pg_server {
 
     pg_harness::pg_test!(
         async fn option3_accepts_existing_database_and_writes_exact_answers(major: u32) {
-            let pg = server(major).await;
-            prepare_app_db(&pg).await;
-            let dir = tempfile::tempdir().unwrap();
-            let config = dir.path().join("knocknoc.conf");
-            let url = app_url(&pg, "knocknoc", APP_PASSWORD);
+            let (_pg, _dir, config, url) = app_setup(major).await;
             let out = run_yes(
                 &config,
                 Some(&url),
@@ -29,62 +23,40 @@ mod pg_server {
                     "3",
                 ],
             );
-            assert!(out.status.success(), "{}", text(&out));
+            assert_ok(&out);
             assert!(
                 !text(&out).contains(APP_PASSWORD),
                 "password printed: {}",
                 text(&out)
             );
             let s = written(&config);
-            assert_eq!(s.listen, Some("0.0.0.0:8080".parse::<Listen>().unwrap()));
-            assert_eq!(
-                s.trusted_forwarders,
-                Some(
-                    "10.0.0.0/8,192.168.1.0/24"
-                        .parse::<TrustedForwarders>()
-                        .unwrap()
-                )
-            );
+            assert_answers(&s, "0.0.0.0:8080", "10.0.0.0/8,192.168.1.0/24");
             assert_eq!(s.database_url, Some(DatabaseUrl::new(url).unwrap()));
         }
     );
 
-    fn assert_fails(config: &std::path::Path, out: &std::process::Output, needle: &str) {
-        assert_eq!(out.status.code(), Some(1), "{}", text(out));
-        assert!(
-            text(out).contains(needle),
-            "expected {needle:?} in:\n{}",
-            text(out)
-        );
-        assert!(!config.exists(), "nothing may be written on failure");
-    }
-
     #[tokio::test]
     async fn option3_wrong_password_names_the_password() {
-        let pg = server(17).await;
-        prepare_app_db(&pg).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let pg = app_server(17).await;
+        let (_dir, config) = config_in_tempdir();
         let out = run_yes(
             &config,
             Some(&app_url(&pg, "knocknoc", "wrong")),
             &["--db-option", "3"],
         );
-        assert_fails(&config, &out, "password authentication failed");
+        assert_refused(&config, &out, 1, "password authentication failed");
     }
 
     #[tokio::test]
     async fn option3_missing_database_is_named() {
-        let pg = server(17).await;
-        prepare_app_db(&pg).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let pg = app_server(17).await;
+        let (_dir, config) = config_in_tempdir();
         let out = run_yes(
             &config,
             Some(&app_url(&pg, "nosuchdb", APP_PASSWORD)),
             &["--db-option", "3"],
         );
-        assert_fails(&config, &out, "\"nosuchdb\" does not exist");
+        assert_refused(&config, &out, 1, "\"nosuchdb\" does not exist");
     }
 
     #[tokio::test]
@@ -92,14 +64,13 @@ mod pg_server {
         let pg = server(17).await;
         pg.create_role("app", APP_PASSWORD).await;
         pg.create_database("empty", "app").await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (_dir, config) = config_in_tempdir();
         let out = run_yes(
             &config,
             Some(&app_url(&pg, "empty", APP_PASSWORD)),
             &["--db-option", "3"],
         );
-        assert_fails(&config, &out, "holds no tables");
+        assert_refused(&config, &out, 1, "holds no tables");
     }
 
     #[tokio::test]
@@ -107,10 +78,9 @@ mod pg_server {
         let pg = server(17).await;
         let url = app_url(&pg, "knocknoc", APP_PASSWORD);
         pg.stop().await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (_dir, config) = config_in_tempdir();
         let out = run_yes(&config, Some(&url), &["--db-option", "3"]);
-        assert_fails(&config, &out, "Connection refused");
+        assert_refused(&config, &out, 1, "Connection refused");
     }
 
     #[tokio::test]
@@ -129,11 +99,10 @@ mod pg_server {
     .await;
         pg.create_role("app", APP_PASSWORD).await;
         pg.create_database("knocknoc", "app").await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (_dir, config) = config_in_tempdir();
         let url = format!("{}?sslmode=disable", app_url(&pg, "knocknoc", APP_PASSWORD));
         let out = run_yes(&config, Some(&url), &["--db-option", "3"]);
-        assert_fails(&config, &out, "refused the connection without TLS");
+        assert_refused(&config, &out, 1, "refused the connection without TLS");
         assert!(
             !text(&out).contains("sudo knocker exposedb"),
             "TLS required is not a missing pg_hba entry: {}",
@@ -143,19 +112,16 @@ mod pg_server {
 
     #[tokio::test]
     async fn option3_pg_hba_refusal_prints_exact_exposedb_command() {
-        let pg = server(17).await;
-        prepare_app_db(&pg).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
-        let url = app_url(&pg, "knocknoc", APP_PASSWORD);
+        let (_pg, _dir, config, url) = app_setup(17).await;
         let out = run_yes(
             &config,
             Some(&url),
             &["--db-option", "3", "--bind-source", "127.0.0.3"],
         );
-        assert_fails(
+        assert_refused(
             &config,
             &out,
+            1,
             "\nsudo knocker exposedb --add \"127.0.0.3/32\"\n",
         );
     }
@@ -165,16 +131,14 @@ mod pg_server {
         let down = server(17).await;
         let down_port = down.port();
         down.stop().await;
-        let pg = server(17).await;
-        prepare_app_db(&pg).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let pg = app_server(17).await;
+        let (_dir, config) = config_in_tempdir();
         let url = format!(
         "postgres://app:s3cret%20pass@127.0.0.1:{down_port},127.0.0.1:{}/knocknoc?target_session_attrs=read-write",
         pg.port()
     );
         let out = run_yes(&config, Some(&url), &["--db-option", "3"]);
-        assert!(out.status.success(), "{}", text(&out));
+        assert_ok(&out);
         let t = text(&out);
         assert!(
             t.contains(&format!("127.0.0.1:{down_port}: unavailable")),
@@ -217,10 +181,9 @@ mod pg_server {
                 .await
                 .unwrap();
         }
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (_dir, config) = config_in_tempdir();
         let out = run_yes(&config, Some(&url), &["--db-option", "3"]);
-        assert!(out.status.success(), "{}", text(&out));
+        assert_ok(&out);
         assert!(text(&out).contains("over TLS"), "{}", text(&out));
         assert_eq!(
             written(&config).database_url,
@@ -230,10 +193,8 @@ mod pg_server {
 
     #[tokio::test]
     async fn yes_on_existing_config_rechecks_current_string_and_failed_check_changes_nothing() {
-        let pg = server(17).await;
-        prepare_app_db(&pg).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let pg = app_server(17).await;
+        let (_dir, config) = config_in_tempdir();
         let url = format!(
             "postgres://app:s3cret%20pass@primary.example:{}/knocknoc?hostaddr=127.0.0.1",
             pg.port()
@@ -253,7 +214,7 @@ mod pg_server {
 
         // Every default: option 3 (a non-local host), the current string re-checked.
         let out = run_yes(&config, None, &[]);
-        assert!(out.status.success(), "{}", text(&out));
+        assert_ok(&out);
         let after = std::fs::read_to_string(&config).unwrap();
         assert!(
             after.starts_with("# managed by hand\nListen = 0.0.0.0:9000\nExtra = 'kept'\n"),
@@ -277,10 +238,14 @@ mod pg_server {
         )
         .await;
         prepare_app_db(&pg).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("knocknoc.conf");
+        let (_dir, config) = config_in_tempdir();
         let url = format!("postgres://app:s3cret%20pass@[::1]:{}/knocknoc", pg.port());
         let out = run_yes(&config, Some(&url), &["--db-option", "3"]);
-        assert_fails(&config, &out, "\nsudo knocker exposedb --add \"::1/128\"\n");
+        assert_refused(
+            &config,
+            &out,
+            1,
+            "\nsudo knocker exposedb --add \"::1/128\"\n",
+        );
     }
 }

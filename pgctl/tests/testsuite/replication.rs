@@ -4,7 +4,6 @@
 //! stopped standby's slot lost once more WAL than `max_slot_wal_keep_size`
 //! is written.
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,6 +12,8 @@ use pg_harness::{Cluster, ClusterOptions, OsUser, DEFAULT_HBA};
 use pgctl::conninfo::ConnInfo;
 use pgctl::replication::{self, Basebackup, DropSlot, PgCtl, PgCtlAction, PrimaryConninfo};
 use tokio_postgres::{Client, NoTls};
+
+use crate::common::free_port;
 
 /// The replication lines a primary needs for the tests' superuser.
 fn primary_options() -> ClusterOptions {
@@ -87,13 +88,6 @@ impl Drop for Standby {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Clones `primary` through `slot` with the builders under test.
