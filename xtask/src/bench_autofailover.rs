@@ -1174,15 +1174,11 @@ fn secs(v: Option<f64>) -> String {
 
 /// `date -u` and the load average, for the report.
 fn stamp() -> String {
-    let date = Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M:%S UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
-    format!("{date}, load average {load}")
+    format!(
+        "{}, load average {}",
+        pgctl::os::utc_timestamp(),
+        crate::bench::loadavg()
+    )
 }
 
 /// Sets up the bed: TLS, monitor, two enrolled nodes.

@@ -243,12 +243,6 @@ fn progress(line: &str) {
     eprintln!("bench failover: {line}");
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
 /// The `knocker` binary the bench runs.
 struct Knocker(PathBuf);
 
@@ -452,12 +446,12 @@ fn run_manual(o: &Options, args: &[&str]) -> Result<()> {
     ensure!(knocker.0.is_file(), "{} is missing", knocker.0.display());
 
     let started = Instant::now();
-    let load_start = loadavg();
+    let load_start = crate::bench::loadavg();
     let when = pgctl::os::utc_timestamp();
     progress(&format!("load average at start: {load_start}"));
     let mut report = Report::default();
-    let result = bench(&o, &knocker, &mut report);
-    let load_end = loadavg();
+    let result = bench(o, &knocker, &mut report);
+    let load_end = crate::bench::loadavg();
     progress(&format!("load average at end: {load_end}"));
 
     let mut out = String::new();
