@@ -201,8 +201,9 @@ fn print_text(r: &Report) {
     }
     if let Some(s) = &r.status {
         println!(
-            "role: {}  timeline: {}  lsn: {}",
+            "role: {}{}  timeline: {}  lsn: {}",
             s.role,
+            if s.fenced { " (fenced: read-only)" } else { "" },
             s.timeline,
             s.current_lsn.as_deref().unwrap_or("-")
         );

@@ -125,6 +125,22 @@ fn fence_stops_disables_and_makes_read_only_debian_cluster() {
             .unwrap_err();
         assert_eq!(e.code().map(|c| c.code()), Some("25006"));
         drop(c);
+        // --status says so, with what to do.
+        let mut st = knocker_ops::replica::Options::new(knocker_ops::replica::Action::Status);
+        st.cluster = Some(format!("{}/{}", pg.major(), pg.name()));
+        st.config = "/nonexistent/knocknoc.conf".into();
+        let r = knocker_ops::replica::run(&st, &mut |_: &str| true)
+            .await
+            .unwrap();
+        let node = r.status.as_ref().expect("a status");
+        assert_eq!((node.role, node.fenced), ("primary", true), "{node:?}");
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("fenced") && w.contains("--switchover")),
+            "{:?}",
+            r.warnings
+        );
         let info = ConnInfo::parse(&format!(
             "host=/var/run/postgresql port={} user=postgres dbname=postgres target_session_attrs=read-write connect_timeout=5",
             pg.port()

@@ -323,6 +323,7 @@ pg_harness::pg_test!(
         assert_eq!(json["replication_slots"][0]["name"], "knocker_node_b");
         assert_eq!(json["allowed"][0]["cidr"], "127.0.0.1/32");
         assert_eq!(json["rewind_ready"], true);
+        assert_eq!(json["fenced"], false);
         let r = run(&options(&pg, Action::PrintUrl)).await.unwrap();
         let url = r.url.unwrap();
         assert!(url.contains(&format!("127.0.0.1:{}", pg.port())), "{url}");

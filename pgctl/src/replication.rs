@@ -547,6 +547,9 @@ pub struct ReplicationSettings {
     pub hot_standby: bool,
     /// `wal_segment_size` in bytes.
     pub wal_segment_size: i64,
+    /// `default_transaction_read_only` as the server's configuration sets
+    /// it (a fenced node has it on).
+    pub default_transaction_read_only: bool,
     /// Settings changed in the files that wait for a restart.
     pub pending_restart: Vec<String>,
 }
@@ -563,10 +566,11 @@ pub async fn read_settings(client: &impl GenericClient) -> Result<ReplicationSet
         "synchronous_standby_names",
         "hot_standby",
         "wal_segment_size",
+        "default_transaction_read_only",
     ];
     let rows = client
         .query(
-            "SELECT name, setting, unit, pending_restart FROM pg_catalog.pg_settings \
+            "SELECT name, reset_val, unit, pending_restart FROM pg_catalog.pg_settings \
              WHERE name = ANY($1)",
             &[&&names[..]],
         )
@@ -603,6 +607,7 @@ pub async fn read_settings(client: &impl GenericClient) -> Result<ReplicationSet
         synchronous_standby_names: get("synchronous_standby_names"),
         hot_standby: on("hot_standby"),
         wal_segment_size: segment,
+        default_transaction_read_only: on("default_transaction_read_only"),
         pending_restart: rows
             .iter()
             .filter(|r| r.get::<_, bool>(3))

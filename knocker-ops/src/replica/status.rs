@@ -63,6 +63,10 @@ pub struct NodeReport {
     pub streaming: bool,
     /// The node's replication slots.
     pub replication_slots: Vec<SlotReport>,
+    /// Whether the server refuses writes by default
+    /// (`default_transaction_read_only = on`): a node fenced by
+    /// `failover --fence` or by a switchover that did not finish.
+    pub fenced: bool,
     /// `synchronous_standby_names`.
     pub synchronous_standby_names: String,
     /// `max_slot_wal_keep_size` in MB (-1: unbounded).
@@ -97,6 +101,16 @@ pub(super) async fn status(admin: &Admin, report: &mut Report) -> Result<(), Err
         standbys.iter().any(|s| s.state == "streaming")
     };
     let exposedb_block = compare_exposedb(admin, node.in_recovery, &mut report.warnings).await;
+    let fenced = settings.default_transaction_read_only;
+    if fenced && !node.in_recovery {
+        report.warnings.push(
+            "this primary is fenced (default_transaction_read_only = on): it refuses writes. A switchover \
+             that was interrupted leaves this: run `knocker failover --switchover` again; or, if this node \
+             should take writes, lift the fence: ALTER SYSTEM RESET default_transaction_read_only; \
+             SELECT pg_reload_conf()"
+                .into(),
+        );
+    }
     report.status = Some(NodeReport {
         role: if node.in_recovery {
             "standby"
@@ -134,6 +148,7 @@ pub(super) async fn status(admin: &Admin, report: &mut Report) -> Result<(), Err
                 safe_wal_size: s.safe_wal_size,
             })
             .collect(),
+        fenced,
         synchronous_standby_names: settings.synchronous_standby_names,
         max_slot_wal_keep_size_mb: settings.max_slot_wal_keep_size_mb,
         rewind_ready: settings.wal_log_hints || settings.data_checksums,
