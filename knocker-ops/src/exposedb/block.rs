@@ -353,6 +353,13 @@ pub fn plan_walking(
     }
     let range = match existing {
         Some(r) => r,
+        // A removal with no block finds nothing and must not create an
+        // empty block (the file stays byte-identical); an empty request is
+        // `--init`'s, which creates it.
+        None if adding.is_empty() && !remove.is_empty() => {
+            change.new_text = file.text.to_vec();
+            return Ok(change);
+        }
         None => {
             change.created_block = true;
             doc.set_block(BLOCK.begin, BLOCK.end, &[], begin)?
