@@ -9,6 +9,7 @@ use clap::{ArgGroup, Args};
 use knocker_ops::autofailover::{self, Action, Options, Report, Secret};
 use knocker_ops::Error;
 
+use crate::flags::{ConnectionFlags, ConsentFlags, ReportFlags};
 use crate::output;
 
 const ABOUT: &str = "Automated failover by pg_auto_failover: create the monitor on a third host \
@@ -33,7 +34,8 @@ Exit status: 0 done (or nothing to do), 1 failed or refused (nothing changed), 2
 #[command(
     about = ABOUT,
     after_help = EXAMPLES,
-    group(ArgGroup::new("action").args(["monitor_init", "enroll", "status", "disable"]))
+    group(ArgGroup::new("action").args(["monitor_init", "enroll", "status", "disable"])),
+    mut_arg("yes", |a| a.help("Do not ask before stopping PostgreSQL")),
 )]
 pub struct AutofailoverArgs {
     /// Create the pg_auto_failover monitor on this (third) host and print its URI once
@@ -74,37 +76,18 @@ pub struct AutofailoverArgs {
     /// The monitor URI --monitor-init printed (it carries the formation's password)
     #[arg(long, value_name = "URI")]
     monitor: Option<String>,
-    /// knocknoc.conf to read the application's connection string from
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "/opt/knocknoc/etc/knocknoc.conf"
-    )]
-    config: PathBuf,
-    /// The application's connection string (default: from knocknoc.conf)
-    #[arg(long, value_name = "URI")]
-    conn: Option<String>,
-    /// Superuser connection string (default: peer login as `postgres` over the unix socket)
-    #[arg(long, value_name = "URI")]
-    admin_conn: Option<String>,
+    #[command(flatten)]
+    connection: ConnectionFlags,
     /// The Debian cluster on this host
     #[arg(long, value_name = "VERSION/NAME")]
     cluster: Option<String>,
     /// This node's name in the formation (default: the host name)
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
-    /// Print what would change (diff, SQL, commands); change nothing
-    #[arg(long)]
-    dry_run: bool,
-    /// Print one JSON object ("version": 1)
-    #[arg(long)]
-    json: bool,
-    /// Do not ask before stopping PostgreSQL
-    #[arg(long, short = 'y')]
-    yes: bool,
-    /// Pass a safety check that names --force
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    report: ReportFlags,
+    #[command(flatten)]
+    consent: ConsentFlags,
 }
 
 fn options(args: &AutofailoverArgs) -> Result<Option<Options>, Error> {
@@ -157,13 +140,13 @@ fn options(args: &AutofailoverArgs) -> Result<Option<Options>, Error> {
     };
     Ok(Some(Options {
         action,
-        config: args.config.clone(),
-        conn: args.conn.clone(),
-        admin_conn: args.admin_conn.clone(),
+        config: args.connection.config.clone(),
+        conn: args.connection.conn.clone(),
+        admin_conn: args.connection.admin_conn.clone(),
         cluster: args.cluster.clone(),
         name: args.name.clone(),
-        dry_run: args.dry_run,
-        force: args.force,
+        dry_run: args.report.dry_run,
+        force: args.consent.force,
     }))
 }
 
@@ -175,15 +158,15 @@ pub fn run(args: &AutofailoverArgs) -> ExitCode {
             println!("{ABOUT}\n\nUsage: knocker autofailover [--monitor-init | --enroll --monitor URI | --status [--monitor URI] | --disable]\n\n{EXAMPLES}");
             return ExitCode::SUCCESS;
         }
-        Err(e) => return fail(args.json, &e),
+        Err(e) => return fail(args.report.json, &e),
     };
-    let yes = args.yes;
+    let yes = args.consent.yes;
     // Stopping a primary is never done without a yes: with no terminal to
     // ask, --yes is required.
     let mut ask = move |question: &str| yes || output::confirm(question, false);
     match output::block_on(autofailover::run(&opts, &mut ask)) {
         Ok(report) => {
-            if args.json {
+            if args.report.json {
                 let plan = match &report {
                     Report::MonitorInit(r) => r.plan.as_ref(),
                     Report::Enroll(r) => r.plan.as_ref(),
@@ -197,7 +180,7 @@ pub fn run(args: &AutofailoverArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail(args.json, &e),
+        Err(e) => fail(args.report.json, &e),
     }
 }
 

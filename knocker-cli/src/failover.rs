@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use crate::flags::{ConsentFlags, ReportFlags};
 use crate::output;
 use clap::{ArgGroup, Args};
 use knocker_ops::failover::{self, Action, Options, Report};
@@ -19,7 +20,13 @@ primary): pg_rewind from the new primary and start as its standby.";
 
 /// Arguments of `knocker failover`.
 #[derive(Debug, Args)]
-#[command(about = ABOUT, group(ArgGroup::new("action").args(["switchover", "promote", "fence", "rejoin"]).required(true)))]
+#[command(
+    about = ABOUT,
+    group(ArgGroup::new("action").args(["switchover", "promote", "fence", "rejoin"]).required(true)),
+    mut_arg("dry_run", |a| a.help("Print what would run; change nothing")),
+    mut_arg("yes", |a| a.help("Do not ask before promoting")),
+    mut_arg("force", |a| a.help("Promote although the primary still answers")),
+)]
 pub struct FailoverArgs {
     /// Hand the primary role to the streaming standby (run on the primary)
     #[arg(long)]
@@ -51,18 +58,10 @@ pub struct FailoverArgs {
     /// The Debian cluster on this host (default: the only one)
     #[arg(long, value_name = "VERSION/NAME")]
     cluster: Option<String>,
-    /// Print what would run; change nothing
-    #[arg(long)]
-    dry_run: bool,
-    /// Print one JSON object ("version": 1)
-    #[arg(long)]
-    json: bool,
-    /// Do not ask before promoting
-    #[arg(long, short = 'y')]
-    yes: bool,
-    /// Promote although the primary still answers
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    report: ReportFlags,
+    #[command(flatten)]
+    consent: ConsentFlags,
 }
 
 /// Runs `knocker failover`.
@@ -81,8 +80,8 @@ pub fn run(args: &FailoverArgs) -> ExitCode {
         },
         admin_conn: args.admin_conn.clone(),
         cluster: args.cluster.clone(),
-        dry_run: args.dry_run,
-        force: args.force,
+        dry_run: args.report.dry_run,
+        force: args.consent.force,
         peer: args.peer.clone(),
         reclone: args.reclone,
         name: args.name.clone().or_else(|| {
@@ -91,7 +90,7 @@ pub fn run(args: &FailoverArgs) -> ExitCode {
                 .map(|_| knocker_ops::replica::default_name())
         }),
     };
-    let yes = args.yes;
+    let yes = args.consent.yes;
     let mut ask = move |question: &str| -> bool {
         if yes {
             return true;
@@ -106,14 +105,14 @@ pub fn run(args: &FailoverArgs) -> ExitCode {
     };
     match output::block_on(failover::run(&opts, &mut ask)) {
         Ok(report) => {
-            if args.json {
+            if args.report.json {
                 output::print_json(&report, &[]);
             } else {
                 print_text(&report);
             }
             ExitCode::SUCCESS
         }
-        Err(e) => output::fail("failover", &e, args.json),
+        Err(e) => output::fail("failover", &e, args.report.json),
     }
 }
 

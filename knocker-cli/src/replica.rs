@@ -3,13 +3,13 @@
 //! knocker-ops (docs/ARCHITECTURE.md).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Args};
 use knocker_ops::replica::{self, Action, Options, Report};
 use knocker_ops::Error;
 
+use crate::flags::{ConnectionFlags, ConsentFlags, ReportFlags};
 use crate::output;
 
 const ABOUT: &str = "A streaming standby of the Knocknoc database: prepare the primary (--init), \
@@ -61,19 +61,8 @@ pub struct ReplicaArgs {
     /// With --revoke: end the standby's connection if it is streaming
     #[arg(long)]
     terminate: bool,
-    /// knocknoc.conf to read the application's connection string from
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "/opt/knocknoc/etc/knocknoc.conf"
-    )]
-    config: PathBuf,
-    /// The application's connection string (default: from knocknoc.conf)
-    #[arg(long, value_name = "URI")]
-    conn: Option<String>,
-    /// Superuser connection string (default: peer login as `postgres` over the unix socket)
-    #[arg(long, value_name = "URI")]
-    admin_conn: Option<String>,
+    #[command(flatten)]
+    connection: ConnectionFlags,
     /// The Debian cluster on this host (default: the one on the application's port)
     #[arg(long, value_name = "VERSION/NAME")]
     cluster: Option<String>,
@@ -83,18 +72,10 @@ pub struct ReplicaArgs {
     /// Do not restart PostgreSQL; print the command instead
     #[arg(long)]
     no_restart: bool,
-    /// Print what would change (diff, SQL, commands); change nothing
-    #[arg(long)]
-    dry_run: bool,
-    /// Print one JSON object ("version": 1)
-    #[arg(long)]
-    json: bool,
-    /// Do not ask before restarting PostgreSQL
-    #[arg(long, short = 'y')]
-    yes: bool,
-    /// Pass a safety check that names --force
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    report: ReportFlags,
+    #[command(flatten)]
+    consent: ConsentFlags,
 }
 
 fn options(args: &ReplicaArgs) -> Result<Option<Options>, Error> {
@@ -140,15 +121,15 @@ fn options(args: &ReplicaArgs) -> Result<Option<Options>, Error> {
     };
     Ok(Some(Options {
         action,
-        config: args.config.clone(),
-        conn: args.conn.clone(),
-        admin_conn: args.admin_conn.clone(),
+        config: args.connection.config.clone(),
+        conn: args.connection.conn.clone(),
+        admin_conn: args.connection.admin_conn.clone(),
         cluster: args.cluster.clone(),
         name,
-        dry_run: args.dry_run,
-        force: args.force,
+        dry_run: args.report.dry_run,
+        force: args.consent.force,
         no_restart: args.no_restart,
-        progress: !args.json && std::io::stderr().is_terminal(),
+        progress: !args.report.json && std::io::stderr().is_terminal(),
     }))
 }
 
@@ -161,14 +142,14 @@ pub fn run(args: &ReplicaArgs) -> ExitCode {
             // As `knocker exposedb` without an action: the usage, exit 0.
             return ExitCode::SUCCESS;
         }
-        Err(e) => return output::fail("replica", &e, args.json),
+        Err(e) => return output::fail("replica", &e, args.report.json),
     };
-    let yes = args.yes;
+    let yes = args.consent.yes;
     // As exposedb: off a terminal nobody can answer, and the run goes on.
     let mut ask = move |question: &str| yes || output::confirm(question, true);
     match output::block_on(replica::run(&opts, &mut ask)) {
         Ok(report) => {
-            if args.json {
+            if args.report.json {
                 let dry_run_text = report
                     .plan
                     .as_ref()
@@ -179,7 +160,7 @@ pub fn run(args: &ReplicaArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => output::fail("replica", &e, args.json),
+        Err(e) => output::fail("replica", &e, args.report.json),
     }
 }
 
