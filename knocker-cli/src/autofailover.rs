@@ -9,7 +9,7 @@ use clap::{ArgGroup, Args};
 use knocker_ops::autofailover::{self, Action, Options, Report, Secret};
 use knocker_ops::Error;
 
-use crate::flags::{ConnectionFlags, ConsentFlags, ReportFlags};
+use crate::flags::{self, ConsentFlags, NodeFlags, ReportFlags};
 use crate::output;
 
 const ABOUT: &str = "Automated failover by pg_auto_failover: create the monitor on a third host \
@@ -29,13 +29,23 @@ command that runs it (JSON key \"supervise\"); PostgreSQL stays stopped until it
 
 Exit status: 0 done (or nothing to do), 1 failed or refused (nothing changed), 2 bad usage or input.";
 
+/// What this command's shared flags (flags.rs) say in its help.
+pub(crate) const OWN_HELP: flags::OwnHelp = &[
+    ("cluster", "The Debian cluster on this host"),
+    (
+        "name",
+        "This node's name in the formation (default: the host name)",
+    ),
+    ("yes", "Do not ask before stopping PostgreSQL"),
+];
+
 /// Arguments of `knocker autofailover`.
 #[derive(Debug, Args)]
 #[command(
     about = ABOUT,
     after_help = EXAMPLES,
     group(ArgGroup::new("action").args(["monitor_init", "enroll", "status", "disable"])),
-    mut_arg("yes", |a| a.help("Do not ask before stopping PostgreSQL")),
+    mut_args(flags::own_help(OWN_HELP)),
 )]
 pub struct AutofailoverArgs {
     /// Create the pg_auto_failover monitor on this (third) host and print its URI once
@@ -77,13 +87,7 @@ pub struct AutofailoverArgs {
     #[arg(long, value_name = "URI")]
     monitor: Option<String>,
     #[command(flatten)]
-    connection: ConnectionFlags,
-    /// The Debian cluster on this host
-    #[arg(long, value_name = "VERSION/NAME")]
-    cluster: Option<String>,
-    /// This node's name in the formation (default: the host name)
-    #[arg(long, value_name = "NAME")]
-    name: Option<String>,
+    node: NodeFlags,
     #[command(flatten)]
     report: ReportFlags,
     #[command(flatten)]
@@ -140,11 +144,11 @@ fn options(args: &AutofailoverArgs) -> Result<Option<Options>, Error> {
     };
     Ok(Some(Options {
         action,
-        config: args.connection.config.clone(),
-        conn: args.connection.conn.clone(),
-        admin_conn: args.connection.admin_conn.clone(),
-        cluster: args.cluster.clone(),
-        name: args.name.clone(),
+        config: args.node.config.clone(),
+        conn: args.node.conn.clone(),
+        admin_conn: args.node.admin_conn.clone(),
+        cluster: args.node.cluster.clone(),
+        name: args.node.name.clone(),
         dry_run: args.report.dry_run,
         force: args.consent.force,
     }))
@@ -166,19 +170,19 @@ pub fn run(args: &AutofailoverArgs) -> ExitCode {
     let mut ask = move |question: &str| yes || output::confirm(question, false);
     match output::block_on(autofailover::run(&opts, &mut ask)) {
         Ok(report) => {
-            if args.report.json {
-                let plan = match &report {
-                    Report::MonitorInit(r) => r.plan.as_ref(),
-                    Report::Enroll(r) => r.plan.as_ref(),
-                    Report::Disable(r) => r.plan.as_ref(),
-                    Report::Status(_) => None,
-                };
-                let dry_run_text = plan.map(|p| ("dry_run_text", p.to_string().into()));
-                output::print_json(&report, dry_run_text.as_slice());
-            } else {
-                print_text(&report);
-            }
-            ExitCode::SUCCESS
+            let plan = match &report {
+                Report::MonitorInit(r) => r.plan.as_ref(),
+                Report::Enroll(r) => r.plan.as_ref(),
+                Report::Disable(r) => r.plan.as_ref(),
+                Report::Status(_) => None,
+            };
+            let dry_run_text = plan.map(|p| ("dry_run_text", p.to_string().into()));
+            output::print_report(
+                &report,
+                args.report.json,
+                dry_run_text.as_slice(),
+                print_text,
+            )
         }
         Err(e) => fail(args.report.json, &e),
     }

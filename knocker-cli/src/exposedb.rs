@@ -14,7 +14,7 @@ use knocker_ops::exposedb::{
 use knocker_ops::Error;
 use serde_json::{Map, Value};
 
-use crate::flags::{ConsentFlags, ReportFlags};
+use crate::flags::{self, ConsentFlags, ReportFlags};
 use crate::output;
 
 /// The reference usage text (the reference command line), printed when no action is
@@ -46,15 +46,20 @@ Examples:
 
 Exit status: 0 done (or nothing to do), 1 failed (nothing changed), 2 bad usage or input.";
 
+/// What this command's shared flags (flags.rs) say in its help.
+pub(crate) const OWN_HELP: flags::OwnHelp = &[
+    ("dry_run", "Print what would change (unified diff and SQL); change nothing"),
+    ("yes", "Do not ask for confirmation before restarting PostgreSQL"),
+    ("force", "Allow 0.0.0.0/0 and ::/0, override an operator's reject, adopt an unmarked role, edit a managed file"),
+];
+
 /// Arguments of `knocker exposedb`.
 #[derive(Debug, Args)]
 #[command(
     about = ABOUT,
     override_usage = "knocker exposedb [--init | --add <CIDR> | --remove <CIDR> | --list] [--conn URI]",
     after_help = EXAMPLES,
-    mut_arg("dry_run", |a| a.help("Print what would change (unified diff and SQL); change nothing")),
-    mut_arg("yes", |a| a.help("Do not ask for confirmation before restarting PostgreSQL")),
-    mut_arg("force", |a| a.help("Allow 0.0.0.0/0 and ::/0, override an operator's reject, adopt an unmarked role, edit a managed file")),
+    mut_args(flags::own_help(OWN_HELP)),
 )]
 pub struct ExposedbArgs {
     /// Initialize/expose the database for external access

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use crate::flags::{ConsentFlags, ReportFlags};
+use crate::flags::{self, ConsentFlags, ReportFlags};
 use crate::output;
 use clap::{ArgGroup, Args};
 use knocker_ops::failover::{self, Action, Options, Report};
@@ -18,14 +18,19 @@ promotes, checkpoints and confirms writes. --fence (on an old primary): disables
 start.conf, makes it read-only if started anyway, and stops it. --rejoin URI (on a fenced old \
 primary): pg_rewind from the new primary and start as its standby.";
 
+/// What this command's shared flags (flags.rs) say in its help.
+pub(crate) const OWN_HELP: flags::OwnHelp = &[
+    ("dry_run", "Print what would run; change nothing"),
+    ("yes", "Do not ask before promoting"),
+    ("force", "Promote although the primary still answers"),
+];
+
 /// Arguments of `knocker failover`.
 #[derive(Debug, Args)]
 #[command(
     about = ABOUT,
     group(ArgGroup::new("action").args(["switchover", "promote", "fence", "rejoin"]).required(true)),
-    mut_arg("dry_run", |a| a.help("Print what would run; change nothing")),
-    mut_arg("yes", |a| a.help("Do not ask before promoting")),
-    mut_arg("force", |a| a.help("Promote although the primary still answers")),
+    mut_args(flags::own_help(OWN_HELP)),
 )]
 pub struct FailoverArgs {
     /// Hand the primary role to the streaming standby (run on the primary)
@@ -104,14 +109,7 @@ pub fn run(args: &FailoverArgs) -> ExitCode {
         answer
     };
     match output::block_on(failover::run(&opts, &mut ask)) {
-        Ok(report) => {
-            if args.report.json {
-                output::print_json(&report, &[]);
-            } else {
-                print_text(&report);
-            }
-            ExitCode::SUCCESS
-        }
+        Ok(report) => output::print_report(&report, args.report.json, &[], print_text),
         Err(e) => output::fail("failover", &e, args.report.json),
     }
 }

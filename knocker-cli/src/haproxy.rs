@@ -10,7 +10,7 @@ use clap::{ArgGroup, Args};
 use knocker_ops::haproxy::{self, Action, Options};
 use knocker_ops::{forwarders, Error, Plan};
 
-use crate::flags::{ConsentFlags, ReportFlags};
+use crate::flags::{self, ConsentFlags, ReportFlags};
 use crate::output;
 
 const HAPROXY_EXAMPLES: &str = "\
@@ -24,6 +24,16 @@ Examples:
 Exit status: 0 done (or nothing to do), 1 failed or refused (nothing changed, or
 rolled back), 2 bad usage or input (nothing touched).";
 
+/// What `knocker haproxy`'s shared flags (flags.rs) say in its help.
+pub(crate) const HAPROXY_OWN_HELP: flags::OwnHelp = &[
+    (
+        "dry_run",
+        "Print the exact diff and commands; change nothing",
+    ),
+    ("yes", "Do not ask before --deinit"),
+    ("force", "Edit a file managed by configuration management"),
+];
+
 /// Arguments of `knocker haproxy`.
 #[derive(Debug, Args)]
 #[command(
@@ -32,9 +42,7 @@ rolled back), 2 bad usage or input (nothing touched).";
     override_usage = "knocker haproxy [--init | --add <IP[:PORT]> | --remove <IP[:PORT]> | --list | --drain <IP[:PORT]> | --undrain <IP[:PORT]> | --deinit]",
     after_help = HAPROXY_EXAMPLES,
     group(ArgGroup::new("action").required(true).args(["init", "add", "remove", "list", "drain", "undrain", "deinit"])),
-    mut_arg("dry_run", |a| a.help("Print the exact diff and commands; change nothing")),
-    mut_arg("yes", |a| a.help("Do not ask before --deinit")),
-    mut_arg("force", |a| a.help("Edit a file managed by configuration management")),
+    mut_args(flags::own_help(HAPROXY_OWN_HELP)),
 )]
 pub struct HaproxyArgs {
     /// Create the frontend and backend (or change their settings)
@@ -91,6 +99,10 @@ pub struct HaproxyArgs {
     no_reload: bool,
 }
 
+/// What `knocker forwarders`' shared flags (flags.rs) say in its help.
+pub(crate) const FORWARDERS_OWN_HELP: flags::OwnHelp =
+    &[("dry_run", "Print the exact diff; change nothing")];
+
 /// Arguments of `knocker forwarders`.
 #[derive(Debug, Args)]
 #[command(
@@ -98,7 +110,7 @@ pub struct HaproxyArgs {
              in knocknoc.conf)",
     override_usage = "knocker forwarders [--add <CIDR> | --remove <CIDR> | --list] [--config PATH]",
     group(ArgGroup::new("action").required(true).args(["add", "remove", "list"])),
-    mut_arg("dry_run", |a| a.help("Print the exact diff; change nothing")),
+    mut_args(flags::own_help(FORWARDERS_OWN_HELP)),
 )]
 pub struct ForwardersArgs {
     /// Trust a balancer (CIDR or address)
@@ -189,14 +201,7 @@ pub fn run(args: &HaproxyArgs) -> ExitCode {
     };
     match result {
         Ok(None) => ExitCode::SUCCESS,
-        Ok(Some(report)) => {
-            if args.report.json {
-                output::print_json(&report, &[]);
-            } else {
-                print_haproxy(&report);
-            }
-            ExitCode::SUCCESS
-        }
+        Ok(Some(report)) => output::print_report(&report, args.report.json, &[], print_haproxy),
         Err(e) => output::fail("haproxy", &e, args.report.json),
     }
 }

@@ -9,7 +9,7 @@ use clap::{ArgGroup, Args};
 use knocker_ops::replica::{self, Action, Options, Report};
 use knocker_ops::Error;
 
-use crate::flags::{ConnectionFlags, ConsentFlags, ReportFlags};
+use crate::flags::{ConsentFlags, NodeFlags, ReportFlags};
 use crate::output;
 
 const ABOUT: &str = "A streaming standby of the Knocknoc database: prepare the primary (--init), \
@@ -62,13 +62,7 @@ pub struct ReplicaArgs {
     #[arg(long)]
     terminate: bool,
     #[command(flatten)]
-    connection: ConnectionFlags,
-    /// The Debian cluster on this host (default: the one on the application's port)
-    #[arg(long, value_name = "VERSION/NAME")]
-    cluster: Option<String>,
-    /// The standby's name: its application_name and slot knocker_NAME (default: short host name)
-    #[arg(long, value_name = "NAME")]
-    name: Option<String>,
+    node: NodeFlags,
     /// Do not restart PostgreSQL; print the command instead
     #[arg(long)]
     no_restart: bool,
@@ -108,7 +102,7 @@ fn options(args: &ReplicaArgs) -> Result<Option<Options>, Error> {
     } else {
         return Ok(None);
     };
-    let name = match (&args.name, &action) {
+    let name = match (&args.node.name, &action) {
         (Some(n), _) => Some(n.clone()),
         // The default (this host's name) fits the standby host only; on
         // the primary the standby's name must be given.
@@ -121,10 +115,10 @@ fn options(args: &ReplicaArgs) -> Result<Option<Options>, Error> {
     };
     Ok(Some(Options {
         action,
-        config: args.connection.config.clone(),
-        conn: args.connection.conn.clone(),
-        admin_conn: args.connection.admin_conn.clone(),
-        cluster: args.cluster.clone(),
+        config: args.node.config.clone(),
+        conn: args.node.conn.clone(),
+        admin_conn: args.node.admin_conn.clone(),
+        cluster: args.node.cluster.clone(),
         name,
         dry_run: args.report.dry_run,
         force: args.consent.force,
@@ -149,16 +143,16 @@ pub fn run(args: &ReplicaArgs) -> ExitCode {
     let mut ask = move |question: &str| yes || output::confirm(question, true);
     match output::block_on(replica::run(&opts, &mut ask)) {
         Ok(report) => {
-            if args.report.json {
-                let dry_run_text = report
-                    .plan
-                    .as_ref()
-                    .map(|p| ("dry_run_text", p.to_string().into()));
-                output::print_json(&report, dry_run_text.as_slice());
-            } else {
-                print_text(&report);
-            }
-            ExitCode::SUCCESS
+            let dry_run_text = report
+                .plan
+                .as_ref()
+                .map(|p| ("dry_run_text", p.to_string().into()));
+            output::print_report(
+                &report,
+                args.report.json,
+                dry_run_text.as_slice(),
+                print_text,
+            )
         }
         Err(e) => output::fail("replica", &e, args.report.json),
     }
