@@ -1,8 +1,6 @@
 //! The knocker tests' one setup: a primary with a Knocknoc database and a
 //! knocknoc.conf pointing at it, and `knocker exposedb` run against it.
 
-#![allow(dead_code)] // each test binary uses its own part
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
