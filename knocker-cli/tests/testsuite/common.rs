@@ -108,6 +108,17 @@ impl Primary {
     }
 }
 
+/// Runs `knocker COMMAND ARGS` with standard input closed (no terminal
+/// to ask on) and waits for it.
+pub fn knocker(command: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_knocker"))
+        .arg(command)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 impl Primary {
     /// The placeholders expected outputs use for this primary's values
     /// ([`redactions`] of its paths and port; `[CONF]` its knocknoc.conf).
