@@ -9,6 +9,7 @@ use clap::{ArgGroup, Args};
 use knocker_ops::autofailover::{self, Action, Options, Report, Secret};
 use knocker_ops::Error;
 
+use crate::flags::{self, ConsentFlags, NodeFlags, ReportFlags};
 use crate::output;
 
 const ABOUT: &str = "Automated failover by pg_auto_failover: create the monitor on a third host \
@@ -28,12 +29,23 @@ command that runs it (JSON key \"supervise\"); PostgreSQL stays stopped until it
 
 Exit status: 0 done (or nothing to do), 1 failed or refused (nothing changed), 2 bad usage or input.";
 
+/// What this command's shared flags (flags.rs) say in its help.
+pub(crate) const OWN_HELP: flags::OwnHelp = &[
+    ("cluster", "The Debian cluster on this host"),
+    (
+        "name",
+        "This node's name in the formation (default: the host name)",
+    ),
+    ("yes", "Do not ask before stopping PostgreSQL"),
+];
+
 /// Arguments of `knocker autofailover`.
 #[derive(Debug, Args)]
 #[command(
     about = ABOUT,
     after_help = EXAMPLES,
-    group(ArgGroup::new("action").args(["monitor_init", "enroll", "status", "disable"]))
+    group(ArgGroup::new("action").args(["monitor_init", "enroll", "status", "disable"])),
+    mut_args(flags::own_help(OWN_HELP)),
 )]
 pub struct AutofailoverArgs {
     /// Create the pg_auto_failover monitor on this (third) host and print its URI once
@@ -74,37 +86,12 @@ pub struct AutofailoverArgs {
     /// The monitor URI --monitor-init printed (it carries the formation's password)
     #[arg(long, value_name = "URI")]
     monitor: Option<String>,
-    /// knocknoc.conf to read the application's connection string from
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "/opt/knocknoc/etc/knocknoc.conf"
-    )]
-    config: PathBuf,
-    /// The application's connection string (default: from knocknoc.conf)
-    #[arg(long, value_name = "URI")]
-    conn: Option<String>,
-    /// Superuser connection string (default: peer login as `postgres` over the unix socket)
-    #[arg(long, value_name = "URI")]
-    admin_conn: Option<String>,
-    /// The Debian cluster on this host
-    #[arg(long, value_name = "VERSION/NAME")]
-    cluster: Option<String>,
-    /// This node's name in the formation (default: the host name)
-    #[arg(long, value_name = "NAME")]
-    name: Option<String>,
-    /// Print what would change (diff, SQL, commands); change nothing
-    #[arg(long)]
-    dry_run: bool,
-    /// Print one JSON object ("version": 1)
-    #[arg(long)]
-    json: bool,
-    /// Do not ask before stopping PostgreSQL
-    #[arg(long, short = 'y')]
-    yes: bool,
-    /// Pass a safety check that names --force
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    node: NodeFlags,
+    #[command(flatten)]
+    report: ReportFlags,
+    #[command(flatten)]
+    consent: ConsentFlags,
 }
 
 fn options(args: &AutofailoverArgs) -> Result<Option<Options>, Error> {
@@ -157,13 +144,13 @@ fn options(args: &AutofailoverArgs) -> Result<Option<Options>, Error> {
     };
     Ok(Some(Options {
         action,
-        config: args.config.clone(),
-        conn: args.conn.clone(),
-        admin_conn: args.admin_conn.clone(),
-        cluster: args.cluster.clone(),
-        name: args.name.clone(),
-        dry_run: args.dry_run,
-        force: args.force,
+        config: args.node.config.clone(),
+        conn: args.node.conn.clone(),
+        admin_conn: args.node.admin_conn.clone(),
+        cluster: args.node.cluster.clone(),
+        name: args.node.name.clone(),
+        dry_run: args.report.dry_run,
+        force: args.consent.force,
     }))
 }
 
@@ -175,29 +162,29 @@ pub fn run(args: &AutofailoverArgs) -> ExitCode {
             println!("{ABOUT}\n\nUsage: knocker autofailover [--monitor-init | --enroll --monitor URI | --status [--monitor URI] | --disable]\n\n{EXAMPLES}");
             return ExitCode::SUCCESS;
         }
-        Err(e) => return fail(args.json, &e),
+        Err(e) => return fail(args.report.json, &e),
     };
-    let yes = args.yes;
+    let yes = args.consent.yes;
     // Stopping a primary is never done without a yes: with no terminal to
     // ask, --yes is required.
     let mut ask = move |question: &str| yes || output::confirm(question, false);
     match output::block_on(autofailover::run(&opts, &mut ask)) {
         Ok(report) => {
-            if args.json {
-                let plan = match &report {
-                    Report::MonitorInit(r) => r.plan.as_ref(),
-                    Report::Enroll(r) => r.plan.as_ref(),
-                    Report::Disable(r) => r.plan.as_ref(),
-                    Report::Status(_) => None,
-                };
-                let dry_run_text = plan.map(|p| ("dry_run_text", p.to_string().into()));
-                output::print_json(&report, dry_run_text.as_slice());
-            } else {
-                print_text(&report);
-            }
-            ExitCode::SUCCESS
+            let plan = match &report {
+                Report::MonitorInit(r) => r.plan.as_ref(),
+                Report::Enroll(r) => r.plan.as_ref(),
+                Report::Disable(r) => r.plan.as_ref(),
+                Report::Status(_) => None,
+            };
+            let dry_run_text = plan.map(|p| ("dry_run_text", p.to_string().into()));
+            output::print_report(
+                &report,
+                args.report.json,
+                dry_run_text.as_slice(),
+                print_text,
+            )
         }
-        Err(e) => fail(args.json, &e),
+        Err(e) => fail(args.report.json, &e),
     }
 }
 

@@ -14,6 +14,7 @@ use knocker_ops::exposedb::{
 use knocker_ops::Error;
 use serde_json::{Map, Value};
 
+use crate::flags::{self, ConsentFlags, ReportFlags};
 use crate::output;
 
 /// The reference usage text (the reference command line), printed when no action is
@@ -45,12 +46,20 @@ Examples:
 
 Exit status: 0 done (or nothing to do), 1 failed (nothing changed), 2 bad usage or input.";
 
+/// What this command's shared flags (flags.rs) say in its help.
+pub(crate) const OWN_HELP: flags::OwnHelp = &[
+    ("dry_run", "Print what would change (unified diff and SQL); change nothing"),
+    ("yes", "Do not ask for confirmation before restarting PostgreSQL"),
+    ("force", "Allow 0.0.0.0/0 and ::/0, override an operator's reject, adopt an unmarked role, edit a managed file"),
+];
+
 /// Arguments of `knocker exposedb`.
 #[derive(Debug, Args)]
 #[command(
     about = ABOUT,
     override_usage = "knocker exposedb [--init | --add <CIDR> | --remove <CIDR> | --list] [--conn URI]",
-    after_help = EXAMPLES
+    after_help = EXAMPLES,
+    mut_args(flags::own_help(OWN_HELP)),
 )]
 pub struct ExposedbArgs {
     /// Initialize/expose the database for external access
@@ -105,18 +114,10 @@ pub struct ExposedbArgs {
     /// With --remove: end sessions already open from the removed CIDRs
     #[arg(long)]
     terminate: bool,
-    /// Print what would change (unified diff and SQL); change nothing
-    #[arg(long)]
-    dry_run: bool,
-    /// Print one JSON object ("version": 1)
-    #[arg(long)]
-    json: bool,
-    /// Do not ask for confirmation before restarting PostgreSQL
-    #[arg(long, short = 'y')]
-    yes: bool,
-    /// Allow 0.0.0.0/0 and ::/0, override an operator's reject, adopt an unmarked role, edit a managed file
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    report: ReportFlags,
+    #[command(flatten)]
+    consent: ConsentFlags,
 }
 
 fn action(args: &ExposedbArgs) -> Result<Option<Action>, Error> {
@@ -150,7 +151,7 @@ fn action(args: &ExposedbArgs) -> Result<Option<Action>, Error> {
     }
     let cidrs = |list: &[String]| {
         list.iter()
-            .map(|a| ops::parse_cidr(a, args.force).map_err(|e| Error::usage(e.0)))
+            .map(|a| ops::parse_cidr(a, args.consent.force).map_err(|e| Error::usage(e.0)))
             .collect::<Result<Vec<_>, _>>()
     };
     Ok(Some(if args.init || args.rotate_password {
@@ -189,7 +190,7 @@ fn options(args: &ExposedbArgs) -> Options {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    let yes = args.yes;
+    let yes = args.consent.yes;
     let confirm_restart: ops::ConfirmRestart = Box::new(move |manager: &str| {
         eprintln!(
             "PostgreSQL will be restarted ({manager}) to change listen_addresses; \
@@ -209,7 +210,7 @@ fn options(args: &ExposedbArgs) -> Options {
         no_restart: args.no_restart,
         confirm_restart: Some(confirm_restart),
         terminate: args.terminate,
-        force: args.force,
+        force: args.consent.force,
         events: Some(Arc::new(|e: &ops::Event| match e {
             ops::Event::WaitingForLock(text) => eprintln!("{text}"),
         })),
@@ -225,11 +226,11 @@ pub fn run(args: &ExposedbArgs) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Some(action)) => action,
-        Err(e) => return finish(args.json, None, Err(e)),
+        Err(e) => return finish(args.report.json, None, Err(e)),
     };
     let name = action.name();
-    let result = output::block_on(ops::run(options, action, args.dry_run));
-    finish(args.json, Some(name), result)
+    let result = output::block_on(ops::run(options, action, args.report.dry_run));
+    finish(args.report.json, Some(name), result)
 }
 
 /// Print the report (text or one JSON object) or the error, and choose the

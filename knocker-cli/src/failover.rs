@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use crate::flags::{self, ConsentFlags, ReportFlags};
 use crate::output;
 use clap::{ArgGroup, Args};
 use knocker_ops::failover::{self, Action, Options, Report};
@@ -17,9 +18,20 @@ promotes, checkpoints and confirms writes. --fence (on an old primary): disables
 start.conf, makes it read-only if started anyway, and stops it. --rejoin URI (on a fenced old \
 primary): pg_rewind from the new primary and start as its standby.";
 
+/// What this command's shared flags (flags.rs) say in its help.
+pub(crate) const OWN_HELP: flags::OwnHelp = &[
+    ("dry_run", "Print what would run; change nothing"),
+    ("yes", "Do not ask before promoting"),
+    ("force", "Promote although the primary still answers"),
+];
+
 /// Arguments of `knocker failover`.
 #[derive(Debug, Args)]
-#[command(about = ABOUT, group(ArgGroup::new("action").args(["switchover", "promote", "fence", "rejoin"]).required(true)))]
+#[command(
+    about = ABOUT,
+    group(ArgGroup::new("action").args(["switchover", "promote", "fence", "rejoin"]).required(true)),
+    mut_args(flags::own_help(OWN_HELP)),
+)]
 pub struct FailoverArgs {
     /// Hand the primary role to the streaming standby (run on the primary)
     #[arg(long)]
@@ -51,18 +63,10 @@ pub struct FailoverArgs {
     /// The Debian cluster on this host (default: the only one)
     #[arg(long, value_name = "VERSION/NAME")]
     cluster: Option<String>,
-    /// Print what would run; change nothing
-    #[arg(long)]
-    dry_run: bool,
-    /// Print one JSON object ("version": 1)
-    #[arg(long)]
-    json: bool,
-    /// Do not ask before promoting
-    #[arg(long, short = 'y')]
-    yes: bool,
-    /// Promote although the primary still answers
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    report: ReportFlags,
+    #[command(flatten)]
+    consent: ConsentFlags,
 }
 
 /// Runs `knocker failover`.
@@ -81,8 +85,8 @@ pub fn run(args: &FailoverArgs) -> ExitCode {
         },
         admin_conn: args.admin_conn.clone(),
         cluster: args.cluster.clone(),
-        dry_run: args.dry_run,
-        force: args.force,
+        dry_run: args.report.dry_run,
+        force: args.consent.force,
         peer: args.peer.clone(),
         reclone: args.reclone,
         name: args.name.clone().or_else(|| {
@@ -91,7 +95,7 @@ pub fn run(args: &FailoverArgs) -> ExitCode {
                 .map(|_| knocker_ops::replica::default_name())
         }),
     };
-    let yes = args.yes;
+    let yes = args.consent.yes;
     let mut ask = move |question: &str| -> bool {
         if yes {
             return true;
@@ -105,15 +109,8 @@ pub fn run(args: &FailoverArgs) -> ExitCode {
         answer
     };
     match output::block_on(failover::run(&opts, &mut ask)) {
-        Ok(report) => {
-            if args.json {
-                output::print_json(&report, &[]);
-            } else {
-                print_text(&report);
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => output::fail("failover", &e, args.json),
+        Ok(report) => output::print_report(&report, args.report.json, &[], print_text),
+        Err(e) => output::fail("failover", &e, args.report.json),
     }
 }
 

@@ -10,6 +10,7 @@ use clap::{ArgGroup, Args};
 use knocker_ops::haproxy::{self, Action, Options};
 use knocker_ops::{forwarders, Error, Plan};
 
+use crate::flags::{self, ConsentFlags, ReportFlags};
 use crate::output;
 
 const HAPROXY_EXAMPLES: &str = "\
@@ -23,6 +24,16 @@ Examples:
 Exit status: 0 done (or nothing to do), 1 failed or refused (nothing changed, or
 rolled back), 2 bad usage or input (nothing touched).";
 
+/// What `knocker haproxy`'s shared flags (flags.rs) say in its help.
+pub(crate) const HAPROXY_OWN_HELP: flags::OwnHelp = &[
+    (
+        "dry_run",
+        "Print the exact diff and commands; change nothing",
+    ),
+    ("yes", "Do not ask before --deinit"),
+    ("force", "Edit a file managed by configuration management"),
+];
+
 /// Arguments of `knocker haproxy`.
 #[derive(Debug, Args)]
 #[command(
@@ -31,6 +42,7 @@ rolled back), 2 bad usage or input (nothing touched).";
     override_usage = "knocker haproxy [--init | --add <IP[:PORT]> | --remove <IP[:PORT]> | --list | --drain <IP[:PORT]> | --undrain <IP[:PORT]> | --deinit]",
     after_help = HAPROXY_EXAMPLES,
     group(ArgGroup::new("action").required(true).args(["init", "add", "remove", "list", "drain", "undrain", "deinit"])),
+    mut_args(flags::own_help(HAPROXY_OWN_HELP)),
 )]
 pub struct HaproxyArgs {
     /// Create the frontend and backend (or change their settings)
@@ -78,22 +90,18 @@ pub struct HaproxyArgs {
     /// This host's knocknoc.conf (its TrustedForwarders is fixed when a node is local)
     #[arg(long, value_name = "PATH", default_value = forwarders::DEFAULT_CONFIG)]
     knocknoc_config: PathBuf,
-    /// Print the exact diff and commands; change nothing
-    #[arg(long)]
-    dry_run: bool,
-    /// Print one JSON object ("version": 1)
-    #[arg(long)]
-    json: bool,
-    /// Do not ask before --deinit
-    #[arg(long, short = 'y')]
-    yes: bool,
-    /// Edit a file managed by configuration management
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    report: ReportFlags,
+    #[command(flatten)]
+    consent: ConsentFlags,
     /// Write the file but do not reload HAProxy
     #[arg(long)]
     no_reload: bool,
 }
+
+/// What `knocker forwarders`' shared flags (flags.rs) say in its help.
+pub(crate) const FORWARDERS_OWN_HELP: flags::OwnHelp =
+    &[("dry_run", "Print the exact diff; change nothing")];
 
 /// Arguments of `knocker forwarders`.
 #[derive(Debug, Args)]
@@ -102,6 +110,7 @@ pub struct HaproxyArgs {
              in knocknoc.conf)",
     override_usage = "knocker forwarders [--add <CIDR> | --remove <CIDR> | --list] [--config PATH]",
     group(ArgGroup::new("action").required(true).args(["add", "remove", "list"])),
+    mut_args(flags::own_help(FORWARDERS_OWN_HELP)),
 )]
 pub struct ForwardersArgs {
     /// Trust a balancer (CIDR or address)
@@ -116,12 +125,8 @@ pub struct ForwardersArgs {
     /// knocknoc.conf
     #[arg(long, value_name = "PATH", default_value = forwarders::DEFAULT_CONFIG)]
     config: PathBuf,
-    /// Print the exact diff; change nothing
-    #[arg(long)]
-    dry_run: bool,
-    /// Print one JSON object ("version": 1)
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    report: ReportFlags,
 }
 
 const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -153,7 +158,7 @@ pub fn run(args: &HaproxyArgs) -> ExitCode {
         check_path: args.check_path.clone(),
         cookie: args.cookie.clone(),
         knocknoc_config: args.knocknoc_config.clone(),
-        force: args.force,
+        force: args.consent.force,
         no_reload: args.no_reload,
         lock_timeout: LOCK_TIMEOUT,
     };
@@ -161,9 +166,9 @@ pub fn run(args: &HaproxyArgs) -> ExitCode {
         haproxy::list(&options).map(Some)
     } else {
         haproxy::prepare(&options).and_then(|prepared| {
-            if args.dry_run {
+            if args.report.dry_run {
                 let preview = prepared.preview();
-                if args.json {
+                if args.report.json {
                     output::print_json(
                         &serde_json::json!({
                             "dry_run": true,
@@ -183,7 +188,7 @@ pub fn run(args: &HaproxyArgs) -> ExitCode {
                 return Ok(None);
             }
             if action == Action::Deinit
-                && !args.yes
+                && !args.consent.yes
                 && !output::confirm(
                     "Remove knocker's HAProxy frontend and backend (clients lose the service)?",
                     true,
@@ -196,15 +201,8 @@ pub fn run(args: &HaproxyArgs) -> ExitCode {
     };
     match result {
         Ok(None) => ExitCode::SUCCESS,
-        Ok(Some(report)) => {
-            if args.json {
-                output::print_json(&report, &[]);
-            } else {
-                print_haproxy(&report);
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => output::fail("haproxy", &e, args.json),
+        Ok(Some(report)) => output::print_report(&report, args.report.json, &[], print_haproxy),
+        Err(e) => output::fail("haproxy", &e, args.report.json),
     }
 }
 
@@ -221,9 +219,9 @@ pub fn run_forwarders(args: &ForwardersArgs) -> ExitCode {
         lock_timeout: LOCK_TIMEOUT,
     };
     let result = forwarders::prepare(&options).and_then(|prepared| {
-        if args.dry_run {
-            print_plan(prepared.plan(), args.json);
-            if !args.json {
+        if args.report.dry_run {
+            print_plan(prepared.plan(), args.report.json);
+            if !args.report.json {
                 for w in &prepared.preview().warnings {
                     eprintln!("knocker forwarders: warning: {w}");
                 }
@@ -236,7 +234,7 @@ pub fn run_forwarders(args: &ForwardersArgs) -> ExitCode {
     match result {
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(report)) => {
-            if args.json {
+            if args.report.json {
                 output::print_json(&report, &[]);
             } else if report.action == "list" {
                 for net in &report.forwarders {
@@ -251,14 +249,14 @@ pub fn run_forwarders(args: &ForwardersArgs) -> ExitCode {
                     println!("restart Knocknoc for it to take effect");
                 }
             }
-            if !args.json {
+            if !args.report.json {
                 for w in &report.warnings {
                     eprintln!("knocker forwarders: warning: {w}");
                 }
             }
             ExitCode::SUCCESS
         }
-        Err(e) => output::fail("forwarders", &e, args.json),
+        Err(e) => output::fail("forwarders", &e, args.report.json),
     }
 }
 

@@ -20,6 +20,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod autofailover;
 mod exposedb;
 mod failover;
+mod flags;
 mod haproxy;
 mod hba_lint;
 mod output;

@@ -104,6 +104,22 @@ pub(crate) fn print_json(report: &impl Serialize, extra: &[(&str, Value)]) {
     println!("{}", Value::Object(fields));
 }
 
+/// Prints a run's report, as one JSON object with `extra` members (see
+/// [`print_json`]) when `json`, else with `text`; returns exit status 0.
+pub(crate) fn print_report<R: Serialize>(
+    report: &R,
+    json: bool,
+    extra: &[(&str, Value)],
+    text: impl FnOnce(&R),
+) -> ExitCode {
+    if json {
+        print_json(report, extra);
+    } else {
+        text(report);
+    }
+    ExitCode::SUCCESS
+}
+
 /// Asks `question` on the terminal (answered on stdin, `y` or `yes`).
 /// Off a terminal nobody can answer, so the answer is `off_terminal`.
 pub(crate) fn confirm(question: &str, off_terminal: bool) -> bool {

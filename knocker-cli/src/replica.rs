@@ -3,13 +3,13 @@
 //! knocker-ops (docs/ARCHITECTURE.md).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Args};
 use knocker_ops::replica::{self, Action, Options, Report};
 use knocker_ops::Error;
 
+use crate::flags::{ConsentFlags, NodeFlags, ReportFlags};
 use crate::output;
 
 const ABOUT: &str = "A streaming standby of the Knocknoc database: prepare the primary (--init), \
@@ -61,40 +61,15 @@ pub struct ReplicaArgs {
     /// With --revoke: end the standby's connection if it is streaming
     #[arg(long)]
     terminate: bool,
-    /// knocknoc.conf to read the application's connection string from
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "/opt/knocknoc/etc/knocknoc.conf"
-    )]
-    config: PathBuf,
-    /// The application's connection string (default: from knocknoc.conf)
-    #[arg(long, value_name = "URI")]
-    conn: Option<String>,
-    /// Superuser connection string (default: peer login as `postgres` over the unix socket)
-    #[arg(long, value_name = "URI")]
-    admin_conn: Option<String>,
-    /// The Debian cluster on this host (default: the one on the application's port)
-    #[arg(long, value_name = "VERSION/NAME")]
-    cluster: Option<String>,
-    /// The standby's name: its application_name and slot knocker_NAME (default: short host name)
-    #[arg(long, value_name = "NAME")]
-    name: Option<String>,
+    #[command(flatten)]
+    node: NodeFlags,
     /// Do not restart PostgreSQL; print the command instead
     #[arg(long)]
     no_restart: bool,
-    /// Print what would change (diff, SQL, commands); change nothing
-    #[arg(long)]
-    dry_run: bool,
-    /// Print one JSON object ("version": 1)
-    #[arg(long)]
-    json: bool,
-    /// Do not ask before restarting PostgreSQL
-    #[arg(long, short = 'y')]
-    yes: bool,
-    /// Pass a safety check that names --force
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    report: ReportFlags,
+    #[command(flatten)]
+    consent: ConsentFlags,
 }
 
 fn options(args: &ReplicaArgs) -> Result<Option<Options>, Error> {
@@ -127,7 +102,7 @@ fn options(args: &ReplicaArgs) -> Result<Option<Options>, Error> {
     } else {
         return Ok(None);
     };
-    let name = match (&args.name, &action) {
+    let name = match (&args.node.name, &action) {
         (Some(n), _) => Some(n.clone()),
         // The default (this host's name) fits the standby host only; on
         // the primary the standby's name must be given.
@@ -140,15 +115,15 @@ fn options(args: &ReplicaArgs) -> Result<Option<Options>, Error> {
     };
     Ok(Some(Options {
         action,
-        config: args.config.clone(),
-        conn: args.conn.clone(),
-        admin_conn: args.admin_conn.clone(),
-        cluster: args.cluster.clone(),
+        config: args.node.config.clone(),
+        conn: args.node.conn.clone(),
+        admin_conn: args.node.admin_conn.clone(),
+        cluster: args.node.cluster.clone(),
         name,
-        dry_run: args.dry_run,
-        force: args.force,
+        dry_run: args.report.dry_run,
+        force: args.consent.force,
         no_restart: args.no_restart,
-        progress: !args.json && std::io::stderr().is_terminal(),
+        progress: !args.report.json && std::io::stderr().is_terminal(),
     }))
 }
 
@@ -161,25 +136,25 @@ pub fn run(args: &ReplicaArgs) -> ExitCode {
             // As `knocker exposedb` without an action: the usage, exit 0.
             return ExitCode::SUCCESS;
         }
-        Err(e) => return output::fail("replica", &e, args.json),
+        Err(e) => return output::fail("replica", &e, args.report.json),
     };
-    let yes = args.yes;
+    let yes = args.consent.yes;
     // As exposedb: off a terminal nobody can answer, and the run goes on.
     let mut ask = move |question: &str| yes || output::confirm(question, true);
     match output::block_on(replica::run(&opts, &mut ask)) {
         Ok(report) => {
-            if args.json {
-                let dry_run_text = report
-                    .plan
-                    .as_ref()
-                    .map(|p| ("dry_run_text", p.to_string().into()));
-                output::print_json(&report, dry_run_text.as_slice());
-            } else {
-                print_text(&report);
-            }
-            ExitCode::SUCCESS
+            let dry_run_text = report
+                .plan
+                .as_ref()
+                .map(|p| ("dry_run_text", p.to_string().into()));
+            output::print_report(
+                &report,
+                args.report.json,
+                dry_run_text.as_slice(),
+                print_text,
+            )
         }
-        Err(e) => output::fail("replica", &e, args.json),
+        Err(e) => output::fail("replica", &e, args.report.json),
     }
 }
 

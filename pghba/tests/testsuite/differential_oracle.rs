@@ -1,7 +1,7 @@
 //! Server-free differential test: the validator against what real PostgreSQL
 //! 15-18 servers said about every corpus case (`pghba/corpus/oracle-pgNN.jsonl`,
-//! written by `knocker-cli/tests/hba_differential.rs`, which checks the same
-//! against live servers).
+//! written by `knocker-cli/tests/testsuite/hba_differential.rs`, which
+//! checks the same against live servers).
 //!
 //! For each case and version: the rows `lint_bytes` produces must equal the
 //! view's rows (options exempt for ldap, radius, gss, sspi, pam, bsd, oauth;

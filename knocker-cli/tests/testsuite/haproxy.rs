@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use pg_harness::webnode::{self, WebNode};
 use serde_json::Value;
 
-const HOST_TEST: &str = "webnode_child_answers_with_its_name_and_forwarding_headers";
+const HOST_TEST: &str = "haproxy::webnode_child_answers_with_its_name_and_forwarding_headers";
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Hosts the web-node children; on its own, checks one node's answer.

@@ -20,16 +20,16 @@ fn run_lint(text: &[u8], args: &[&str]) -> (tempfile::TempDir, PathBuf, Output) 
     (dir, path, out)
 }
 
-/// Exit code, stdout (the file's path as `FILE`) and stderr.
-fn lint(text: &[u8], args: &[&str]) -> (i32, String, String) {
+/// Exit code, stdout and stderr of a lint of `text` (the file's path
+/// written `FILE`); also used by `hba_lint_shadowing`.
+pub(crate) fn lint(text: &[u8], args: &[&str]) -> (i32, String, String) {
     let (_dir, path, out) = run_lint(text, args);
-    let stdout = String::from_utf8(out.stdout)
-        .unwrap()
-        .replace(&path.to_string_lossy().into_owned(), "FILE");
+    let name = path.to_string_lossy().into_owned();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap().replace(&name, "FILE");
     (
         out.status.code().unwrap(),
-        stdout,
-        String::from_utf8(out.stderr).unwrap(),
+        text(out.stdout),
+        text(out.stderr),
     )
 }
 

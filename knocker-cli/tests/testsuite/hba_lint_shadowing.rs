@@ -2,8 +2,6 @@
 //! warnings without changing the exit status, and `--json` keeps stdout to
 //! rule rows.
 
-use std::process::Command;
-
 const HBA: &str = "\
 local all all peer
 host all all 10.0.0.0/8 reject
@@ -12,24 +10,10 @@ host all +admins 192.168.0.0/16 scram-sha-256
 host all alice 192.168.0.0/16 scram-sha-256
 ";
 
+/// Exit code, stdout and stderr of `knocker hba lint FILE ARGS` on
+/// [`HBA`] (the file's path written `FILE`).
 fn lint(args: &[&str]) -> (i32, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("pg_hba.conf");
-    std::fs::write(&file, HBA).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_knocker"))
-        .args(["hba", "lint"])
-        .arg(&file)
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    let name = file.to_string_lossy().into_owned();
-    (
-        out.status.code().unwrap(),
-        stdout.replace(&name, "FILE"),
-        stderr.replace(&name, "FILE"),
-    )
+    crate::hba_lint_cli::lint(HBA.as_bytes(), args)
 }
 
 #[test]

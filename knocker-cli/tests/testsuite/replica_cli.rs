@@ -8,12 +8,7 @@ use std::process::{Command, Output, Stdio};
 use pg_harness::Cluster;
 
 fn knocker(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_knocker"))
-        .arg("replica")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    crate::common::knocker("replica", args)
 }
 
 fn text(b: &[u8]) -> String {

@@ -1,8 +1,6 @@
 //! The knocker tests' one setup: a primary with a Knocknoc database and a
 //! knocknoc.conf pointing at it, and `knocker exposedb` run against it.
 
-#![allow(dead_code)] // each test binary uses its own part
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -108,6 +106,17 @@ impl Primary {
             .env_remove("SSL_CERT_FILE");
         cmd
     }
+}
+
+/// Runs `knocker COMMAND ARGS` with standard input closed (no terminal
+/// to ask on) and waits for it.
+pub fn knocker(command: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_knocker"))
+        .arg(command)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
 }
 
 impl Primary {

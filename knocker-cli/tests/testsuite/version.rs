@@ -1,7 +1,7 @@
 //! `knocker --version` names the git commit it was built from
 //! (build-support/git_commit.rs), or says that none is known.
 
-#[path = "../../build-support/version_check.rs"]
+#[path = "../../../build-support/version_check.rs"]
 mod version_check;
 
 #[test]

@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use pg_harness::DebianCluster;
 use snapbox::str;
 
-mod common;
+use crate::common;
 
 /// The placeholders of [`common::redactions`] for a Debian cluster's
 /// files, port and name (`[CONF_DIR]` /etc/postgresql/N/NAME, `[CLUSTER]`

@@ -4,15 +4,10 @@
 //! `--json`, an `error` object. The real runs are in
 //! knocker-ops/tests/autofailover_pg15.rs.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 fn knocker(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_knocker"))
-        .arg("autofailover")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    crate::common::knocker("autofailover", args)
 }
 
 const GOOD: &str = "postgres://autoctl_node:pw@127.0.0.1:1/pg_auto_failover?sslmode=verify-full&sslrootcert=/nonexistent/ca.crt";

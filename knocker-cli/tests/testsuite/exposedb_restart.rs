@@ -9,9 +9,9 @@ use expectrl::{Eof, Session};
 use pg_harness::Cluster;
 use snapbox::str;
 
-mod common;
+use crate::common;
 
-use common::{expect_output, expect_text, printed_uris, uri_password, Primary};
+use crate::common::{expect_output, expect_text, printed_uris, uri_password, Primary};
 
 /// `knocker exposedb ARGS` advertising 127.0.0.1, without escape sequences.
 fn knocker(p: &Primary, args: &[&str]) -> Command {

@@ -6,11 +6,12 @@
 //! within a line, a line `...` for any lines, and the placeholders of
 //! [`Primary::redactions`] for this run's values (port, paths, binaries,
 //! passwords, timestamps, users). Long and JSON outputs are files in
-//! `tests/exposedb_e2e/`.
-//! `SNAPSHOTS=overwrite cargo test -p knocker-cli --test exposedb_e2e --
-//! pg16 --test-threads=1` rewrites the `str![]` and file expectations from
-//! one version's run (one process: nextest's process per test would patch
-//! this file from many); those built with `format!` are edited by hand.
+//! `tests/testsuite/exposedb_e2e/`.
+//! `SNAPSHOTS=overwrite cargo test -p knocker-cli --test testsuite --
+//! exposedb_e2e:: --skip pg15 --skip pg17 --skip pg18 --test-threads=1`
+//! rewrites the `str![]` and file expectations from one version's run
+//! (one process: nextest's process per test would patch this file from
+//! many); those built with `format!` are edited by hand.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -19,9 +20,9 @@ use std::process::{Command, Output, Stdio};
 use snapbox::{str, IntoData};
 use tokio_postgres::Client;
 
-mod common;
+use crate::common;
 
-use common::{assert_password_form, printed_uris, uri_password, Primary};
+use crate::common::{assert_password_form, printed_uris, uri_password, Primary};
 
 /// `--init` without restart, advertising 127.0.0.1.
 const INIT: [&str; 4] = ["--init", "--no-restart", "--advertise", "127.0.0.1"];
@@ -1257,8 +1258,47 @@ async fn sslmode_is_verify_full_only_when_the_system_trusts_the_certificate_pg17
         snapbox::file!["exposedb_e2e/rotate_verify_full.json"],
     );
     // A secondary trusting the same CA connects with exactly that string,
-    // verifying the chain and the name.
-    std::env::set_var("SSL_CERT_FILE", ca);
+    // verifying the chain and the name: a child process whose system
+    // trust store is that CA (this process's environment stays as it is,
+    // for the other tests in this binary).
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([CONNECT_CHILD_TEST, "--exact", "--nocapture"])
+        .env(CONNECT_CHILD_URI, &uri)
+        .env("SSL_CERT_FILE", ca)
+        .output()
+        .unwrap();
+    assert!(
+        child.status.success() && stdout(&child).contains("1 passed"),
+        "the secondary's connection failed:\n{}{}",
+        stdout(&child),
+        stderr(&child)
+    );
+
+    // Trusted CA, but the advertised address is not in the certificate:
+    // verify-full would fail there, so require.
+    let o = rotate("127.0.0.2");
+    expect_new_password(
+        &p,
+        &o,
+        snapbox::file!["exposedb_e2e/rotate_require_unnamed_address.json"],
+    );
+}
+
+/// The test that connects in the child process of
+/// `sslmode_is_verify_full_only_when_the_system_trusts_the_certificate_pg17`.
+const CONNECT_CHILD_TEST: &str = "exposedb_e2e::connect_child_entry";
+/// The connection string that child connects with.
+const CONNECT_CHILD_URI: &str = "KNOCKER_TEST_CONNECT_URI";
+
+/// Entry point of that child (this binary re-run with `--exact` and
+/// [`CONNECT_CHILD_URI`] set): connects with exactly the printed string,
+/// trusting the system's roots, and runs a query. Does nothing in a
+/// normal test run.
+#[tokio::test]
+async fn connect_child_entry() {
+    let Ok(uri) = std::env::var(CONNECT_CHILD_URI) else {
+        return;
+    };
     let info = pgctl::conninfo::ConnInfo::parse(&uri).unwrap();
     let params = pgctl::conninfo::resolve(&info, &pgctl::conninfo::MapEnvironment::new())
         .unwrap()
@@ -1269,15 +1309,6 @@ async fn sslmode_is_verify_full_only_when_the_system_trusts_the_certificate_pg17
         .into_client();
     // verify-full cannot have gone without TLS; the session works.
     client.query_one("SELECT 1", &[]).await.unwrap();
-
-    // Trusted CA, but the advertised address is not in the certificate:
-    // verify-full would fail there, so require.
-    let o = rotate("127.0.0.2");
-    expect_new_password(
-        &p,
-        &o,
-        snapbox::file!["exposedb_e2e/rotate_require_unnamed_address.json"],
-    );
 }
 
 /// Runs each `async fn NAME(major: u32)` above on PostgreSQL 15 to 18, as
