@@ -103,6 +103,25 @@ impl Autoctl {
             .join("pg_autoctl.cfg")
     }
 
+    /// The node name in pg_autoctl.cfg (`name` of `[pg_autoctl]`), once
+    /// enrolled.
+    pub fn configured_name(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.config_file()).ok()?;
+        let mut section = "";
+        for line in text.lines().map(str::trim) {
+            if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = s;
+            } else if section == "pg_autoctl" {
+                if let Some((key, value)) = line.split_once('=') {
+                    if key.trim() == "name" && !value.trim().is_empty() {
+                        return Some(value.trim().to_string());
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// The running keeper's pid file (`pg_autoctl.pid` in its runtime
     /// directory).
     pub fn keeper_pid_file(&self) -> PathBuf {

@@ -85,6 +85,12 @@ impl DebianLayout {
     pub fn id(&self) -> String {
         format!("{}/{}", self.version, self.name)
     }
+
+    /// Debian's systemd unit of the cluster (`postgresql@15-main.service`),
+    /// which its generator starts at boot while `start.conf` says `auto`.
+    pub fn systemd_unit(&self) -> String {
+        format!("postgresql@{}-{}.service", self.version, self.name)
+    }
 }
 
 /// Whether pg_autoctl would adopt this server as a Debian cluster, checked

@@ -20,6 +20,7 @@ use postgres_protocol::escape::escape_literal;
 
 use super::autoctl::{self, Autoctl};
 use super::debian;
+use super::service::{self, ServiceUnit};
 use super::{DisableReport, Options};
 use crate::{Error, FileChange, Plan};
 
@@ -156,9 +157,20 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
             set("candidate-priority", "0"),
         ));
     }
-    let stop_keeper = autoctl.command(&["stop", "--pgdata", &pgdata_s]);
+    // The keeper's systemd unit, where --enroll wrote one: stopped and
+    // disabled through systemd (its Restart=always would start a keeper
+    // stopped by pg_autoctl again), removed at the end.
+    let systemd = service::systemd_runs();
+    let unit = ServiceUnit::of_enrolled(&autoctl).filter(|u| systemd && u.path.exists());
+    let stop_keeper = match &unit {
+        Some(u) => u.stop_command(),
+        None => autoctl.command(&["stop", "--pgdata", &pgdata_s]),
+    };
     let start_log = autoctl.state_dir().join("postgres-start.log");
     let start = match &layout {
+        // Debian's own service again: start.conf is back, and the
+        // daemon-reload before this start let Debian's generator see it.
+        Some(l) if systemd => vec!["systemctl".to_string(), "start".into(), l.systemd_unit()],
         Some(l) => ["pg_ctlcluster", &l.version, &l.name, "start"]
             .map(String::from)
             .to_vec(),
@@ -238,6 +250,11 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
             "-f".into(),
             pgdata.join(f).display().to_string(),
         ]);
+    }
+    match &unit {
+        Some(u) => u.plan_removal(&mut plan),
+        None if systemd && layout.is_some() => plan.commands.push(service::daemon_reload()),
+        None => {}
     }
     plan.commands.push(start.clone());
     plan.sql = keep_now.iter().chain(&sql).cloned().collect();
@@ -355,6 +372,18 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
         ),
         Some(_) => format!("removed pg_autoctl's files from {}", pgdata.display()),
     });
+    match &unit {
+        Some(u) => {
+            u.remove().await?;
+            report
+                .done
+                .push(format!("removed the keeper's systemd unit {u}"));
+        }
+        None if systemd && layout.is_some() => {
+            service::run_checked(&service::daemon_reload()).await?
+        }
+        None => {}
+    }
     let out = autoctl::run(&start, Duration::from_secs(90)).await?;
     if !out.status.success() {
         let log = std::fs::read_to_string(&start_log).unwrap_or_default();
@@ -381,7 +410,11 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
     report.done.push(format!(
         "PostgreSQL started with {} {:.1} s after the drop began; reset synchronous_standby_names and \
          default_transaction_read_only{}",
-        if layout.is_some() { "pg_ctlcluster" } else { "pg_ctl" },
+        match &layout {
+            Some(_) if systemd => "systemctl",
+            Some(_) => "pg_ctlcluster",
+            None => "pg_ctl",
+        },
         began.elapsed().as_secs_f64(),
         if in_recovery {
             "; primary_conninfo kept with ALTER SYSTEM"
@@ -397,11 +430,19 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
         "removed pg_autoctl's state under {} (the passfile stays: replication uses it)",
         state.display()
     ));
-    report.warnings.push(
-        "the knocker autofailover pg_hba.conf block stays (its replication lines are in use); \
-         PostgreSQL now runs without a supervisor: start it with the host's service manager"
-            .into(),
-    );
+    report.warnings.push(format!(
+        "the knocker autofailover pg_hba.conf block stays (its replication lines are in use); {}",
+        match &layout {
+            Some(l) if systemd => format!("PostgreSQL runs as {} again", l.systemd_unit()),
+            Some(l) => format!(
+                "pg_ctlcluster {} {} manages PostgreSQL again",
+                l.version, l.name
+            ),
+            None => "PostgreSQL now runs without a supervisor: start it with the host's service \
+                     manager"
+                .to_string(),
+        }
+    ));
     report.changed = true;
     Ok(report)
 }

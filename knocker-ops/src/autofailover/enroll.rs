@@ -14,6 +14,7 @@ use tokio_postgres::Client;
 
 use super::autoctl::{self, passfile_line, Autoctl};
 use super::debian::{self, DebianLayout};
+use super::service::{self, ServiceUnit, Supervision};
 use super::{block, EnrollReport, Options, Secret, HEALTH_CHECK_ROLE, KEEPER_PARTITION_TIMEOUT};
 use super::{MONITOR_DATABASE, MONITOR_ROLE, REPLICATOR_ROLE};
 use crate::{Error, FileChange, Plan};
@@ -52,6 +53,9 @@ const REWIND_FUNCTIONS: &str = "pg_catalog.pg_ls_dir(text, boolean, boolean), \
 /// How long `pg_autoctl create postgres` may take (it restarts its own
 /// failing steps up to 5 times before giving up).
 const CREATE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How long the keeper's service may take to start PostgreSQL.
+const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The monitor URI, checked: TLS with verification and a password.
 struct MonitorUri {
@@ -267,11 +271,7 @@ pub(super) async fn enroll(
     // Input first: a bad one exits 2 with nothing touched.
     let monitor = parse_monitor(monitor)?;
     let name = node_name(options)?;
-    if Path::new("/run/systemd/system").exists() {
-        return Err(Error::refused_always(
-            "this host runs systemd: running the keeper as a systemd unit is not implemented yet",
-        ));
-    }
+    let systemd = service::systemd_runs();
     let local = debian::local_superuser(options)?;
     let session = local
         .connect()
@@ -320,15 +320,39 @@ pub(super) async fn enroll(
         name: name.clone(),
         ..Default::default()
     };
+    // The PostgreSQL socket the keeper's server opens: the service is up.
+    let ready = if facts.socket_dir.is_empty() {
+        facts.data_dir.join("postmaster.pid")
+    } else {
+        Path::new(&facts.socket_dir).join(format!(".s.PGSQL.{}", facts.port))
+    };
     if autoctl.config_file().exists() {
+        // The unit is named after the name the node was enrolled with.
+        let unit = ServiceUnit::of_enrolled(&autoctl).unwrap_or_else(|| ServiceUnit::keeper(&name));
+        let supervision = keeper_supervision(&autoctl, unit, systemd)?;
         report.done.push(format!(
-            "{} is already enrolled ({} exists); nothing to do",
+            "{} is already enrolled ({} exists){}",
             facts.data_dir.display(),
-            autoctl.config_file().display()
+            autoctl.config_file().display(),
+            if systemd { "" } else { "; nothing to do" }
         ));
-        report.supervise = Some(autoctl.supervise());
+        // A run that stopped before its service started finishes here.
+        if let Supervision::Service { unit, text } = &supervision {
+            if options.dry_run {
+                let mut plan = Plan::default();
+                supervision.plan(&mut plan);
+                report.plan = Some(plan);
+            } else {
+                report.changed = unit.install(text, &ready, SERVICE_START_TIMEOUT).await?;
+                report
+                    .done
+                    .push(format!("the keeper runs under systemd ({unit}, enabled)"));
+            }
+        }
+        (report.service, report.supervise) = supervision.report();
         return Ok(report);
     }
+    let supervision = keeper_supervision(&autoctl, ServiceUnit::keeper(&name), systemd)?;
 
     let address = node_address(&facts.listen)?;
     let version = pghba::PgVersion::new(facts.major)
@@ -424,23 +448,21 @@ pub(super) async fn enroll(
     sql.push(RELOAD_SQL.into());
 
     let pgdata = facts.data_dir.display().to_string();
-    let stop = {
-        let mut argv = Vec::new();
-        if autoctl.uid != unsafe_geteuid() {
-            argv.extend(["runuser", "-u", &autoctl.user, "--"].map(String::from));
+    let stop = match &layout {
+        // Under systemd a Debian cluster runs as Debian's unit: stopped
+        // through it, so systemd does not count it failed. pg_autoctl then
+        // disables start.conf, and Debian's generator no longer starts it.
+        Some(l) if systemd => ["systemctl", "stop"]
+            .map(String::from)
+            .into_iter()
+            .chain([l.systemd_unit()])
+            .collect(),
+        _ => {
+            let pg_ctl = autoctl.pg_ctl.display().to_string();
+            autoctl.as_user(&[
+                &pg_ctl, "-D", &pgdata, "-m", "fast", "-w", "-t", "60", "stop",
+            ])
         }
-        argv.extend([
-            autoctl.pg_ctl.display().to_string(),
-            "-D".into(),
-            pgdata.clone(),
-            "-m".into(),
-            "fast".into(),
-            "-w".into(),
-            "-t".into(),
-            "60".into(),
-            "stop".into(),
-        ]);
-        argv
     };
     let mut public_monitor = monitor.public.clone();
     public_monitor.set(Keyword::Sslrootcert, ca.display().to_string());
@@ -515,15 +537,22 @@ pub(super) async fn enroll(
         .push(FileChange::new(&facts.hba_file, &hba_old, &hba_new));
     plan.sql = sql;
     plan.commands = vec![stop.clone(), create.clone(), tune.clone()];
+    supervision.plan(&mut plan);
     let kept_includes = match &layout {
         Some(layout) => plan_debian(layout, &mut plan, &mut report)?,
         None => Vec::new(),
     };
-    report.warnings.push(format!(
-        "PostgreSQL is stopped for the enrolment (pg_auto_failover 2.0 refuses a running server) \
-         and stays stopped until the keeper runs: {}",
-        crate::plan::shell_words(&autoctl.supervise())
-    ));
+    report.warnings.push(match &supervision {
+        Supervision::Service { unit, .. } => format!(
+            "PostgreSQL is stopped for the enrolment (pg_auto_failover 2.0 refuses a running \
+             server) and started again by the keeper, which runs under systemd as {unit}"
+        ),
+        Supervision::Foreground(argv) => format!(
+            "PostgreSQL is stopped for the enrolment (pg_auto_failover 2.0 refuses a running \
+             server) and stays stopped until the keeper runs: {}",
+            crate::plan::shell_words(argv)
+        ),
+    });
     report.warnings.push(format!(
         "the passwords go to {} (mode 0600, owner {}); the formation's one secret (the monitor \
          URI's password) is also the replicator's password",
@@ -703,9 +732,29 @@ pub(super) async fn enroll(
             layout.conf_dir.display()
         ));
     }
+    if let Supervision::Service { unit, text } = &supervision {
+        unit.install(text, &ready, SERVICE_START_TIMEOUT).await?;
+        report.done.push(format!(
+            "the keeper runs under systemd ({unit}, enabled); PostgreSQL is up again"
+        ));
+    }
     report.changed = true;
-    report.supervise = Some(autoctl.supervise());
+    (report.service, report.supervise) = supervision.report();
     Ok(report)
+}
+
+/// How this node's keeper runs: `unit` under systemd, else in the
+/// foreground under the operator's supervisor.
+fn keeper_supervision(
+    autoctl: &Autoctl,
+    unit: ServiceUnit,
+    systemd: bool,
+) -> Result<Supervision, Error> {
+    let description = format!(
+        "pg_auto_failover keeper of {} (knocker autofailover)",
+        autoctl.pgdata.display()
+    );
+    Supervision::choose(autoctl, unit, &description, systemd)
 }
 
 /// Where `--enroll` keeps a copy of a Debian cluster's `/etc` files.
@@ -762,9 +811,4 @@ fn plan_debian(
         }
     ));
     Ok(kept)
-}
-
-fn unsafe_geteuid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
 }

@@ -24,9 +24,12 @@
 //!   multi-host string for web nodes, and warnings on synchronous
 //!   replication.
 //!
-//! Where there is no systemd the keeper is not started: the report's
-//! `supervise` is the command that runs it in the foreground as the
-//! PostgreSQL user. See docs/ARCHITECTURE.md.
+//! Where systemd runs, the monitor and each keeper run as a unit of their
+//! own, written, enabled and started by `--monitor-init`/`--enroll` (the
+//! report's `service`) and removed by `--disable`; where there is none the
+//! process is not started: the report's `supervise` is the command that
+//! runs it in the foreground as the PostgreSQL user (`service.rs`). See
+//! docs/ARCHITECTURE.md.
 
 mod autoctl;
 mod block;
@@ -34,6 +37,7 @@ mod debian;
 mod disable;
 mod enroll;
 mod monitor;
+mod service;
 mod status;
 mod switchover;
 
@@ -45,6 +49,7 @@ use serde::Serialize;
 pub use autoctl::{is_enrolled, Autoctl};
 pub use block::{BEGIN, END};
 pub use monitor::DEFAULT_DATA_DIR;
+pub use service::{ServiceUnit, MONITOR_UNIT};
 pub use status::{FormationNode, StatusReport};
 pub use switchover::{enrolled_switchover, SwitchoverOutcome};
 
@@ -265,6 +270,10 @@ pub struct EnrollReport {
     /// Things the operator should know.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Where systemd runs: the unit that runs the keeper (enabled and
+    /// started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceUnit>,
     /// Where there is no systemd: the command that runs the keeper in the
     /// foreground as the PostgreSQL user (PostgreSQL stays stopped until
     /// it runs).
@@ -301,7 +310,7 @@ pub struct MonitorInitReport {
     /// Where systemd runs: the unit that runs the monitor (enabled and
     /// started).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
+    pub service: Option<ServiceUnit>,
     /// Where there is no systemd: the command that runs the monitor in the
     /// foreground as the PostgreSQL user (it is stopped until it runs).
     #[serde(skip_serializing_if = "Option::is_none")]
