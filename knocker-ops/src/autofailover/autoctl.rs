@@ -330,6 +330,31 @@ pub async fn run(argv: &[String], timeout: Duration) -> Result<std::process::Out
     }
 }
 
+/// Runs `argv` like [`run`]; a non-zero exit is [`command_failed`] for
+/// `what`.
+pub async fn run_ok(
+    what: &str,
+    argv: &[String],
+    timeout: Duration,
+) -> Result<std::process::Output, Error> {
+    let out = run(argv, timeout).await?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(command_failed(what, &out))
+    }
+}
+
+/// A command that exited non-zero: what failed, its exit status and the
+/// end of its output.
+pub fn command_failed(what: &str, out: &std::process::Output) -> Error {
+    Error::failed(format!(
+        "{what} failed ({}):\n{}",
+        out.status,
+        output_tail(out)
+    ))
+}
+
 /// The last lines of a command's output, for an error message.
 pub fn output_tail(out: &std::process::Output) -> String {
     let text = format!(

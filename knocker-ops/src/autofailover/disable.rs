@@ -56,11 +56,7 @@ pub fn without_include(conf: &str) -> String {
 }
 
 pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
-    let local = debian::local_superuser(options)?;
-    let session = local
-        .connect()
-        .await
-        .map_err(|e| Error::failed("connecting to this node's PostgreSQL").with_source(e))?;
+    let (local, session) = debian::connect_node(options).await?;
     let row = session
         .client()
         .query_one(
@@ -99,12 +95,7 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
         if name == "unix_socket_directories" && layout.is_some() {
             continue;
         }
-        let value: String = session
-            .client()
-            .query_one("SELECT pg_catalog.current_setting($1)", &[&name])
-            .await
-            .map_err(|e| Error::failed("reading the server's settings").with_source(e))?
-            .get(0);
+        let value = debian::current_setting(session.client(), name).await?;
         keep_now.push(format!(
             "ALTER SYSTEM SET {name} = {}",
             escape_literal(&value)
@@ -273,14 +264,7 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
     drop(session);
     let began = Instant::now();
     for (what, argv) in &before_drop {
-        let out = autoctl::run(argv, Duration::from_secs(60)).await?;
-        if !out.status.success() {
-            return Err(Error::failed(format!(
-                "{what} failed ({}):\n{}",
-                out.status,
-                autoctl::output_tail(&out)
-            )));
-        }
+        autoctl::run_ok(what, argv, Duration::from_secs(60)).await?;
         report.done.push(format!("{what}: done"));
     }
     // Not running (crashed, or stopped by its supervisor) is fine: the
@@ -304,14 +288,7 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
         "keeper and PostgreSQL stopped ({:.1} s)",
         began.elapsed().as_secs_f64()
     ));
-    let out = autoctl::run(&drop_node, Duration::from_secs(90)).await?;
-    if !out.status.success() {
-        return Err(Error::failed(format!(
-            "pg_autoctl drop node failed ({}):\n{}",
-            out.status,
-            autoctl::output_tail(&out)
-        )));
-    }
+    let out = autoctl::run_ok("pg_autoctl drop node", &drop_node, Duration::from_secs(90)).await?;
     if began.elapsed() > Duration::from_secs(10) {
         report.warnings.push(format!(
             "pg_autoctl drop node took {:.0} s; it said:\n{}",
@@ -338,19 +315,7 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     match &layout {
-        None => {
-            let meta = std::fs::metadata(&config_file).map_err(|e| {
-                Error::failed(format!("cannot read {}", config_file.display())).with_source(e)
-            })?;
-            use std::os::unix::fs::MetadataExt;
-            crate::replica::clone::write_owned(
-                &config_file,
-                conf_new.as_bytes(),
-                meta.mode() & 0o7777,
-                meta.uid(),
-                meta.gid(),
-            )?;
-        }
+        None => debian::rewrite(&config_file, conf_new.as_bytes())?,
         Some(l) => {
             let backup = super::enroll::debian_backup_dir(&autoctl);
             report.done.extend(debian::restore(l, &backup)?);

@@ -13,7 +13,7 @@ use postgres_protocol::escape::{escape_identifier, escape_literal};
 use tokio_postgres::Client;
 
 use super::autoctl::{self, passfile_line, Autoctl};
-use super::debian::{self, DebianLayout};
+use super::debian::{self, current_setting, DebianLayout};
 use super::service::{self, ServiceUnit, Supervision};
 use super::{block, EnrollReport, Options, Secret, HEALTH_CHECK_ROLE, KEEPER_PARTITION_TIMEOUT};
 use super::{MONITOR_DATABASE, MONITOR_ROLE, REPLICATOR_ROLE};
@@ -175,29 +175,16 @@ async fn read_facts(client: &Client) -> Result<NodeFacts, Error> {
     let ca: String = row.get(10);
     let mut kept = Vec::new();
     for name in KEPT_SETTINGS {
-        let value: String = client
-            .query_one("SELECT pg_catalog.current_setting($1)", &[&name])
-            .await
-            .map_err(failed)?
-            .get(0);
-        kept.push((name.to_string(), value));
+        kept.push((name.to_string(), current_setting(client, name).await?));
     }
     let mut required = Vec::new();
     for (name, want) in REQUIRED_SETTINGS {
-        let value: String = client
-            .query_one("SELECT pg_catalog.current_setting($1)", &[&name])
-            .await
-            .map_err(failed)?
-            .get(0);
+        let value = current_setting(client, name).await?;
         if value != want {
             required.push((name.to_string(), value));
         }
     }
-    let fsync: String = client
-        .query_one("SELECT pg_catalog.current_setting('fsync')", &[])
-        .await
-        .map_err(failed)?
-        .get(0);
+    let fsync = current_setting(client, "fsync").await?;
     let sockets: String = row.get(5);
     Ok(NodeFacts {
         config_file: PathBuf::from(row.get::<_, String>(1)),
@@ -272,11 +259,7 @@ pub(super) async fn enroll(
     let monitor = parse_monitor(monitor)?;
     let name = node_name(options)?;
     let systemd = service::systemd_runs();
-    let local = debian::local_superuser(options)?;
-    let session = local
-        .connect()
-        .await
-        .map_err(|e| Error::failed("connecting to this node's PostgreSQL").with_source(e))?;
+    let (_, session) = debian::connect_node(options).await?;
     let client = session.client();
     let facts = read_facts(client).await?;
     if facts.major != 15 {
@@ -692,21 +675,16 @@ pub(super) async fn enroll(
             Duration::from_secs(30),
         ),
     ] {
-        let out = autoctl::run(argv, timeout).await?;
-        if !out.status.success() {
-            let mut e = Error::failed(format!(
-                "{what} failed ({}):\n{}",
-                out.status,
-                autoctl::output_tail(&out)
-            ));
+        autoctl::run_ok(what, argv, timeout).await.map_err(|e| {
             if what.starts_with("pg_autoctl create") {
-                e = Error::failed(format!(
+                Error::failed(format!(
                     "{e}\nThe node may be registered on the monitor already; running --enroll again \
                      continues where this one stopped."
-                ));
+                ))
+            } else {
+                e
             }
-            return Err(e);
-        }
+        })?;
         report.done.push(format!("{what}: done"));
     }
     if let Some(layout) = &layout {

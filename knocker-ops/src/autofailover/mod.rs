@@ -53,6 +53,10 @@ pub use service::{ServiceUnit, MONITOR_UNIT};
 pub use status::{FormationNode, StatusReport};
 pub use switchover::{enrolled_switchover, SwitchoverOutcome};
 
+/// A secret shown once (the monitor URI): the type `knocker replica`
+/// uses for its replication URI.
+pub use crate::replica::Secret;
+
 use crate::{Error, Plan};
 
 /// The role pg_auto_failover's keepers use on the monitor.
@@ -183,17 +187,6 @@ impl Action {
             Action::Status { .. } => "status",
             Action::Disable => "disable",
         }
-    }
-}
-
-/// A secret shown once: serialised as is, never shown by `Debug`.
-#[derive(Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(********)")
     }
 }
 

@@ -289,14 +289,6 @@ fn port_taken(port: u16) -> bool {
     socket.exists() || std::net::TcpListener::bind(("0.0.0.0", port)).is_err()
 }
 
-fn fail_with(what: &str, out: &std::process::Output) -> Error {
-    Error::failed(format!(
-        "{what} failed ({}):\n{}",
-        out.status,
-        autoctl::output_tail(out)
-    ))
-}
-
 pub(super) async fn monitor_init(
     init: &MonitorInit,
     dry_run: bool,
@@ -506,10 +498,7 @@ pub(super) async fn monitor_init(
         })?;
     }
     autoctl.create_state_dirs()?;
-    let out = autoctl::run(&create, CREATE_TIMEOUT).await?;
-    if !out.status.success() {
-        return Err(fail_with("pg_autoctl create monitor", &out));
-    }
+    autoctl::run_ok("pg_autoctl create monitor", &create, CREATE_TIMEOUT).await?;
     report.done.push(format!(
         "pg_autoctl create monitor: {} on port {port}",
         data_dir.display()
@@ -527,10 +516,12 @@ pub(super) async fn monitor_init(
         hba_path.display()
     ));
 
-    let out = autoctl::run(&start, Duration::from_secs(90)).await?;
-    if !out.status.success() {
-        return Err(fail_with("starting the monitor's PostgreSQL", &out));
-    }
+    autoctl::run_ok(
+        "starting the monitor's PostgreSQL",
+        &start,
+        Duration::from_secs(90),
+    )
+    .await?;
     let password = pgctl::roles::Password::generate();
     let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
     let local = pgctl::connect::LocalSuperuser {
@@ -577,10 +568,12 @@ pub(super) async fn monitor_init(
         "{MONITOR_ROLE}'s password set (SCRAM verifier made here); monitor profile applied \
          (health checks every 1 s, node unhealthy after 3 s, demote timeout 5 s)"
     ));
-    let out = autoctl::run(&stop, Duration::from_secs(90)).await?;
-    if !out.status.success() {
-        return Err(fail_with("stopping the monitor's PostgreSQL", &out));
-    }
+    autoctl::run_ok(
+        "stopping the monitor's PostgreSQL",
+        &stop,
+        Duration::from_secs(90),
+    )
+    .await?;
 
     let uri = ConnInfo::builder()
         .host(address.clone())

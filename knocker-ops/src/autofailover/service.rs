@@ -194,19 +194,11 @@ pub fn daemon_reload() -> Vec<String> {
     ["systemctl", "daemon-reload"].map(String::from).to_vec()
 }
 
-/// Runs `argv`; a non-zero exit is an error with its output.
+/// Runs `argv` (systemctl); a non-zero exit is an error with its output.
 pub async fn run_checked(argv: &[String]) -> Result<(), Error> {
-    let out = autoctl::run(argv, SYSTEMCTL_TIMEOUT).await?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::failed(format!(
-            "{} failed ({}):\n{}",
-            crate::plan::shell_words(argv),
-            out.status,
-            autoctl::output_tail(&out)
-        )))
-    }
+    autoctl::run_ok(&crate::plan::shell_words(argv), argv, SYSTEMCTL_TIMEOUT)
+        .await
+        .map(drop)
 }
 
 /// How a pg_autoctl process runs on this host.
