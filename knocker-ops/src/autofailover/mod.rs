@@ -213,21 +213,10 @@ pub struct Options {
     pub force: bool,
 }
 
-impl fmt::Debug for Options {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let redact = crate::app::redacted_conn;
-        f.debug_struct("Options")
-            .field("action", &self.action)
-            .field("config", &self.config)
-            .field("conn", &redact(&self.conn))
-            .field("admin_conn", &redact(&self.admin_conn))
-            .field("cluster", &self.cluster)
-            .field("name", &self.name)
-            .field("dry_run", &self.dry_run)
-            .field("force", &self.force)
-            .finish()
-    }
-}
+crate::replica::debug_redacting_conns!(Options {
+    action, config, cluster, name, dry_run, force;
+    redacted: conn, admin_conn
+});
 
 impl Options {
     /// Options for `action` with every other field at its default.
@@ -370,5 +359,10 @@ mod tests {
         o.admin_conn = Some("host=/run user=postgres password=s3cret".into());
         let text = format!("{o:?}");
         assert!(!text.contains("s3cret"), "{text}");
+        // Every other field is still shown, the connection strings
+        // without their passwords.
+        for shown in ["admin_conn: Some(", "user=postgres", "force: false"] {
+            assert!(text.contains(shown), "{shown}: {text}");
+        }
     }
 }
