@@ -431,22 +431,7 @@ pub(super) async fn enroll(
     sql.push(RELOAD_SQL.into());
 
     let pgdata = facts.data_dir.display().to_string();
-    let stop = match &layout {
-        // Under systemd a Debian cluster runs as Debian's unit: stopped
-        // through it, so systemd does not count it failed. pg_autoctl then
-        // disables start.conf, and Debian's generator no longer starts it.
-        Some(l) if systemd => ["systemctl", "stop"]
-            .map(String::from)
-            .into_iter()
-            .chain([l.systemd_unit()])
-            .collect(),
-        _ => {
-            let pg_ctl = autoctl.pg_ctl.display().to_string();
-            autoctl.as_user(&[
-                &pg_ctl, "-D", &pgdata, "-m", "fast", "-w", "-t", "60", "stop",
-            ])
-        }
-    };
+    let stop = server_stop(&autoctl, layout.as_ref(), systemd);
     let mut public_monitor = monitor.public.clone();
     public_monitor.set(Keyword::Sslrootcert, ca.display().to_string());
     let monitor_uri = public_monitor.to_uri();
@@ -721,6 +706,28 @@ pub(super) async fn enroll(
     Ok(report)
 }
 
+/// The command that stops this node's PostgreSQL for the enrolment. Under
+/// systemd a Debian cluster runs as Debian's unit and is stopped through
+/// it (pg_autoctl then disables `start.conf`, and Debian's generator no
+/// longer starts it at boot); otherwise `pg_ctl stop` as the PostgreSQL
+/// user.
+fn server_stop(autoctl: &Autoctl, layout: Option<&DebianLayout>, systemd: bool) -> Vec<String> {
+    match layout {
+        Some(l) if systemd => vec!["systemctl".to_string(), "stop".into(), l.systemd_unit()],
+        _ => autoctl.as_user(&[
+            &autoctl.pg_ctl.display().to_string(),
+            "-D",
+            &autoctl.pgdata.display().to_string(),
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            "60",
+            "stop",
+        ]),
+    }
+}
+
 /// How this node's keeper runs: `unit` under systemd, else in the
 /// foreground under the operator's supervisor.
 fn keeper_supervision(
@@ -789,4 +796,36 @@ fn plan_debian(
         }
     ));
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_debian_cluster_is_stopped_through_its_unit_only_under_systemd() {
+        let pgdata = Path::new("/var/lib/postgresql/15/main");
+        // Owned by whoever runs the test: no runuser in the commands.
+        let me = autoctl::current_uid();
+        let autoctl =
+            Autoctl::for_owner(pgdata, Path::new("/usr/lib/postgresql/15/bin"), me, 0).unwrap();
+        let layout = DebianLayout::for_data_dir(pgdata, 15).unwrap();
+        assert_eq!(
+            server_stop(&autoctl, Some(&layout), true),
+            ["systemctl", "stop", "postgresql@15-main.service"]
+        );
+        let pg_ctl = [
+            "/usr/lib/postgresql/15/bin/pg_ctl",
+            "-D",
+            "/var/lib/postgresql/15/main",
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            "60",
+            "stop",
+        ];
+        assert_eq!(server_stop(&autoctl, Some(&layout), false), pg_ctl);
+        assert_eq!(server_stop(&autoctl, None, true), pg_ctl);
+    }
 }
