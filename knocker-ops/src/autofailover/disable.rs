@@ -248,7 +248,7 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
     }
     // Not running (crashed, or stopped by its supervisor) is fine: the
     // wait below then returns at once.
-    let out = autoctl::run(&stop_keeper, Duration::from_secs(30)).await?;
+    let out = autoctl::run(stop_keeper, Duration::from_secs(30)).await?;
     let keeper_pid_file = autoctl.keeper_pid_file();
     let deadline = Instant::now() + Duration::from_secs(60);
     while keeper_running(&keeper_pid_file) || postmaster_running(&pgdata.join("postmaster.pid")) {
@@ -317,7 +317,7 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
         Some(_) => format!("removed pg_autoctl's files from {}", pgdata.display()),
     });
     report.done.extend(handback.reload().await?);
-    let out = autoctl::run(&start, Duration::from_secs(90)).await?;
+    let out = autoctl::run(start, Duration::from_secs(90)).await?;
     if !out.status.success() {
         let log = std::fs::read_to_string(&start_log).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(10).collect();
