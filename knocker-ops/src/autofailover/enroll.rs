@@ -543,6 +543,7 @@ pub(super) async fn enroll(
     }
     if options.dry_run {
         report.plan = Some(plan);
+        (report.service, report.supervise) = supervision.report();
         return Ok(report);
     }
 
