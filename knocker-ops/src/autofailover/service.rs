@@ -79,8 +79,9 @@ impl ServiceUnit {
     pub fn check_free(&self, text: &str) -> Result<(), Error> {
         match std::fs::read_to_string(&self.path) {
             Ok(old) if old != text => Err(Error::refused_always(format!(
-                "{} exists and runs something else: remove it, or give this node another \
-                 name (--name)",
+                "{} exists and runs something else (another monitor or node of this host): \
+                 stop and remove it first (one monitor per host; a node's unit is named \
+                 after its --name)",
                 self.path.display()
             ))),
             _ => Ok(()),
