@@ -24,8 +24,10 @@ Examples:
   sudo knocker autofailover --status [--json]
   sudo knocker autofailover --disable
 
-Without systemd the keeper (or the monitor) is not started: --enroll and --monitor-init print the
-command that runs it (JSON key \"supervise\"); PostgreSQL stays stopped until it runs.
+Where systemd runs, --monitor-init and --enroll write, enable and start a unit for the monitor or
+the keeper (JSON key \"service\": its name and path; --disable removes a keeper's unit). Without
+systemd it is not started: they print the command that runs it (JSON key \"supervise\");
+PostgreSQL stays stopped until it runs.
 
 Exit status: 0 done (or nothing to do), 1 failed or refused (nothing changed), 2 bad usage or input.";
 
@@ -240,6 +242,9 @@ fn print_text(report: &Report) {
             }
             for d in &r.done {
                 println!("{d}");
+            }
+            if let Some(unit) = &r.service {
+                println!("the keeper runs under systemd: {unit}");
             }
             if let Some(s) = &r.supervise {
                 println!(

@@ -103,6 +103,25 @@ impl Autoctl {
             .join("pg_autoctl.cfg")
     }
 
+    /// The node name in pg_autoctl.cfg (`name` of `[pg_autoctl]`), once
+    /// enrolled.
+    pub fn configured_name(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.config_file()).ok()?;
+        let mut section = "";
+        for line in text.lines().map(str::trim) {
+            if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = s;
+            } else if section == "pg_autoctl" {
+                if let Some((key, value)) = line.split_once('=') {
+                    if key.trim() == "name" && !value.trim().is_empty() {
+                        return Some(value.trim().to_string());
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// The running keeper's pid file (`pg_autoctl.pid` in its runtime
     /// directory).
     pub fn keeper_pid_file(&self) -> PathBuf {
@@ -309,6 +328,31 @@ pub async fn run(argv: &[String], timeout: Duration) -> Result<std::process::Out
             )))
         }
     }
+}
+
+/// Runs `argv` like [`run`]; a non-zero exit is [`command_failed`] for
+/// `what`.
+pub async fn run_ok(
+    what: &str,
+    argv: &[String],
+    timeout: Duration,
+) -> Result<std::process::Output, Error> {
+    let out = run(argv, timeout).await?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(command_failed(what, &out))
+    }
+}
+
+/// A command that exited non-zero: what failed, its exit status and the
+/// end of its output.
+pub fn command_failed(what: &str, out: &std::process::Output) -> Error {
+    Error::failed(format!(
+        "{what} failed ({}):\n{}",
+        out.status,
+        output_tail(out)
+    ))
 }
 
 /// The last lines of a command's output, for an error message.

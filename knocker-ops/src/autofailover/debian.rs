@@ -85,6 +85,12 @@ impl DebianLayout {
     pub fn id(&self) -> String {
         format!("{}/{}", self.version, self.name)
     }
+
+    /// Debian's systemd unit of the cluster (`postgresql@15-main.service`),
+    /// which its generator starts at boot while `start.conf` says `auto`.
+    pub fn systemd_unit(&self) -> String {
+        format!("postgresql@{}-{}.service", self.version, self.name)
+    }
 }
 
 /// Whether pg_autoctl would adopt this server as a Debian cluster, checked
@@ -153,6 +159,28 @@ pub fn local_superuser(options: &super::Options) -> Result<pgctl::connect::Local
     };
     pgctl::connect::LocalSuperuser::new(options.admin_conn.as_deref(), port)
         .map_err(|e| Error::usage("--admin-conn").with_source(e))
+}
+
+/// A session on this node as [`local_superuser`] (returned too, for a
+/// second session later).
+pub async fn connect_node(
+    options: &super::Options,
+) -> Result<(pgctl::connect::LocalSuperuser, pgctl::connect::Connected), Error> {
+    let local = local_superuser(options)?;
+    let session = local
+        .connect()
+        .await
+        .map_err(|e| Error::failed("connecting to this node's PostgreSQL").with_source(e))?;
+    Ok((local, session))
+}
+
+/// A setting of the server as `current_setting` shows it.
+pub async fn current_setting(client: &tokio_postgres::Client, name: &str) -> Result<String, Error> {
+    client
+        .query_one("SELECT pg_catalog.current_setting($1)", &[&name])
+        .await
+        .map(|row| row.get(0))
+        .map_err(|e| Error::failed(format!("reading the server's setting {name}")).with_source(e))
 }
 
 fn cluster_port(text: &str) -> Result<u16, Error> {
@@ -408,16 +436,15 @@ pub fn keep_includes(layout: &DebianLayout, kept: &[String]) -> Result<bool, Err
         return Ok(false);
     }
     append_lines(&mut text, kept);
-    let meta = std::fs::metadata(&path)
-        .map_err(|e| Error::failed(format!("cannot read {}", path.display())).with_source(e))?;
-    crate::replica::clone::write_owned(
-        &path,
-        text.as_bytes(),
-        meta.mode() & 0o7777,
-        meta.uid(),
-        meta.gid(),
-    )?;
+    rewrite(&path, text.as_bytes())?;
     Ok(true)
+}
+
+/// Replaces `path` atomically with `contents`, keeping its mode and owner.
+pub fn rewrite(path: &Path, contents: &[u8]) -> Result<(), Error> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::failed(format!("cannot read {}", path.display())).with_source(e))?;
+    crate::replica::clone::write_owned(path, contents, meta.mode() & 0o7777, meta.uid(), meta.gid())
 }
 
 /// Puts the Debian layout back (PostgreSQL stopped): postgresql.conf

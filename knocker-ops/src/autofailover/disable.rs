@@ -20,6 +20,7 @@ use postgres_protocol::escape::escape_literal;
 
 use super::autoctl::{self, Autoctl};
 use super::debian;
+use super::service::{self, ServiceUnit};
 use super::{DisableReport, Options};
 use crate::{Error, FileChange, Plan};
 
@@ -55,11 +56,7 @@ pub fn without_include(conf: &str) -> String {
 }
 
 pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
-    let local = debian::local_superuser(options)?;
-    let session = local
-        .connect()
-        .await
-        .map_err(|e| Error::failed("connecting to this node's PostgreSQL").with_source(e))?;
+    let (local, session) = debian::connect_node(options).await?;
     let row = session
         .client()
         .query_one(
@@ -98,12 +95,7 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
         if name == "unix_socket_directories" && layout.is_some() {
             continue;
         }
-        let value: String = session
-            .client()
-            .query_one("SELECT pg_catalog.current_setting($1)", &[&name])
-            .await
-            .map_err(|e| Error::failed("reading the server's settings").with_source(e))?
-            .get(0);
+        let value = debian::current_setting(session.client(), name).await?;
         keep_now.push(format!(
             "ALTER SYSTEM SET {name} = {}",
             escape_literal(&value)
@@ -156,24 +148,18 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
             set("candidate-priority", "0"),
         ));
     }
-    let stop_keeper = autoctl.command(&["stop", "--pgdata", &pgdata_s]);
+    let systemd = service::systemd_runs();
     let start_log = autoctl.state_dir().join("postgres-start.log");
-    let start = match &layout {
-        Some(l) => ["pg_ctlcluster", &l.version, &l.name, "start"]
-            .map(String::from)
-            .to_vec(),
-        None => autoctl.as_user(&[
-            &bin_dir.join("pg_ctl").display().to_string(),
-            "-D",
-            &pgdata_s,
-            "-l",
-            &start_log.display().to_string(),
-            "-w",
-            "-t",
-            "60",
-            "start",
-        ]),
-    };
+    let handback = Handback::new(
+        &autoctl,
+        layout.as_ref(),
+        ServiceUnit::of_enrolled(&autoctl).filter(|u| u.path.exists()),
+        systemd,
+        &start_log,
+    );
+    let Handback {
+        stop_keeper, start, ..
+    } = &handback;
     if in_recovery && !conninfo.is_empty() {
         let with_passfile = format!(
             "{conninfo} passfile={}",
@@ -239,6 +225,7 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
             pgdata.join(f).display().to_string(),
         ]);
     }
+    handback.plan_reload(&mut plan);
     plan.commands.push(start.clone());
     plan.sql = keep_now.iter().chain(&sql).cloned().collect();
     if options.dry_run {
@@ -256,19 +243,12 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
     drop(session);
     let began = Instant::now();
     for (what, argv) in &before_drop {
-        let out = autoctl::run(argv, Duration::from_secs(60)).await?;
-        if !out.status.success() {
-            return Err(Error::failed(format!(
-                "{what} failed ({}):\n{}",
-                out.status,
-                autoctl::output_tail(&out)
-            )));
-        }
+        autoctl::run_ok(what, argv, Duration::from_secs(60)).await?;
         report.done.push(format!("{what}: done"));
     }
     // Not running (crashed, or stopped by its supervisor) is fine: the
     // wait below then returns at once.
-    let out = autoctl::run(&stop_keeper, Duration::from_secs(30)).await?;
+    let out = autoctl::run(stop_keeper, Duration::from_secs(30)).await?;
     let keeper_pid_file = autoctl.keeper_pid_file();
     let deadline = Instant::now() + Duration::from_secs(60);
     while keeper_running(&keeper_pid_file) || postmaster_running(&pgdata.join("postmaster.pid")) {
@@ -287,14 +267,7 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
         "keeper and PostgreSQL stopped ({:.1} s)",
         began.elapsed().as_secs_f64()
     ));
-    let out = autoctl::run(&drop_node, Duration::from_secs(90)).await?;
-    if !out.status.success() {
-        return Err(Error::failed(format!(
-            "pg_autoctl drop node failed ({}):\n{}",
-            out.status,
-            autoctl::output_tail(&out)
-        )));
-    }
+    let out = autoctl::run_ok("pg_autoctl drop node", &drop_node, Duration::from_secs(90)).await?;
     if began.elapsed() > Duration::from_secs(10) {
         report.warnings.push(format!(
             "pg_autoctl drop node took {:.0} s; it said:\n{}",
@@ -321,19 +294,7 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     match &layout {
-        None => {
-            let meta = std::fs::metadata(&config_file).map_err(|e| {
-                Error::failed(format!("cannot read {}", config_file.display())).with_source(e)
-            })?;
-            use std::os::unix::fs::MetadataExt;
-            crate::replica::clone::write_owned(
-                &config_file,
-                conf_new.as_bytes(),
-                meta.mode() & 0o7777,
-                meta.uid(),
-                meta.gid(),
-            )?;
-        }
+        None => debian::rewrite(&config_file, conf_new.as_bytes())?,
         Some(l) => {
             let backup = super::enroll::debian_backup_dir(&autoctl);
             report.done.extend(debian::restore(l, &backup)?);
@@ -355,7 +316,8 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
         ),
         Some(_) => format!("removed pg_autoctl's files from {}", pgdata.display()),
     });
-    let out = autoctl::run(&start, Duration::from_secs(90)).await?;
+    report.done.extend(handback.reload().await?);
+    let out = autoctl::run(start, Duration::from_secs(90)).await?;
     if !out.status.success() {
         let log = std::fs::read_to_string(&start_log).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(10).collect();
@@ -381,7 +343,11 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
     report.done.push(format!(
         "PostgreSQL started with {} {:.1} s after the drop began; reset synchronous_standby_names and \
          default_transaction_read_only{}",
-        if layout.is_some() { "pg_ctlcluster" } else { "pg_ctl" },
+        match &layout {
+            Some(_) if systemd => "systemctl",
+            Some(_) => "pg_ctlcluster",
+            None => "pg_ctl",
+        },
         began.elapsed().as_secs_f64(),
         if in_recovery {
             "; primary_conninfo kept with ALTER SYSTEM"
@@ -397,13 +363,107 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
         "removed pg_autoctl's state under {} (the passfile stays: replication uses it)",
         state.display()
     ));
-    report.warnings.push(
-        "the knocker autofailover pg_hba.conf block stays (its replication lines are in use); \
-         PostgreSQL now runs without a supervisor: start it with the host's service manager"
-            .into(),
-    );
+    report.warnings.push(format!(
+        "the knocker autofailover pg_hba.conf block stays (its replication lines are in use); {}",
+        match &layout {
+            Some(l) if systemd => format!("PostgreSQL runs as {} again", l.systemd_unit()),
+            Some(l) => format!(
+                "pg_ctlcluster {} {} manages PostgreSQL again",
+                l.version, l.name
+            ),
+            None => "PostgreSQL now runs without a supervisor: start it with the host's service \
+                     manager"
+                .to_string(),
+        }
+    ));
     report.changed = true;
     Ok(report)
+}
+
+/// How `--disable` takes PostgreSQL back from the keeper.
+#[derive(Debug, PartialEq, Eq)]
+struct Handback {
+    /// Stops the keeper (which stops PostgreSQL): its systemd unit's
+    /// `disable --now` where `--enroll` wrote one (`Restart=always` would
+    /// start a keeper stopped by `pg_autoctl stop` again), else
+    /// `pg_autoctl stop`.
+    stop_keeper: Vec<String>,
+    /// The keeper's unit, removed once the node is out.
+    unit: Option<ServiceUnit>,
+    /// Whether systemd reads its units again before the start: the unit
+    /// is gone, or Debian's generator must see `start.conf` back at
+    /// `auto` so that the cluster starts at boot again.
+    daemon_reload: bool,
+    /// Starts PostgreSQL again: Debian's own service (`postgresql@V-N`)
+    /// under systemd, `pg_ctlcluster` elsewhere, else `pg_ctl` as the
+    /// PostgreSQL user.
+    start: Vec<String>,
+}
+
+impl Handback {
+    /// For the node of `autoctl`, whose keeper's unit file `unit` exists
+    /// (`None`: no unit), on a host where `systemd` runs or not.
+    fn new(
+        autoctl: &Autoctl,
+        layout: Option<&debian::DebianLayout>,
+        unit: Option<ServiceUnit>,
+        systemd: bool,
+        start_log: &Path,
+    ) -> Handback {
+        let pgdata = autoctl.pgdata.display().to_string();
+        let unit = unit.filter(|_| systemd);
+        let stop_keeper = match &unit {
+            Some(u) => u.stop_command(),
+            None => autoctl.command(&["stop", "--pgdata", &pgdata]),
+        };
+        let start = match layout {
+            Some(l) if systemd => vec!["systemctl".to_string(), "start".into(), l.systemd_unit()],
+            Some(l) => ["pg_ctlcluster", &l.version, &l.name, "start"]
+                .map(String::from)
+                .to_vec(),
+            None => autoctl.as_user(&[
+                &autoctl.pg_ctl.display().to_string(),
+                "-D",
+                &pgdata,
+                "-l",
+                &start_log.display().to_string(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]),
+        };
+        Handback {
+            stop_keeper,
+            daemon_reload: unit.is_some() || (systemd && layout.is_some()),
+            unit,
+            start,
+        }
+    }
+
+    /// The unit's removal and the reload, for the plan.
+    fn plan_reload(&self, plan: &mut Plan) {
+        match &self.unit {
+            Some(u) => u.plan_removal(plan),
+            None if self.daemon_reload => plan.commands.push(service::daemon_reload()),
+            None => {}
+        }
+    }
+
+    /// Removes the unit and reloads systemd, as planned; what was done.
+    async fn reload(&self) -> Result<Vec<String>, Error> {
+        match &self.unit {
+            Some(u) => {
+                u.remove().await?;
+                Ok(vec![format!("removed the keeper's systemd unit {u}")])
+            }
+            None if self.daemon_reload => {
+                service::run_checked(&service::daemon_reload()).await?;
+                Ok(vec!["systemctl daemon-reload: done".into()])
+            }
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
 /// A conninfo value in single quotes, as libpq reads them.
@@ -441,4 +501,99 @@ fn postmaster_running(pid_file: &Path) -> bool {
     };
     // SAFETY: kill(2) with signal 0 only checks that the process exists.
     unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node() -> (Autoctl, debian::DebianLayout) {
+        let pgdata = Path::new("/var/lib/postgresql/15/main");
+        // Owned by whoever runs the test: no runuser in the commands.
+        let me = autoctl::current_uid();
+        let autoctl =
+            Autoctl::for_owner(pgdata, Path::new("/usr/lib/postgresql/15/bin"), me, 0).unwrap();
+        (
+            autoctl,
+            debian::DebianLayout::for_data_dir(pgdata, 15).unwrap(),
+        )
+    }
+
+    #[test]
+    fn under_systemd_the_keepers_unit_goes_and_debians_service_comes_back() {
+        let (autoctl, layout) = node();
+        let unit = ServiceUnit::keeper("node1");
+        let h = Handback::new(
+            &autoctl,
+            Some(&layout),
+            Some(unit.clone()),
+            true,
+            Path::new("/tmp/log"),
+        );
+        assert_eq!(
+            h.stop_keeper,
+            [
+                "systemctl",
+                "disable",
+                "--now",
+                "pgautofailover-node1.service"
+            ]
+        );
+        assert_eq!(
+            h.start,
+            ["systemctl", "start", "postgresql@15-main.service"]
+        );
+        let mut plan = Plan::default();
+        h.plan_reload(&mut plan);
+        assert_eq!(plan.files[0].path, unit.path);
+        assert_eq!(plan.commands, [service::daemon_reload()]);
+        // No unit of knocker's (the keeper was supervised otherwise): the
+        // keeper is stopped by pg_autoctl, systemd still reloads so that
+        // Debian's generator sees start.conf again.
+        let h = Handback::new(&autoctl, Some(&layout), None, true, Path::new("/tmp/log"));
+        assert!(h.stop_keeper.ends_with(&[
+            "stop".to_string(),
+            "--pgdata".into(),
+            "/var/lib/postgresql/15/main".into()
+        ]));
+        assert!(h.daemon_reload && h.unit.is_none());
+    }
+
+    #[test]
+    fn without_systemd_nothing_of_systemd_is_planned() {
+        let (autoctl, layout) = node();
+        let unit = Some(ServiceUnit::keeper("node1"));
+        let h = Handback::new(
+            &autoctl,
+            Some(&layout),
+            unit.clone(),
+            false,
+            Path::new("/tmp/log"),
+        );
+        assert!(h.stop_keeper.ends_with(&[
+            "stop".to_string(),
+            "--pgdata".into(),
+            "/var/lib/postgresql/15/main".into()
+        ]));
+        assert_eq!(h.start, ["pg_ctlcluster", "15", "main", "start"]);
+        let mut plan = Plan::default();
+        h.plan_reload(&mut plan);
+        assert!(plan.is_empty(), "{plan}");
+        let h = Handback::new(&autoctl, None, unit, false, Path::new("/tmp/log"));
+        assert_eq!(
+            h.start,
+            [
+                "/usr/lib/postgresql/15/bin/pg_ctl",
+                "-D",
+                "/var/lib/postgresql/15/main",
+                "-l",
+                "/tmp/log",
+                "-w",
+                "-t",
+                "60",
+                "start"
+            ]
+        );
+        assert!(!h.daemon_reload);
+    }
 }

@@ -13,7 +13,8 @@ use postgres_protocol::escape::{escape_identifier, escape_literal};
 use tokio_postgres::Client;
 
 use super::autoctl::{self, passfile_line, Autoctl};
-use super::debian::{self, DebianLayout};
+use super::debian::{self, current_setting, DebianLayout};
+use super::service::{self, ServiceUnit, Supervision};
 use super::{block, EnrollReport, Options, Secret, HEALTH_CHECK_ROLE, KEEPER_PARTITION_TIMEOUT};
 use super::{MONITOR_DATABASE, MONITOR_ROLE, REPLICATOR_ROLE};
 use crate::{Error, FileChange, Plan};
@@ -52,6 +53,9 @@ const REWIND_FUNCTIONS: &str = "pg_catalog.pg_ls_dir(text, boolean, boolean), \
 /// How long `pg_autoctl create postgres` may take (it restarts its own
 /// failing steps up to 5 times before giving up).
 const CREATE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How long the keeper's service may take to start PostgreSQL.
+const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The monitor URI, checked: TLS with verification and a password.
 struct MonitorUri {
@@ -171,29 +175,16 @@ async fn read_facts(client: &Client) -> Result<NodeFacts, Error> {
     let ca: String = row.get(10);
     let mut kept = Vec::new();
     for name in KEPT_SETTINGS {
-        let value: String = client
-            .query_one("SELECT pg_catalog.current_setting($1)", &[&name])
-            .await
-            .map_err(failed)?
-            .get(0);
-        kept.push((name.to_string(), value));
+        kept.push((name.to_string(), current_setting(client, name).await?));
     }
     let mut required = Vec::new();
     for (name, want) in REQUIRED_SETTINGS {
-        let value: String = client
-            .query_one("SELECT pg_catalog.current_setting($1)", &[&name])
-            .await
-            .map_err(failed)?
-            .get(0);
+        let value = current_setting(client, name).await?;
         if value != want {
             required.push((name.to_string(), value));
         }
     }
-    let fsync: String = client
-        .query_one("SELECT pg_catalog.current_setting('fsync')", &[])
-        .await
-        .map_err(failed)?
-        .get(0);
+    let fsync = current_setting(client, "fsync").await?;
     let sockets: String = row.get(5);
     Ok(NodeFacts {
         config_file: PathBuf::from(row.get::<_, String>(1)),
@@ -267,16 +258,8 @@ pub(super) async fn enroll(
     // Input first: a bad one exits 2 with nothing touched.
     let monitor = parse_monitor(monitor)?;
     let name = node_name(options)?;
-    if Path::new("/run/systemd/system").exists() {
-        return Err(Error::refused_always(
-            "this host runs systemd: running the keeper as a systemd unit is not implemented yet",
-        ));
-    }
-    let local = debian::local_superuser(options)?;
-    let session = local
-        .connect()
-        .await
-        .map_err(|e| Error::failed("connecting to this node's PostgreSQL").with_source(e))?;
+    let systemd = service::systemd_runs();
+    let (_, session) = debian::connect_node(options).await?;
     let client = session.client();
     let facts = read_facts(client).await?;
     if facts.major != 15 {
@@ -320,15 +303,39 @@ pub(super) async fn enroll(
         name: name.clone(),
         ..Default::default()
     };
+    // The PostgreSQL socket the keeper's server opens: the service is up.
+    let ready = if facts.socket_dir.is_empty() {
+        facts.data_dir.join("postmaster.pid")
+    } else {
+        Path::new(&facts.socket_dir).join(format!(".s.PGSQL.{}", facts.port))
+    };
     if autoctl.config_file().exists() {
+        // The unit is named after the name the node was enrolled with.
+        let unit = ServiceUnit::of_enrolled(&autoctl).unwrap_or_else(|| ServiceUnit::keeper(&name));
+        let supervision = keeper_supervision(&autoctl, unit, systemd)?;
         report.done.push(format!(
-            "{} is already enrolled ({} exists); nothing to do",
+            "{} is already enrolled ({} exists){}",
             facts.data_dir.display(),
-            autoctl.config_file().display()
+            autoctl.config_file().display(),
+            if systemd { "" } else { "; nothing to do" }
         ));
-        report.supervise = Some(autoctl.supervise());
+        // A run that stopped before its service started finishes here.
+        if let Supervision::Service { unit, text } = &supervision {
+            if options.dry_run {
+                let mut plan = Plan::default();
+                supervision.plan(&mut plan);
+                report.plan = Some(plan);
+            } else {
+                report.changed = unit.install(text, &ready, SERVICE_START_TIMEOUT).await?;
+                report
+                    .done
+                    .push(format!("the keeper runs under systemd ({unit}, enabled)"));
+            }
+        }
+        (report.service, report.supervise) = supervision.report();
         return Ok(report);
     }
+    let supervision = keeper_supervision(&autoctl, ServiceUnit::keeper(&name), systemd)?;
 
     let address = node_address(&facts.listen)?;
     let version = pghba::PgVersion::new(facts.major)
@@ -424,24 +431,7 @@ pub(super) async fn enroll(
     sql.push(RELOAD_SQL.into());
 
     let pgdata = facts.data_dir.display().to_string();
-    let stop = {
-        let mut argv = Vec::new();
-        if autoctl.uid != unsafe_geteuid() {
-            argv.extend(["runuser", "-u", &autoctl.user, "--"].map(String::from));
-        }
-        argv.extend([
-            autoctl.pg_ctl.display().to_string(),
-            "-D".into(),
-            pgdata.clone(),
-            "-m".into(),
-            "fast".into(),
-            "-w".into(),
-            "-t".into(),
-            "60".into(),
-            "stop".into(),
-        ]);
-        argv
-    };
+    let stop = server_stop(&autoctl, layout.as_ref(), systemd);
     let mut public_monitor = monitor.public.clone();
     public_monitor.set(Keyword::Sslrootcert, ca.display().to_string());
     let monitor_uri = public_monitor.to_uri();
@@ -515,15 +505,22 @@ pub(super) async fn enroll(
         .push(FileChange::new(&facts.hba_file, &hba_old, &hba_new));
     plan.sql = sql;
     plan.commands = vec![stop.clone(), create.clone(), tune.clone()];
+    supervision.plan(&mut plan);
     let kept_includes = match &layout {
         Some(layout) => plan_debian(layout, &mut plan, &mut report)?,
         None => Vec::new(),
     };
-    report.warnings.push(format!(
-        "PostgreSQL is stopped for the enrolment (pg_auto_failover 2.0 refuses a running server) \
-         and stays stopped until the keeper runs: {}",
-        crate::plan::shell_words(&autoctl.supervise())
-    ));
+    report.warnings.push(match &supervision {
+        Supervision::Service { unit, .. } => format!(
+            "PostgreSQL is stopped for the enrolment (pg_auto_failover 2.0 refuses a running \
+             server) and started again by the keeper, which runs under systemd as {unit}"
+        ),
+        Supervision::Foreground(argv) => format!(
+            "PostgreSQL is stopped for the enrolment (pg_auto_failover 2.0 refuses a running \
+             server) and stays stopped until the keeper runs: {}",
+            crate::plan::shell_words(argv)
+        ),
+    });
     report.warnings.push(format!(
         "the passwords go to {} (mode 0600, owner {}); the formation's one secret (the monitor \
          URI's password) is also the replicator's password",
@@ -546,6 +543,7 @@ pub(super) async fn enroll(
     }
     if options.dry_run {
         report.plan = Some(plan);
+        (report.service, report.supervise) = supervision.report();
         return Ok(report);
     }
 
@@ -663,21 +661,16 @@ pub(super) async fn enroll(
             Duration::from_secs(30),
         ),
     ] {
-        let out = autoctl::run(argv, timeout).await?;
-        if !out.status.success() {
-            let mut e = Error::failed(format!(
-                "{what} failed ({}):\n{}",
-                out.status,
-                autoctl::output_tail(&out)
-            ));
+        autoctl::run_ok(what, argv, timeout).await.map_err(|e| {
             if what.starts_with("pg_autoctl create") {
-                e = Error::failed(format!(
+                Error::failed(format!(
                     "{e}\nThe node may be registered on the monitor already; running --enroll again \
                      continues where this one stopped."
-                ));
+                ))
+            } else {
+                e
             }
-            return Err(e);
-        }
+        })?;
         report.done.push(format!("{what}: done"));
     }
     if let Some(layout) = &layout {
@@ -703,9 +696,51 @@ pub(super) async fn enroll(
             layout.conf_dir.display()
         ));
     }
+    if let Supervision::Service { unit, text } = &supervision {
+        unit.install(text, &ready, SERVICE_START_TIMEOUT).await?;
+        report.done.push(format!(
+            "the keeper runs under systemd ({unit}, enabled); PostgreSQL is up again"
+        ));
+    }
     report.changed = true;
-    report.supervise = Some(autoctl.supervise());
+    (report.service, report.supervise) = supervision.report();
     Ok(report)
+}
+
+/// The command that stops this node's PostgreSQL for the enrolment. Under
+/// systemd a Debian cluster runs as Debian's unit and is stopped through
+/// it (pg_autoctl then disables `start.conf`, and Debian's generator no
+/// longer starts it at boot); otherwise `pg_ctl stop` as the PostgreSQL
+/// user.
+fn server_stop(autoctl: &Autoctl, layout: Option<&DebianLayout>, systemd: bool) -> Vec<String> {
+    match layout {
+        Some(l) if systemd => vec!["systemctl".to_string(), "stop".into(), l.systemd_unit()],
+        _ => autoctl.as_user(&[
+            &autoctl.pg_ctl.display().to_string(),
+            "-D",
+            &autoctl.pgdata.display().to_string(),
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            "60",
+            "stop",
+        ]),
+    }
+}
+
+/// How this node's keeper runs: `unit` under systemd, else in the
+/// foreground under the operator's supervisor.
+fn keeper_supervision(
+    autoctl: &Autoctl,
+    unit: ServiceUnit,
+    systemd: bool,
+) -> Result<Supervision, Error> {
+    let description = format!(
+        "pg_auto_failover keeper of {} (knocker autofailover)",
+        autoctl.pgdata.display()
+    );
+    Supervision::choose(autoctl, unit, &description, systemd)
 }
 
 /// Where `--enroll` keeps a copy of a Debian cluster's `/etc` files.
@@ -764,7 +799,34 @@ fn plan_debian(
     Ok(kept)
 }
 
-fn unsafe_geteuid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_debian_cluster_is_stopped_through_its_unit_only_under_systemd() {
+        let pgdata = Path::new("/var/lib/postgresql/15/main");
+        // Owned by whoever runs the test: no runuser in the commands.
+        let me = autoctl::current_uid();
+        let autoctl =
+            Autoctl::for_owner(pgdata, Path::new("/usr/lib/postgresql/15/bin"), me, 0).unwrap();
+        let layout = DebianLayout::for_data_dir(pgdata, 15).unwrap();
+        assert_eq!(
+            server_stop(&autoctl, Some(&layout), true),
+            ["systemctl", "stop", "postgresql@15-main.service"]
+        );
+        let pg_ctl = [
+            "/usr/lib/postgresql/15/bin/pg_ctl",
+            "-D",
+            "/var/lib/postgresql/15/main",
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            "60",
+            "stop",
+        ];
+        assert_eq!(server_stop(&autoctl, Some(&layout), false), pg_ctl);
+        assert_eq!(server_stop(&autoctl, None, true), pg_ctl);
+    }
 }

@@ -24,9 +24,12 @@
 //!   multi-host string for web nodes, and warnings on synchronous
 //!   replication.
 //!
-//! Where there is no systemd the keeper is not started: the report's
-//! `supervise` is the command that runs it in the foreground as the
-//! PostgreSQL user. See docs/ARCHITECTURE.md.
+//! Where systemd runs, the monitor and each keeper run as a unit of their
+//! own, written, enabled and started by `--monitor-init`/`--enroll` (the
+//! report's `service`) and removed by `--disable`; where there is none the
+//! process is not started: the report's `supervise` is the command that
+//! runs it in the foreground as the PostgreSQL user (`service.rs`). See
+//! docs/ARCHITECTURE.md.
 
 mod autoctl;
 mod block;
@@ -34,6 +37,7 @@ mod debian;
 mod disable;
 mod enroll;
 mod monitor;
+mod service;
 mod status;
 mod switchover;
 
@@ -45,8 +49,13 @@ use serde::Serialize;
 pub use autoctl::{is_enrolled, Autoctl};
 pub use block::{BEGIN, END};
 pub use monitor::DEFAULT_DATA_DIR;
+pub use service::{ServiceUnit, MONITOR_UNIT};
 pub use status::{FormationNode, StatusReport};
 pub use switchover::{enrolled_switchover, SwitchoverOutcome};
+
+/// A secret shown once (the monitor URI): the type `knocker replica`
+/// uses for its replication URI.
+pub use crate::replica::Secret;
 
 use crate::{Error, Plan};
 
@@ -181,17 +190,6 @@ impl Action {
     }
 }
 
-/// A secret shown once: serialised as is, never shown by `Debug`.
-#[derive(Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(********)")
-    }
-}
-
 /// What to do and where: plain data, no command-line parser types.
 /// `Debug` shows the connection strings without their passwords.
 #[derive(Clone)]
@@ -215,21 +213,10 @@ pub struct Options {
     pub force: bool,
 }
 
-impl fmt::Debug for Options {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let redact = crate::app::redacted_conn;
-        f.debug_struct("Options")
-            .field("action", &self.action)
-            .field("config", &self.config)
-            .field("conn", &redact(&self.conn))
-            .field("admin_conn", &redact(&self.admin_conn))
-            .field("cluster", &self.cluster)
-            .field("name", &self.name)
-            .field("dry_run", &self.dry_run)
-            .field("force", &self.force)
-            .finish()
-    }
-}
+crate::replica::debug_redacting_conns!(Options {
+    action, config, cluster, name, dry_run, force;
+    redacted: conn, admin_conn
+});
 
 impl Options {
     /// Options for `action` with every other field at its default.
@@ -265,6 +252,10 @@ pub struct EnrollReport {
     /// Things the operator should know.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Where systemd runs: the unit that runs the keeper (enabled and
+    /// started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceUnit>,
     /// Where there is no systemd: the command that runs the keeper in the
     /// foreground as the PostgreSQL user (PostgreSQL stays stopped until
     /// it runs).
@@ -301,7 +292,7 @@ pub struct MonitorInitReport {
     /// Where systemd runs: the unit that runs the monitor (enabled and
     /// started).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
+    pub service: Option<ServiceUnit>,
     /// Where there is no systemd: the command that runs the monitor in the
     /// foreground as the PostgreSQL user (it is stopped until it runs).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -368,5 +359,10 @@ mod tests {
         o.admin_conn = Some("host=/run user=postgres password=s3cret".into());
         let text = format!("{o:?}");
         assert!(!text.contains("s3cret"), "{text}");
+        // Every other field is still shown, the connection strings
+        // without their passwords.
+        for shown in ["admin_conn: Some(", "user=postgres", "force: false"] {
+            assert!(text.contains(shown), "{shown}: {text}");
+        }
     }
 }

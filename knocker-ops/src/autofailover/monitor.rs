@@ -17,9 +17,10 @@
 //!    directory, for `pg_autoctl show` on this host;
 //! 5. the monitor URI, with the password, returned once.
 //!
-//! The service: where there is no systemd the report's `supervise` is the
-//! command that runs `pg_autoctl run` in the foreground as the PostgreSQL
-//! user. A failure removes what this call created (the data directory
+//! The service: where systemd runs, [`super::MONITOR_UNIT`] (written,
+//! enabled and started as `--enroll` does for a keeper); elsewhere the
+//! report's `supervise` is the command that runs `pg_autoctl run` in the
+//! foreground as the PostgreSQL user. A failure removes what this call created (the data directory
 //! was new or empty), so a second try starts clean.
 
 use std::collections::BTreeSet;
@@ -32,6 +33,7 @@ use pgctl::conninfo::{ConnInfo, SslMode};
 use postgres_protocol::escape::escape_literal;
 
 use super::autoctl::{self, passfile_line, Autoctl};
+use super::service::{self, ServiceUnit, Supervision};
 use super::{block, MonitorInit, MonitorInitReport, Secret, MONITOR_DATABASE, MONITOR_ROLE};
 use crate::{Error, FileChange, Plan};
 
@@ -51,10 +53,6 @@ const IDENT_MAP: &str = "pgautofailover";
 /// steps a few times before giving up).
 const CREATE_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// The systemd unit that runs the monitor, where systemd runs.
-pub const UNIT_NAME: &str = "pgautofailover-monitor.service";
-/// Where it goes.
-const UNIT_DIR: &str = "/etc/systemd/system";
 /// How long the service may take to open the monitor's socket.
 const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -291,14 +289,6 @@ fn port_taken(port: u16) -> bool {
     socket.exists() || std::net::TcpListener::bind(("0.0.0.0", port)).is_err()
 }
 
-fn fail_with(what: &str, out: &std::process::Output) -> Error {
-    Error::failed(format!(
-        "{what} failed ({}):\n{}",
-        out.status,
-        autoctl::output_tail(out)
-    ))
-}
-
 pub(super) async fn monitor_init(
     init: &MonitorInit,
     dry_run: bool,
@@ -315,7 +305,7 @@ pub(super) async fn monitor_init(
              (apt-get install postgresql-{MAJOR} pg-auto-failover-cli postgresql-{MAJOR}-auto-failover)"
         )));
     }
-    let systemd = Path::new("/run/systemd/system").exists();
+    let systemd = service::systemd_runs();
     let (uid, gid) = owner_of(&data_dir)?;
     let autoctl = Autoctl::for_owner(&data_dir, &bin_dir, uid, gid)?;
     if let Some(key) = &init.ssl_key {
@@ -342,11 +332,11 @@ pub(super) async fn monitor_init(
                  (its URI and password were shown once, when it was created)",
                 data_dir.display()
             ));
-            if systemd {
-                report.service = Some(UNIT_NAME.to_string());
+            (report.service, report.supervise) = if systemd {
+                (Some(ServiceUnit::monitor()), None)
             } else {
-                report.supervise = Some(autoctl.supervise());
-            }
+                (None, Some(autoctl.supervise()))
+            };
             return Ok(report);
         }
         return Err(Error::refused_always(format!(
@@ -374,18 +364,16 @@ pub(super) async fn monitor_init(
             autoctl.state_dir().display()
         )));
     }
-    let unit_path = Path::new(UNIT_DIR).join(UNIT_NAME);
-    let unit_text = autoctl.systemd_unit(&format!(
-        "pg_auto_failover monitor {} (knocker autofailover)",
-        data_dir.display()
-    ));
-    if systemd && unit_path.exists() {
-        return Err(Error::refused_always(format!(
-            "{} exists (a monitor of this host already has a service): remove it, or give this \
-             one up",
-            unit_path.display()
-        )));
-    }
+    // A unit file of that name that runs another monitor is refused.
+    let supervision = Supervision::choose(
+        &autoctl,
+        ServiceUnit::monitor(),
+        &format!(
+            "pg_auto_failover monitor {} (knocker autofailover)",
+            data_dir.display()
+        ),
+        systemd,
+    )?;
     if port_taken(init.port) {
         return Err(Error::refused_always(format!(
             "port {} is in use on this host: give the monitor another with --port",
@@ -468,16 +456,7 @@ pub(super) async fn monitor_init(
     ));
     plan.sql = sql;
     plan.commands = vec![create.clone(), start.clone(), stop.clone()];
-    let daemon_reload: Vec<String> = ["systemctl", "daemon-reload"].map(String::from).to_vec();
-    let enable: Vec<String> = ["systemctl", "enable", "--now", UNIT_NAME]
-        .map(String::from)
-        .to_vec();
-    if systemd {
-        plan.files
-            .push(FileChange::new(&unit_path, b"", unit_text.as_bytes()));
-        plan.commands.push(daemon_reload.clone());
-        plan.commands.push(enable.clone());
-    }
+    supervision.plan(&mut plan);
     report.warnings.push(format!(
         "the monitor's pg_hba.conf admits the keepers (scram-sha-256 over verified TLS) from {}",
         allow.join(", ")
@@ -488,11 +467,7 @@ pub(super) async fn monitor_init(
     ));
     if dry_run {
         report.plan = Some(plan);
-        if systemd {
-            report.service = Some(UNIT_NAME.to_string());
-        } else {
-            report.supervise = Some(autoctl.supervise());
-        }
+        (report.service, report.supervise) = supervision.report();
         return Ok(report);
     }
 
@@ -523,10 +498,7 @@ pub(super) async fn monitor_init(
         })?;
     }
     autoctl.create_state_dirs()?;
-    let out = autoctl::run(&create, CREATE_TIMEOUT).await?;
-    if !out.status.success() {
-        return Err(fail_with("pg_autoctl create monitor", &out));
-    }
+    autoctl::run_ok("pg_autoctl create monitor", &create, CREATE_TIMEOUT).await?;
     report.done.push(format!(
         "pg_autoctl create monitor: {} on port {port}",
         data_dir.display()
@@ -544,10 +516,12 @@ pub(super) async fn monitor_init(
         hba_path.display()
     ));
 
-    let out = autoctl::run(&start, Duration::from_secs(90)).await?;
-    if !out.status.success() {
-        return Err(fail_with("starting the monitor's PostgreSQL", &out));
-    }
+    autoctl::run_ok(
+        "starting the monitor's PostgreSQL",
+        &start,
+        Duration::from_secs(90),
+    )
+    .await?;
     let password = pgctl::roles::Password::generate();
     let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
     let local = pgctl::connect::LocalSuperuser {
@@ -594,10 +568,12 @@ pub(super) async fn monitor_init(
         "{MONITOR_ROLE}'s password set (SCRAM verifier made here); monitor profile applied \
          (health checks every 1 s, node unhealthy after 3 s, demote timeout 5 s)"
     ));
-    let out = autoctl::run(&stop, Duration::from_secs(90)).await?;
-    if !out.status.success() {
-        return Err(fail_with("stopping the monitor's PostgreSQL", &out));
-    }
+    autoctl::run_ok(
+        "stopping the monitor's PostgreSQL",
+        &stop,
+        Duration::from_secs(90),
+    )
+    .await?;
 
     let uri = ConnInfo::builder()
         .host(address.clone())
@@ -627,37 +603,18 @@ pub(super) async fn monitor_init(
         autoctl.passfile().display(),
         autoctl.user
     ));
-    if systemd {
+    if let Supervision::Service { unit, text } = &supervision {
         // A failure here rolls everything back: the URI was never shown.
-        undo.unit = Some(unit_path.clone());
-        crate::replica::clone::write_owned(&unit_path, unit_text.as_bytes(), 0o644, 0, 0)?;
-        for argv in [&daemon_reload, &enable] {
-            let out = autoctl::run(argv, Duration::from_secs(90)).await?;
-            if !out.status.success() {
-                return Err(fail_with(&crate::plan::shell_words(argv), &out));
-            }
-        }
+        undo.unit = Some(unit.clone());
         let socket = Path::new(SOCKET_DIR).join(format!(".s.PGSQL.{port}"));
-        let deadline = std::time::Instant::now() + SERVICE_START_TIMEOUT;
-        while !socket.exists() {
-            if std::time::Instant::now() > deadline {
-                return Err(Error::failed(format!(
-                    "{UNIT_NAME} started, but the monitor did not open {} within {} s \
-                     (journalctl -u {UNIT_NAME})",
-                    socket.display(),
-                    SERVICE_START_TIMEOUT.as_secs()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        unit.install(text, &socket, SERVICE_START_TIMEOUT).await?;
         report.done.push(format!(
-            "{} written; the monitor runs under systemd ({UNIT_NAME}, enabled)",
-            unit_path.display()
+            "{} written; the monitor runs under systemd ({}, enabled)",
+            unit.path.display(),
+            unit.name
         ));
-        report.service = Some(UNIT_NAME.to_string());
-    } else {
-        report.supervise = Some(autoctl.supervise());
     }
+    (report.service, report.supervise) = supervision.report();
     undo.armed = false;
     report.changed = true;
     report.monitor_url = Some(Secret(uri.to_uri()));
@@ -682,7 +639,7 @@ struct Undo {
     /// is not running).
     stop: Option<Vec<String>>,
     /// The systemd unit written, disabled and removed again.
-    unit: Option<PathBuf>,
+    unit: Option<ServiceUnit>,
     armed: bool,
 }
 
@@ -691,27 +648,11 @@ impl Drop for Undo {
         if !self.armed {
             return;
         }
-        let quiet = |argv: &[&str]| {
-            let _ = std::process::Command::new(argv[0])
-                .args(&argv[1..])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
-        };
         if let Some(unit) = &self.unit {
-            quiet(&["systemctl", "disable", "--now", UNIT_NAME]);
-            let _ = std::fs::remove_file(unit);
-            quiet(&["systemctl", "daemon-reload"]);
+            unit.remove_quietly();
         }
         if let Some(stop) = &self.stop {
-            let (program, args) = stop.split_first().expect("a command");
-            let _ = std::process::Command::new(program)
-                .args(args)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
+            service::run_quietly(stop);
         }
         if self.data_existed {
             for entry in std::fs::read_dir(&self.data_dir)
@@ -752,7 +693,6 @@ mod tests {
 
     #[test]
     fn systemd_accepts_the_unit_even_for_awkward_paths() {
-        let dir = tempfile::tempdir().unwrap();
         let autoctl = Autoctl::for_owner(
             Path::new("/var/lib/postgresql/15/mon 100%$HOME\\x\"y"),
             Path::new(BIN_DIR),
@@ -769,18 +709,9 @@ mod tests {
             unit.contains("run\" \"--pgdata\" \"/var/lib/postgresql/15/mon 100%%$$HOME"),
             "{unit}"
         );
-        let file = dir.path().join("knocker-test-monitor.service");
-        std::fs::write(&file, &unit).unwrap();
-        let out = std::process::Command::new("systemd-analyze")
-            .arg("verify")
-            .arg(&file)
-            .output()
-            .expect("systemd-analyze (package systemd)");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && err.trim().is_empty(),
-            "{err}\n{unit}"
-        );
+        let verdict =
+            super::super::service::tests::systemd_verify(super::super::MONITOR_UNIT, &unit);
+        assert!(verdict.is_empty(), "{verdict}\n{unit}");
     }
 
     #[test]

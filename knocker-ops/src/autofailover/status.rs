@@ -316,11 +316,7 @@ pub(super) async fn status(
         }
     };
     if !out.status.success() {
-        return Err(Error::failed(format!(
-            "pg_autoctl show state failed ({}):\n{}",
-            out.status,
-            autoctl::output_tail(&out)
-        )));
+        return Err(autoctl::command_failed("pg_autoctl show state", &out));
     }
     let nodes = parse_state(&String::from_utf8_lossy(&out.stdout))?;
     let last_failover = events

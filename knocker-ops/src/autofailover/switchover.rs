@@ -42,18 +42,12 @@ fn primaries(nodes: &[FormationNode]) -> Vec<String> {
 }
 
 async fn state(autoctl: &Autoctl, pgdata: &str) -> Result<Vec<FormationNode>, Error> {
-    let out = autoctl::run(
+    let out = autoctl::run_ok(
+        "pg_autoctl show state",
         &autoctl.command(&["show", "state", "--pgdata", pgdata, "--json"]),
         Duration::from_secs(30),
     )
     .await?;
-    if !out.status.success() {
-        return Err(Error::failed(format!(
-            "pg_autoctl show state failed ({}):\n{}",
-            out.status,
-            autoctl::output_tail(&out)
-        )));
-    }
     parse_state(&String::from_utf8_lossy(&out.stdout))
 }
 
@@ -146,15 +140,10 @@ pub async fn enrolled_switchover(
         return Err(Error::refused_always("no switchover (declined)"));
     }
     let started = Instant::now();
-    let out = autoctl::run(&perform, PERFORM_TIMEOUT).await?;
+    autoctl::run_ok("pg_autoctl perform switchover", &perform, PERFORM_TIMEOUT)
+        .await
+        .map_err(|e| Error::failed(format!("{e}\nSee knocker autofailover --status.")))?;
     let took = started.elapsed();
-    if !out.status.success() {
-        return Err(Error::failed(format!(
-            "pg_autoctl perform switchover failed ({}):\n{}\nSee knocker autofailover --status.",
-            out.status,
-            autoctl::output_tail(&out)
-        )));
-    }
     outcome.took_ms = Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
     let after = state(&autoctl, &pgdata).await?;
     let new = primaries(&after);

@@ -143,7 +143,7 @@ pub(crate) fn roles_of(replication_role: &str) -> super::block::BlockRoles {
 
 /// The name the old data directory is moved to.
 fn moved_aside(data: &Path) -> PathBuf {
-    let stamp = super::utc_now().replace([':', '-'], "");
+    let stamp = pgctl::os::utc_timestamp().replace([':', '-'], "");
     let mut name = data.as_os_str().to_owned();
     name.push(format!(".knocker-replaced-{stamp}"));
     let first = PathBuf::from(name);

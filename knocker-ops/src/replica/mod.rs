@@ -119,23 +119,31 @@ pub struct Options {
     pub progress: bool,
 }
 
-impl fmt::Debug for Options {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let redact = crate::app::redacted_conn;
-        f.debug_struct("Options")
-            .field("action", &self.action)
-            .field("config", &self.config)
-            .field("conn", &redact(&self.conn))
-            .field("admin_conn", &redact(&self.admin_conn))
-            .field("cluster", &self.cluster)
-            .field("name", &self.name)
-            .field("dry_run", &self.dry_run)
-            .field("force", &self.force)
-            .field("no_restart", &self.no_restart)
-            .field("progress", &self.progress)
-            .finish()
-    }
+/// `impl Debug` for a command's options whose connection strings may
+/// carry passwords: `Type { fields...; redacted: conn fields... }` shows
+/// the first as they are and the connection strings through
+/// [`crate::app::redacted_conn`]. The struct is destructured whole, so a
+/// field added to it and not here fails to compile rather than going
+/// missing from the output (or showing a password).
+macro_rules! debug_redacting_conns {
+    ($ty:ident { $($field:ident),* ; redacted: $($conn:ident),* }) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let $ty { $($field,)* $($conn,)* } = self;
+                let mut s = f.debug_struct(stringify!($ty));
+                $(s.field(stringify!($field), $field);)*
+                $(s.field(stringify!($conn), &crate::app::redacted_conn($conn));)*
+                s.finish()
+            }
+        }
+    };
 }
+pub(crate) use debug_redacting_conns;
+
+debug_redacting_conns!(Options {
+    action, config, cluster, name, dry_run, force, no_restart, progress;
+    redacted: conn, admin_conn
+});
 
 impl Options {
     /// Options for `action` with every other field at its default.
@@ -351,31 +359,7 @@ pub(crate) fn rule_comment() -> String {
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
         .take(64)
         .collect();
-    format!("added {} by {who}", utc_now())
-}
-
-/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
-pub(crate) fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = ((secs / 86400) as i64, secs % 86400);
-    // civil-from-days (proleptic Gregorian)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("added {} by {who}", pgctl::os::utc_timestamp())
 }
 
 /// A pgctl error as an operation failure, keeping it as the cause.
@@ -418,9 +402,14 @@ mod tests {
             uri: Secret("postgresql://r:s3cret@h/".into()),
         });
         o.conn = Some("postgresql://app:s3cret@h/db".into());
-        o.admin_conn = Some("host=/x password=s3cret".into());
+        o.admin_conn = Some("host=/x user=postgres password=s3cret".into());
         let text = format!("{o:?}");
         assert!(!text.contains("s3cret"), "{text}");
+        // Every other field is still shown, the connection strings
+        // without their passwords.
+        for shown in ["admin_conn: Some(", "user=postgres", "progress: false"] {
+            assert!(text.contains(shown), "{shown}: {text}");
+        }
     }
 
     #[test]
