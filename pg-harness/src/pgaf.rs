@@ -25,6 +25,22 @@ pub const BIN: &str = "/usr/lib/postgresql/15/bin";
 #[derive(Debug)]
 pub struct Scratch(pub PathBuf);
 
+impl Scratch {
+    /// A new directory `/dev/shm/PREFIXxxxxxx` (memory-backed: the
+    /// clusters' and monitor's fsyncs stay cheap), mode 0755 and owned by
+    /// `owner`, who runs the monitor and writes its state and logs there.
+    pub fn create(prefix: &str, owner: &OsUser) -> std::io::Result<Scratch> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in("/dev/shm")?
+            .keep();
+        let scratch = Scratch(dir);
+        std::fs::set_permissions(&scratch.0, std::fs::Permissions::from_mode(0o755))?;
+        owner.chown(&scratch.0)?;
+        Ok(scratch)
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);

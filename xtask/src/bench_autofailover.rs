@@ -49,7 +49,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -948,13 +947,8 @@ fn stamp() -> String {
 /// Sets up the bed: TLS, monitor, two enrolled nodes.
 async fn setup(begun: Instant) -> Result<Bed> {
     let user = OsUser::server_user().clone();
-    let scratch = tempfile::Builder::new()
-        .prefix("knocker-bench-autofailover-")
-        .tempdir_in("/dev/shm")?
-        .keep();
-    let scratch_guard = Scratch(scratch.clone());
-    std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755))?;
-    user.chown(&scratch)?;
+    let scratch_guard = Scratch::create("knocker-bench-autofailover-", &user)?;
+    let scratch = scratch_guard.0.clone();
     let tls = make_tls(&scratch.join("tls"), &user, "IP:127.0.0.1,DNS:localhost")?;
     let ca = tls.0.display().to_string();
     let node_options = ClusterOptions {
