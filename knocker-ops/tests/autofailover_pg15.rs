@@ -56,17 +56,11 @@ fn monitor_init_enroll_kill_freeze_switchover_disable_and_back_pg15() {
     pg_harness::block_on(async {
         let begun = Instant::now();
         let user = OsUser::server_user().clone();
-        let scratch = tempfile::Builder::new()
-            .prefix("knocker-autofailover-")
-            .tempdir_in("/dev/shm")
-            .unwrap()
-            .keep();
-        std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755)).unwrap();
-        user.chown(&scratch).unwrap();
         // Dropped in reverse: the keepers stop first (a cluster dropped
         // under a running keeper is restarted by it), then the clusters,
         // then the scratch directory.
-        let _scratch = Scratch(scratch.clone());
+        let _scratch = Scratch::create("knocker-autofailover-", &user).unwrap();
+        let scratch = _scratch.0.clone();
         let tls = make_tls(&scratch.join("tls"), &user, "IP:127.0.0.1,DNS:localhost");
         let ca = tls.0.display().to_string();
         let primary = Cluster::start_with(15, node_options(&tls)).await;
@@ -227,14 +221,7 @@ fn monitor_init_enroll_kill_freeze_switchover_disable_and_back_pg15() {
             .push(spawn(&margv, &scratch.join("monitor.log")));
 
         // The running primary, with the application's table.
-        let p = primary.connect().await;
-        p.batch_execute("CREATE ROLE app LOGIN PASSWORD 'apppw'")
-            .await
-            .unwrap();
-        p.batch_execute("CREATE DATABASE appdb OWNER app")
-            .await
-            .unwrap();
-        drop(p);
+        app_database(&primary).await;
         let appurl = |ports: &[u16]| {
             format!(
                 "postgres://app:apppw@{}/appdb?target_session_attrs=read-write&connect_timeout=2&sslmode=verify-full&sslrootcert={ca}",
@@ -364,83 +351,14 @@ fn monitor_init_enroll_kill_freeze_switchover_disable_and_back_pg15() {
 
         // A standby cloned from it (primary_conninfo of its own, as knocker
         // replica leaves it), running, then enrolled keeping its data.
-        let sdata = standby.data_dir().display().to_string();
-        run_as(
-            &user,
-            &[
-                &format!("{BIN}/pg_ctl"),
-                "-D",
-                &sdata,
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ],
-            &[],
-        );
-        // The keeper may still be restarting its PostgreSQL ("starting
-        // up"): a few attempts, each from an empty directory.
-        let mut cloned = false;
-        for _ in 0..20 {
-            let _ = std::fs::remove_dir_all(standby.data_dir());
-            let out = user
-                .command(format!("{BIN}/pg_basebackup"))
-                .args(["-D", &sdata, "-X", "stream", "-c", "fast", "-R", "-d"])
-                .arg(format!("host=127.0.0.1 port={} user=pgautofailover_replicator sslmode=verify-full sslrootcert={ca} application_name=node_b", primary.port()))
-                .env_clear()
-                .env("PGPASSFILE", &passfile)
-                .output()
-                .unwrap();
-            if out.status.success() {
-                cloned = true;
-                break;
-            }
-            eprintln!(
-                "pg_basebackup: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        assert!(cloned, "could not clone the primary");
-        let mut conf = std::fs::OpenOptions::new()
-            .append(true)
-            .open(standby.data_dir().join("postgresql.conf"))
-            .unwrap();
-        std::io::Write::write_all(
-            &mut conf,
-            format!(
-                "port = {}\nunix_socket_directories = '{}'\n",
-                standby.port(),
-                standby.socket_dir().display()
-            )
-            .as_bytes(),
-        )
-        .unwrap();
-        run_as(
-            &user,
-            &[
-                &format!("{BIN}/pg_ctl"),
-                "-D",
-                &sdata,
-                "-l",
-                &scratch.join("standby-start.log").display().to_string(),
-                "-w",
-                "start",
-            ],
-            &[],
-        );
-        let mut enroll_b = Options::new(Action::Enroll {
-            monitor: Secret(monitor.clone()),
-        });
-        enroll_b.admin_conn = Some(admin(&standby));
-        enroll_b.name = Some("node_b".into());
-        let Report::Enroll(r) = autofailover::run(&enroll_b, &mut |_: &str| true)
-            .await
-            .unwrap()
-        else {
-            panic!()
+        let from = CloneSource {
+            host: "127.0.0.1",
+            port: primary.port(),
+            ca: &ca,
+            passfile: &passfile,
         };
-        assert_eq!(r.role, "standby");
+        let start_log = scratch.join("standby-start.log");
+        let r = clone_and_enroll_standby(&user, &standby, &from, "", &monitor, &start_log).await;
         let auto_conf =
             std::fs::read_to_string(standby.data_dir().join("postgresql.auto.conf")).unwrap();
         assert!(!auto_conf.contains("primary_conninfo"), "{auto_conf}");

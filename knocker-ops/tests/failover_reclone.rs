@@ -9,7 +9,6 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::Leftovers;
 use knocker_ops::replica::{self, Action, Options};
 use knocker_ops::{failover, ErrorKind};
 use pg_harness::DebianCluster;
@@ -26,10 +25,7 @@ fn status(cluster: &DebianCluster) -> String {
 #[test]
 fn rejoin_with_reclone_when_pg_rewind_fails_debian_cluster() {
     pg_harness::block_on(async {
-        let mut leftovers = Leftovers(Vec::new());
-        let a = DebianCluster::create(15).await;
-        let c = DebianCluster::create(15).await;
-        leftovers.debian_clusters(&[&a, &c]);
+        let (mut leftovers, a, c) = common::debian_pair().await;
         let conn = common::app_database(&a).await;
         let mut init = Options::new(Action::Init);
         init.cluster = Some(format!("15/{}", a.name()));

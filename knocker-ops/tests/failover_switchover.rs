@@ -7,11 +7,10 @@ mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{app_database, options, wait_for, writer, Acks, Leftovers};
+use common::{app_database, options, wait_for};
 use knocker_ops::replica::{self, Action, Options, Secret};
 use knocker_ops::{failover, ErrorKind};
 use pg_harness::DebianCluster;
@@ -47,10 +46,7 @@ fn longest_gap(acks: &[(i32, Instant)], window: (Instant, Instant)) -> Duration 
 #[test]
 fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
     pg_harness::block_on(async {
-        let mut leftovers = Leftovers(Vec::new());
-        let a = DebianCluster::create(15).await;
-        let b = DebianCluster::create(15).await;
-        leftovers.debian_clusters(&[&a, &b]);
+        let (mut leftovers, a, b) = common::debian_pair().await;
         let conn = app_database(&a).await;
         // The primary admits a web node through knocker exposedb.
         let mut web = knocker_ops::exposedb::Exposedb::connect(knocker_ops::exposedb::Options {
@@ -239,15 +235,7 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
         assert!(plan.contains("pg_catalog.pg_promote(true, 60)"), "{plan}");
         assert!(plan.contains("standby.signal"), "{plan}");
 
-        let multi = format!(
-            "host=127.0.0.1,127.0.0.1 port={},{} user=knocknoc password=pw dbname=knocknoc \
-             target_session_attrs=read-write connect_timeout=2",
-            a.port(),
-            b.port()
-        );
-        let stop = Arc::new(AtomicBool::new(false));
-        let acks: Acks = Arc::default();
-        let w = writer(multi, stop.clone(), acks.clone());
+        let (stop, acks, w) = common::multi_host_writer([a.port(), b.port()], "knocknoc");
         wait_for(&acks, 20).await;
 
         // B lacks the web node added after the clone: refused (nothing

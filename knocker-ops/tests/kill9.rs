@@ -13,11 +13,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{options, replica_primary, run_replica, wait_for, writer, Acks, Leftovers};
+use common::{options, replica_primary, run_replica, wait_for};
 use knocker_ops::replica::{self, Action, Secret};
 use knocker_ops::test_hook::STOP_AT_ENV;
 use pg_harness::DebianCluster;
@@ -170,10 +169,7 @@ async fn slot_released(primary: &DebianCluster, slot: &str) {
 #[test]
 fn clone_killed_at_each_step_recovers_debian_cluster() {
     pg_harness::block_on(async {
-        let mut leftovers = Leftovers(Vec::new());
-        let a = DebianCluster::create(15).await;
-        let b = DebianCluster::create(15).await;
-        leftovers.debian_clusters(&[&a, &b]);
+        let (mut leftovers, a, b) = common::debian_pair().await;
         let url = replica_primary(&a, "node_b").await;
         a.connect()
             .await
@@ -306,10 +302,7 @@ fn clone_killed_at_each_step_recovers_debian_cluster() {
 #[test]
 fn switchover_killed_at_each_step_recovers_debian_cluster() {
     pg_harness::block_on(async {
-        let mut leftovers = Leftovers(Vec::new());
-        let a = DebianCluster::create(15).await;
-        let b = DebianCluster::create(15).await;
-        leftovers.debian_clusters(&[&a, &b]);
+        let (mut leftovers, a, b) = common::debian_pair().await;
         let url = replica_primary(&a, "node_b").await;
         let mut clone = options(
             Action::CloneFrom {
@@ -328,15 +321,7 @@ fn switchover_killed_at_each_step_recovers_debian_cluster() {
         .await
         .unwrap();
         drop(p);
-        let multi = format!(
-            "host=127.0.0.1,127.0.0.1 port={},{} user=knocknoc password=pw dbname=postgres \
-             target_session_attrs=read-write connect_timeout=2",
-            a.port(),
-            b.port()
-        );
-        let stop = Arc::new(AtomicBool::new(false));
-        let acks: Acks = Arc::default();
-        let w = writer(multi, stop.clone(), acks.clone());
+        let (stop, acks, w) = common::multi_host_writer([a.port(), b.port()], "postgres");
         wait_for(&acks, 10).await;
         let started = Instant::now();
         let nodes = [(&a, "node_a"), (&b, "node_b")];

@@ -55,6 +55,17 @@ impl Leftovers {
     }
 }
 
+/// Two new Debian PostgreSQL 15 clusters and what to remove after them
+/// ([`Leftovers::debian_clusters`]). Bind them with `let (leftovers, a,
+/// b) = ...`: the leftovers are then dropped after the clusters.
+pub async fn debian_pair() -> (Leftovers, DebianCluster, DebianCluster) {
+    let mut leftovers = Leftovers(Vec::new());
+    let a = DebianCluster::create(15).await;
+    let b = DebianCluster::create(15).await;
+    leftovers.debian_clusters(&[&a, &b]);
+    (leftovers, a, b)
+}
+
 /// The passfile `knocker replica` keeps for `cluster`'s walreceiver.
 pub fn passfile(cluster: &DebianCluster) -> PathBuf {
     PathBuf::from(format!(
@@ -153,6 +164,25 @@ pub fn writer(url: String, stop: Arc<AtomicBool>, acks: Acks) -> std::thread::Jo
             }
         });
     })
+}
+
+/// A [`writer`] through the multi-host string of the loopback servers on
+/// `ports` (`target_session_attrs=read-write`, 2 s connect timeout) as
+/// `knocknoc` into `dbname`: its stop flag, its acknowledgements, its
+/// thread.
+pub fn multi_host_writer(
+    ports: [u16; 2],
+    dbname: &str,
+) -> (Arc<AtomicBool>, Acks, std::thread::JoinHandle<()>) {
+    let multi = format!(
+        "host=127.0.0.1,127.0.0.1 port={},{} user=knocknoc password=pw dbname={dbname} \
+         target_session_attrs=read-write connect_timeout=2",
+        ports[0], ports[1]
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks: Acks = Arc::default();
+    let handle = writer(multi, stop.clone(), acks.clone());
+    (stop, acks, handle)
 }
 
 /// Waits (30 s at most) until the writer has more than `more_than`

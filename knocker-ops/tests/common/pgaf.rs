@@ -128,6 +128,18 @@ pub fn admin(c: &Cluster) -> String {
     )
 }
 
+/// The application's role `app` (password `apppw`) and its database
+/// `appdb` on `c`.
+pub async fn app_database(c: &Cluster) {
+    let p = c.connect().await;
+    p.batch_execute("CREATE ROLE app LOGIN PASSWORD 'apppw'")
+        .await
+        .unwrap();
+    p.batch_execute("CREATE DATABASE appdb OWNER app")
+        .await
+        .unwrap();
+}
+
 pub async fn status(monitor: &str) -> autofailover::StatusReport {
     let o = Options::new(Action::Status {
         monitor: Some(Secret(monitor.into())),
@@ -315,4 +327,115 @@ pub fn params_for(url: &str) -> pgctl::connect::ConnectParams {
     pgctl::conninfo::resolve_from_process_env(&pgctl::conninfo::ConnInfo::parse(url).unwrap())
         .unwrap()
         .params
+}
+
+/// Where [`clone_and_enroll_standby`] clones from.
+pub struct CloneSource<'a> {
+    /// The enrolled primary's address as the standby reaches it.
+    pub host: &'a str,
+    /// Its port.
+    pub port: u16,
+    /// The formation's CA certificate (the clone verifies the primary).
+    pub ca: &'a str,
+    /// The passfile with `pgautofailover_replicator`'s password (the
+    /// primary keeper's).
+    pub passfile: &'a Path,
+}
+
+/// Replaces `standby` (a pg-harness cluster run by `user`) with a clone of
+/// the enrolled primary (`pg_basebackup -R`, a primary_conninfo of its
+/// own as `knocker replica --clone-from` leaves it), starts it with its
+/// port, socket directory and `extra_conf`, and enrols it as `node_b` with
+/// `monitor`, keeping its data. Returns the enrolment's report (its role
+/// checked: standby); the keeper is the caller's to start.
+pub async fn clone_and_enroll_standby(
+    user: &OsUser,
+    standby: &Cluster,
+    from: &CloneSource<'_>,
+    extra_conf: &str,
+    monitor: &str,
+    start_log: &Path,
+) -> autofailover::EnrollReport {
+    let sdata = standby.data_dir().display().to_string();
+    run_as(
+        user,
+        &[
+            &format!("{BIN}/pg_ctl"),
+            "-D",
+            &sdata,
+            "-m",
+            "fast",
+            "-w",
+            "stop",
+        ],
+        &[],
+    );
+    // The keeper may still be restarting its PostgreSQL ("starting up"):
+    // a few attempts, each from an empty directory.
+    let mut cloned = false;
+    for _ in 0..20 {
+        let _ = std::fs::remove_dir_all(standby.data_dir());
+        let out = user
+            .command(format!("{BIN}/pg_basebackup"))
+            .args(["-D", &sdata, "-X", "stream", "-c", "fast", "-R", "-d"])
+            .arg(format!(
+                "host={} port={} user=pgautofailover_replicator sslmode=verify-full \
+                 sslrootcert={} application_name=node_b",
+                from.host, from.port, from.ca
+            ))
+            .env_clear()
+            .env("PGPASSFILE", from.passfile)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            cloned = true;
+            break;
+        }
+        eprintln!(
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(cloned, "could not clone the primary");
+    let mut conf = std::fs::OpenOptions::new()
+        .append(true)
+        .open(standby.conf_file())
+        .unwrap();
+    std::io::Write::write_all(
+        &mut conf,
+        format!(
+            "port = {}\nunix_socket_directories = '{}'\n{extra_conf}",
+            standby.port(),
+            standby.socket_dir().display()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    run_as(
+        user,
+        &[
+            &format!("{BIN}/pg_ctl"),
+            "-D",
+            &sdata,
+            "-l",
+            &start_log.display().to_string(),
+            "-w",
+            "start",
+        ],
+        &[],
+    );
+    let mut enroll_b = Options::new(Action::Enroll {
+        monitor: Secret(monitor.into()),
+    });
+    enroll_b.admin_conn = Some(admin(standby));
+    enroll_b.name = Some("node_b".into());
+    let Report::Enroll(r) = autofailover::run(&enroll_b, &mut |_: &str| true)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(r.role, "standby");
+    r
 }
