@@ -5,7 +5,7 @@
 //! with nothing lost (issue 15, "Speed, with nothing lost").
 //!
 //! The bed: a monitor (`pg_autoctl create monitor`, pg_hba.conf and the
-//! `autoctl_node` password set as `knocker-ops/tests/autofailover_pg15.rs`
+//! `autoctl_node` password set as `knocker-ops/tests/testsuite/autofailover_pg15.rs`
 //! does it) and two pg-harness PostgreSQL 15 nodes on loopback, one CA
 //! for all three, `sslmode=verify-full` everywhere; the primary enrolled
 //! with `knocker autofailover --enroll` (the library call), a standby

@@ -3,7 +3,7 @@
 //! (`target_session_attrs=read-write`) and records every acknowledged
 //! value: none may be lost, and the time writes were refused is printed.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;

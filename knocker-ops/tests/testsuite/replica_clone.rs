@@ -4,7 +4,7 @@
 //! host", data written on the primary read on the standby, --status on
 //! both, a second clone refused while the slot is in use.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;

@@ -12,7 +12,7 @@
 //! write is lost. The namespace and veth are removed when the test ends,
 //! also on failure. About 60 s; needs `cargo build -p knocker-cli` first.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@
 //! Runs the binary next to this test's directory: `cargo build -p
 //! knocker-cli` first.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

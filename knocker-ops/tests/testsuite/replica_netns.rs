@@ -5,7 +5,7 @@
 //! (10.213.N.1 here, 10.213.N.2 there); the test makes both and removes
 //! them when it ends, also when it fails.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

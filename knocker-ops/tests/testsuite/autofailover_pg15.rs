@@ -31,7 +31,7 @@ use knocker_ops::autofailover::{self, Action, Options, Report, Secret};
 use knocker_ops::ErrorKind;
 use pg_harness::{Cluster, OsUser};
 
-mod common;
+use crate::common;
 use common::pgaf::*;
 
 /// Every file below `dir`.

@@ -14,7 +14,7 @@
 //! the standby streams again, and no acknowledged write is lost. About
 //! 40 s.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! stopped and fenced and the error says what to add; with it the node is
 //! cloned afresh and streams.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;
