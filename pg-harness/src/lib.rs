@@ -12,6 +12,8 @@
 //! * [`DebianCluster`]: a cluster made by Debian's `pg_createcluster`, with the
 //!   layout real operators have (`/etc/postgresql/15/NAME`, peer
 //!   authentication over `/var/run/postgresql`, ssl with the snakeoil cert).
+//! * [`pgaf`]: the processes, certificates and writing client of a
+//!   pg_auto_failover test bed.
 //! * [`pg_test!`]: one `#[test]` per provisioned major version.
 //! * [`unix_stream_as`]: connect a unix socket with the effective uid of
 //!   another OS user (peer authentication as `postgres` from root).
@@ -28,6 +30,7 @@ mod cluster;
 pub mod corpus;
 mod debian;
 mod os_user;
+pub mod pgaf;
 mod template;
 mod tls;
 pub mod webnode;

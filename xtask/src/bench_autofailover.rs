@@ -5,7 +5,7 @@
 //! with nothing lost (issue 15, "Speed, with nothing lost").
 //!
 //! The bed: a monitor (`pg_autoctl create monitor`, pg_hba.conf and the
-//! `autoctl_node` password set as `knocker-ops/tests/autofailover_pg15.rs`
+//! `autoctl_node` password set as `knocker-ops/tests/testsuite/autofailover_pg15.rs`
 //! does it) and two pg-harness PostgreSQL 15 nodes on loopback, one CA
 //! for all three, `sslmode=verify-full` everywhere; the primary enrolled
 //! with `knocker autofailover --enroll` (the library call), a standby
@@ -49,18 +49,17 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
 use knocker_ops::autofailover::{self, Action, Autoctl, Options, Report, Secret};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use pg_harness::pgaf::{self, free_port, freeze_tree, make_tls, spawn, Attempt, Scratch, Writer};
 use pg_harness::{Cluster, ClusterOptions, OsUser};
 use pgctl::connect::ConnectParams;
 
@@ -238,71 +237,14 @@ struct Outcome {
     rejoined_after: Option<f64>,
 }
 
-/// One write attempt: its value, when it started and ended, whether the
-/// server acknowledged it.
-#[derive(Clone, Copy, Debug)]
-struct Attempt {
-    n: i64,
-    started: Instant,
-    finished: Instant,
-    acked: bool,
-}
-
-/// A client writing a new counter value per attempt until stopped.
-struct Writer {
-    attempts: Arc<Mutex<Vec<Attempt>>>,
-    stop: Arc<AtomicBool>,
-    handle: tokio::task::JoinHandle<()>,
-}
-
-impl Writer {
-    fn start(params: ConnectParams, next: Arc<AtomicI64>, pause: Duration) -> Writer {
-        let attempts: Arc<Mutex<Vec<Attempt>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let handle = {
-            let (attempts, stop) = (attempts.clone(), stop.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    let started = Instant::now();
-                    let acked = write_once(&params, n).await;
-                    attempts.lock().unwrap().push(Attempt {
-                        n,
-                        started,
-                        finished: Instant::now(),
-                        acked,
-                    });
-                    tokio::time::sleep(if acked {
-                        pause
-                    } else {
-                        Duration::from_millis(100)
-                    })
-                    .await;
-                }
-            })
-        };
-        Writer {
-            attempts,
-            stop,
-            handle,
-        }
-    }
-
-    async fn finish(self) -> Vec<Attempt> {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.handle.await;
-        let attempts = self.attempts.lock().unwrap().clone();
-        attempts
-    }
-
-    fn first_ack_started_after(&self, t: Instant) -> Option<Instant> {
-        self.attempts
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|a| a.acked && a.started > t)
-            .map(|a| a.started)
-    }
+/// A client writing through `params` the values taken from `next` (one
+/// connection per attempt) until stopped.
+fn start_writer(params: ConnectParams, next: Arc<AtomicI64>, pause: Duration) -> Writer {
+    let params = Arc::new(params);
+    Writer::start(next, pause, move |n| {
+        let params = params.clone();
+        async move { write_once(&params, n).await }
+    })
 }
 
 /// One connection, one INSERT, bounded to 3 s: true when acknowledged.
@@ -375,133 +317,16 @@ impl Drop for Keepers {
     }
 }
 
-/// Stops a keeper and everything under it: SIGCONT (it may be frozen),
-/// SIGTERM to the keeper (it stops its PostgreSQL), then SIGKILL to what
-/// is left after 30 s.
+/// Stops a keeper and everything under it ([`pgaf::stop_tree`]), naming
+/// what needed a SIGKILL.
 fn stop_child(name: &str, child: &mut Child) {
-    let family = tree(child.id());
-    for pid in &family {
-        signal(*pid, Signal::SIGCONT);
-    }
-    signal(child.id(), Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while family.iter().skip(1).any(|p| alive(*p)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for pid in family.iter().rev().filter(|p| alive(**p)) {
+    for pid in pgaf::stop_tree(child) {
         eprintln!("bench autofailover: {name}: SIGKILL to leftover pid {pid}");
-        signal(*pid, Signal::SIGKILL);
     }
-    let _ = child.wait();
 }
 
 fn signal(pid: u32, sig: Signal) {
     let _ = kill(Pid::from_raw(pid as i32), sig);
-}
-
-/// The scratch directory (CA, monitor, logs), removed when dropped.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `pid` and all its descendants (from /proc), parents first.
-fn tree(pid: u32) -> Vec<u32> {
-    let mut parent_of: Vec<(u32, u32)> = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        // The command name is in parentheses and may hold spaces.
-        let after = &stat[stat.rfind(')').unwrap_or(0) + 1..];
-        if let Some(ppid) = after.split_whitespace().nth(1).and_then(|s| s.parse().ok()) {
-            parent_of.push((p, ppid));
-        }
-    }
-    let mut out = vec![pid];
-    let mut i = 0;
-    while i < out.len() {
-        let parent = out[i];
-        out.extend(
-            parent_of
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    out
-}
-
-/// Whether `pid` runs (a zombie does not).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s[s.rfind(')').unwrap_or(0) + 1..]
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
-}
-
-/// SIGSTOPs `pid`'s tree until no new descendant appears (a stopped
-/// process cannot fork), and returns that tree.
-fn freeze_tree(pid: u32) -> Vec<u32> {
-    let mut frozen: Vec<u32> = Vec::new();
-    for _ in 0..20 {
-        let now = tree(pid);
-        let fresh: Vec<u32> = now
-            .iter()
-            .copied()
-            .filter(|p| !frozen.contains(p))
-            .collect();
-        if fresh.is_empty() {
-            break;
-        }
-        for p in &fresh {
-            signal(*p, Signal::SIGSTOP);
-        }
-        frozen.extend(fresh);
-    }
-    frozen
-}
-
-/// Runs `argv` (the form knocker prints: `runuser -u USER -- env ...`)
-/// as a child, switching user directly so that the child's pid is the
-/// keeper's own (SIGTERM to it stops the keeper and its PostgreSQL).
-fn spawn(argv: &[String], log: &Path) -> Result<Child> {
-    let (user, rest) = match argv {
-        [r, u, user, dd, rest @ ..] if r == "runuser" && u == "-u" && dd == "--" => (
-            Some(OsUser::lookup(user).with_context(|| format!("no OS user {user}"))?),
-            rest,
-        ),
-        _ => (None, argv),
-    };
-    let out = std::fs::File::create(log)?;
-    let mut cmd = Command::new(&rest[0]);
-    cmd.args(&rest[1..])
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
-    if let Some(u) = user {
-        cmd.uid(u.uid).gid(u.gid);
-    }
-    cmd.spawn()
-        .with_context(|| format!("cannot start {}", rest[0]))
 }
 
 /// Runs `argv` as `user` with a clean environment, asynchronously; the
@@ -547,72 +372,6 @@ async fn run_argv(argv: &[String]) -> Result<String> {
     );
     ensure!(out.status.success(), "{argv:?} failed: {text}");
     Ok(text)
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// One CA and a server certificate for 127.0.0.1 / localhost, shared by
-/// the monitor and both nodes, owned by the server user.
-fn make_tls(dir: &Path, user: &OsUser) -> Result<(PathBuf, PathBuf, PathBuf)> {
-    std::fs::create_dir_all(dir)?;
-    let (ca, cakey, crt, key, csr, ext) = (
-        dir.join("ca.crt"),
-        dir.join("ca.key"),
-        dir.join("server.crt"),
-        dir.join("server.key"),
-        dir.join("server.csr"),
-        dir.join("ext.cnf"),
-    );
-    let ok = |c: &mut Command| -> Result<()> {
-        let status = c.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
-        ensure!(status.success(), "openssl failed: {c:?}");
-        Ok(())
-    };
-    ok(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes"])
-        .args(["-days", "2", "-subj", "/CN=knocker bench CA"])
-        .arg("-keyout")
-        .arg(&cakey)
-        .arg("-out")
-        .arg(&ca))?;
-    ok(Command::new("openssl")
-        .args([
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&csr))?;
-    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n")?;
-    ok(Command::new("openssl")
-        .args(["x509", "-req", "-days", "2"])
-        .arg("-in")
-        .arg(&csr)
-        .arg("-CA")
-        .arg(&ca)
-        .arg("-CAkey")
-        .arg(&cakey)
-        .arg("-CAcreateserial")
-        .arg("-extfile")
-        .arg(&ext)
-        .arg("-out")
-        .arg(&crt))?;
-    for f in [&ca, &crt, &key] {
-        user.chown(f)?;
-    }
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644))?;
-    std::fs::set_permissions(&crt, std::fs::Permissions::from_mode(0o644))?;
-    Ok((ca, crt, key))
 }
 
 /// A node's state as the monitor records it.
@@ -941,17 +700,17 @@ impl Bed {
             tokio::time::sleep(grace - self.monitor_started.elapsed()).await;
         }
         let (victim, other) = self.wait_stable(Duration::from_secs(120)).await?;
-        let writer = Writer::start(
+        let writer = start_writer(
             self.multi_host()?,
             self.next_n.clone(),
             Duration::from_millis(20),
         );
-        let probe_victim = Writer::start(
+        let probe_victim = start_writer(
             self.direct(&victim)?,
             self.next_n.clone(),
             Duration::from_millis(100),
         );
-        let probe_other = Writer::start(
+        let probe_other = start_writer(
             self.direct(&other)?,
             self.next_n.clone(),
             Duration::from_millis(100),
@@ -1184,14 +943,9 @@ fn stamp() -> String {
 /// Sets up the bed: TLS, monitor, two enrolled nodes.
 async fn setup(begun: Instant) -> Result<Bed> {
     let user = OsUser::server_user().clone();
-    let scratch = tempfile::Builder::new()
-        .prefix("knocker-bench-autofailover-")
-        .tempdir_in("/dev/shm")?
-        .keep();
-    let scratch_guard = Scratch(scratch.clone());
-    std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755))?;
-    user.chown(&scratch)?;
-    let tls = make_tls(&scratch.join("tls"), &user)?;
+    let scratch_guard = Scratch::create("knocker-bench-autofailover-", &user)?;
+    let scratch = scratch_guard.0.clone();
+    let tls = make_tls(&scratch.join("tls"), &user, "IP:127.0.0.1,DNS:localhost")?;
     let ca = tls.0.display().to_string();
     let node_options = ClusterOptions {
         settings: vec![

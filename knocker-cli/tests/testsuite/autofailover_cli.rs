@@ -2,7 +2,7 @@
 //! server is contacted (the admin connection given could never work, so
 //! reaching it would exit 1), with the reason on standard error and, with
 //! `--json`, an `error` object. The real runs are in
-//! knocker-ops/tests/autofailover_pg15.rs.
+//! knocker-ops/tests/testsuite/autofailover_pg15.rs.
 
 use std::process::Output;
 

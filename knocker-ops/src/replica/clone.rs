@@ -232,16 +232,7 @@ fn run_basebackup(argv: &[String], data: &Path, inherit_stderr: bool) -> Result<
     let out = child
         .wait_with_output()
         .map_err(|e| Error::failed(format!("waiting for {}: {e}", argv[0])).with_source(e))?;
-    if !out.status.success() {
-        return Err(Error::failed(format!(
-            "`{}` failed ({}): {}{}",
-            crate::plan::shell_words(argv),
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    succeeded(argv, &out)
 }
 
 pub(crate) fn user_name(uid: u32) -> Option<String> {
@@ -451,16 +442,22 @@ pub(crate) fn run_command(argv: &[String], inherit_stderr: bool) -> Result<(), E
     let out = cmd
         .output()
         .map_err(|e| Error::failed(format!("cannot run {}: {e}", argv[0])).with_source(e))?;
-    if !out.status.success() {
-        return Err(Error::failed(format!(
-            "`{}` failed ({}): {}{}",
-            crate::plan::shell_words(argv),
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+    succeeded(argv, &out)
+}
+
+/// `Ok` when `argv` exited with success; otherwise a failure naming the
+/// command as a shell would run it, with its status and output.
+fn succeeded(argv: &[String], out: &std::process::Output) -> Result<(), Error> {
+    if out.status.success() {
+        return Ok(());
     }
-    Ok(())
+    Err(Error::failed(format!(
+        "`{}` failed ({}): {}{}",
+        crate::plan::shell_words(argv),
+        out.status,
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )))
 }
 
 /// Writes `contents` to `path` atomically (temp file in the same

@@ -3,15 +3,14 @@
 //! (`target_session_attrs=read-write`) and records every acknowledged
 //! value: none may be lost, and the time writes were refused is printed.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{options, Leftovers};
+use common::{app_database, options, wait_for};
 use knocker_ops::replica::{self, Action, Options, Secret};
 use knocker_ops::{failover, ErrorKind};
 use pg_harness::DebianCluster;
@@ -35,52 +34,6 @@ fn forced(mut o: failover::Options) -> failover::Options {
     o
 }
 
-/// Acknowledged values with the time each was acknowledged.
-type Acks = Arc<Mutex<Vec<(i32, Instant)>>>;
-
-/// Writes 1, 2, 3, ... through `url` until `stop`, reconnecting after
-/// every error; records what the server acknowledged.
-fn writer(url: String, stop: Arc<AtomicBool>, acks: Acks) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let mut next = 1;
-            let mut client = None;
-            while !stop.load(Ordering::Relaxed) {
-                if client.is_none() {
-                    match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
-                        Ok((c, conn)) => {
-                            tokio::spawn(conn);
-                            client = Some(c);
-                        }
-                        Err(_) => {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                            continue;
-                        }
-                    }
-                }
-                let c = client.as_ref().unwrap();
-                match c.execute("INSERT INTO counter VALUES ($1)", &[&next]).await {
-                    Ok(_) => {
-                        acks.lock().unwrap().push((next, Instant::now()));
-                        next += 1;
-                    }
-                    Err(_) => {
-                        // Unknown outcome: the value is not counted as
-                        // acknowledged and never reused.
-                        next += 1;
-                        client = None;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-    })
-}
-
 /// The longest time between two acknowledgements inside `window`.
 fn longest_gap(acks: &[(i32, Instant)], window: (Instant, Instant)) -> Duration {
     acks.windows(2)
@@ -90,36 +43,11 @@ fn longest_gap(acks: &[(i32, Instant)], window: (Instant, Instant)) -> Duration 
         .unwrap_or_default()
 }
 
-async fn wait_for(acks: &Acks, more_than: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while acks.lock().unwrap().len() <= more_than {
-        assert!(Instant::now() < deadline, "the writer makes no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[test]
 fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
     pg_harness::block_on(async {
-        let mut leftovers = Leftovers(Vec::new());
-        let a = DebianCluster::create(15).await;
-        let b = DebianCluster::create(15).await;
-        for c in [&a, &b] {
-            leftovers.0.push(c.conf_dir());
-            leftovers.0.push(PathBuf::from(format!(
-                "/var/lib/postgresql/15/.{}.knocker-replica.pgpass",
-                c.name()
-            )));
-        }
-        let p = a.connect().await.unwrap();
-        p.batch_execute("CREATE ROLE knocknoc LOGIN PASSWORD 'pw'")
-            .await
-            .unwrap();
-        p.batch_execute("CREATE DATABASE knocknoc OWNER knocknoc")
-            .await
-            .unwrap();
-        drop(p);
-        let conn = format!("postgresql://knocknoc:pw@127.0.0.1:{}/knocknoc", a.port());
+        let (mut leftovers, a, b) = common::debian_pair().await;
+        let conn = app_database(&a).await;
         // The primary admits a web node through knocker exposedb.
         let mut web = knocker_ops::exposedb::Exposedb::connect(knocker_ops::exposedb::Options {
             conn: Some(conn.clone()),
@@ -146,10 +74,7 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
         init.name = Some("node_a".into());
         let url = run(&init).await.replication_url.unwrap().0;
         // The primary keeps the password for its own walreceiver.
-        let passfile_a = PathBuf::from(format!(
-            "/var/lib/postgresql/15/.{}.knocker-replica.pgpass",
-            a.name()
-        ));
+        let passfile_a = common::passfile(&a);
         let meta = std::fs::metadata(&passfile_a).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o600);
         assert_eq!(
@@ -310,15 +235,7 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
         assert!(plan.contains("pg_catalog.pg_promote(true, 60)"), "{plan}");
         assert!(plan.contains("standby.signal"), "{plan}");
 
-        let multi = format!(
-            "host=127.0.0.1,127.0.0.1 port={},{} user=knocknoc password=pw dbname=knocknoc \
-             target_session_attrs=read-write connect_timeout=2",
-            a.port(),
-            b.port()
-        );
-        let stop = Arc::new(AtomicBool::new(false));
-        let acks: Acks = Arc::default();
-        let w = writer(multi, stop.clone(), acks.clone());
+        let (stop, acks, w) = common::multi_host_writer([a.port(), b.port()], "knocknoc");
         wait_for(&acks, 20).await;
 
         // B lacks the web node added after the clone: refused (nothing
@@ -416,12 +333,7 @@ fn switchover_there_and_back_loses_no_acknowledged_write_debian_cluster() {
             .map(|r| r.get(0))
             .collect();
         let stored: std::collections::HashSet<i32> = stored.into_iter().collect();
-        let lost: Vec<i32> = acks
-            .iter()
-            .map(|(v, _)| *v)
-            .filter(|v| !stored.contains(v))
-            .collect();
-        eprintln!("acknowledged {} writes, lost {}", acks.len(), lost.len());
+        let lost = common::lost(&acks, &stored);
         assert!(lost.is_empty(), "lost acknowledged writes: {lost:?}");
         // pg_stat_replication's state is shown to superusers only.
         let p = a.connect().await.unwrap();

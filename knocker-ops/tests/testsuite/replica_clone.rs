@@ -4,7 +4,7 @@
 //! host", data written on the primary read on the standby, --status on
 //! both, a second clone refused while the slot is in use.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -30,31 +30,11 @@ fn clone_from_primary_streams_debian_cluster() {
         // hba_install's backups and lock file keep pg_dropcluster from
         // removing the configuration directories; the passfiles live
         // outside the clusters.
-        leftovers.0.push(primary.conf_dir());
-        leftovers.0.push(standby.conf_dir());
-        leftovers.0.push(PathBuf::from(format!(
-            "/var/lib/postgresql/15/.{}.knocker-replica.pgpass",
-            primary.name()
-        )));
+        leftovers.debian_clusters(&[&primary, &standby]);
         let moved_prefix = format!("{}.knocker-replaced-", standby.data_dir().display());
-        let passfile = PathBuf::from(format!(
-            "/var/lib/postgresql/15/.{}.knocker-replica.pgpass",
-            standby.name()
-        ));
-        leftovers.0.push(passfile.clone());
+        let passfile = common::passfile(&standby);
 
-        let p = primary.connect().await.unwrap();
-        p.batch_execute("CREATE ROLE knocknoc LOGIN PASSWORD 'pw'")
-            .await
-            .unwrap();
-        p.batch_execute("CREATE DATABASE knocknoc OWNER knocknoc")
-            .await
-            .unwrap();
-        drop(p);
-        let conn = format!(
-            "postgresql://knocknoc:pw@127.0.0.1:{}/knocknoc",
-            primary.port()
-        );
+        let conn = common::app_database(&primary).await;
 
         let mut init = options(Action::Init, &primary);
         init.conn = Some(conn.clone());

@@ -1,7 +1,7 @@
 //! Runs `examples/exposedb.rs` (the operations as a library, no clap)
 //! against a real server of each version, and checks what it saw.
 
-#[path = "../examples/exposedb.rs"]
+#[path = "../../examples/exposedb.rs"]
 mod example;
 
 pg_harness::pg_test!(

@@ -12,92 +12,18 @@
 //! write is lost. The namespace and veth are removed when the test ends,
 //! also on failure. About 60 s; needs `cargo build -p knocker-cli` first.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::pgaf::{self, Keepers, Scratch, BIN};
-use knocker_ops::autofailover::{self, Action, Options, Report, Secret};
+use common::netns::Netns;
+use common::pgaf::{self, admin, Keepers, Scratch, BIN};
 use knocker_ops::replica;
 use pg_harness::{Cluster, ClusterOptions, OsUser, DEFAULT_HBA};
-
-/// A namespace with one veth pair; dropped: both gone.
-struct Netns {
-    name: String,
-    host_if: String,
-    host_ip: String,
-    ns_ip: String,
-    subnet: String,
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Netns {
-    fn create() -> Netns {
-        let id = std::process::id();
-        let third = id % 250;
-        let n = Netns {
-            name: format!("kn15-{id}"),
-            host_if: format!("kn15h{}", id % 100_000),
-            host_ip: format!("10.215.{third}.1"),
-            ns_ip: format!("10.215.{third}.2"),
-            subnet: format!("10.215.{third}.0/29"),
-        };
-        let ns_if = format!("kn15n{}", id % 100_000);
-        ip(&["netns", "add", &n.name]);
-        // From here on, Drop cleans up.
-        ip(&[
-            "link", "add", &n.host_if, "type", "veth", "peer", "name", &ns_if,
-        ]);
-        ip(&["link", "set", &ns_if, "netns", &n.name]);
-        ip(&[
-            "addr",
-            "add",
-            &format!("{}/29", n.host_ip),
-            "dev",
-            &n.host_if,
-        ]);
-        ip(&["link", "set", &n.host_if, "up"]);
-        let inside = |args: &[&str]| {
-            let mut all = vec!["netns", "exec", &n.name, "ip"];
-            all.extend(args);
-            ip(&all);
-        };
-        inside(&["addr", "add", &format!("{}/29", n.ns_ip), "dev", &ns_if]);
-        inside(&["link", "set", &ns_if, "up"]);
-        inside(&["link", "set", "lo", "up"]);
-        n
-    }
-
-    /// The veth pair up or down (down on the host side takes the carrier
-    /// away from both ends).
-    fn link(&self, up: bool) {
-        ip(&["link", "set", &self.host_if, if up { "up" } else { "down" }]);
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_if])
-            .output();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
 
 /// The `knocker` binary built by `cargo build -p knocker-cli` (this crate
 /// cannot depend on the binary's package).
@@ -144,14 +70,6 @@ fn spawn_in(ns: &Netns, argv: &[String], log: &Path) -> Child {
         .unwrap()
 }
 
-fn admin(c: &Cluster) -> String {
-    format!(
-        "host={} port={} user=postgres dbname=postgres",
-        c.socket_dir().display(),
-        c.port()
-    )
-}
-
 /// The node `name`'s state as the monitor sees it.
 async fn state_of(monitor: &str, name: &str) -> Option<String> {
     pgaf::status(monitor)
@@ -167,15 +85,9 @@ fn partitioned_primary_fails_over_and_rejoins_pg15() {
     pg_harness::block_on(async {
         let begun = Instant::now();
         let user = OsUser::server_user().clone();
-        let scratch = tempfile::Builder::new()
-            .prefix("knocker-af-partition-")
-            .tempdir_in("/dev/shm")
-            .unwrap()
-            .keep();
-        std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755)).unwrap();
-        user.chown(&scratch).unwrap();
-        let _scratch = Scratch(scratch.clone());
-        let ns = Netns::create();
+        let _scratch = Scratch::create("knocker-af-partition-", &user).unwrap();
+        let scratch = _scratch.0.clone();
+        let ns = Netns::create("kn15", 215);
         let tls = pgaf::make_tls(
             &scratch.join("tls"),
             &user,
@@ -215,14 +127,7 @@ fn partitioned_primary_fails_over_and_rejoins_pg15() {
 
         // The application, and knocker replica admitting the standby's
         // address on the primary (what --enroll then lists in its block).
-        let p = primary.connect().await;
-        p.batch_execute("CREATE ROLE app LOGIN PASSWORD 'apppw'")
-            .await
-            .unwrap();
-        p.batch_execute("CREATE DATABASE appdb OWNER app")
-            .await
-            .unwrap();
-        drop(p);
+        pgaf::app_database(&primary).await;
         let conn = format!(
             "postgresql://app:apppw@127.0.0.1:{}/appdb?sslmode=verify-full&sslrootcert={ca}",
             primary.port()
@@ -316,87 +221,17 @@ fn partitioned_primary_fails_over_and_rejoins_pg15() {
             .parent()
             .unwrap()
             .join(".data.pg_autoctl/pgpass");
-        let sdata = standby.data_dir().display().to_string();
-        pgaf::run_as(
-            &user,
-            &[
-                &format!("{BIN}/pg_ctl"),
-                "-D",
-                &sdata,
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ],
-            &[],
-        );
-        let mut cloned = false;
-        for _ in 0..20 {
-            let _ = std::fs::remove_dir_all(standby.data_dir());
-            let out = user
-                .command(format!("{BIN}/pg_basebackup"))
-                .args(["-D", &sdata, "-X", "stream", "-c", "fast", "-R", "-d"])
-                .arg(format!(
-                    "host={} port={} user=pgautofailover_replicator sslmode=verify-full \
-                     sslrootcert={ca} application_name=node_b",
-                    ns.ns_ip,
-                    primary.port()
-                ))
-                .env_clear()
-                .env("PGPASSFILE", &passfile)
-                .output()
-                .unwrap();
-            if out.status.success() {
-                cloned = true;
-                break;
-            }
-            eprintln!(
-                "pg_basebackup: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        assert!(cloned, "could not clone the primary");
-        let mut conf = std::fs::OpenOptions::new()
-            .append(true)
-            .open(standby.conf_file())
-            .unwrap();
-        std::io::Write::write_all(
-            &mut conf,
-            format!(
-                "port = {}\nunix_socket_directories = '{}'\nlisten_addresses = '{}'\n",
-                standby.port(),
-                standby.socket_dir().display(),
-                ns.host_ip
-            )
-            .as_bytes(),
-        )
-        .unwrap();
-        pgaf::run_as(
-            &user,
-            &[
-                &format!("{BIN}/pg_ctl"),
-                "-D",
-                &sdata,
-                "-l",
-                &scratch.join("standby-start.log").display().to_string(),
-                "-w",
-                "start",
-            ],
-            &[],
-        );
-        let mut enroll_b = Options::new(Action::Enroll {
-            monitor: Secret(monitor.clone()),
-        });
-        enroll_b.admin_conn = Some(admin(&standby));
-        enroll_b.name = Some("node_b".into());
-        let Report::Enroll(r) = autofailover::run(&enroll_b, &mut |_: &str| true)
-            .await
-            .unwrap()
-        else {
-            panic!()
+        let from = pgaf::CloneSource {
+            host: &ns.ns_ip,
+            port: primary.port(),
+            ca: &ca,
+            passfile: &passfile,
         };
-        assert_eq!(r.role, "standby");
+        let extra = format!("listen_addresses = '{}'\n", ns.host_ip);
+        let start_log = scratch.join("standby-start.log");
+        let r =
+            pgaf::clone_and_enroll_standby(&user, &standby, &from, &extra, &monitor, &start_log)
+                .await;
         keepers.children.push(pgaf::spawn(
             r.supervise.as_ref().unwrap(),
             &scratch.join("node_b.log"),

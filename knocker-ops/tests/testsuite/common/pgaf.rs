@@ -3,20 +3,19 @@
 //! pg_autoctl and tuned with knocker's profile, the formation's state,
 //! and a client writing one row per connection.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use knocker_ops::autofailover::{self, Action, Options, Report, Secret};
 use pg_harness::{Cluster, ClusterOptions, OsUser};
 
-/// PostgreSQL 15's programs (Debian's: pg_auto_failover is packaged for 15).
-pub const BIN: &str = "/usr/lib/postgresql/15/bin";
+// Each test crate uses part of them.
+#[allow(unused_imports)]
+pub use pg_harness::pgaf::{alive, tree, Attempt, Scratch, BIN};
 
 /// Processes of this test (keepers), stopped by pid at the end; and the
 /// scratch directory, removed after them.
@@ -37,40 +36,15 @@ impl Keepers {
     }
 }
 
+/// Stops a keeper and its tree ([`pg_harness::pgaf::stop_tree`]), saying
+/// how long it took (a slow stop is what makes these tests slow).
 pub fn stop_child(child: &mut Child) {
-    let t = Instant::now();
-    let _guard = Timed(child.id(), t);
-    // Its descendants now: one that outlives the keeper is killed too.
-    let family = tree(child.id());
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while family.iter().skip(1).any(|p| alive(*p)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for pid in family.iter().rev().filter(|p| alive(**p)) {
-        // SAFETY: kill(2) on our own child and the descendants it had.
-        unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
-    }
-    let _ = child.wait();
-}
-
-pub struct Timed(u32, Instant);
-impl Drop for Timed {
-    fn drop(&mut self) {
-        eprintln!(
-            "stopped keeper {} in {:.1} s",
-            self.0,
-            self.1.elapsed().as_secs_f64()
-        );
-    }
+    let (pid, t) = (child.id(), Instant::now());
+    let leftovers = pg_harness::pgaf::stop_tree(child);
+    eprintln!(
+        "stopped keeper {pid} in {:.1} s (SIGKILL to {leftovers:?})",
+        t.elapsed().as_secs_f64()
+    );
 }
 
 impl Drop for Keepers {
@@ -99,77 +73,10 @@ impl Drop for Keepers {
     }
 }
 
-/// The scratch directory (CA, monitor, logs), removed last.
-pub struct Scratch(pub PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `pid` and all its descendants (from /proc), parents first.
-pub fn tree(pid: u32) -> Vec<u32> {
-    let mut parent_of: BTreeMap<u32, u32> = BTreeMap::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        // The command name is in parentheses and may hold spaces.
-        let after = &stat[stat.rfind(')').unwrap_or(0) + 1..];
-        if let Some(ppid) = after.split_whitespace().nth(1).and_then(|s| s.parse().ok()) {
-            parent_of.insert(p, ppid);
-        }
-    }
-    let mut out = vec![pid];
-    let mut i = 0;
-    while i < out.len() {
-        let parent = out[i];
-        out.extend(
-            parent_of
-                .iter()
-                .filter(|(_, pp)| **pp == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    out
-}
-
-pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s[s.rfind(')').unwrap_or(0) + 1..]
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
-}
-
-/// Runs `argv` (the form knocker prints: `runuser -u USER -- env ...`)
-/// as a child, switching user directly so that the child's pid is the
-/// keeper's own (SIGTERM to it stops the keeper and its PostgreSQL).
+/// Runs `argv` (the form knocker prints) as a child logging to `log`
+/// ([`pg_harness::pgaf::spawn`]).
 pub fn spawn(argv: &[String], log: &Path) -> Child {
-    let (user, rest) = match argv {
-        [r, u, user, dd, rest @ ..] if r == "runuser" && u == "-u" && dd == "--" => {
-            (Some(OsUser::lookup(user).unwrap()), rest)
-        }
-        _ => (None, argv),
-    };
-    let out = std::fs::File::create(log).unwrap();
-    let mut cmd = Command::new(&rest[0]);
-    cmd.args(&rest[1..])
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out);
-    if let Some(u) = user {
-        cmd.uid(u.uid).gid(u.gid);
-    }
-    cmd.spawn().unwrap()
+    pg_harness::pgaf::spawn(argv, log).unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"))
 }
 
 pub fn run_as(user: &OsUser, argv: &[&str], env: &[(&str, String)]) -> String {
@@ -190,84 +97,15 @@ pub fn run_as(user: &OsUser, argv: &[&str], env: &[(&str, String)]) -> String {
     text
 }
 
+/// A loopback TCP port free right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    pg_harness::pgaf::free_port().unwrap()
 }
 
-/// One CA and a server certificate for 127.0.0.1 / localhost, shared by
-/// the monitor and both nodes, owned by the server user.
+/// One CA and a server certificate for `san`, shared by the monitor and
+/// the nodes, owned by the server user ([`pg_harness::pgaf::make_tls`]).
 pub fn make_tls(dir: &Path, user: &OsUser, san: &str) -> (PathBuf, PathBuf, PathBuf) {
-    std::fs::create_dir_all(dir).unwrap();
-    let (ca, cakey, crt, key, csr, ext) = (
-        dir.join("ca.crt"),
-        dir.join("ca.key"),
-        dir.join("server.crt"),
-        dir.join("server.key"),
-        dir.join("server.csr"),
-        dir.join("ext.cnf"),
-    );
-    let ok = |c: &mut Command| {
-        assert!(c
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success())
-    };
-    ok(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=knocker test CA",
-        ])
-        .arg("-keyout")
-        .arg(&cakey)
-        .arg("-out")
-        .arg(&ca));
-    ok(Command::new("openssl")
-        .args([
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&csr));
-    std::fs::write(&ext, format!("subjectAltName={san}\n")).unwrap();
-    ok(Command::new("openssl")
-        .args(["x509", "-req", "-days", "2"])
-        .arg("-in")
-        .arg(&csr)
-        .arg("-CA")
-        .arg(&ca)
-        .arg("-CAkey")
-        .arg(&cakey)
-        .arg("-CAcreateserial")
-        .arg("-extfile")
-        .arg(&ext)
-        .arg("-out")
-        .arg(&crt));
-    for f in [&ca, &crt, &key] {
-        user.chown(f).unwrap();
-    }
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::set_permissions(&crt, std::fs::Permissions::from_mode(0o644)).unwrap();
-    (ca, crt, key)
+    pg_harness::pgaf::make_tls(dir, user, san).unwrap()
 }
 
 pub fn node_options(tls: &(PathBuf, PathBuf, PathBuf)) -> ClusterOptions {
@@ -288,6 +126,18 @@ pub fn admin(c: &Cluster) -> String {
         c.socket_dir().display(),
         c.port()
     )
+}
+
+/// The application's role `app` (password `apppw`) and its database
+/// `appdb` on `c`.
+pub async fn app_database(c: &Cluster) {
+    let p = c.connect().await;
+    p.batch_execute("CREATE ROLE app LOGIN PASSWORD 'apppw'")
+        .await
+        .unwrap();
+    p.batch_execute("CREATE DATABASE appdb OWNER app")
+        .await
+        .unwrap();
 }
 
 pub async fn status(monitor: &str) -> autofailover::StatusReport {
@@ -323,18 +173,6 @@ pub async fn wait_states(monitor: &str, want: &[(&str, &str)], within: Duration)
     }
 }
 
-/// One write attempt of the client: its value, when it started, and
-/// whether the server acknowledged it.
-#[derive(Clone, Copy)]
-pub struct Attempt {
-    /// The value inserted.
-    pub n: i64,
-    /// When the attempt began.
-    pub started: Instant,
-    /// Whether the commit was acknowledged.
-    pub acked: bool,
-}
-
 pub async fn write_once(params: &pgctl::connect::ConnectParams, n: i64) -> bool {
     let attempt = async {
         let c = pgctl::connect::connect(params).await.ok()?;
@@ -362,27 +200,12 @@ pub fn start_writer(
     first_n: i64,
     pause: Duration,
 ) -> Writer {
-    let attempts: Arc<Mutex<Vec<Attempt>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = {
-        let (attempts, stop) = (attempts.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut n = first_n;
-            while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                let acked = write_once(&params, n).await;
-                attempts.lock().unwrap().push(Attempt { n, started, acked });
-                n += 1;
-                tokio::time::sleep(if acked {
-                    pause
-                } else {
-                    Duration::from_millis(100)
-                })
-                .await;
-            }
-        })
-    };
-    (attempts, stop, handle)
+    let params = Arc::new(params);
+    let w = pg_harness::pgaf::Writer::start(Arc::new(AtomicI64::new(first_n)), pause, move |n| {
+        let params = params.clone();
+        async move { write_once(&params, n).await }
+    });
+    (w.attempts, w.stop, w.handle)
 }
 
 /// A monitor in `dir` (created with `pg_autoctl create monitor`, owned by
@@ -504,4 +327,115 @@ pub fn params_for(url: &str) -> pgctl::connect::ConnectParams {
     pgctl::conninfo::resolve_from_process_env(&pgctl::conninfo::ConnInfo::parse(url).unwrap())
         .unwrap()
         .params
+}
+
+/// Where [`clone_and_enroll_standby`] clones from.
+pub struct CloneSource<'a> {
+    /// The enrolled primary's address as the standby reaches it.
+    pub host: &'a str,
+    /// Its port.
+    pub port: u16,
+    /// The formation's CA certificate (the clone verifies the primary).
+    pub ca: &'a str,
+    /// The passfile with `pgautofailover_replicator`'s password (the
+    /// primary keeper's).
+    pub passfile: &'a Path,
+}
+
+/// Replaces `standby` (a pg-harness cluster run by `user`) with a clone of
+/// the enrolled primary (`pg_basebackup -R`, a primary_conninfo of its
+/// own as `knocker replica --clone-from` leaves it), starts it with its
+/// port, socket directory and `extra_conf`, and enrols it as `node_b` with
+/// `monitor`, keeping its data. Returns the enrolment's report (its role
+/// checked: standby); the keeper is the caller's to start.
+pub async fn clone_and_enroll_standby(
+    user: &OsUser,
+    standby: &Cluster,
+    from: &CloneSource<'_>,
+    extra_conf: &str,
+    monitor: &str,
+    start_log: &Path,
+) -> autofailover::EnrollReport {
+    let sdata = standby.data_dir().display().to_string();
+    run_as(
+        user,
+        &[
+            &format!("{BIN}/pg_ctl"),
+            "-D",
+            &sdata,
+            "-m",
+            "fast",
+            "-w",
+            "stop",
+        ],
+        &[],
+    );
+    // The keeper may still be restarting its PostgreSQL ("starting up"):
+    // a few attempts, each from an empty directory.
+    let mut cloned = false;
+    for _ in 0..20 {
+        let _ = std::fs::remove_dir_all(standby.data_dir());
+        let out = user
+            .command(format!("{BIN}/pg_basebackup"))
+            .args(["-D", &sdata, "-X", "stream", "-c", "fast", "-R", "-d"])
+            .arg(format!(
+                "host={} port={} user=pgautofailover_replicator sslmode=verify-full \
+                 sslrootcert={} application_name=node_b",
+                from.host, from.port, from.ca
+            ))
+            .env_clear()
+            .env("PGPASSFILE", from.passfile)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            cloned = true;
+            break;
+        }
+        eprintln!(
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(cloned, "could not clone the primary");
+    let mut conf = std::fs::OpenOptions::new()
+        .append(true)
+        .open(standby.conf_file())
+        .unwrap();
+    std::io::Write::write_all(
+        &mut conf,
+        format!(
+            "port = {}\nunix_socket_directories = '{}'\n{extra_conf}",
+            standby.port(),
+            standby.socket_dir().display()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    run_as(
+        user,
+        &[
+            &format!("{BIN}/pg_ctl"),
+            "-D",
+            &sdata,
+            "-l",
+            &start_log.display().to_string(),
+            "-w",
+            "start",
+        ],
+        &[],
+    );
+    let mut enroll_b = Options::new(Action::Enroll {
+        monitor: Secret(monitor.into()),
+    });
+    enroll_b.admin_conn = Some(admin(standby));
+    enroll_b.name = Some("node_b".into());
+    let Report::Enroll(r) = autofailover::run(&enroll_b, &mut |_: &str| true)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(r.role, "standby");
+    r
 }

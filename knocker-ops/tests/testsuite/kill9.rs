@@ -9,19 +9,17 @@
 //! Runs the binary next to this test's directory: `cargo build -p
 //! knocker-cli` first.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{options, Leftovers};
+use common::{options, replica_primary, run_replica, wait_for};
 use knocker_ops::replica::{self, Action, Secret};
 use knocker_ops::test_hook::STOP_AT_ENV;
 use pg_harness::DebianCluster;
-use pgctl::conninfo::{ConnInfo, Keyword};
 
 /// `target/<profile>/knocker`, beside this test's `deps` directory.
 fn knocker_bin() -> PathBuf {
@@ -83,54 +81,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// Creates the application role and database on `a`, runs `replica
-/// --init` there and `--allow 127.0.0.1/32 --name node_b`; returns the
-/// replication URL for a loopback standby.
-async fn primary(a: &DebianCluster) -> String {
-    let p = a.connect().await.unwrap();
-    p.batch_execute("CREATE ROLE knocknoc LOGIN PASSWORD 'pw'")
-        .await
-        .unwrap();
-    p.batch_execute("CREATE DATABASE knocknoc OWNER knocknoc")
-        .await
-        .unwrap();
-    drop(p);
-    let conn = format!("postgresql://knocknoc:pw@127.0.0.1:{}/knocknoc", a.port());
-    let mut init = options(Action::Init, a);
-    init.conn = Some(conn.clone());
-    init.name = Some("node_a".into());
-    let url = run(&init).await.replication_url.unwrap().0;
-    let mut allow = options(
-        Action::Allow {
-            cidr: "127.0.0.1/32".parse().unwrap(),
-            sync: false,
-        },
-        a,
-    );
-    allow.conn = Some(conn);
-    allow.name = Some("node_b".into());
-    run(&allow).await;
-    let mut info = ConnInfo::parse(&url).unwrap();
-    info.set(Keyword::Host, "127.0.0.1");
-    info.to_uri()
-}
-
-async fn run(o: &replica::Options) -> replica::Report {
-    replica::run(o, &mut |_: &str| true)
-        .await
-        .unwrap_or_else(|e| panic!("{e}: {:?}", e.causes()))
-}
-
-fn cleanup_paths(leftovers: &mut Leftovers, clusters: [&DebianCluster; 2]) {
-    for c in clusters {
-        leftovers.0.push(c.conf_dir());
-        leftovers.0.push(PathBuf::from(format!(
-            "/var/lib/postgresql/15/.{}.knocker-replica.pgpass",
-            c.name()
-        )));
-    }
 }
 
 /// The directories clones moved `data` aside to.
@@ -219,11 +169,8 @@ async fn slot_released(primary: &DebianCluster, slot: &str) {
 #[test]
 fn clone_killed_at_each_step_recovers_debian_cluster() {
     pg_harness::block_on(async {
-        let mut leftovers = Leftovers(Vec::new());
-        let a = DebianCluster::create(15).await;
-        let b = DebianCluster::create(15).await;
-        cleanup_paths(&mut leftovers, [&a, &b]);
-        let url = primary(&a).await;
+        let (mut leftovers, a, b) = common::debian_pair().await;
+        let url = replica_primary(&a, "node_b").await;
         a.connect()
             .await
             .unwrap()
@@ -352,62 +299,11 @@ fn clone_killed_at_each_step_recovers_debian_cluster() {
     });
 }
 
-/// Acknowledged values of the writer.
-type Acks = Arc<Mutex<Vec<i32>>>;
-
-/// Writes 1, 2, 3, ... through the multi-host `url` until `stop`,
-/// reconnecting after every error; records what the server acknowledged.
-fn writer(url: String, stop: Arc<AtomicBool>, acks: Acks) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let mut next = 1;
-            let mut client = None;
-            while !stop.load(Ordering::Relaxed) {
-                if client.is_none() {
-                    match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
-                        Ok((c, conn)) => {
-                            tokio::spawn(conn);
-                            client = Some(c);
-                        }
-                        Err(_) => {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                            continue;
-                        }
-                    }
-                }
-                let c = client.as_ref().unwrap();
-                match c.execute("INSERT INTO counter VALUES ($1)", &[&next]).await {
-                    Ok(_) => acks.lock().unwrap().push(next),
-                    // Unknown outcome: not counted, never reused.
-                    Err(_) => client = None,
-                }
-                next += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-    })
-}
-
-async fn wait_for(acks: &Acks, more_than: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while acks.lock().unwrap().len() <= more_than {
-        assert!(Instant::now() < deadline, "the writer makes no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[test]
 fn switchover_killed_at_each_step_recovers_debian_cluster() {
     pg_harness::block_on(async {
-        let mut leftovers = Leftovers(Vec::new());
-        let a = DebianCluster::create(15).await;
-        let b = DebianCluster::create(15).await;
-        cleanup_paths(&mut leftovers, [&a, &b]);
-        let url = primary(&a).await;
+        let (mut leftovers, a, b) = common::debian_pair().await;
+        let url = replica_primary(&a, "node_b").await;
         let mut clone = options(
             Action::CloneFrom {
                 uri: Secret(url.clone()),
@@ -415,7 +311,7 @@ fn switchover_killed_at_each_step_recovers_debian_cluster() {
             &b,
         );
         clone.name = Some("node_b".into());
-        run(&clone).await;
+        run_replica(&clone).await;
         leftovers.0.extend(kept_aside(&b.data_dir()));
         let p = a.connect().await.unwrap();
         p.batch_execute(
@@ -425,15 +321,7 @@ fn switchover_killed_at_each_step_recovers_debian_cluster() {
         .await
         .unwrap();
         drop(p);
-        let multi = format!(
-            "host=127.0.0.1,127.0.0.1 port={},{} user=knocknoc password=pw dbname=postgres \
-             target_session_attrs=read-write connect_timeout=2",
-            a.port(),
-            b.port()
-        );
-        let stop = Arc::new(AtomicBool::new(false));
-        let acks: Acks = Arc::default();
-        let w = writer(multi, stop.clone(), acks.clone());
+        let (stop, acks, w) = common::multi_host_writer([a.port(), b.port()], "postgres");
         wait_for(&acks, 10).await;
         let started = Instant::now();
         let nodes = [(&a, "node_a"), (&b, "node_b")];
@@ -509,13 +397,7 @@ fn switchover_killed_at_each_step_recovers_debian_cluster() {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        let acks = acks.lock().unwrap().clone();
-        let lost: Vec<i32> = acks
-            .iter()
-            .copied()
-            .filter(|v| !stored.contains(v))
-            .collect();
-        eprintln!("acknowledged {} writes, lost {}", acks.len(), lost.len());
+        let lost = common::lost(&acks.lock().unwrap(), &stored);
         assert!(lost.is_empty(), "lost acknowledged writes: {lost:?}");
     });
 }

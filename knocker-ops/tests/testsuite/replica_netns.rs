@@ -5,90 +5,16 @@
 //! (10.213.N.1 here, 10.213.N.2 there); the test makes both and removes
 //! them when it ends, also when it fails.
 
+use crate::common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::netns::Netns;
 use knocker_ops::replica::{self, Action, Options};
 use pg_harness::{Cluster, ClusterOptions};
 use pgctl::conninfo::{ConnInfo, Keyword};
-
-/// A namespace with one veth pair; dropped: both gone.
-struct Netns {
-    name: String,
-    host_if: String,
-    host_ip: String,
-    ns_ip: String,
-    /// An address of the subnet that no interface has.
-    other_ip: String,
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Netns {
-    fn create() -> Netns {
-        let id = std::process::id();
-        let subnet = id % 250;
-        let n = Netns {
-            name: format!("kn13-{id}"),
-            host_if: format!("kn13h{}", id % 100_000),
-            host_ip: format!("10.213.{subnet}.1"),
-            ns_ip: format!("10.213.{subnet}.2"),
-            other_ip: format!("10.213.{subnet}.3"),
-        };
-        let ns_if = format!("kn13n{}", id % 100_000);
-        ip(&["netns", "add", &n.name]);
-        // From here on, Drop cleans up.
-        ip(&[
-            "link", "add", &n.host_if, "type", "veth", "peer", "name", &ns_if,
-        ]);
-        ip(&["link", "set", &ns_if, "netns", &n.name]);
-        ip(&[
-            "addr",
-            "add",
-            &format!("{}/29", n.host_ip),
-            "dev",
-            &n.host_if,
-        ]);
-        ip(&["link", "set", &n.host_if, "up"]);
-        let inside = |args: &[&str]| {
-            let mut all = vec!["netns", "exec", &n.name, "ip"];
-            all.extend(args);
-            ip(&all);
-        };
-        inside(&["addr", "add", &format!("{}/29", n.ns_ip), "dev", &ns_if]);
-        inside(&["link", "set", &ns_if, "up"]);
-        inside(&["link", "set", "lo", "up"]);
-        n
-    }
-
-    /// Runs `argv` inside the namespace as OS user `user`.
-    fn run_as(&self, user: &str, argv: &[String]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name, "runuser", "-u", user, "--"])
-            .args(argv)
-            .output()
-            .expect("run in the namespace")
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_if])
-            .output();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
 
 fn options(pg: &Cluster, action: Action) -> Options {
     let mut o = Options::new(action);
@@ -143,7 +69,7 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn block_lines_admit_a_standby_only_from_its_address_pg15() {
-    let ns = Netns::create();
+    let ns = Netns::create("kn13", 213);
     pg_harness::block_on(async {
         let pg = Cluster::start_with(
             15,

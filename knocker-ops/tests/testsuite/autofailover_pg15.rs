@@ -21,189 +21,18 @@
 //! input is refused with nothing touched. About 80 s. Every process is
 //! stopped by its pid and every directory removed, also on failure.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use knocker_ops::autofailover::{self, Action, Options, Report, Secret};
 use knocker_ops::ErrorKind;
-use pg_harness::{Cluster, ClusterOptions, OsUser};
+use pg_harness::{Cluster, OsUser};
 
-const BIN: &str = "/usr/lib/postgresql/15/bin";
-
-/// Processes of this test (keepers), stopped by pid at the end; and the
-/// scratch directory, removed after them.
-struct Keepers {
-    children: Vec<Child>,
-    scratch: PathBuf,
-}
-
-impl Keepers {
-    fn stop(&mut self, pid: u32) {
-        if let Some(i) = self.children.iter().position(|c| c.id() == pid) {
-            let mut child = self.children.remove(i);
-            stop_child(&mut child);
-        }
-    }
-}
-
-fn stop_child(child: &mut Child) {
-    let t = Instant::now();
-    let _guard = Timed(child.id(), t);
-    // Its descendants now: one that outlives the keeper is killed too.
-    let family = tree(child.id());
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while family.iter().skip(1).any(|p| alive(*p)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for pid in family.iter().rev().filter(|p| alive(**p)) {
-        // SAFETY: kill(2) on our own child and the descendants it had.
-        unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
-    }
-    let _ = child.wait();
-}
-
-struct Timed(u32, Instant);
-impl Drop for Timed {
-    fn drop(&mut self) {
-        eprintln!(
-            "stopped keeper {} in {:.1} s",
-            self.0,
-            self.1.elapsed().as_secs_f64()
-        );
-    }
-}
-
-impl Drop for Keepers {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for entry in std::fs::read_dir(&self.scratch)
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let path = entry.path();
-                if path.extension().is_some_and(|e| e == "log") {
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    let lines: Vec<&str> = text.lines().collect();
-                    eprintln!("==== {} (last 40 lines)", path.display());
-                    for l in &lines[lines.len().saturating_sub(40)..] {
-                        eprintln!("{l}");
-                    }
-                }
-            }
-        }
-        // Nodes first: the monitor's PostgreSQL waits for their sessions.
-        for mut c in std::mem::take(&mut self.children).into_iter().rev() {
-            stop_child(&mut c);
-        }
-    }
-}
-
-/// The scratch directory (CA, monitor, logs), removed last.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `pid` and all its descendants (from /proc), parents first.
-fn tree(pid: u32) -> Vec<u32> {
-    let mut parent_of: BTreeMap<u32, u32> = BTreeMap::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        // The command name is in parentheses and may hold spaces.
-        let after = &stat[stat.rfind(')').unwrap_or(0) + 1..];
-        if let Some(ppid) = after.split_whitespace().nth(1).and_then(|s| s.parse().ok()) {
-            parent_of.insert(p, ppid);
-        }
-    }
-    let mut out = vec![pid];
-    let mut i = 0;
-    while i < out.len() {
-        let parent = out[i];
-        out.extend(
-            parent_of
-                .iter()
-                .filter(|(_, pp)| **pp == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    out
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s[s.rfind(')').unwrap_or(0) + 1..]
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
-}
-
-/// Runs `argv` (the form knocker prints: `runuser -u USER -- env ...`)
-/// as a child, switching user directly so that the child's pid is the
-/// keeper's own (SIGTERM to it stops the keeper and its PostgreSQL).
-fn spawn(argv: &[String], log: &Path) -> Child {
-    let (user, rest) = match argv {
-        [r, u, user, dd, rest @ ..] if r == "runuser" && u == "-u" && dd == "--" => {
-            (Some(OsUser::lookup(user).unwrap()), rest)
-        }
-        _ => (None, argv),
-    };
-    let out = std::fs::File::create(log).unwrap();
-    let mut cmd = Command::new(&rest[0]);
-    cmd.args(&rest[1..])
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out);
-    if let Some(u) = user {
-        cmd.uid(u.uid).gid(u.gid);
-    }
-    cmd.spawn().unwrap()
-}
-
-fn run_as(user: &OsUser, argv: &[&str], env: &[(&str, String)]) -> String {
-    let mut cmd = user.command(argv[0]);
-    cmd.args(&argv[1..])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{argv:?} failed: {text}");
-    text
-}
+use crate::common;
+use common::pgaf::*;
 
 /// Every file below `dir`.
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -222,211 +51,17 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One CA and a server certificate for 127.0.0.1 / localhost, shared by
-/// the monitor and both nodes, owned by the server user.
-fn make_tls(dir: &Path, user: &OsUser) -> (PathBuf, PathBuf, PathBuf) {
-    std::fs::create_dir_all(dir).unwrap();
-    let (ca, cakey, crt, key, csr, ext) = (
-        dir.join("ca.crt"),
-        dir.join("ca.key"),
-        dir.join("server.crt"),
-        dir.join("server.key"),
-        dir.join("server.csr"),
-        dir.join("ext.cnf"),
-    );
-    let ok = |c: &mut Command| {
-        assert!(c
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success())
-    };
-    ok(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=knocker test CA",
-        ])
-        .arg("-keyout")
-        .arg(&cakey)
-        .arg("-out")
-        .arg(&ca));
-    ok(Command::new("openssl")
-        .args([
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&csr));
-    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    ok(Command::new("openssl")
-        .args(["x509", "-req", "-days", "2"])
-        .arg("-in")
-        .arg(&csr)
-        .arg("-CA")
-        .arg(&ca)
-        .arg("-CAkey")
-        .arg(&cakey)
-        .arg("-CAcreateserial")
-        .arg("-extfile")
-        .arg(&ext)
-        .arg("-out")
-        .arg(&crt));
-    for f in [&ca, &crt, &key] {
-        user.chown(f).unwrap();
-    }
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::set_permissions(&crt, std::fs::Permissions::from_mode(0o644)).unwrap();
-    (ca, crt, key)
-}
-
-fn node_options(tls: &(PathBuf, PathBuf, PathBuf)) -> ClusterOptions {
-    ClusterOptions {
-        settings: vec![
-            ("ssl".into(), "on".into()),
-            ("ssl_ca_file".into(), tls.0.display().to_string()),
-            ("ssl_cert_file".into(), tls.1.display().to_string()),
-            ("ssl_key_file".into(), tls.2.display().to_string()),
-        ],
-        ..Default::default()
-    }
-}
-
-fn admin(c: &Cluster) -> String {
-    format!(
-        "host={} port={} user=postgres dbname=postgres",
-        c.socket_dir().display(),
-        c.port()
-    )
-}
-
-async fn status(monitor: &str) -> autofailover::StatusReport {
-    let o = Options::new(Action::Status {
-        monitor: Some(Secret(monitor.into())),
-    });
-    match autofailover::run(&o, &mut |_: &str| true).await.unwrap() {
-        Report::Status(s) => s,
-        other => panic!("{other:?}"),
-    }
-}
-
-async fn wait_states(monitor: &str, want: &[(&str, &str)], within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let s = status(monitor).await;
-        let have: BTreeSet<(String, String)> = s
-            .nodes
-            .iter()
-            .map(|n| (n.name.clone(), n.state.clone()))
-            .collect();
-        if want
-            .iter()
-            .all(|(n, st)| have.contains(&(n.to_string(), st.to_string())))
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "states {want:?} not reached: {have:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// One write attempt of the client: its value, when it started, and
-/// whether the server acknowledged it.
-#[derive(Clone, Copy)]
-struct Attempt {
-    n: i64,
-    started: Instant,
-    acked: bool,
-}
-
-async fn write_once(params: &pgctl::connect::ConnectParams, n: i64) -> bool {
-    let attempt = async {
-        let c = pgctl::connect::connect(params).await.ok()?;
-        c.client()
-            .execute("INSERT INTO counter(n) VALUES ($1)", &[&n])
-            .await
-            .ok()
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(3), attempt).await,
-        Ok(Some(1))
-    )
-}
-
-type Writer = (
-    Arc<Mutex<Vec<Attempt>>>,
-    Arc<AtomicBool>,
-    tokio::task::JoinHandle<()>,
-);
-
-/// A client inserting `first_n`, `first_n + 1`, ... through `params`, one
-/// connection per attempt, until its flag is set.
-fn start_writer(params: pgctl::connect::ConnectParams, first_n: i64, pause: Duration) -> Writer {
-    let attempts: Arc<Mutex<Vec<Attempt>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = {
-        let (attempts, stop) = (attempts.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut n = first_n;
-            while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                let acked = write_once(&params, n).await;
-                attempts.lock().unwrap().push(Attempt { n, started, acked });
-                n += 1;
-                tokio::time::sleep(if acked {
-                    pause
-                } else {
-                    Duration::from_millis(100)
-                })
-                .await;
-            }
-        })
-    };
-    (attempts, stop, handle)
-}
-
 #[test]
 fn monitor_init_enroll_kill_freeze_switchover_disable_and_back_pg15() {
     pg_harness::block_on(async {
         let begun = Instant::now();
         let user = OsUser::server_user().clone();
-        let scratch = tempfile::Builder::new()
-            .prefix("knocker-autofailover-")
-            .tempdir_in("/dev/shm")
-            .unwrap()
-            .keep();
-        std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755)).unwrap();
-        user.chown(&scratch).unwrap();
         // Dropped in reverse: the keepers stop first (a cluster dropped
         // under a running keeper is restarted by it), then the clusters,
         // then the scratch directory.
-        let _scratch = Scratch(scratch.clone());
-        let tls = make_tls(&scratch.join("tls"), &user);
+        let _scratch = Scratch::create("knocker-autofailover-", &user).unwrap();
+        let scratch = _scratch.0.clone();
+        let tls = make_tls(&scratch.join("tls"), &user, "IP:127.0.0.1,DNS:localhost");
         let ca = tls.0.display().to_string();
         let primary = Cluster::start_with(15, node_options(&tls)).await;
         let standby = Cluster::start_with(15, node_options(&tls)).await;
@@ -586,14 +221,7 @@ fn monitor_init_enroll_kill_freeze_switchover_disable_and_back_pg15() {
             .push(spawn(&margv, &scratch.join("monitor.log")));
 
         // The running primary, with the application's table.
-        let p = primary.connect().await;
-        p.batch_execute("CREATE ROLE app LOGIN PASSWORD 'apppw'")
-            .await
-            .unwrap();
-        p.batch_execute("CREATE DATABASE appdb OWNER app")
-            .await
-            .unwrap();
-        drop(p);
+        app_database(&primary).await;
         let appurl = |ports: &[u16]| {
             format!(
                 "postgres://app:apppw@{}/appdb?target_session_attrs=read-write&connect_timeout=2&sslmode=verify-full&sslrootcert={ca}",
@@ -723,83 +351,14 @@ fn monitor_init_enroll_kill_freeze_switchover_disable_and_back_pg15() {
 
         // A standby cloned from it (primary_conninfo of its own, as knocker
         // replica leaves it), running, then enrolled keeping its data.
-        let sdata = standby.data_dir().display().to_string();
-        run_as(
-            &user,
-            &[
-                &format!("{BIN}/pg_ctl"),
-                "-D",
-                &sdata,
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ],
-            &[],
-        );
-        // The keeper may still be restarting its PostgreSQL ("starting
-        // up"): a few attempts, each from an empty directory.
-        let mut cloned = false;
-        for _ in 0..20 {
-            let _ = std::fs::remove_dir_all(standby.data_dir());
-            let out = user
-                .command(format!("{BIN}/pg_basebackup"))
-                .args(["-D", &sdata, "-X", "stream", "-c", "fast", "-R", "-d"])
-                .arg(format!("host=127.0.0.1 port={} user=pgautofailover_replicator sslmode=verify-full sslrootcert={ca} application_name=node_b", primary.port()))
-                .env_clear()
-                .env("PGPASSFILE", &passfile)
-                .output()
-                .unwrap();
-            if out.status.success() {
-                cloned = true;
-                break;
-            }
-            eprintln!(
-                "pg_basebackup: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        assert!(cloned, "could not clone the primary");
-        let mut conf = std::fs::OpenOptions::new()
-            .append(true)
-            .open(standby.data_dir().join("postgresql.conf"))
-            .unwrap();
-        std::io::Write::write_all(
-            &mut conf,
-            format!(
-                "port = {}\nunix_socket_directories = '{}'\n",
-                standby.port(),
-                standby.socket_dir().display()
-            )
-            .as_bytes(),
-        )
-        .unwrap();
-        run_as(
-            &user,
-            &[
-                &format!("{BIN}/pg_ctl"),
-                "-D",
-                &sdata,
-                "-l",
-                &scratch.join("standby-start.log").display().to_string(),
-                "-w",
-                "start",
-            ],
-            &[],
-        );
-        let mut enroll_b = Options::new(Action::Enroll {
-            monitor: Secret(monitor.clone()),
-        });
-        enroll_b.admin_conn = Some(admin(&standby));
-        enroll_b.name = Some("node_b".into());
-        let Report::Enroll(r) = autofailover::run(&enroll_b, &mut |_: &str| true)
-            .await
-            .unwrap()
-        else {
-            panic!()
+        let from = CloneSource {
+            host: "127.0.0.1",
+            port: primary.port(),
+            ca: &ca,
+            passfile: &passfile,
         };
-        assert_eq!(r.role, "standby");
+        let start_log = scratch.join("standby-start.log");
+        let r = clone_and_enroll_standby(&user, &standby, &from, "", &monitor, &start_log).await;
         let auto_conf =
             std::fs::read_to_string(standby.data_dir().join("postgresql.auto.conf")).unwrap();
         assert!(!auto_conf.contains("primary_conninfo"), "{auto_conf}");
@@ -831,25 +390,7 @@ fn monitor_init_enroll_kill_freeze_switchover_disable_and_back_pg15() {
 
         // The writer, through the multi-host string.
         let params = params_for(&appurl(&[primary.port(), standby.port()]));
-        let attempts: Arc<Mutex<Vec<Attempt>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let writer = {
-            let (attempts, stop, params) = (attempts.clone(), stop.clone(), params.clone());
-            tokio::spawn(async move {
-                let mut n = 0i64;
-                while !stop.load(Ordering::Relaxed) {
-                    n += 1;
-                    let started = Instant::now();
-                    let acked = write_once(&params, n).await;
-                    attempts.lock().unwrap().push(Attempt { n, started, acked });
-                    if !acked {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    } else {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-            })
-        };
+        let (attempts, stop, writer) = start_writer(params.clone(), 1, Duration::from_millis(20));
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(
             attempts.lock().unwrap().iter().any(|a| a.acked),

@@ -14,10 +14,9 @@
 //! the standby streams again, and no acknowledged write is lost. About
 //! 40 s.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -169,14 +168,8 @@ fn enroll_and_disable_keep_the_layout_debian_cluster_pg15() {
         let mut leftovers = Leftovers(Vec::new());
         let postgres = OsUser::lookup("postgres").unwrap();
         let user = OsUser::server_user().clone();
-        let scratch = tempfile::Builder::new()
-            .prefix("knocker-af-debian-")
-            .tempdir_in("/dev/shm")
-            .unwrap()
-            .keep();
-        std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755)).unwrap();
-        user.chown(&scratch).unwrap();
-        let _scratch = Scratch(scratch.clone());
+        let _scratch = Scratch::create("knocker-af-debian-", &user).unwrap();
+        let scratch = _scratch.0.clone();
         // The monitor's files belong to its user, the nodes' to postgres.
         let tls = pgaf::make_tls(&scratch.join("tls"), &user, "IP:127.0.0.1,DNS:localhost");
         let node_tls = scratch.join("node-tls");
@@ -189,13 +182,7 @@ fn enroll_and_disable_keep_the_layout_debian_cluster_pg15() {
 
         let primary = DebianCluster::create(15).await;
         let standby = DebianCluster::create(15).await;
-        for c in [&primary, &standby] {
-            leftovers.0.push(c.conf_dir());
-            leftovers.0.push(PathBuf::from(format!(
-                "/var/lib/postgresql/15/.{}.knocker-replica.pgpass",
-                c.name()
-            )));
-        }
+        leftovers.debian_clusters(&[&primary, &standby]);
         // Dropped before the clusters: a keeper restarts a dropped cluster.
         let mut keepers = Keepers {
             children: Vec::new(),
@@ -226,18 +213,7 @@ fn enroll_and_disable_keep_the_layout_debian_cluster_pg15() {
             .unwrap();
             c.restart().await;
         }
-        let p = primary.connect().await.unwrap();
-        p.batch_execute("CREATE ROLE knocknoc LOGIN PASSWORD 'pw'")
-            .await
-            .unwrap();
-        p.batch_execute("CREATE DATABASE knocknoc OWNER knocknoc")
-            .await
-            .unwrap();
-        drop(p);
-        let conn = format!(
-            "postgresql://knocknoc:pw@127.0.0.1:{}/knocknoc",
-            primary.port()
-        );
+        let conn = common::app_database(&primary).await;
 
         // knocker replica: --init and --allow on the primary, --clone-from
         // on the standby.

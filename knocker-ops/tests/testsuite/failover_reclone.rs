@@ -4,12 +4,11 @@
 //! stopped and fenced and the error says what to add; with it the node is
 //! cloned afresh and streams.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::Leftovers;
 use knocker_ops::replica::{self, Action, Options};
 use knocker_ops::{failover, ErrorKind};
 use pg_harness::DebianCluster;
@@ -26,24 +25,8 @@ fn status(cluster: &DebianCluster) -> String {
 #[test]
 fn rejoin_with_reclone_when_pg_rewind_fails_debian_cluster() {
     pg_harness::block_on(async {
-        let mut leftovers = Leftovers(Vec::new());
-        let a = DebianCluster::create(15).await;
-        let c = DebianCluster::create(15).await;
-        for x in [&a, &c] {
-            leftovers.0.push(x.conf_dir());
-            leftovers.0.push(PathBuf::from(format!(
-                "/var/lib/postgresql/15/.{}.knocker-replica.pgpass",
-                x.name()
-            )));
-        }
-        let p = a.connect().await.unwrap();
-        p.batch_execute("CREATE ROLE knocknoc LOGIN PASSWORD 'pw'")
-            .await
-            .unwrap();
-        p.batch_execute("CREATE DATABASE knocknoc OWNER knocknoc")
-            .await
-            .unwrap();
-        let conn = format!("postgresql://knocknoc:pw@127.0.0.1:{}/knocknoc", a.port());
+        let (mut leftovers, a, c) = common::debian_pair().await;
+        let conn = common::app_database(&a).await;
         let mut init = Options::new(Action::Init);
         init.cluster = Some(format!("15/{}", a.name()));
         init.config = "/nonexistent".into();
