@@ -78,6 +78,39 @@ pub fn tree(pid: u32) -> Vec<u32> {
     out
 }
 
+/// SIGKILLs the postmaster that `data_dir`'s `postmaster.pid` names and
+/// every descendant of it (a host's death, for failover tests), then waits
+/// up to `within` until its pid has left /proc: PID 1 here reaps only every
+/// few seconds, and a zombie's pid still looks alive to the lock check of
+/// the next postmaster started on that directory. Returns the pid.
+pub fn kill_postmaster_tree(data_dir: &Path, within: Duration) -> std::io::Result<u32> {
+    let pid_file = data_dir.join("postmaster.pid");
+    let pid: u32 = std::fs::read_to_string(&pid_file)?
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("no pid in {}", pid_file.display()),
+            )
+        })?;
+    for p in tree(pid) {
+        signal(p, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + within;
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        if Instant::now() > deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("postmaster {pid} survived SIGKILL for {within:?}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(pid)
+}
+
 /// Whether `pid` runs (a zombie does not: PID 1 here reaps only every few
 /// seconds).
 pub fn alive(pid: u32) -> bool {

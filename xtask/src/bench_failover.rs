@@ -375,45 +375,10 @@ fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-/// SIGKILLs the postmaster of `node` and all its children, and waits until
-/// the postmaster is gone (PID 1 reaps only every few seconds here, and a
-/// zombie's pid still looks alive to the next postmaster's lock check).
+/// SIGKILLs the postmaster of `node` and its whole tree, and waits until
+/// it is gone.
 fn kill_tree(node: &Node) -> Result<()> {
-    let pid_file = node.cluster.data_dir().join("postmaster.pid");
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .with_context(|| format!("reading {}", pid_file.display()))?
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .context("no pid in postmaster.pid")?;
-    let mut victims = vec![pid];
-    for entry in std::fs::read_dir("/proc")?.flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(pid) {
-            victims.push(child);
-        }
-    }
-    for v in &victims {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(*v),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        ensure!(
-            Instant::now() < deadline,
-            "postmaster {pid} survived SIGKILL"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    pg_harness::pgaf::kill_postmaster_tree(&node.cluster.data_dir(), Duration::from_secs(20))?;
     Ok(())
 }
 

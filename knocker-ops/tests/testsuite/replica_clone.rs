@@ -473,47 +473,10 @@ async fn wait_slot(p: &tokio_postgres::Client, slot: &str, active: bool) {
     }
 }
 
-/// SIGKILLs the postmaster of `data` and all its children, and waits until
-/// the postmaster is gone (PID 1 reaps it only every few seconds, and a
-/// zombie's pid still looks alive to the next postmaster's lock check).
+/// SIGKILLs the postmaster of `data` and its whole tree, and waits until
+/// it is gone.
 fn kill_tree(data: &std::path::Path) {
-    let pid: i32 = std::fs::read_to_string(data.join("postmaster.pid"))
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let mut victims = vec![pid];
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(pid) {
-            victims.push(child);
-        }
-    }
-    for v in &victims {
-        // SAFETY: kill has no memory preconditions.
-        unsafe { libc::kill(*v, libc::SIGKILL) };
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "postmaster {pid} survived SIGKILL"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    pg_harness::pgaf::kill_postmaster_tree(data, Duration::from_secs(10)).unwrap();
 }
 
 /// The standby must run the primary's major version: a PostgreSQL 16
