@@ -48,6 +48,25 @@ const AUTOCTL_FILES: [&str; 2] = [
     "postgresql-auto-failover-standby.conf",
 ];
 
+/// The other nodes of this node's formation group, by name, as the monitor
+/// lists them (`pg_autoctl show state`, through this node's own
+/// configuration).
+async fn enrolled_peers(autoctl: &Autoctl, pgdata: &str) -> Result<Vec<String>, Error> {
+    let own = autoctl.configured_name();
+    let out = autoctl::run_ok(
+        "pg_autoctl show state",
+        &autoctl.command(&["show", "state", "--pgdata", pgdata, "--json"]),
+        Duration::from_secs(30),
+    )
+    .await?;
+    let nodes = super::status::parse_state(&String::from_utf8_lossy(&out.stdout))?;
+    Ok(nodes
+        .into_iter()
+        .filter(|n| Some(&n.name) != own.as_ref())
+        .map(|n| n.name)
+        .collect())
+}
+
 /// postgresql.conf without pg_autoctl's include line.
 pub fn without_include(conf: &str) -> String {
     conf.split_inclusive('\n')
@@ -228,9 +247,39 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
     handback.plan_reload(&mut plan);
     plan.commands.push(start.clone());
     plan.sql = keep_now.iter().chain(&sql).cloned().collect();
+    // Dropping the primary while other nodes are enrolled makes the monitor
+    // promote one of them (the group goes to `single`), and this node comes
+    // back writable in manual mode: two primaries.
+    let peers = if in_recovery {
+        Ok(Vec::new())
+    } else {
+        enrolled_peers(&autoctl, &pgdata_s).await
+    };
+    let two_primaries = match &peers {
+        Ok(p) if p.is_empty() => None,
+        Ok(p) => Some(format!(
+            "this node is the formation's primary and {} still enrolled: dropping it makes \
+             pg_auto_failover promote one of them while this node takes writes again in manual \
+             mode (two primaries). Run --disable on each standby first, or `knocker failover \
+             --switchover` and then --disable here",
+            p.join(", ")
+        )),
+        Err(e) => Some(format!(
+            "this node is the formation's primary and the monitor cannot say whether other nodes \
+             are enrolled ({e}): if one is, dropping this node makes pg_auto_failover promote it \
+             while this node takes writes again (two primaries). Run --disable on each standby first"
+        )),
+    };
     if options.dry_run {
+        report.warnings.extend(two_primaries);
         report.plan = Some(plan);
         return Ok(report);
+    }
+    if let Some(why) = two_primaries {
+        if !options.force {
+            return Err(Error::refused(why));
+        }
+        report.warnings.push(format!("--force: {why}"));
     }
 
     for statement in &keep_now {

@@ -134,11 +134,21 @@ async fn connect_peer(
 /// `require` when the peer has SSL on (what the URL `replica --init`
 /// prints asks), else none. Never libpq's default `prefer`, which a
 /// man in the middle can downgrade to plain text.
-async fn follow_sslmode(peer: &Client, auto: &str) -> Result<Option<SslMode>, Error> {
-    let named = replication::conf_value(auto, "primary_conninfo")
-        .and_then(|c| ConnInfo::parse(&c).ok())
-        .and_then(|c| c.get(Keyword::Sslmode).and_then(SslMode::from_keyword));
-    if let Some(mode) = named.filter(|m| *m != SslMode::Prefer) {
+///
+/// A `verify-full`/`verify-ca` is kept only where it can still verify:
+/// the new string names `new_host` (the standby's address as the primary
+/// saw it) and carries no `sslrootcert`, so a verify mode named with
+/// another host name or its own root certificate would fail the
+/// walreceiver after the promotion; it becomes `require` then, and
+/// `warnings` says what to put back.
+async fn follow_sslmode(
+    peer: &Client,
+    auto: &str,
+    new_host: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Option<SslMode>, Error> {
+    if let Some((mode, warning)) = carried_sslmode(auto, new_host) {
+        warnings.extend(warning);
         return Ok(Some(mode));
     }
     let ssl: bool = peer
@@ -149,6 +159,34 @@ async fn follow_sslmode(peer: &Client, auto: &str) -> Result<Option<SslMode>, Er
         })?
         .get(0);
     Ok(ssl.then_some(SslMode::Require))
+}
+
+/// The part of [`follow_sslmode`] read from `postgresql.auto.conf` alone:
+/// the sslmode its `primary_conninfo` names (not `prefer`), and a warning
+/// when a verify mode cannot be carried to `new_host`.
+fn carried_sslmode(auto: &str, new_host: &str) -> Option<(SslMode, Option<String>)> {
+    let named =
+        replication::conf_value(auto, "primary_conninfo").and_then(|c| ConnInfo::parse(&c).ok())?;
+    let mode = named
+        .get(Keyword::Sslmode)
+        .and_then(SslMode::from_keyword)
+        .filter(|m| *m != SslMode::Prefer)?;
+    let verifies = matches!(mode, SslMode::VerifyFull | SslMode::VerifyCa);
+    let other_host = named.get(Keyword::Host) != Some(new_host);
+    let own_root = named.get(Keyword::Sslrootcert).is_some();
+    if verifies && (own_root || (mode == SslMode::VerifyFull && other_host)) {
+        return Some((
+            SslMode::Require,
+            Some(format!(
+                "this node's primary_conninfo asked for sslmode={} (with its own host name or \
+                 sslrootcert), which the new string to {new_host} cannot carry: it uses \
+                 sslmode=require; set the verification back with ALTER SYSTEM SET \
+                 primary_conninfo and a reload",
+                mode.as_str()
+            )),
+        ));
+    }
+    Some((mode, None))
 }
 
 fn ms(d: Duration) -> u64 {
@@ -369,7 +407,7 @@ async fn switchover_steps(
         port: peer.port,
         user: roles.replication.clone(),
         application_name: name.clone(),
-        sslmode: follow_sslmode(&remote, &old_auto).await?,
+        sslmode: follow_sslmode(&remote, &old_auto, &peer.host, &mut report.warnings).await?,
         passfile: Some(passfile.clone()),
         connect_timeout: Some(5),
     };
@@ -631,7 +669,7 @@ async fn follow(
         port: peer.port,
         user: roles.replication.clone(),
         application_name: name.to_string(),
-        sslmode: follow_sslmode(&rewind, &old_auto)
+        sslmode: follow_sslmode(&rewind, &old_auto, &peer.host, &mut report.warnings)
             .await
             .map_err(|e| after_promote("ask for SSL", &e, peer))?,
         passfile: Some(passfile),
@@ -956,6 +994,36 @@ fn parse_peer(text: &str) -> Result<(String, Option<u16>), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_verify_mode_is_carried_only_where_it_can_still_verify() {
+        let auto = |conninfo: &str| format!("primary_conninfo = '{conninfo}'\n");
+        // No sslmode, or prefer: asked of the server instead.
+        assert_eq!(carried_sslmode("", "10.0.0.1"), None);
+        assert_eq!(
+            carried_sslmode(&auto("host=10.0.0.2 sslmode=prefer"), "10.0.0.1"),
+            None
+        );
+        // require and the same host: kept as they are.
+        assert_eq!(
+            carried_sslmode(&auto("host=10.0.0.2 sslmode=require"), "10.0.0.1"),
+            Some((SslMode::Require, None))
+        );
+        assert_eq!(
+            carried_sslmode(&auto("host=10.0.0.1 sslmode=verify-full"), "10.0.0.1"),
+            Some((SslMode::VerifyFull, None))
+        );
+        // verify-full named for a host name the new string does not carry,
+        // or any verify mode with its own root certificate: require, said.
+        for conninfo in [
+            "host=db-a.example.com sslmode=verify-full",
+            "host=10.0.0.1 sslmode=verify-ca sslrootcert=/etc/ssl/ca.pem",
+        ] {
+            let (mode, warning) = carried_sslmode(&auto(conninfo), "10.0.0.1").unwrap();
+            assert_eq!(mode, SslMode::Require, "{conninfo}");
+            assert!(warning.unwrap().contains("sslmode=require"), "{conninfo}");
+        }
+    }
 
     #[test]
     fn lsns_and_history_lines_are_read() {

@@ -411,6 +411,32 @@ fn enroll_and_disable_keep_the_layout_debian_cluster_pg15() {
             "{:?}",
             r.warnings
         );
+        // The primary goes last: with node_b still enrolled the dry run
+        // warns and a real --disable refuses (the monitor would promote
+        // node_b while node_a takes writes again), changing nothing.
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("node_b still enrolled") && w.contains("two primaries")),
+            "{:?}",
+            r.warnings
+        );
+        let e = autofailover::run(
+            &af_options(Action::Disable, &primary, "node_a"),
+            &mut |_: &str| true,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            e.kind(),
+            knocker_ops::ErrorKind::Refused { overridable: true },
+            "{e}"
+        );
+        assert!(e.to_string().contains("two primaries"), "{e}");
+        assert!(
+            pg_harness::pgaf::alive(keeper_a_pid),
+            "the refused --disable stopped the keeper"
+        );
         let t = Instant::now();
         let r = disable(&standby, "node_b", &mut keepers, keeper_b_pid).await;
         eprintln!(
