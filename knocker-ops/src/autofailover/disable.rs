@@ -42,6 +42,10 @@ pub const KEPT_ON_DISABLE: [&str; 9] = [
     "hot_standby_feedback",
 ];
 
+/// How long stopping the keeper (and its PostgreSQL, shutdown checkpoint
+/// included) may take.
+const KEEPER_STOP_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// pg_autoctl's files in the data directory.
 const AUTOCTL_FILES: [&str; 2] = [
     "postgresql-auto-failover.conf",
@@ -297,15 +301,20 @@ pub(super) async fn disable(options: &Options) -> Result<DisableReport, Error> {
     }
     // Not running (crashed, or stopped by its supervisor) is fine: the
     // wait below then returns at once.
-    let out = autoctl::run(stop_keeper, Duration::from_secs(30)).await?;
+    // Stopping includes PostgreSQL's shutdown checkpoint, which a busy
+    // server with large shared_buffers can take minutes over (under systemd
+    // `disable --now` waits for it, up to the unit's TimeoutStopSec, 90 s by
+    // default).
+    let out = autoctl::run(stop_keeper, KEEPER_STOP_TIMEOUT).await?;
     let keeper_pid_file = autoctl.keeper_pid_file();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + KEEPER_STOP_TIMEOUT;
     while keeper_running(&keeper_pid_file) || postmaster_running(&pgdata.join("postmaster.pid")) {
         if Instant::now() > deadline {
             return Err(Error::failed(format!(
-                "the keeper of {} still runs 60 s after pg_autoctl stop ({}): is it restarted by \
+                "the keeper of {} still runs {} s after it was stopped ({}): is it restarted by \
                  a supervisor? Stop that supervisor and run --disable again\n{}",
                 pgdata.display(),
+                KEEPER_STOP_TIMEOUT.as_secs(),
                 out.status,
                 autoctl::output_tail(&out)
             )));

@@ -250,6 +250,18 @@ fn node_name(options: &Options) -> Result<String, Error> {
     }
 }
 
+/// `pg_autoctl config set` of knocker's keeper network partition timeout.
+fn partition_timeout_command(autoctl: &Autoctl, pgdata: &Path) -> Vec<String> {
+    autoctl.command(&[
+        "config",
+        "set",
+        "--pgdata",
+        &pgdata.display().to_string(),
+        "timeout.network_partition_timeout",
+        &KEEPER_PARTITION_TIMEOUT.to_string(),
+    ])
+}
+
 pub(super) async fn enroll(
     options: &Options,
     monitor: &Secret,
@@ -319,12 +331,28 @@ pub(super) async fn enroll(
             autoctl.config_file().display(),
             if systemd { "" } else { "; nothing to do" }
         ));
+        // A run that stopped after `create` may have missed the keeper's
+        // partition timeout, which fences an isolated primary before the
+        // monitor's demote timeout ends (mod.rs): set again (idempotent).
+        let tune = partition_timeout_command(&autoctl, &facts.data_dir);
+        if options.dry_run {
+            report
+                .plan
+                .get_or_insert_with(Plan::default)
+                .commands
+                .push(tune);
+        } else {
+            autoctl::run_ok(
+                "setting the keeper's network partition timeout",
+                &tune,
+                Duration::from_secs(30),
+            )
+            .await?;
+        }
         // A run that stopped before its service started finishes here.
         if let Supervision::Service { unit, text } = &supervision {
             if options.dry_run {
-                let mut plan = Plan::default();
-                supervision.plan(&mut plan);
-                report.plan = Some(plan);
+                supervision.plan(report.plan.get_or_insert_with(Plan::default));
             } else {
                 report.changed = unit.install(text, &ready, SERVICE_START_TIMEOUT).await?;
                 report
@@ -479,15 +507,7 @@ pub(super) async fn enroll(
         "--monitor",
         &monitor_uri,
     ]);
-    let partition_timeout = KEEPER_PARTITION_TIMEOUT.to_string();
-    let tune = autoctl.command(&[
-        "config",
-        "set",
-        "--pgdata",
-        &pgdata,
-        "timeout.network_partition_timeout",
-        &partition_timeout,
-    ]);
+    let tune = partition_timeout_command(&autoctl, &facts.data_dir);
 
     let passfile_new = format!(
         "{}{}",

@@ -584,6 +584,20 @@ pub(super) async fn monitor_init(
         .sslmode(SslMode::VerifyFull)
         .sslrootcert(ca.clone())
         .build();
+    if let Supervision::Service { unit, text } = &supervision {
+        // A failure here rolls everything back: the URI was never shown.
+        undo.unit = Some(unit.clone());
+        let socket = Path::new(SOCKET_DIR).join(format!(".s.PGSQL.{port}"));
+        unit.install(text, &socket, SERVICE_START_TIMEOUT).await?;
+        report.done.push(format!(
+            "{} written; the monitor runs under systemd ({}, enabled)",
+            unit.path.display(),
+            unit.name
+        ));
+    }
+    // Last, after the service is up: the passfile marks a finished
+    // --monitor-init (see `was_made_here`), and a run killed before this
+    // point never showed its URI.
     crate::replica::clone::write_owned(
         &autoctl.passfile(),
         passfile_line([
@@ -603,17 +617,6 @@ pub(super) async fn monitor_init(
         autoctl.passfile().display(),
         autoctl.user
     ));
-    if let Supervision::Service { unit, text } = &supervision {
-        // A failure here rolls everything back: the URI was never shown.
-        undo.unit = Some(unit.clone());
-        let socket = Path::new(SOCKET_DIR).join(format!(".s.PGSQL.{port}"));
-        unit.install(text, &socket, SERVICE_START_TIMEOUT).await?;
-        report.done.push(format!(
-            "{} written; the monitor runs under systemd ({}, enabled)",
-            unit.path.display(),
-            unit.name
-        ));
-    }
     (report.service, report.supervise) = supervision.report();
     undo.armed = false;
     report.changed = true;

@@ -343,6 +343,33 @@ fn monitor_init_enroll_kill_freeze_switchover_disable_and_back_pg15() {
         )
         .unwrap();
         assert!(!cfg.contains(&monitor_password), "{cfg}");
+        assert!(
+            cfg.contains("network_partition_timeout = 3"),
+            "knocker's partition timeout missing:\n{cfg}"
+        );
+        // Enrolling again: already enrolled, nothing asked; the keeper's
+        // partition timeout is set again (a run stopped after `create`
+        // would have missed it).
+        let dirs = [primary.socket_dir(), standby.socket_dir()];
+        let socket = format!(".s.PGSQL.{}", primary.port());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !dirs.iter().any(|d| d.join(&socket).exists()) {
+            assert!(Instant::now() < deadline, "no socket {socket} in {dirs:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut enroll_again = enroll.clone();
+        enroll_again.admin_conn = Some(admin_at(primary.port(), &dirs));
+        let Report::Enroll(again) =
+            autofailover::run(&enroll_again, &mut |_: &str| panic!("asked"))
+                .await
+                .unwrap()
+        else {
+            panic!()
+        };
+        assert!(
+            again.done.iter().any(|d| d.contains("already enrolled")),
+            "{again:?}"
+        );
         let passfile = state_dir.join("pgpass");
         assert_eq!(
             std::fs::metadata(&passfile).unwrap().permissions().mode() & 0o777,
