@@ -510,9 +510,33 @@ pub fn restore(layout: &DebianLayout, backup_dir: &Path) -> Result<Vec<String>, 
         done.push("start.conf restored (pg_auto_failover had disabled it)".into());
     }
     for f in ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"] {
-        let moved = layout.data_dir.join(f);
-        if layout.etc(f).is_file() && moved.exists() {
+        let (moved, etc) = (layout.data_dir.join(f), layout.etc(f));
+        if !(etc.is_file() && moved.exists()) {
+            continue;
+        }
+        // The data directory's copy goes only when /etc holds what it
+        // became; a file put in /etc meanwhile (configuration management
+        // templating it again) leaves the copy that was in force kept.
+        let in_etc = std::fs::read(&etc).map_err(|e| io("cannot read", &etc, e))?;
+        let ours = std::fs::read(&moved).map_err(|e| io("cannot read", &moved, e))?;
+        let same = in_etc == ours
+            || (f == "postgresql.conf"
+                && (in_etc == restored_conf(&String::from_utf8_lossy(&ours)).as_bytes()
+                    || std::fs::read(backup_dir.join(f)).is_ok_and(|b| b == in_etc)));
+        if same {
             std::fs::remove_file(&moved).map_err(|e| io("cannot remove", &moved, e))?;
+        } else {
+            let kept = layout.data_dir.join(format!(
+                "{f}.knocker-autofailover-{}",
+                pgctl::os::utc_timestamp().replace(':', "")
+            ));
+            std::fs::rename(&moved, &kept).map_err(|e| io("cannot rename", &moved, e))?;
+            done.push(format!(
+                "{} was changed while the cluster was enrolled: it stays in force; the file that \
+                 was in force is kept as {}",
+                etc.display(),
+                kept.display()
+            ));
         }
     }
     fsync_dir(&layout.conf_dir)?;
@@ -626,6 +650,37 @@ mod tests {
         assert!(restore(&layout, &dir.path().join("no-backup"))
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn restore_keeps_the_copy_in_force_when_etc_was_written_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = format!(
+            "data_directory = '{}/data'\nport = 5433\n",
+            dir.path().display()
+        );
+        let layout = adopted_in(dir.path(), &adopted_conf(&original, &[]));
+        // Configuration management templated pg_hba.conf into /etc again.
+        std::fs::write(layout.etc("pg_hba.conf"), "host all all 0.0.0.0/0 md5\n").unwrap();
+        let done = restore(&layout, &dir.path().join("no-backup")).unwrap();
+        assert!(
+            done.iter().any(|d| d.contains("pg_hba.conf was changed")),
+            "{done:?}"
+        );
+        let kept: Vec<_> = std::fs::read_dir(&layout.data_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("pg_hba.conf.knocker-autofailover-"))
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(
+            std::fs::read_to_string(layout.data_dir.join(&kept[0])).unwrap(),
+            "local all all peer\n"
+        );
+        // The files it restored itself are removed from the data directory.
+        assert!(!layout.data_dir.join("postgresql.conf").exists());
+        assert!(!layout.data_dir.join("pg_ident.conf").exists());
     }
 
     #[test]

@@ -531,7 +531,8 @@ fn quote_conninfo_value(v: &str) -> String {
 
 /// Whether the keeper whose pid file is `pid_file` is alive (a zombie,
 /// which its supervisor has not reaped yet, counts as gone).
-fn keeper_running(pid_file: &Path) -> bool {
+/// Whether the keeper whose pid file is `pid_file` runs (not a zombie).
+pub(super) fn keeper_running(pid_file: &Path) -> bool {
     let Some(pid) = std::fs::read_to_string(pid_file)
         .ok()
         .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))

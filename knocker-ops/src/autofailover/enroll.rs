@@ -354,6 +354,20 @@ pub(super) async fn enroll(
             if options.dry_run {
                 supervision.plan(report.plan.get_or_insert_with(Plan::default));
             } else {
+                // A keeper already running outside the unit (started by
+                // hand, or by another unit) would make the unit's own
+                // `pg_autoctl run` exit on its pid file and restart for
+                // ever while the socket check below passes.
+                if !unit.is_active().await
+                    && super::disable::keeper_running(&autoctl.keeper_pid_file())
+                {
+                    return Err(Error::refused_always(format!(
+                        "a keeper of {} already runs outside {unit} (its pid file is {}): stop \
+                         it, then run --enroll again to run it under systemd",
+                        facts.data_dir.display(),
+                        autoctl.keeper_pid_file().display()
+                    )));
+                }
                 report.changed = unit.install(text, &ready, SERVICE_START_TIMEOUT).await?;
                 report
                     .done

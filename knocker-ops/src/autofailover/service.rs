@@ -96,6 +96,16 @@ impl ServiceUnit {
         argv
     }
 
+    /// Whether systemd runs the unit now (`systemctl is-active`).
+    pub async fn is_active(&self) -> bool {
+        autoctl::run(
+            &self.systemctl(&["is-active", "--quiet"]),
+            SYSTEMCTL_TIMEOUT,
+        )
+        .await
+        .is_ok_and(|o| o.status.success())
+    }
+
     /// The commands that start the unit once its file is written.
     fn install_commands(&self) -> [Vec<String>; 2] {
         [daemon_reload(), self.systemctl(&["enable", "--now"])]

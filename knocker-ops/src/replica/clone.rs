@@ -1002,6 +1002,17 @@ async fn refuse_replacing_data(o: &Options, cluster: &DebianCluster) -> Result<(
 /// How often [`start_standby`] looks whether the standby streams yet.
 const START_POLL: Duration = Duration::from_millis(50);
 
+/// Reads `pipe` to its end on a thread of its own (see [`start_standby`]).
+fn drain<R: std::io::Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut text);
+        }
+        text
+    })
+}
+
 /// Starts the standby `cluster` (`pg_ctlcluster VERSION NAME start`) and
 /// waits until it streams from its upstream; returns the session it
 /// watched through.
@@ -1020,53 +1031,63 @@ pub(crate) async fn start_standby(
     cluster: &DebianCluster,
 ) -> Result<target::Admin, Error> {
     let argv = ctlcluster(cluster, "start");
-    let child = Command::new(&argv[0])
+    let mut child = Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Error::failed(format!("cannot run {}: {e}", argv[0])).with_source(e))?;
-    let pid = child.id();
-    // Read to the end on a thread of its own: a long failure message (the
-    // server log pg_ctlcluster prints) never blocks the wrapper.
-    let wrapper = std::thread::spawn(move || child.wait_with_output());
+    // Each pipe read to its end on a thread of its own: a long failure
+    // message (the server log pg_ctlcluster prints) never blocks the
+    // wrapper, and a process that keeps a pipe open after the wrapper is
+    // ended (under systemd, the `systemctl start` it runs) blocks nobody.
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     let deadline = Instant::now() + STREAM_TIMEOUT;
+    let mut connected = false;
     loop {
-        if wrapper.is_finished() {
-            let out = wrapper
-                .join()
-                .map_err(|_| Error::failed(format!("waiting for {} failed", argv[0])))?
-                .map_err(|e| {
-                    Error::failed(format!("waiting for {}: {e}", argv[0])).with_source(e)
-                })?;
-            if !out.status.success() {
+        let exited = child
+            .try_wait()
+            .map_err(|e| Error::failed(format!("waiting for {}: {e}", argv[0])).with_source(e))?;
+        if let Some(status) = exited {
+            if !status.success() {
+                let out = stdout.join().unwrap_or_default();
+                let err = stderr.join().unwrap_or_default();
                 return Err(Error::failed(format!(
-                    "`{}` failed ({}): {}{}",
+                    "`{}` failed ({status}): {}{}",
                     crate::plan::shell_words(&argv),
-                    out.status,
-                    String::from_utf8_lossy(&out.stdout).trim(),
-                    String::from_utf8_lossy(&out.stderr).trim()
+                    String::from_utf8_lossy(&out).trim(),
+                    String::from_utf8_lossy(&err).trim()
                 )));
             }
             return wait_streaming(admin_conn, cluster).await;
         }
         if let Ok(admin) = target::Admin::connect(admin_conn, cluster.port).await {
+            connected = true;
             if streams(&admin).await? {
-                if let Ok(pid) = i32::try_from(pid) {
-                    // SAFETY: kill(2) has no memory preconditions; `pid` is
-                    // our own child, not yet reaped (the thread below
-                    // reaps it), so it cannot name another process.
+                // Still our unreaped child (try_wait said so just above and
+                // only this function reaps it): ending it cannot hit another
+                // process. The server runs in a session of its own.
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    // SAFETY: kill(2) has no memory preconditions.
                     unsafe { libc::kill(pid, libc::SIGTERM) };
                 }
-                let _ = wrapper.join();
+                let _ = child.wait();
                 return Ok(admin);
             }
         }
         if Instant::now() > deadline {
             return Err(not_streaming(cluster, STREAM_TIMEOUT));
         }
-        tokio::time::sleep(START_POLL).await;
+        // Until the server accepts connections each attempt is a FATAL
+        // line in its log: poll slowly then, fast once it answers.
+        tokio::time::sleep(if connected {
+            START_POLL
+        } else {
+            START_POLL * 5
+        })
+        .await;
     }
 }
 
