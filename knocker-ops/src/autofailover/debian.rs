@@ -466,8 +466,7 @@ pub fn restore(layout: &DebianLayout, backup_dir: &Path) -> Result<Vec<String>, 
         if etc.exists() || !moved.exists() {
             continue;
         }
-        let bytes = std::fs::read(&moved).map_err(|e| io("cannot read", &moved, e))?;
-        let meta = std::fs::metadata(&moved).map_err(|e| io("cannot read", &moved, e))?;
+        let (bytes, meta) = read_regular(&moved).map_err(|e| io("cannot read", &moved, e))?;
         let (bytes, mode, uid, gid) = if f == "postgresql.conf" {
             let mut restored = restored_conf(&String::from_utf8_lossy(&bytes)).into_bytes();
             let backup = backup_dir.join(f);
@@ -518,7 +517,7 @@ pub fn restore(layout: &DebianLayout, backup_dir: &Path) -> Result<Vec<String>, 
         // became; a file put in /etc meanwhile (configuration management
         // templating it again) leaves the copy that was in force kept.
         let in_etc = std::fs::read(&etc).map_err(|e| io("cannot read", &etc, e))?;
-        let ours = std::fs::read(&moved).map_err(|e| io("cannot read", &moved, e))?;
+        let (ours, _) = read_regular(&moved).map_err(|e| io("cannot read", &moved, e))?;
         let same = in_etc == ours
             || (f == "postgresql.conf"
                 && (in_etc == restored_conf(&String::from_utf8_lossy(&ours)).as_bytes()
@@ -542,6 +541,29 @@ pub fn restore(layout: &DebianLayout, backup_dir: &Path) -> Result<Vec<String>, 
     fsync_dir(&layout.conf_dir)?;
     fsync_dir(&layout.data_dir)?;
     Ok(done)
+}
+
+/// The bytes and metadata of the regular file `path`, never through a
+/// symbolic link: the data directory belongs to the PostgreSQL user, and
+/// root copies these files into /etc (a link planted there would copy
+/// any root-only file where that user can read it).
+fn read_regular(path: &Path) -> std::io::Result<(Vec<u8>, std::fs::Metadata)> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok((bytes, meta))
 }
 
 /// The `data_directory` a configuration sets, if any.
@@ -681,6 +703,23 @@ mod tests {
         // The files it restored itself are removed from the data directory.
         assert!(!layout.data_dir.join("postgresql.conf").exists());
         assert!(!layout.data_dir.join("pg_ident.conf").exists());
+    }
+
+    #[test]
+    fn restore_never_copies_through_a_link_planted_in_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = format!(
+            "data_directory = '{}/data'\nport = 5433\n",
+            dir.path().display()
+        );
+        let layout = adopted_in(dir.path(), &adopted_conf(&original, &[]));
+        let secret = dir.path().join("root-only");
+        std::fs::write(&secret, "secret\n").unwrap();
+        std::fs::remove_file(layout.data_dir.join("pg_ident.conf")).unwrap();
+        std::os::unix::fs::symlink(&secret, layout.data_dir.join("pg_ident.conf")).unwrap();
+        let e = restore(&layout, &dir.path().join("no-backup")).unwrap_err();
+        assert!(e.to_string().contains("pg_ident.conf"), "{e}");
+        assert!(!layout.etc("pg_ident.conf").exists());
     }
 
     #[test]

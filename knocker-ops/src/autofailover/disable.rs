@@ -547,7 +547,8 @@ pub(super) fn keeper_running(pid_file: &Path) -> bool {
     }
 }
 
-fn postmaster_running(pid_file: &Path) -> bool {
+/// Whether the postmaster that `pid_file` names runs.
+pub(super) fn postmaster_running(pid_file: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(pid_file) else {
         return false;
     };

@@ -705,6 +705,23 @@ pub(super) async fn enroll(
                 e
             }
         })?;
+        if argv == &stop {
+            // `systemctl stop` of Debian's unit succeeds while a server
+            // started outside that unit keeps running; create would then
+            // register the node and refuse the running server.
+            let pid_file = facts.data_dir.join("postmaster.pid");
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while super::disable::postmaster_running(&pid_file) {
+                if std::time::Instant::now() > deadline {
+                    return Err(Error::failed(format!(
+                        "PostgreSQL still runs after `{}` (started outside that service?): stop \
+                         it, then run --enroll again",
+                        crate::plan::shell_words(&stop)
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         report.done.push(format!("{what}: done"));
     }
     if let Some(layout) = &layout {
