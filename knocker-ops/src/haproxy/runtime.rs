@@ -73,19 +73,38 @@ impl MasterCli {
         Ok(String::from_utf8_lossy(&answer).into_owned())
     }
 
-    /// A command for the current worker's Runtime API.
+    /// Sends `command` (one that may be sent twice: a query, or setting a
+    /// state), asking again while the master re-executes itself: a
+    /// reload, someone else's or a killed run's, drops the connections it
+    /// holds (ECONNRESET).
+    fn command_again_on_reset(&self, command: &str) -> io::Result<String> {
+        let deadline = Instant::now() + REEXEC_WAIT;
+        loop {
+            match self.command(command) {
+                Err(e)
+                    if e.kind() == io::ErrorKind::ConnectionReset && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(REEXEC_POLL)
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A command for the current worker's Runtime API (a query or a state
+    /// change that may be sent twice).
     pub fn worker_command(&self, command: &str) -> io::Result<String> {
-        self.command(&format!("@1 {command}"))
+        self.command_again_on_reset(&format!("@1 {command}"))
     }
 
     /// `show proc`, parsed. A master in the middle of re-executing itself
     /// answers with nothing: it is asked again for a moment.
     pub fn show_proc(&self) -> io::Result<ProcList> {
         let deadline = Instant::now() + REEXEC_WAIT;
-        let mut answer = self.command("show proc")?;
+        let mut answer = self.command_again_on_reset("show proc")?;
         while answer.trim().is_empty() && Instant::now() < deadline {
             std::thread::sleep(REEXEC_POLL);
-            answer = self.command("show proc")?;
+            answer = self.command_again_on_reset("show proc")?;
         }
         ProcList::parse(&answer).ok_or_else(|| {
             io::Error::new(
