@@ -126,11 +126,7 @@ fn monitor_init_enroll_kill_freeze_switchover_disable_and_back_pg15() {
         }
         let mut init_options = Options::new(Action::MonitorInit(init.clone()));
         init_options.dry_run = true;
-        let Report::MonitorInit(r) =
-            autofailover::run(&init_options, &mut |_: &str| panic!("asked"))
-                .await
-                .unwrap()
-        else {
+        let Report::MonitorInit(r) = run_unasked(&init_options).await else {
             panic!()
         };
         let plan = r.plan.unwrap().to_string();
@@ -155,11 +151,7 @@ fn monitor_init_enroll_kill_freeze_switchover_disable_and_back_pg15() {
         );
         init_options.dry_run = false;
         let t = Instant::now();
-        let Report::MonitorInit(r) =
-            autofailover::run(&init_options, &mut |_: &str| panic!("asked"))
-                .await
-                .unwrap()
-        else {
+        let Report::MonitorInit(r) = run_unasked(&init_options).await else {
             panic!()
         };
         eprintln!(
@@ -208,11 +200,7 @@ fn monitor_init_enroll_kill_freeze_switchover_disable_and_back_pg15() {
             "{hba}"
         );
         // Again: nothing to do.
-        let Report::MonitorInit(again) =
-            autofailover::run(&init_options, &mut |_: &str| panic!("asked"))
-                .await
-                .unwrap()
-        else {
+        let Report::MonitorInit(again) = run_unasked(&init_options).await else {
             panic!()
         };
         assert!(!again.changed && again.monitor_url.is_none(), "{again:?}");
@@ -285,10 +273,7 @@ fn monitor_init_enroll_kill_freeze_switchover_disable_and_back_pg15() {
         enroll.name = Some("node_a".into());
         let mut dry = enroll.clone();
         dry.dry_run = true;
-        let Report::Enroll(r) = autofailover::run(&dry, &mut |_: &str| panic!("asked"))
-            .await
-            .unwrap()
-        else {
+        let Report::Enroll(r) = run_unasked(&dry).await else {
             panic!()
         };
         let plan = r.plan.unwrap().to_string();
@@ -359,11 +344,7 @@ fn monitor_init_enroll_kill_freeze_switchover_disable_and_back_pg15() {
         }
         let mut enroll_again = enroll.clone();
         enroll_again.admin_conn = Some(admin_at(primary.port(), &dirs));
-        let Report::Enroll(again) =
-            autofailover::run(&enroll_again, &mut |_: &str| panic!("asked"))
-                .await
-                .unwrap()
-        else {
+        let Report::Enroll(again) = run_unasked(&enroll_again).await else {
             panic!()
         };
         assert!(
@@ -932,4 +913,11 @@ fn admin_at(port: u16, dirs: &[&Path]) -> String {
         "host={} port={port} user=postgres dbname=postgres",
         dir.display()
     )
+}
+
+/// Runs `o`, which must not ask anything, and unwraps its report.
+async fn run_unasked(o: &Options) -> Report {
+    autofailover::run(o, &mut |_: &str| panic!("asked"))
+        .await
+        .unwrap()
 }
